@@ -1,0 +1,1 @@
+"""Conform: each platform's records mapped onto the unified model."""

@@ -1,0 +1,81 @@
+"""The conform contract: platform records in, unified-model rows out."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+import numpy as np
+import pyarrow as pa
+
+from conform.values import Column
+from hub.config import CityConfig
+from schemas.arrow import conformed_schema
+from schemas.model import Entity
+
+
+@dataclass
+class Conformed:
+    """Rows of the primary entity, one per platform record and in the same order."""
+
+    table: pa.Table
+    # Values that were sent but could not be read (a date that is no date): per
+    # platform field, a row mask. They quarantine the record; nothing becomes a
+    # silent NULL.
+    unparseable: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+class Conformer(ABC):
+    """Maps one platform's records onto the unified model.
+
+    `conform` gives the primary entity (the platform's own records: work orders,
+    cases, residents…), row-aligned with its input so a rejected row leads back
+    to its original record. `derive` gives the entities those records mention
+    (callers, handling departments), from the records that passed validation.
+    """
+
+    primary: ClassVar[Entity]
+    derived: ClassVar[tuple[Entity, ...]] = ()
+
+    def __init__(self, settings: object, city: CityConfig):
+        self.settings = settings
+        self.city = city
+
+    @abstractmethod
+    def conform(self, raw: pa.Table) -> Conformed: ...
+
+    def derive(self, raw: pa.Table, primary: pa.Table) -> dict[str, pa.Table]:
+        return {}
+
+
+def build(entity: Entity, columns: Mapping[str, Column | pa.Scalar | None], n: int) -> pa.Table:
+    """A conformed table of `entity`: given columns, NULL for the rest, model types."""
+    schema = conformed_schema(entity)
+    arrays = []
+    for f in schema:
+        value = columns.get(f.name)
+        if value is None:
+            arrays.append(pa.nulls(n, f.type))
+        elif isinstance(value, pa.Scalar):
+            arrays.append(pa.array([value.as_py()] * n, f.type))
+        else:
+            arrays.append(value.cast(f.type))
+    unknown = set(columns) - set(schema.names)
+    if unknown:
+        raise KeyError(f"{entity.table} has no field(s) {sorted(unknown)}")
+    return pa.table(arrays, schema=schema)
+
+
+def last_per_key(table: pa.Table, key: str, order: str | None = None) -> pa.Table:
+    """One row per key: the last by `order`, ties (and no order) by position."""
+    ranked = table.append_column("_position", pa.array(np.arange(table.num_rows)))
+    sort = [(key, "ascending")] + ([(order, "ascending")] if order else [])
+    ranked = ranked.sort_by(sort + [("_position", "ascending")])
+    keys = ranked[key].to_numpy(zero_copy_only=False)
+    last = np.ones(len(keys), dtype=bool)
+    last[:-1] = keys[:-1] != keys[1:]
+    kept = ranked.filter(pa.array(last))
+    # Back in arrival order, so row-aligned consumers keep their meaning.
+    return kept.sort_by("_position").drop_columns(["_position"])

@@ -1,0 +1,1 @@
+"""Connectors: one module per platform protocol, sharing `connectors.base`."""

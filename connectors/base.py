@@ -1,0 +1,303 @@
+"""What every connector shares: the contract, HTTP with retries and auth, cursors.
+
+A connector knows one platform's protocol and nothing about the warehouse. It
+yields `Extract`s: Arrow tables of the platform's own records (every field as
+text, exactly as received) plus the cursor state those records reach. The
+pipeline commits each extract's rows and its cursor in one transaction, so a
+crash anywhere resumes from the last committed position.
+
+Platform modules declare their endpoints and codes; the loops live here.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import logging
+import random
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, ClassVar
+from zoneinfo import ZoneInfo
+
+import httpx
+import pyarrow as pa
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
+
+from hub.config import CityConfig, SourceConfig, resolve_secrets
+
+log = logging.getLogger(__name__)
+
+LOCAL_TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
+
+
+class SourceError(RuntimeError):
+    """The platform answered in a way the hub cannot recover from by retrying."""
+
+
+@dataclass
+class Extract:
+    """Records as the platform sent them, and where the read stands after them."""
+
+    records: pa.Table
+    cursor: dict[str, Any]
+    # Records seen again in this run (overlap window, shifted pages): skipped,
+    # reported so an operator can see the overlap at work.
+    reread: int = 0
+
+
+class SourceSettings(BaseModel):
+    """Settings every connector has. Secrets are `SecretStr` fields of subclasses."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    timezone: str = Field("Asia/Shanghai", description="time zone of the platform's local times")
+
+    @classmethod
+    def secret_fields(cls) -> list[str]:
+        return [n for n, f in cls.model_fields.items() if f.annotation is SecretStr]
+
+
+class Connector(ABC):
+    """One platform protocol. Subclasses declare; `extract` does the reading."""
+
+    # Registry name, used as `connector:` in the sources file.
+    name: ClassVar[str]
+    settings_model: ClassVar[type[SourceSettings]]
+    # Raw fields read from the platform, in order; the key field identifies a record.
+    fields: ClassVar[tuple[str, ...]]
+    key_field: ClassVar[str]
+    # Core tables the conform step writes, for lineage and Airflow assets.
+    tables_written: ClassVar[tuple[str, ...]]
+
+    def __init__(self, source: SourceConfig, city: CityConfig):
+        self.source = source
+        self.city = city
+        self.settings = self.settings_model.model_validate(
+            resolve_secrets(source, self.settings_model.secret_fields())
+        )
+        # Requests, retries and token refreshes of the last extract, for the run record.
+        self.http_stats: dict[str, int] = {}
+
+    @abstractmethod
+    def extract(self, state: Mapping[str, Any] | None) -> Iterator[Extract]:
+        """Read everything after `state` (None: first run), in bounded pieces."""
+
+    def records_table(self, records: Sequence[Mapping[str, Any]]) -> pa.Table:
+        """Platform records as an all-text Arrow table of `fields`, values as received.
+
+        Text keeps whatever the platform sent (a number in a string, a date in the
+        wrong format) for the conform step to judge, instead of failing here.
+        """
+        columns = {f: [_as_text(r.get(f)) for r in records] for f in self.fields}
+        return pa.table({f: pa.array(v, pa.string()) for f, v in columns.items()})
+
+    def now_local(self) -> datetime:
+        return datetime.now(ZoneInfo(self.settings.timezone)).replace(tzinfo=None, microsecond=0)
+
+
+def _as_text(value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    return json.dumps(value, ensure_ascii=False)
+
+
+# --------------------------------------------------------------------------- HTTP
+
+
+class HttpSettings(SourceSettings):
+    base_url: str = Field(description="the platform's API root, e.g. https://12345.example.gov.cn")
+    timeout_seconds: float = Field(10.0, gt=0, description="per request")
+    max_attempts: int = Field(8, ge=1, description="tries per request before the run fails")
+    backoff_seconds: float = Field(0.5, ge=0, description="first retry delay; doubles, jittered")
+    max_backoff_seconds: float = Field(30.0, ge=0)
+
+
+class RetryableResponse(Exception):
+    def __init__(self, reason: str, retry_after: float | None = None):
+        super().__init__(reason)
+        self.retry_after = retry_after
+
+
+class AuthExpired(Exception):
+    """The platform says the token is no longer good; get a new one and retry."""
+
+
+@dataclass
+class HttpApi:
+    """An HTTP JSON API with retries, backoff honouring Retry-After, and token refresh.
+
+    `check_body` inspects a 200 body: raise `AuthExpired` for an auth error code,
+    `RetryableResponse` for a transient one (e.g. "system busy"), `SourceError`
+    for anything else; return the payload otherwise. `get_token` fetches a new
+    token with the client it is given; it is called lazily and after expiry.
+    """
+
+    settings: HttpSettings
+    check_body: Callable[[Any], Any]
+    get_token: Callable[[httpx.Client], tuple[str, float]] | None = None
+    sleep: Callable[[float], None] = time.sleep
+    _token: str | None = field(default=None, init=False)
+    _token_expires: float = field(default=0.0, init=False)
+    _client: httpx.Client | None = field(default=None, init=False)
+    stats: dict[str, int] = field(default_factory=dict, init=False)
+
+    @property
+    def client(self) -> httpx.Client:
+        if self._client is None:
+            self._client = httpx.Client(
+                base_url=self.settings.base_url, timeout=self.settings.timeout_seconds
+            )
+        return self._client
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+    def _count(self, what: str) -> None:
+        self.stats[what] = self.stats.get(what, 0) + 1
+
+    def _auth_headers(self) -> dict[str, str]:
+        if self.get_token is None:
+            return {}
+        # Refresh a little early: a token that expires in flight costs a retry.
+        if self._token is None or time.monotonic() > self._token_expires - 30:
+            token, ttl = self.get_token(self.client)
+            self._token, self._token_expires = token, time.monotonic() + ttl
+            self._count("token_refresh")
+        return {"Authorization": f"Bearer {self._token}"}
+
+    def get(self, path: str, params: Mapping[str, Any]) -> Any:
+        """GET a JSON resource; returns what `check_body` returns."""
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                response = self.client.get(path, params=dict(params), headers=self._auth_headers())
+                if response.status_code == 401:
+                    raise AuthExpired("HTTP 401")
+                if response.status_code == 429 or response.status_code >= 500:
+                    raise RetryableResponse(
+                        f"HTTP {response.status_code}", _retry_after(response.headers)
+                    )
+                if response.status_code != 200:
+                    raise SourceError(f"GET {path}: HTTP {response.status_code}: {response.text[:300]}")
+                try:
+                    body = response.json()
+                except ValueError as exc:
+                    raise RetryableResponse(f"unparseable body: {exc}") from None
+                return self.check_body(body)
+            except AuthExpired as exc:
+                # Not a failure of the platform: drop the token; the retry fetches a new one.
+                self._count("auth_expired")
+                self._token = None
+                if attempt >= self.settings.max_attempts:
+                    raise SourceError(f"GET {path}: still unauthorised after {attempt} tries") from exc
+            except (RetryableResponse, httpx.TimeoutException, httpx.TransportError) as exc:
+                reason = str(exc) or type(exc).__name__
+                self._count(reason.split(":")[0] if isinstance(exc, RetryableResponse)
+                            else type(exc).__name__)
+                if attempt >= self.settings.max_attempts:
+                    raise SourceError(f"GET {path}: gave up after {attempt} tries: {reason}") from exc
+                delay = getattr(exc, "retry_after", None)
+                if delay is None:
+                    delay = min(self.settings.max_backoff_seconds,
+                                self.settings.backoff_seconds * 2 ** (attempt - 1))
+                    delay *= random.uniform(0.5, 1.0)  # jitter: don't retry in lockstep
+                log.info("GET %s: %s; retry %d in %.1fs", path, reason, attempt, delay)
+                self.sleep(delay)
+
+
+def _retry_after(headers: Mapping[str, str]) -> float | None:
+    """Retry-After as seconds: either a number or an HTTP date (RFC 9110)."""
+    value = headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        parsed = email.utils.parsedate_to_datetime(value)
+        return max(0.0, parsed.timestamp() - time.time())
+
+
+# ------------------------------------------------------------------- time cursor
+
+
+class UpdatedSinceSettings(BaseModel):
+    """Settings of an incremental read by last-update time."""
+
+    overlap_minutes: int = Field(
+        10, ge=0, description="re-read this much before the cursor: late commits on the platform"
+    )
+    start_from: str = Field("2026-01-01 00:00:00", description="where the first run starts")
+
+
+@dataclass
+class UpdatedWindow:
+    """An incremental read by update time, immune to pages shifting underneath it.
+
+    The window's end is fixed when the run starts, so records updated during the
+    read move past it and wait for the next run instead of shifting pages. Within
+    the window, every request restarts from the last update time seen (keyset by
+    time) rather than asking for page n+1: a record that moves never makes the
+    read skip one. Page numbers are used only to step through records that share
+    one update time.
+    """
+
+    start: datetime
+    end: datetime
+
+    @classmethod
+    def for_run(cls, state: Mapping[str, Any] | None, settings: UpdatedSinceSettings,
+                now_local: datetime) -> UpdatedWindow:
+        if state and state.get("updated_to"):
+            start = datetime.strptime(state["updated_to"], LOCAL_TIME_FORMAT)
+            start -= timedelta(minutes=settings.overlap_minutes)
+        else:
+            start = datetime.strptime(settings.start_from, LOCAL_TIME_FORMAT)
+        return cls(start=start, end=max(now_local, start))
+
+    def pages(
+        self,
+        fetch: Callable[[str, str, int], list[dict[str, Any]]],
+        *,
+        page_size: int,
+        key: str,
+        updated: str,
+    ) -> Iterator[tuple[list[dict[str, Any]], str, int]]:
+        """Yield (new records, cursor time reached, rereads) per page.
+
+        `fetch(updated_from, updated_to, page_no)` returns one page ordered by
+        update time then key, bounds inclusive.
+        """
+        end = self.end.strftime(LOCAL_TIME_FORMAT)
+        position = self.start.strftime(LOCAL_TIME_FORMAT)
+        seen_at_position: set[str] = set()
+        page_no = 1
+        while True:
+            records = fetch(position, end, page_no)
+            fresh = [r for r in records
+                     if not (r.get(updated) == position and str(r.get(key)) in seen_at_position)]
+            full_page = len(records) >= page_size
+            if records:
+                last = str(records[-1].get(updated))
+                if last == position:
+                    page_no += 1  # a crowd sharing one update time: step through it by page
+                else:
+                    position, page_no, seen_at_position = last, 1, set()
+                seen_at_position.update(str(r.get(key)) for r in records
+                                        if r.get(updated) == position)
+            reached = position if full_page else end
+            yield fresh, reached, len(records) - len(fresh)
+            if not full_page:
+                return

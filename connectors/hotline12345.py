@@ -1,0 +1,105 @@
+"""The 12345 government-service hotline: work orders over its HTTP JSON API.
+
+Protocol (shared/design/sources.md §1): a token from `POST /api/v1/auth/token`;
+`GET /api/v1/workorders` by update-time window, paged, ordered by update time then
+order number; errors as HTTP 401/429/5xx or as codes inside a 200 body.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from typing import Any, Literal
+
+import httpx
+from pydantic import Field, SecretStr
+
+from connectors.base import (
+    AuthExpired,
+    Connector,
+    Extract,
+    HttpApi,
+    HttpSettings,
+    RetryableResponse,
+    SourceError,
+    UpdatedSinceSettings,
+    UpdatedWindow,
+)
+
+# Body codes of the platform: 0 ok; 40101 token expired or revoked; 5xxxx transient.
+OK = 0
+TOKEN_EXPIRED = 40101
+
+
+class Hotline12345Settings(HttpSettings, UpdatedSinceSettings):
+    app_key: SecretStr
+    app_secret: SecretStr
+    page_size: int = Field(500, ge=1, le=1000, description="records per page (the API allows 1000)")
+    coordinate_system: Literal["wgs84", "gcj02"] = Field(
+        "wgs84", description="system of longitude/latitude as the platform sends them"
+    )
+
+
+def _check_body(body: Any) -> Any:
+    if not isinstance(body, dict) or "code" not in body:
+        raise RetryableResponse(f"body without a code: {str(body)[:200]}")
+    code = body["code"]
+    if code == OK:
+        return body.get("data")
+    if code == TOKEN_EXPIRED:
+        raise AuthExpired(f"body code {code}")
+    if isinstance(code, int) and code >= 50000:
+        raise RetryableResponse(f"body code {code}: {body.get('msg')}")
+    raise SourceError(f"platform error {code}: {body.get('msg')}")
+
+
+class Hotline12345(Connector):
+    name = "hotline12345"
+    settings_model = Hotline12345Settings
+    settings: Hotline12345Settings
+    fields = (
+        "orderNo", "acceptTime", "channel", "callerName", "callerPhone", "callerIdNo",
+        "appealType", "categoryCode", "categoryName", "title", "content", "address",
+        "districtCode", "streetCode", "longitude", "latitude", "handleDept", "dispatchTime",
+        "deadline", "finishTime", "status", "satisfaction", "isUrgent", "updateTime",
+    )
+    key_field = "orderNo"
+    tables_written = ("core.event", "core.person", "core.organization")
+
+    def _token(self, client: httpx.Client) -> tuple[str, float]:
+        response = client.post("/api/v1/auth/token", json={
+            "appKey": self.settings.app_key.get_secret_value(),
+            "appSecret": self.settings.app_secret.get_secret_value(),
+        })
+        if response.status_code == 429 or response.status_code >= 500:
+            raise RetryableResponse(f"token: HTTP {response.status_code}")
+        body = response.json()
+        if body.get("code") != OK:
+            raise SourceError(f"token refused by the platform: {body.get('code')} {body.get('msg')}")
+        data = body["data"]
+        return data["accessToken"], float(data.get("expiresIn", 7200))
+
+    def api(self) -> HttpApi:
+        return HttpApi(self.settings, check_body=_check_body, get_token=self._token)
+
+    def extract(self, state: Mapping[str, Any] | None) -> Iterator[Extract]:
+        window = UpdatedWindow.for_run(state, self.settings, self.now_local())
+        api = self.api()
+
+        def fetch(updated_from: str, updated_to: str, page_no: int) -> list[dict[str, Any]]:
+            data = api.get("/api/v1/workorders", {
+                "updatedFrom": updated_from, "updatedTo": updated_to,
+                "pageNo": page_no, "pageSize": self.settings.page_size,
+            })
+            records = (data or {}).get("records")
+            if not isinstance(records, list):
+                raise SourceError(f"work order page without records: {str(data)[:200]}")
+            return records
+
+        try:
+            for records, reached, reread in window.pages(
+                fetch, page_size=self.settings.page_size, key="orderNo", updated="updateTime"
+            ):
+                yield Extract(self.records_table(records), {"updated_to": reached}, reread)
+        finally:
+            self.http_stats = dict(api.stats)
+            api.close()

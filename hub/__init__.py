@@ -1,0 +1,1 @@
+"""The governance data hub: configuration, pipeline and command line."""

@@ -1,0 +1,149 @@
+"""Configuration: the hub's own settings (environment) and the sources file (YAML).
+
+Two layers, on purpose:
+- `HubSettings` holds where the hub keeps its state and the secrets it needs
+  itself (warehouse URL, the personal-data hashing key). They come from the
+  environment (`HUB_*`) or a local `.env`, never from a committed file.
+- The sources file names each platform instance the hub pulls, its connector and
+  that connector's settings. A connector's secrets (app keys, passwords) are
+  declared as `SecretStr` fields of its settings model and must not appear in the
+  file: `resolve_secrets` fills them from `HUB_<SOURCE>_<FIELD>` environment
+  variables or, inside Airflow, from the connection `hub_<source>`.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_SOURCES_FILE = PROJECT_ROOT / "sources.yaml"
+
+
+class HubSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="HUB_", env_file=".env", extra="ignore")
+
+    home: Path = Field(PROJECT_ROOT / ".hub", description="state folder: embedded warehouse, keys")
+    warehouse_url: SecretStr | None = Field(
+        None, description="PostgreSQL >= 15 URL; unset = the embedded server under `home`"
+    )
+    pii_key: SecretStr | None = Field(
+        None, description="key of the personal-data hash; required with an external warehouse"
+    )
+    sources_file: Path = Field(DEFAULT_SOURCES_FILE, description="the sources configuration")
+    batch_rows: int = Field(50_000, ge=100, description="records conformed and loaded per transaction")
+
+
+@lru_cache(maxsize=1)
+def settings() -> HubSettings:
+    return HubSettings()
+
+
+class CityConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    code: str = Field(description="4-digit city (地级市) code, e.g. 2111 for 盘锦")
+    extent: tuple[float, float, float, float] = Field(
+        description="WGS84 min_lon, min_lat, max_lon, max_lat: coordinates outside are findings"
+    )
+    timezone: str = "Asia/Shanghai"
+
+    @field_validator("code")
+    @classmethod
+    def _four_digits(cls, v: str) -> str:
+        if not re.fullmatch(r"\d{4}", v):
+            raise ValueError(f"city code must be 4 digits, got {v!r}")
+        return v
+
+
+class SourceConfig(BaseModel):
+    """One platform instance: which connector speaks to it and how."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    connector: str
+    description: str = ""
+    enabled: bool = True
+    schedule: str | None = Field("@hourly", description="cron or Airflow preset; null = manual only")
+    retries: int = Field(3, ge=0)
+    tags: list[str] = []
+    settings: dict[str, Any] = {}
+
+
+class SourcesFile(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    city: CityConfig
+    sources: dict[str, SourceConfig]
+
+    def source(self, name: str) -> SourceConfig:
+        try:
+            return self.sources[name]
+        except KeyError:
+            raise KeyError(f"no source {name!r} in the sources file; known: "
+                           f"{', '.join(self.sources) or 'none'}") from None
+
+
+def load_sources(path: Path | str | None = None) -> SourcesFile:
+    """Read and validate a sources file (default: `HUB_SOURCES_FILE` or ./sources.yaml)."""
+    path = Path(path) if path else settings().sources_file
+    with open(path, encoding="utf-8") as f:
+        raw = yaml.safe_load(f) or {}
+    for name, src in (raw.get("sources") or {}).items():
+        if isinstance(src, dict):
+            src.setdefault("name", name)
+    return SourcesFile.model_validate(raw)
+
+
+def _airflow_connection_extra(source: str) -> dict[str, Any]:
+    """The extra fields of Airflow connection `hub_<source>`, when running under Airflow."""
+    if "AIRFLOW_CTX_DAG_ID" not in os.environ and f"AIRFLOW_CONN_HUB_{source.upper()}" not in os.environ:
+        return {}
+    try:
+        from airflow.sdk import BaseHook
+        conn = BaseHook.get_connection(f"hub_{source}")
+    except Exception:  # no such connection: the environment may still hold the secret
+        return {}
+    extra: dict[str, Any] = dict(conn.extra_dejson or {})
+    if conn.login:
+        extra.setdefault("login", conn.login)
+    if conn.password:
+        extra.setdefault("password", conn.password)
+    return extra
+
+
+def resolve_secrets(source: SourceConfig, secret_fields: list[str]) -> dict[str, Any]:
+    """The source's settings plus its secrets, from the environment or Airflow.
+
+    A secret written into the sources file is refused: files get committed.
+    """
+    values = dict(source.settings)
+    leaked = [f for f in secret_fields if f in values]
+    if leaked:
+        raise ValueError(
+            f"source {source.name!r}: secret field(s) {', '.join(leaked)} must not be in the "
+            f"sources file; set {', '.join(secret_env_var(source.name, f) for f in leaked)} instead"
+        )
+    airflow_extra: dict[str, Any] | None = None
+    for f in secret_fields:
+        env = secret_env_var(source.name, f)
+        if env in os.environ:
+            values[f] = os.environ[env]
+            continue
+        if airflow_extra is None:
+            airflow_extra = _airflow_connection_extra(source.name)
+        if f in airflow_extra:
+            values[f] = airflow_extra[f]
+    return values
+
+
+def secret_env_var(source: str, field: str) -> str:
+    return f"HUB_{re.sub(r'[^A-Za-z0-9]', '_', source).upper()}_{field.upper()}"

@@ -1,0 +1,113 @@
+"""Personal data: a keyed hash for joining and a masked value for reading.
+
+ID numbers and phones never reach the core tables in clear. The hash is
+HMAC-SHA256 under the hub's key, so the same person hashes the same way on every
+platform (linking works) while nobody without the key can test a guessed number
+against it. Hashing runs once per distinct value of a batch, not once per row.
+"""
+
+from __future__ import annotations
+
+import hmac
+import secrets
+from collections.abc import Callable
+from functools import lru_cache
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from conform.values import citizen_id_identity, per_distinct
+from hub.config import settings
+from schemas.arrow import load_schema
+from schemas.model import Entity, Pii
+
+
+@lru_cache(maxsize=1)
+def pii_key() -> bytes:
+    """The hashing key: `HUB_PII_KEY`, or for the embedded warehouse one kept beside it.
+
+    An external warehouse is shared, so its key must be shared too and is
+    required; the embedded one is private to this checkout and gets a random key
+    on first use.
+    """
+    s = settings()
+    if s.pii_key is not None:
+        return s.pii_key.get_secret_value().encode()
+    if s.warehouse_url is not None:
+        raise RuntimeError("HUB_PII_KEY must be set when HUB_WAREHOUSE_URL points at a shared "
+                           "warehouse: every hub process must hash personal data the same way")
+    path = s.home / "pii.key"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(secrets.token_hex(32))
+        path.chmod(0o600)
+    return path.read_text().strip().encode()
+
+
+def keyed_hash(value: str, key: bytes | None = None) -> str:
+    return hmac.new(key or pii_key(), value.encode(), "sha256").hexdigest()
+
+
+def hash_array(values: pa.Array | pa.ChunkedArray,
+               identity: Callable[[str], str] = str) -> pa.Array:
+    """Keyed hash of each value's identity form (see IDENTITY)."""
+    key = pii_key()
+    return per_distinct(
+        values, lambda v: hmac.new(key, identity(v).encode(), "sha256").hexdigest()
+    )
+
+
+def mask_id_number(values: pa.Array | pa.ChunkedArray) -> pa.Array:
+    """211103199001011234 → 211103********1234 (region and last four kept)."""
+    n = pc.utf8_length(values)
+    head = pc.utf8_slice_codeunits(values, 0, 6)
+    tail = pc.utf8_slice_codeunits(values, -4)
+    middle = pc.binary_repeat(pa.scalar("*"), pc.max_element_wise(pc.subtract(n, 10), 0))
+    masked = pc.binary_join_element_wise(head, middle, tail, "")
+    # Too short to keep both ends without revealing it all: mask entirely.
+    return pc.if_else(pc.less(n, 11), pc.binary_repeat(pa.scalar("*"), n), masked)
+
+
+def mask_phone(values: pa.Array | pa.ChunkedArray) -> pa.Array:
+    """13812348000 → 138****8000; 04272812345 → 0427****2345."""
+    n = pc.utf8_length(values)
+    keep_head = pc.if_else(pc.starts_with(values, "0"), 4, 3)
+    head = _slice_var(values, keep_head)
+    tail = pc.utf8_slice_codeunits(values, -4)
+    masked = pc.binary_join_element_wise(head, pa.scalar("****"), tail, "")
+    return pc.if_else(pc.less(n, 8), pc.binary_repeat(pa.scalar("*"), n), masked)
+
+
+def _slice_var(values: pa.Array | pa.ChunkedArray, lengths: pa.Array) -> pa.Array:
+    three = pc.utf8_slice_codeunits(values, 0, 3)
+    four = pc.utf8_slice_codeunits(values, 0, 4)
+    return pc.if_else(pc.equal(lengths, 4), four, three)
+
+
+def mask_name(values: pa.Array | pa.ChunkedArray) -> pa.Array:
+    """张三丰 → 张**: the surname only."""
+    n = pc.utf8_length(pc.utf8_trim_whitespace(values))
+    first = pc.utf8_slice_codeunits(pc.utf8_trim_whitespace(values), 0, 1)
+    return pc.binary_join_element_wise(first, pc.binary_repeat(pa.scalar("*"),
+                                       pc.max_element_wise(pc.subtract(n, 1), 1)), "")
+
+
+MASKS = {Pii.ID_NUMBER: mask_id_number, Pii.PHONE: mask_phone}
+# What a value is hashed as: the same person must hash the same on every platform.
+IDENTITY: dict[Pii, Callable[[str], str]] = {Pii.ID_NUMBER: citizen_id_identity, Pii.PHONE: str}
+
+
+def protect(entity: Entity, conformed: pa.Table) -> pa.Table:
+    """The conformed table as it is loaded: every personal-data field hashed and masked."""
+    columns: dict[str, pa.Array | pa.ChunkedArray] = {"source_id": conformed["source_id"]}
+    for f in entity.fields:
+        col = conformed[f.name]
+        if f.pii is None:
+            columns[f.name] = col
+        else:
+            columns[f"{f.name}_hash"] = hash_array(col, IDENTITY[f.pii])
+            columns[f"{f.name}_masked"] = MASKS[f.pii](col)
+    for name, _ in entity.extra_columns:
+        columns[name] = conformed[name]
+    schema = load_schema(entity)
+    return pa.table([columns[n] for n in schema.names], schema=schema)

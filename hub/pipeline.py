@@ -1,0 +1,214 @@
+"""One source, end to end: extract → conform → validate → quarantine / merge, per batch.
+
+Each batch is one transaction holding everything it changes: the merged core
+rows, its quarantined records and findings, its rule counts, the run's counters
+and the source's cursor. A crash between two batches loses nothing (the next run
+resumes from the committed cursor, minus the overlap window); a crash inside a
+batch leaves no trace of it. Extracted = loaded + quarantined, per batch, hence
+per run (ops.run has a CHECK constraint on it).
+
+The same function runs from the CLI (`hub run`), from Airflow, and from tests.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pyarrow as pa
+from quality.rules import RuleContext
+
+from conform.base import Conformer, last_per_key
+from conform.registry import conformer_class
+from connectors.base import Connector, Extract
+from connectors.registry import connector_class
+from hub.config import SourceConfig, SourcesFile, load_sources, settings
+from hub.failpoints import failpoint
+from hub.pii import protect
+from quality import store
+from quality.context import rule_context
+from quality.validate import Validated, validate
+from schemas.model import Entity, entity
+from warehouse import ops
+from warehouse.db import connect
+from warehouse.loader import MergeCounts, merge
+from warehouse.migrate import migrate
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RunSummary:
+    run_id: int
+    source: str
+    outcome: str = "running"
+    batches: int = 0
+    extracted: int = 0
+    loaded: int = 0
+    quarantined: int = 0
+    reread: int = 0
+    inserted: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    seconds: float = 0.0
+    timings: dict[str, float] = field(default_factory=dict)
+    http: dict[str, int] = field(default_factory=dict)
+    error: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+Progress = Callable[[RunSummary], None]
+
+
+def run_source(
+    source: str,
+    sources_path: Path | str | None = None,
+    *,
+    trigger: str = "cli",
+    progress: Progress | None = None,
+) -> RunSummary:
+    """Pull one configured source into the warehouse. Raises if the run fails."""
+    config = load_sources(sources_path)
+    src = config.source(source)
+    if not src.enabled:
+        raise RuntimeError(f"source {source!r} is disabled in the sources file")
+    connector = connector_class(src.connector)(src, config.city)
+    conformer = conformer_class(src.connector)(connector.settings, config.city)
+    migrate()
+    with ops.source_lock(source):
+        with connect() as conn:
+            abandoned = ops.abandon_stale_runs(conn, source)
+            run_id = ops.start_run(conn, source, src.connector, trigger)
+            state = ops.read_cursor(conn, source)
+        if abandoned:
+            log.warning("%s: %d earlier run(s) had died unfinished; resuming from the cursor",
+                        source, abandoned)
+        summary = RunSummary(run_id=run_id, source=source)
+        started = time.monotonic()
+        try:
+            _Run(src, config, connector, conformer, summary, progress).execute(state)
+        except BaseException as exc:
+            summary.outcome, summary.error = "failed", f"{type(exc).__name__}: {exc}"
+            summary.seconds = time.monotonic() - started
+            ops.finish_run(run_id, "failed", summary.error, {"total_s": round(summary.seconds, 3)})
+            raise
+        summary.seconds = time.monotonic() - started
+        failpoint("before_finish")
+        summary.outcome = "succeeded"
+        summary.http = dict(connector.http_stats)
+        ops.finish_run(run_id, "succeeded", None,
+                       {"total_s": round(summary.seconds, 3), "http": summary.http})
+        return summary
+
+
+class _Run:
+    def __init__(self, src: SourceConfig, config: SourcesFile, connector: Connector,
+                 conformer: Conformer, summary: RunSummary, progress: Progress | None):
+        self.src = src
+        self.config = config
+        self.connector = connector
+        self.conformer = conformer
+        self.summary = summary
+        self.progress = progress
+        self.ctx: RuleContext | None = None
+
+    def execute(self, state: dict[str, Any] | None) -> None:
+        clock = time.monotonic()
+        for raw, cursor, reread in _batches(self.connector.extract(state), settings().batch_rows):
+            self._tick("extract_s", clock)
+            failpoint("after_extract")
+            self._load_batch(raw, cursor, reread)
+            failpoint("after_commit")
+            if self.progress:
+                self.progress(self.summary)
+            clock = time.monotonic()
+
+    def _tick(self, what: str, since: float) -> float:
+        now = time.monotonic()
+        self.summary.timings[what] = self.summary.timings.get(what, 0.0) + now - since
+        return now
+
+    def _load_batch(self, raw: pa.Table, cursor: dict[str, Any], reread: int) -> None:
+        clock = time.monotonic()
+        key = self.connector.key_field
+        # A record seen twice in one batch (updated while we read): its latest state stands.
+        distinct = last_per_key(raw, key)
+        reread += raw.num_rows - distinct.num_rows
+        raw = distinct
+        conformed = self.conformer.conform(raw)
+        clock = self._tick("conform_s", clock)
+
+        primary = self.conformer.primary
+        if self.ctx is None:
+            with connect() as conn:
+                self.ctx = rule_context(conn, self.config.city)
+        checked = validate(primary, conformed.table, self.ctx, conformed.unparseable, raw)
+        passed = ~checked.quarantine
+        raw_passed = raw.filter(pa.array(passed))
+        primary_rows = conformed.table.filter(pa.array(passed))
+        derived: dict[str, Validated] = {}
+        for name, rows in self.conformer.derive(raw_passed, primary_rows).items():
+            derived[name] = validate(entity(name), rows, self.ctx)
+        clock = self._tick("validate_s", clock)
+
+        source = self.src.name
+        with connect() as conn:
+            run_id = self.summary.run_id
+            counts = store_validated(conn, primary, checked, source=source, run_id=run_id,
+                                     payload=raw)
+            for name, result in derived.items():
+                store_validated(conn, entity(name), result, source=source, run_id=run_id,
+                                payload=None)
+            failpoint("after_merge")
+            batch = {
+                "extracted": raw.num_rows,
+                "loaded": int(passed.sum()),
+                "quarantined": int(checked.quarantine.sum()),
+                "reread": reread,
+                "inserted": counts.inserted,
+                "updated": counts.updated,
+                "unchanged": counts.unchanged,
+            }
+            self._tick("load_s", clock)
+            ops.add_batch(conn, run_id, batch, self.summary.timings)
+            ops.save_cursor(conn, source, cursor, run_id)
+            failpoint("before_commit")
+        for k, v in batch.items():
+            setattr(self.summary, k, getattr(self.summary, k) + v)
+        self.summary.batches += 1
+
+
+def store_validated(conn: psycopg.Connection, ent: Entity, checked: Validated, *, source: str,
+                    run_id: int, payload: pa.Table | None) -> MergeCounts:
+    """One entity's share of a batch: quarantine what failed, merge what passed."""
+    keep = checked.table.filter(pa.array(~checked.quarantine))
+    counts = merge(conn, ent, protect(ent, keep), source_system=source, run_id=run_id)
+    store.record(conn, run_id, source, ent, checked, payload)
+    return counts
+
+
+def _batches(extracts: Iterator[Extract], rows: int) -> Iterator[tuple[pa.Table, dict, int]]:
+    """Pages gathered into batches of about `rows` records, each with its cursor.
+
+    The last batch may be empty: it still commits the cursor (the window is done).
+    """
+    pending: list[pa.Table] = []
+    size = reread = 0
+    cursor: dict[str, Any] = {}
+    for ex in extracts:
+        pending.append(ex.records)
+        size += ex.records.num_rows
+        reread += ex.reread
+        cursor = ex.cursor
+        if size >= rows:
+            yield pa.concat_tables(pending), cursor, reread
+            pending, size, reread = [], 0, 0
+    if pending:
+        yield pa.concat_tables(pending), cursor, reread

@@ -1,0 +1,584 @@
+"""Row-level validation of a conformed batch: every row gets an outcome.
+
+The rules that apply to an entity are derived from `schemas.model` (fields name
+their rules in `rules=`, entities their `row_rules`; every required field gets
+`required_present`, every entity `source_key_unique`); what a rule means, its
+severity, dimension and reason texts are data in `quality/rules.yaml`; the checks
+themselves are the vectorised functions of `quality.checks`, shared with the Great
+Expectations suite (`quality.gx_suite`) so both count the same failures.
+
+`evaluate` never loops over rows in Python: each rule is a handful of whole-column
+operations, and reasons are rendered with Arrow string kernels for the failing
+rows only.
+"""
+
+from __future__ import annotations
+
+import csv
+import string
+from collections.abc import Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta, timezone
+from enum import StrEnum
+from functools import cache, cached_property
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import yaml
+
+from quality import checks
+from schemas.model import Entity, Pii
+
+RULES_FILE = Path(__file__).with_name("rules.yaml")
+REFERENCE_DIR = Path(__file__).resolve().parent.parent / "schemas" / "reference"
+SCHEMAS_DIR = REFERENCE_DIR.parent
+
+# Platforms' clocks drift and their times arrive in local time: a time up to this
+# much after `now` is accepted. Small on purpose: a platform whose local times are
+# read as UTC lands 8 hours in the future and must be caught.
+FUTURE_TOLERANCE = timedelta(minutes=10)
+BEIJING = timezone(timedelta(hours=8), "Asia/Shanghai")
+DIMENSIONS = ("完整性", "准确性", "有效性", "一致性", "及时性", "唯一性")
+
+REQUIRED = "required_present"
+SOURCE_KEY = "source_key_unique"
+KEY_COLUMN = "source_id"
+LIFECYCLE = ("reported_at", "accepted_at", "dispatched_at", "resolved_at", "closed_at")
+CLOSED_STATUS = "closed"
+NEUTRAL_SATISFACTION = ("未评价",)
+
+
+class Severity(StrEnum):
+    BLOCKING = "blocking"
+    WARNING = "warning"
+
+
+# ---------------------------------------------------------------- rule definitions
+
+
+@dataclass(frozen=True)
+class RuleDefinition:
+    """One entry of rules.yaml."""
+
+    name: str
+    severity: Severity
+    dimension: str
+    description_zh: str
+    description_en: str
+    reasons: Mapping[str, str]
+
+
+@cache
+def definitions() -> Mapping[str, RuleDefinition]:
+    raw = yaml.safe_load(RULES_FILE.read_text(encoding="utf-8"))
+    out: dict[str, RuleDefinition] = {}
+    for name, spec in raw.items():
+        if spec["dimension"] not in DIMENSIONS:
+            raise ValueError(f"rules.yaml: {name}: unknown dimension {spec['dimension']!r}")
+        out[name] = RuleDefinition(
+            name=name,
+            severity=Severity(spec["severity"]),
+            dimension=spec["dimension"],
+            description_zh=spec["description"]["zh"],
+            description_en=spec["description"]["en"],
+            reasons=dict(spec["reasons"]),
+        )
+    return out
+
+
+# ---------------------------------------------------------------- context
+
+
+@dataclass(frozen=True)
+class ReferenceTables:
+    divisions: frozenset[str]
+    retired: Mapping[str, str]
+    streets: frozenset[str]
+    cities: frozenset[str]
+
+
+def _codes_of(path: Path) -> list[str]:
+    with path.open(encoding="utf-8", newline="") as fh:
+        return [row["code"] for row in csv.DictReader(fh)]
+
+
+@cache
+def reference_tables() -> ReferenceTables:
+    """The code tables shipped in schemas/reference (the 2022-10-31 edition)."""
+    provinces = _codes_of(REFERENCE_DIR / "provinces.csv")
+    cities = _codes_of(REFERENCE_DIR / "cities.csv")
+    areas = _codes_of(REFERENCE_DIR / "areas.csv")
+    with (REFERENCE_DIR / "divisions_retired.csv").open(encoding="utf-8", newline="") as fh:
+        retired = {row["code"]: row["replaced_by"] for row in csv.DictReader(fh)}
+    return ReferenceTables(
+        divisions=frozenset(provinces + cities + areas),
+        retired=retired,
+        streets=frozenset(_codes_of(REFERENCE_DIR / "streets.csv")),
+        cities=frozenset(cities),
+    )
+
+
+@cache
+def hub_vocabulary() -> Mapping[str, tuple[str, ...]]:
+    """Values `category_mapped` and `status_mapped` accept: the hub's taxonomy and statuses."""
+    with (SCHEMAS_DIR / "taxonomy.csv").open(encoding="utf-8", newline="") as fh:
+        categories = tuple(row["code"] for row in csv.DictReader(fh))
+    with (SCHEMAS_DIR / "statuses.csv").open(encoding="utf-8", newline="") as fh:
+        statuses = tuple(row["status"] for row in csv.DictReader(fh))
+    return {"category_code": categories, "status": statuses}
+
+
+@dataclass(frozen=True)
+class RuleContext:
+    """What the rules check against, fixed for one run."""
+
+    division_codes: frozenset[str]  # current county codes (+ 2/4-digit province/city codes)
+    retired_divisions: Mapping[str, str]  # retired code -> replacing code
+    street_codes: frozenset[str]  # 9-digit
+    grid_codes: frozenset[str] | None  # None: grids not loaded yet, grid rule not evaluated
+    extent: tuple[float, float, float, float]  # min_lon, min_lat, max_lon, max_lat
+    now: datetime  # tz-aware; "future" means later than now + FUTURE_TOLERANCE
+
+    def __post_init__(self) -> None:
+        if self.now.tzinfo is None:
+            raise ValueError("RuleContext.now must be timezone-aware")
+        min_lon, min_lat, max_lon, max_lat = self.extent
+        if not (min_lon < max_lon and min_lat < max_lat):
+            raise ValueError(f"extent must be (min_lon, min_lat, max_lon, max_lat): {self.extent}")
+
+    @classmethod
+    def from_reference(
+        cls,
+        city_code: str,
+        extent: Sequence[float],
+        now: datetime,
+        grid_codes: Collection[str] | None = None,
+    ) -> RuleContext:
+        """A context from the code tables in schemas/reference (tests, and the fallback
+        before core.division is loaded). Division and street codes are national: a
+        record may legitimately point outside the city (a caller's household address)."""
+        ref = reference_tables()
+        if city_code not in ref.cities:
+            raise ValueError(f"unknown city code {city_code!r}")
+        lo_lon, lo_lat, hi_lon, hi_lat = (float(v) for v in extent)
+        return cls(
+            division_codes=ref.divisions,
+            retired_divisions=ref.retired,
+            street_codes=ref.streets,
+            grid_codes=None if grid_codes is None else frozenset(grid_codes),
+            extent=(lo_lon, lo_lat, hi_lon, hi_lat),
+            now=now,
+        )
+
+    @property
+    def latest_allowed(self) -> datetime:
+        return self.now + FUTURE_TOLERANCE
+
+    @property
+    def today(self) -> date:
+        """Today in Beijing: birth dates in ID numbers are local dates."""
+        return self.now.astimezone(BEIJING).date()
+
+    # Arrow value sets, built once per context.
+    @cached_property
+    def division_set(self) -> pa.Array:
+        return checks.as_value_set(self.division_codes)
+
+    @cached_property
+    def retired_set(self) -> pa.Array:
+        return checks.as_value_set(self.retired_divisions.keys())
+
+    @cached_property
+    def division_or_retired_set(self) -> pa.Array:
+        return checks.as_value_set(self.division_codes | set(self.retired_divisions))
+
+    @cached_property
+    def street_set(self) -> pa.Array:
+        return checks.as_value_set(self.street_codes)
+
+    @cached_property
+    def grid_set(self) -> pa.Array | None:
+        return None if self.grid_codes is None else checks.as_value_set(self.grid_codes)
+
+
+# ---------------------------------------------------------------- rule implementations
+
+Columns = Sequence[pa.Array | pa.ChunkedArray]
+Check = Callable[[Columns, RuleContext], np.ndarray]
+# (rule, table, failing rows, their codes, ctx) -> placeholder values for the reasons
+Placeholders = Callable[
+    ["AppliedRule", pa.Table, np.ndarray, np.ndarray, RuleContext], dict[str, Any]
+]
+
+
+@dataclass(frozen=True)
+class Impl:
+    reasons: tuple[str, ...]  # reason names by code (code k -> reasons[k-1])
+    check: Check
+    # Columns a rule named on `fields` reads; one AppliedRule per tuple.
+    columns: Callable[[tuple[str, ...]], list[tuple[str, ...]]]
+    placeholders: Placeholders
+
+    def reason(self, code: int) -> str:
+        # Single-reason checks over several columns (not_after, in_order) use the code
+        # for the column that failed.
+        return self.reasons[0] if len(self.reasons) == 1 else self.reasons[code - 1]
+
+
+def _one_per_field(*companions: str) -> Callable[[tuple[str, ...]], list[tuple[str, ...]]]:
+    return lambda fields: [(f, *companions) for f in fields]
+
+
+def _fixed(*columns: str) -> Callable[[tuple[str, ...]], list[tuple[str, ...]]]:
+    return lambda fields: [columns]
+
+
+def _value(rule: AppliedRule, table: pa.Table, rows: np.ndarray, codes: np.ndarray,
+           ctx: RuleContext) -> dict[str, Any]:
+    col = rule.columns[0]
+    return {"field": col, "value": text(table.column(col), rows, rule.pii(col))}
+
+
+def _division_value(rule: AppliedRule, table: pa.Table, rows: np.ndarray, codes: np.ndarray,
+                    ctx: RuleContext) -> dict[str, Any]:
+    out = _value(rule, table, rows, codes, ctx)
+    values = pc.take(checks.as_strings(table.column(rule.columns[0])), pa.array(rows))
+    keys = list(ctx.retired_divisions)
+    replacement = pc.take(
+        pa.array([ctx.retired_divisions[k] for k in keys], pa.string()),
+        pc.index_in(values, value_set=pa.array(keys, pa.string())),
+    )
+    out["replacement"] = pc.fill_null(replacement, "?")
+    return out
+
+
+def _with(**companions: str) -> Placeholders:
+    """Value placeholders plus companion columns under the given names."""
+
+    def placeholders(rule: AppliedRule, table: pa.Table, rows: np.ndarray, codes: np.ndarray,
+                     ctx: RuleContext) -> dict[str, Any]:
+        out = _value(rule, table, rows, codes, ctx)
+        for name, col in companions.items():
+            out[name] = text(table.column(col), rows, rule.pii(col))
+        return out
+
+    return placeholders
+
+
+def _coordinates(rule: AppliedRule, table: pa.Table, rows: np.ndarray, codes: np.ndarray,
+                 ctx: RuleContext) -> dict[str, Any]:
+    lon, lat = rule.columns
+    return {"lon": text(table.column(lon), rows), "lat": text(table.column(lat), rows)}
+
+
+def _nth_column(rule: AppliedRule, table: pa.Table, rows: np.ndarray,
+                index: np.ndarray) -> tuple[pa.Array, pa.Array]:
+    """Name and value of column `index[i]` (0-based into rule.columns) for each row."""
+    names = pa.array(rule.columns, pa.string()).take(pa.array(index))
+    texts = [text(table.column(c), rows) for c in rule.columns]
+    return names, pc.choose(pa.array(index, pa.int8()), *texts)
+
+
+def _future(rule: AppliedRule, table: pa.Table, rows: np.ndarray, codes: np.ndarray,
+            ctx: RuleContext) -> dict[str, Any]:
+    names, values = _nth_column(rule, table, rows, codes.astype(np.int64) - 1)
+    return {"field": names, "value": values}
+
+
+def _lifecycle(rule: AppliedRule, table: pa.Table, rows: np.ndarray, codes: np.ndarray,
+               ctx: RuleContext) -> dict[str, Any]:
+    cols = [table.column(c) for c in rule.columns]
+    earlier = np.zeros(rows.size, dtype=np.int64)
+    for k in np.unique(codes):  # at most one pass per lifecycle step
+        sel = codes == k
+        earlier[sel] = checks.latest_before(cols, rows[sel], int(k))
+    names, values = _nth_column(rule, table, rows, codes.astype(np.int64) - 1)
+    earlier_names, earlier_values = _nth_column(rule, table, rows, earlier)
+    return {"field": names, "value": values,
+            "earlier_field": earlier_names, "earlier_value": earlier_values}
+
+
+def _mapped_placeholders(rule: AppliedRule, table: pa.Table, rows: np.ndarray,
+                         codes: np.ndarray, ctx: RuleContext) -> dict[str, Any]:
+    out = _value(rule, table, rows, codes, ctx)
+    source = SOURCE_COLUMNS.get(rule.columns[0])
+    out["source"] = text(table.column(source), rows) if source in table.column_names else "?"
+    return out
+
+
+SOURCE_COLUMNS = {"category_code": "source_category", "status": "source_status"}
+
+
+def _mapped(cols: Columns, ctx: RuleContext, field_name: str) -> np.ndarray:
+    return checks.mapped(cols[0], hub_vocabulary()[field_name])
+
+
+IMPLS: dict[str, Impl] = {
+    REQUIRED: Impl(checks.PRESENT_REASONS, lambda c, ctx: checks.required(c[0]),
+                   _one_per_field(), _value),
+    SOURCE_KEY: Impl(checks.LAST_IN_BATCH_REASONS, lambda c, ctx: checks.last_in_batch(c[0]),
+                     _fixed(KEY_COLUMN), _value),
+    "citizen_id_valid": Impl(checks.CITIZEN_ID_REASONS,
+                             lambda c, ctx: checks.citizen_id(c[0], ctx.today),
+                             _one_per_field(), _value),
+    "uscc_valid": Impl(checks.USCC_REASONS, lambda c, ctx: checks.uscc(c[0]),
+                       _one_per_field(), _value),
+    "phone_format": Impl(checks.PHONE_REASONS, lambda c, ctx: checks.phone(c[0]),
+                         _one_per_field(), _value),
+    "division_code_known": Impl(
+        checks.KNOWN_CODE_REASONS,
+        lambda c, ctx: checks.known_code(c[0], ctx.division_set, ctx.retired_set),
+        _one_per_field(), _division_value),
+    "street_code_known": Impl(
+        checks.KNOWN_CODE_REASONS, lambda c, ctx: checks.known_code(c[0], ctx.street_set),
+        _one_per_field(), _value),
+    "grid_code_known": Impl(
+        checks.KNOWN_CODE_REASONS, lambda c, ctx: checks.known_code(c[0], ctx.grid_set),
+        _one_per_field(), _value),
+    "coordinates_in_city": Impl(
+        checks.COORDINATE_REASONS, lambda c, ctx: checks.coordinates(c[0], c[1], ctx.extent),
+        _one_per_field("latitude"), _coordinates),
+    "not_in_future": Impl(
+        ("future",), lambda c, ctx: checks.not_after(c, ctx.latest_allowed),
+        lambda fields: [fields], _future),
+    "category_mapped": Impl(checks.MAPPED_REASONS,
+                            lambda c, ctx: _mapped(c, ctx, "category_code"),
+                            _one_per_field(), _mapped_placeholders),
+    "status_mapped": Impl(checks.MAPPED_REASONS, lambda c, ctx: _mapped(c, ctx, "status"),
+                          _one_per_field(), _mapped_placeholders),
+    "unit_grid_code_format": Impl(
+        checks.UNIT_GRID_REASONS, lambda c, ctx: checks.unit_grid_code(c[0], c[1]),
+        _one_per_field("grid_type"), _value),
+    "thing_code_format": Impl(
+        checks.THING_CODE_REASONS,
+        lambda c, ctx: checks.thing_code(c[0], c[1], ctx.division_or_retired_set),
+        _one_per_field("thing_type"), _with(thing_type="thing_type")),
+    "lifecycle_order": Impl(("out_of_order",), lambda c, ctx: checks.in_order(c),
+                            _fixed(*LIFECYCLE), _lifecycle),
+    "deadline_after_accept": Impl(
+        checks.NOT_BEFORE_REASONS, lambda c, ctx: checks.not_before(c[0], c[1]),
+        _fixed("deadline_at", "accepted_at"), _with(accepted="accepted_at")),
+    "satisfaction_only_if_evaluated": Impl(
+        checks.ONLY_WHEN_REASONS,
+        lambda c, ctx: checks.only_when(c[0], c[1], NEUTRAL_SATISFACTION, CLOSED_STATUS),
+        _fixed("satisfaction", "status"), _with(status="status")),
+}
+
+
+# ---------------------------------------------------------------- rules of an entity
+
+
+@dataclass(frozen=True)
+class AppliedRule:
+    """A rule as applied to one entity's columns."""
+
+    name: str  # as recorded in findings and results, e.g. "citizen_id_valid"
+    base: str  # key into rules.yaml and IMPLS
+    columns: tuple[str, ...]  # what the check reads, in order
+    entity: Entity = field(repr=False, compare=False)
+
+    @property
+    def definition(self) -> RuleDefinition:
+        return definitions()[self.base]
+
+    @property
+    def severity(self) -> Severity:
+        return self.definition.severity
+
+    @property
+    def dimension(self) -> str:
+        return self.definition.dimension
+
+    @property
+    def impl(self) -> Impl:
+        return IMPLS[self.base]
+
+    def pii(self, column: str) -> Pii | None:
+        try:
+            return self.entity.field(column).pii
+        except KeyError:
+            return None
+
+    def check(self, table: pa.Table, ctx: RuleContext) -> np.ndarray:
+        return self.impl.check([table.column(c) for c in self.columns], ctx)
+
+
+@cache
+def _applied(entity: Entity) -> tuple[AppliedRule, ...]:
+    out: list[AppliedRule] = []
+
+    def add(base: str, fields: tuple[str, ...]) -> None:
+        if base not in IMPLS or base not in definitions():
+            raise KeyError(f"{entity.table}: rule {base!r} is not defined in quality.rules")
+        tuples = IMPLS[base].columns(fields)
+        for cols in tuples:
+            name = base if len(tuples) == 1 else f"{base}:{cols[0]}"
+            out.append(AppliedRule(name=name, base=base, columns=cols, entity=entity))
+
+    for f in entity.fields:
+        if f.required:
+            out.append(AppliedRule(f"{REQUIRED}:{f.name}", REQUIRED, (f.name,), entity))
+    add(SOURCE_KEY, ())
+    named: dict[str, list[str]] = {}
+    for f in entity.fields:
+        for rule in f.rules:
+            named.setdefault(rule, []).append(f.name)
+    for rule, fields in named.items():
+        add(rule, tuple(fields))
+    for rule in entity.row_rules:
+        add(rule, ())
+    return tuple(out)
+
+
+def applied_rules(entity: Entity) -> tuple[AppliedRule, ...]:
+    """The rules that apply to an entity, in evaluation (and reporting) order:
+    required fields, source key, field rules in field order, row rules."""
+    return _applied(entity)
+
+
+# ---------------------------------------------------------------- evaluation
+
+
+@dataclass(frozen=True)
+class RuleResult:
+    rule: str
+    severity: Severity
+    dimension: str
+    evaluated: int
+    failed: int
+
+
+FINDINGS_SCHEMA = pa.schema(
+    [
+        pa.field("row_index", pa.int64(), nullable=False),
+        pa.field("rule", pa.string(), nullable=False),
+        pa.field("severity", pa.string(), nullable=False),
+        pa.field("reason", pa.string(), nullable=False),
+    ]
+)
+
+
+@dataclass
+class Evaluation:
+    blocking_failed: np.ndarray  # bool per row: the row goes to quarantine
+    findings: pa.Table  # one row per (row, failed rule), ordered by row then rule
+    results: list[RuleResult]  # per rule, for the run's quality record
+
+    def first_blocking(self) -> tuple[np.ndarray, np.ndarray]:
+        """(rule, reason) of the first blocking failure of every quarantined row, in the
+        order of `np.flatnonzero(blocking_failed)`."""
+        blocking = self.findings.filter(pc.equal(self.findings["severity"], Severity.BLOCKING.value))
+        rows = blocking["row_index"].to_numpy()
+        _, first = np.unique(rows, return_index=True)
+        take = pa.array(first)
+        rules = blocking["rule"].take(take).to_numpy(zero_copy_only=False)
+        reasons = blocking["reason"].take(take).to_numpy(zero_copy_only=False)
+        return np.asarray(rules, dtype=object), np.asarray(reasons, dtype=object)
+
+    def result(self, rule: str) -> RuleResult:
+        for r in self.results:
+            if r.rule == rule:
+                return r
+        raise KeyError(rule)
+
+
+def evaluate(entity: Entity, table: pa.Table, ctx: RuleContext) -> Evaluation:
+    """Check every row of a conformed batch against the entity's rules."""
+    n = table.num_rows
+    blocking = np.zeros(n, dtype=bool)
+    results: list[RuleResult] = []
+    found_rows: list[np.ndarray] = []
+    found_pos: list[np.ndarray] = []
+    found_reasons: list[pa.Array] = []
+    rules = applied_rules(entity)
+    for pos, rule in enumerate(rules):
+        codes = rule.check(table, ctx)
+        failed = codes > 0
+        results.append(RuleResult(rule.name, rule.severity, rule.dimension,
+                                  evaluated=int(np.count_nonzero(codes >= 0)),
+                                  failed=int(np.count_nonzero(failed))))
+        rows = np.flatnonzero(failed)
+        if rows.size == 0:
+            continue
+        if rule.severity is Severity.BLOCKING:
+            blocking[rows] = True
+        rows, reasons = _reasons(rule, table, rows, codes[rows], ctx)
+        found_rows.append(rows)
+        found_pos.append(np.full(rows.size, pos, dtype=np.int64))
+        found_reasons.append(reasons)
+    return Evaluation(blocking, _findings(rules, found_rows, found_pos, found_reasons), results)
+
+
+def _reasons(rule: AppliedRule, table: pa.Table, rows: np.ndarray, codes: np.ndarray,
+             ctx: RuleContext) -> tuple[np.ndarray, pa.Array]:
+    """Rendered reasons of the failing `rows`, grouped by reason (rows reordered)."""
+    values = rule.impl.placeholders(rule, table, rows, codes, ctx)
+    templates = rule.definition.reasons
+    out_rows: list[np.ndarray] = []
+    out: list[pa.Array] = []
+    for code in np.unique(codes):  # a few reasons per rule
+        sel = np.flatnonzero(codes == code)
+        template = templates[rule.impl.reason(int(code))]
+        picked = {k: (v if isinstance(v, str) else v.take(pa.array(sel))) for k, v in values.items()}
+        out.append(render(template, sel.size, picked))
+        out_rows.append(rows[sel])
+    return np.concatenate(out_rows), pa.concat_arrays(out)
+
+
+def _findings(rules: Sequence[AppliedRule], rows: list[np.ndarray], pos: list[np.ndarray],
+              reasons: list[pa.Array]) -> pa.Table:
+    if not rows:
+        return FINDINGS_SCHEMA.empty_table()
+    all_rows = np.concatenate(rows)
+    all_pos = np.concatenate(pos)
+    order = np.lexsort((all_pos, all_rows))
+    pos_sorted = pa.array(all_pos[order])
+    names = pa.array([r.name for r in rules], pa.string()).take(pos_sorted)
+    severities = pa.array([r.severity.value for r in rules], pa.string()).take(pos_sorted)
+    reason = pa.concat_arrays(reasons).take(pa.array(order))
+    return pa.Table.from_arrays(
+        [pa.array(all_rows[order], pa.int64()), names, severities, reason],
+        schema=FINDINGS_SCHEMA,
+    )
+
+
+# ---------------------------------------------------------------- reason text
+
+NULL_TEXT = "NULL"
+
+
+def text(column: pa.Array | pa.ChunkedArray, rows: np.ndarray, pii: Pii | None = None) -> pa.Array:
+    """Display text of `column` at `rows`: times in Beijing time, personal data masked."""
+    arr = checks.as_array(column).take(pa.array(rows, pa.int64()))
+    if pa.types.is_timestamp(arr.type):
+        local = pc.add(arr.cast(pa.timestamp("us", tz="UTC")).cast(pa.int64()),
+                       int(timedelta(hours=8) / timedelta(microseconds=1)))
+        seconds = local.cast(pa.timestamp("us")).cast(pa.timestamp("s"), safe=False)
+        out = pc.strftime(seconds, format="%Y-%m-%d %H:%M:%S")
+    elif pa.types.is_floating(arr.type):
+        out = pc.round(arr, 6).cast(pa.string())
+    else:
+        out = arr.cast(pa.string())
+    if pii is Pii.ID_NUMBER:
+        out = checks.mask_id_number(out)
+    elif pii is Pii.PHONE:
+        out = checks.mask_phone(out)
+    return pc.fill_null(out, NULL_TEXT)
+
+
+def render(template: str, n: int, values: Mapping[str, Any]) -> pa.Array:
+    """Fill a reason template for n rows; placeholders are strings or Arrow string arrays."""
+    parts: list[Any] = []
+    for literal, name, _, _ in string.Formatter().parse(template):
+        if literal:
+            parts.append(literal)
+        if name is not None:
+            value = values.get(name, "?")
+            parts.append(value if isinstance(value, str) else value.cast(pa.string()))
+    if not any(isinstance(p, pa.Array) for p in parts):
+        return pa.array(["".join(parts)] * n, pa.string())
+    args = [pa.scalar(p, pa.string()) if isinstance(p, str) else p for p in parts]
+    return pc.binary_join_element_wise(*args, "")

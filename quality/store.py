@@ -1,0 +1,129 @@
+"""Writing a batch's validation outcome: quarantined records, findings, rule counts.
+
+Runs inside the batch's transaction, so the quarantine and the merge commit or
+vanish together: a record is always either loaded or quarantined, never neither.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import psycopg
+import pyarrow as pa
+import pyarrow.compute as pc
+from psycopg import sql
+
+from quality.validate import Validated
+from schemas.model import Entity
+from warehouse.loader import copy_arrow
+
+
+def record(conn: psycopg.Connection, run_id: int, source: str, entity: Entity,
+           validated: Validated, payload: pa.Table | None) -> None:
+    """Store quarantine rows, warning findings and per-rule counts of one batch.
+
+    `payload` is the platform's records row-aligned with the validated table (the
+    original payload to quarantine); without it the conformed row is kept.
+    """
+    _quarantine(conn, run_id, source, entity, validated, payload)
+    _supersede_fixed(conn, run_id, source, entity)
+    _findings(conn, run_id, source, entity, validated)
+    _rule_results(conn, run_id, source, entity, validated)
+
+
+def _quarantine(conn: psycopg.Connection, run_id: int, source: str, entity: Entity,
+                v: Validated, payload: pa.Table | None) -> None:
+    rows = np.flatnonzero(v.quarantine)
+    if len(rows) == 0:
+        return
+    take = pa.array(rows)
+    original = (payload if payload is not None else v.table).take(take).to_pylist()
+    rules, reasons = v.headline()
+    by_row: dict[int, list[dict[str, str]]] = {}
+    for i, rule, sev, reason in zip(*(v.findings[c].to_pylist() for c in
+                                      ("row_index", "rule", "severity", "reason")), strict=True):
+        by_row.setdefault(i, []).append({"rule": rule, "severity": sev, "reason": reason})
+    table = pa.table({
+        "source_system": pa.array([source] * len(rows), pa.string()),
+        "source_id": v.table["source_id"].take(take),
+        "entity": pa.array([entity.name] * len(rows), pa.string()),
+        "run_id": pa.array([run_id] * len(rows), pa.int64()),
+        "rule": pa.array(rules, pa.string()),
+        "reason": pa.array(reasons, pa.string()),
+        "failed_rules": pa.array([json.dumps(by_row.get(int(i), []), ensure_ascii=False)
+                                  for i in rows], pa.string()),
+        "payload": pa.array([json.dumps(r, ensure_ascii=False, default=str) for r in original],
+                            pa.string()),
+    })
+    conn.execute("CREATE TEMP TABLE quarantine_stage (source_system text, source_id text,"
+                 " entity text, run_id bigint, rule text, reason text, failed_rules jsonb,"
+                 " payload jsonb) ON COMMIT DROP")
+    copy_arrow(conn, table, sql.Identifier("quarantine_stage"))
+    # Seen again (overlap window, a rerun after a crash) exactly as it was: the open
+    # entry stands. Changed on the platform and still bad: the new entry replaces it.
+    conn.execute(
+        "UPDATE quality.quarantine q SET state = 'superseded', resolved_run_id = s.run_id,"
+        " resolved_at = now() FROM quarantine_stage s WHERE q.state = 'open'"
+        " AND q.source_system = s.source_system AND q.entity = s.entity"
+        " AND q.source_id = s.source_id AND q.payload <> s.payload"
+    )
+    conn.execute(
+        "INSERT INTO quality.quarantine (source_system, source_id, entity, run_id, rule, reason,"
+        " failed_rules, payload) SELECT source_system, source_id, entity, run_id, rule, reason,"
+        " failed_rules, payload FROM quarantine_stage s WHERE NOT EXISTS (SELECT 1 FROM"
+        " quality.quarantine q WHERE q.state = 'open' AND q.source_system = s.source_system"
+        " AND q.entity = s.entity AND q.source_id = s.source_id)"
+    )
+    conn.execute("DROP TABLE quarantine_stage")
+
+
+def _supersede_fixed(conn: psycopg.Connection, run_id: int, source: str,
+                     entity: Entity) -> None:
+    """Open entries whose record has now been loaded (fixed on the platform) are closed."""
+    conn.execute(
+        sql.SQL(
+            "UPDATE quality.quarantine q SET state = 'superseded', resolved_run_id = %(run)s,"
+            " resolved_at = now() WHERE q.state = 'open' AND q.source_system = %(source)s"
+            " AND q.entity = %(entity)s AND EXISTS (SELECT 1 FROM {} t WHERE"
+            " t.source_system = q.source_system AND t.source_id = q.source_id"
+            " AND t.valid_to IS NULL AND t.run_id = %(run)s)"
+        ).format(sql.Identifier(*entity.table.split("."))),
+        {"run": run_id, "source": source, "entity": entity.name},
+    )
+
+
+def _findings(conn: psycopg.Connection, run_id: int, source: str, entity: Entity,
+              v: Validated) -> None:
+    """Findings on rows that were loaded (a quarantined row's are in its quarantine entry)."""
+    if v.findings.num_rows == 0:
+        return
+    loaded = pc.invert(pa.array(v.quarantine).take(v.findings["row_index"]))
+    f = v.findings.filter(loaded)
+    if f.num_rows == 0:
+        return
+    n = f.num_rows
+    table = pa.table({
+        "run_id": pa.array([run_id] * n, pa.int64()),
+        "source_system": pa.array([source] * n, pa.string()),
+        "entity": pa.array([entity.name] * n, pa.string()),
+        "source_id": v.table["source_id"].take(f["row_index"]),
+        "rule": f["rule"],
+        "severity": f["severity"],
+        "reason": f["reason"],
+    })
+    copy_arrow(conn, table, sql.Identifier("quality", "finding"))
+
+
+def _rule_results(conn: psycopg.Connection, run_id: int, source: str, entity: Entity,
+                  v: Validated) -> None:
+    with conn.cursor() as cur:
+        cur.executemany(
+            "INSERT INTO quality.rule_result (run_id, source_system, entity, rule, severity,"
+            " dimension, evaluated, failed) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)"
+            " ON CONFLICT (run_id, entity, rule) DO UPDATE SET"
+            " evaluated = quality.rule_result.evaluated + EXCLUDED.evaluated,"
+            " failed = quality.rule_result.failed + EXCLUDED.failed",
+            [(run_id, source, entity.name, r.rule, str(r.severity), r.dimension, r.evaluated,
+              r.failed) for r in v.results],
+        )

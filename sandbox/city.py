@@ -1,0 +1,290 @@
+"""A seeded, deterministic model of a real city for the platform simulators.
+
+Districts and streets come from the real division tables (schemas/reference);
+communities, grids, people and organizations are generated on top, the same for
+every simulator given the same seed, so the platforms share people, places and
+incidents the way real platforms of one city do. That shared ground truth is what
+the linkage and quality tests check against.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import random
+from dataclasses import dataclass
+from datetime import date, timedelta
+from functools import cached_property
+from pathlib import Path
+
+from stdnum.cn import ric, uscc
+
+REFERENCE = Path(__file__).resolve().parent.parent / "schemas" / "reference"
+
+# Approximate WGS84 extents (min_lon, min_lat, max_lon, max_lat) of cities the
+# sandbox can simulate; the same figures sit in the sources configuration as the
+# city's extent for the coordinate rule.
+CITY_EXTENTS: dict[str, tuple[float, float, float, float]] = {
+    "2111": (121.42, 40.65, 122.52, 41.45),  # 盘锦市
+}
+
+# Realistic size of 盘锦 at scale 1: ~1.4 M people, ~4,600 grids.
+PEOPLE_AT_SCALE_1 = 1_400_000
+GRIDS_AT_SCALE_1 = 4_600
+
+SURNAMES = "王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗郑梁谢宋唐许韩冯邓曹彭曾肖田董袁潘于蒋蔡余杜叶程苏魏吕丁任沈姚卢姜崔钟谭陆汪范金石廖贾夏韦付方白邹孟熊秦邱江尹薛闫段雷侯龙史陶黎贺顾毛郝龚邵万钱严覃武戴莫孔向汤"
+GIVEN = "伟芳娜秀英敏静丽强磊军洋勇艳杰娟涛明超秀兰霞平刚桂英华玉萍红梅鑫波斌宇浩凯健俊帆帅旭宁欣怡佳琪子涵雨轩博文思远晨阳诗琪梓萱一诺浩然"
+# A few simplified → traditional pairs, for the "name in traditional characters" dirt.
+TRADITIONAL = str.maketrans("刘陈杨黄赵吴马郭罗郑谢韩冯邓萧许华丽强军杰娟涛兰红梅鑫",
+                            "劉陳楊黃趙吳馬郭羅鄭謝韓馮鄧蕭許華麗強軍傑娟濤蘭紅梅鑫")
+ETHNICITIES = ["汉族"] * 90 + ["满族"] * 6 + ["蒙古族", "回族", "朝鲜族", "锡伯族"]
+ROADS = "兴隆大街 石油大街 双兴路 惠宾街 泰山路 渤海路 中兴路 新工街 辽河路 胜利街 建设街 鑫安街 光明路 育才路 平安路 文化街".split()
+COMMUNITY_WORDS = "幸福 和平 友谊 阳光 丽景 新兴 锦华 春苑 金湾 翠园 东湖 西城 康乐 惠民 安居 振兴".split()
+
+# Text the platforms really receive and the warehouse must store verbatim.
+HOSTILE_TEXT = [
+    "楼下烧烤店油烟太大🔥😡，晚上根本没法开窗",
+    "ＡＢＣ小区（全角）门口“占道经营”严重",
+    "路灯不亮\n已经三天了\r\n请尽快处理",
+    "'; DROP TABLE core.event; --",
+    "<script>alert('x')</script> 井盖缺失",
+    'He said "快来人" and left \\ backslash',
+    "下水道堵了 Robert'); SELECT pg_sleep(10); --",
+    "tab\tseparated\tcomplaint, with commas, and ,,,",
+]
+
+
+@dataclass(frozen=True)
+class District:
+    code: str
+    name: str
+
+
+@dataclass(frozen=True)
+class Street:
+    code: str
+    name: str
+    district_code: str
+
+
+@dataclass(frozen=True)
+class Grid:
+    code: str  # 15 digits: 9-digit street + 3-digit community + 3-digit serial
+    name: str
+    street_code: str
+    district_code: str
+    community_name: str
+    grid_type: str  # 综合 / 专属
+    bbox: tuple[float, float, float, float]  # min_lon, min_lat, max_lon, max_lat
+
+    @property
+    def centre(self) -> tuple[float, float]:
+        return ((self.bbox[0] + self.bbox[2]) / 2, (self.bbox[1] + self.bbox[3]) / 2)
+
+    def wkt(self) -> str:
+        x0, y0, x1, y1 = self.bbox
+        return f"POLYGON(({x0} {y0}, {x1} {y0}, {x1} {y1}, {x0} {y1}, {x0} {y0}))"
+
+
+@dataclass(frozen=True)
+class Person:
+    index: int
+    name: str
+    gender: str
+    id_number: str
+    birth_date: date
+    ethnicity: str
+    phone: str
+    grid: Grid
+    address: str
+    population_type: str
+
+
+@dataclass(frozen=True)
+class Organization:
+    index: int
+    name: str
+    uscc: str
+    org_type: str
+    legal_rep: str
+    phone: str
+    grid: Grid
+    address: str
+
+
+def _read(name: str) -> list[dict[str, str]]:
+    with open(REFERENCE / name, encoding="utf-8", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def citizen_id(area_code: str, birth: date, seq: int, male: bool) -> str:
+    """A valid GB 11643 number: area + birth date + sequence (odd = male) + check."""
+    seq3 = (seq % 500) * 2 + (1 if male else 0)
+    body = f"{area_code}{birth:%Y%m%d}{seq3:03d}"
+    # stdnum's ric.calc_check_digit takes all 18 characters and ignores the last.
+    return body + ric.calc_check_digit(body + "0")
+
+
+def credit_code(area_code: str, serial: int) -> str:
+    """A valid GB 32100 code: 91 (enterprise) + 6-digit area + 9-char org code + check."""
+    alphabet = "0123456789ABCDEFGHJKLMNPQRTUWXY"
+    org = "".join(alphabet[(serial // 31**i) % 31] for i in range(8))[::-1]
+    org += str(serial % 10)
+    body = f"91{area_code}{org}"
+    return body + uscc.calc_check_digit(body)
+
+
+class City:
+    """The simulated city. Everything is a pure function of (city_code, seed, scale)."""
+
+    def __init__(self, city_code: str = "2111", seed: int = 20261124, scale: float = 1.0):
+        if city_code not in CITY_EXTENTS:
+            raise ValueError(f"no extent known for city {city_code}; known: {sorted(CITY_EXTENTS)}")
+        self.code = city_code
+        self.seed = seed
+        self.scale = scale
+        self.extent = CITY_EXTENTS[city_code]
+        self.name = next(r["name"] for r in _read("cities.csv") if r["code"] == city_code)
+
+    @cached_property
+    def districts(self) -> list[District]:
+        return [District(r["code"], r["name"]) for r in _read("areas.csv")
+                if r["cityCode"] == self.code]
+
+    @cached_property
+    def streets(self) -> list[Street]:
+        return [Street(r["code"], r["name"], r["areaCode"]) for r in _read("streets.csv")
+                if r["cityCode"] == self.code]
+
+    @cached_property
+    def grids(self) -> list[Grid]:
+        """Tiles the extent: a vertical strip per district, a band per street, grids inside."""
+        rng = random.Random(self.seed)
+        min_lon, min_lat, max_lon, max_lat = self.extent
+        total = max(len(self.streets), round(GRIDS_AT_SCALE_1 * self.scale))
+        per_street = max(1, total // len(self.streets))
+        grids: list[Grid] = []
+        width = (max_lon - min_lon) / len(self.districts)
+        for d_i, district in enumerate(self.districts):
+            streets = [s for s in self.streets if s.district_code == district.code]
+            band = (max_lat - min_lat) / len(streets)
+            x0 = min_lon + d_i * width
+            for s_i, street in enumerate(streets):
+                y0 = min_lat + s_i * band
+                cols = math.ceil(math.sqrt(per_street))
+                rows = math.ceil(per_street / cols)
+                for g in range(per_street):
+                    c, r = g % cols, g // cols
+                    gx0 = x0 + c * width / cols
+                    gy0 = y0 + r * band / rows
+                    community = g // 10 + 1
+                    serial = g % 10 + 1
+                    cname = f"{COMMUNITY_WORDS[(community + s_i) % len(COMMUNITY_WORDS)]}社区"
+                    code = f"{street.code}{community:03d}{serial:03d}"
+                    grids.append(Grid(
+                        code=code,
+                        name=f"{street.name}{cname}第{serial}网格",
+                        street_code=street.code,
+                        district_code=district.code,
+                        community_name=cname,
+                        grid_type="综合" if rng.random() < 0.9 else "专属",
+                        bbox=(round(gx0, 6), round(gy0, 6),
+                              round(gx0 + width / cols, 6), round(gy0 + band / rows, 6)),
+                    ))
+        return grids
+
+    @cached_property
+    def grid_by_code(self) -> dict[str, Grid]:
+        return {g.code: g for g in self.grids}
+
+    @property
+    def population(self) -> int:
+        return max(100, round(PEOPLE_AT_SCALE_1 * self.scale))
+
+    def rng(self, *salt: object) -> random.Random:
+        """An independent, reproducible stream for one purpose (e.g. one platform)."""
+        return random.Random(f"{self.seed}:{':'.join(map(str, salt))}")
+
+    def point_in(self, grid: Grid, rng: random.Random) -> tuple[float, float]:
+        x0, y0, x1, y1 = grid.bbox
+        # Keep clear of the edges so a point is unambiguously inside its grid.
+        return (round(rng.uniform(x0 + (x1 - x0) * 0.1, x1 - (x1 - x0) * 0.1), 6),
+                round(rng.uniform(y0 + (y1 - y0) * 0.1, y1 - (y1 - y0) * 0.1), 6))
+
+    def address(self, grid: Grid, rng: random.Random) -> str:
+        district = next(d.name for d in self.districts if d.code == grid.district_code)
+        return (f"{self.name}{district}{rng.choice(ROADS)}{rng.randint(1, 300)}号"
+                f"{grid.community_name}{rng.randint(1, 40)}号楼")
+
+    def person(self, index: int) -> Person:
+        """The index-th resident; the same index is the same human on every platform."""
+        rng = self.rng("person", index)
+        grid = self.grids[index % len(self.grids)]
+        male = rng.random() < 0.51
+        birth = date(1940, 1, 1) + timedelta(days=rng.randint(0, 365 * 65))
+        name = rng.choice(SURNAMES) + "".join(rng.choice(GIVEN) for _ in range(rng.choice((1, 2))))
+        return Person(
+            index=index,
+            name=name,
+            gender="男" if male else "女",
+            id_number=citizen_id(grid.district_code, birth, index, male),
+            birth_date=birth,
+            ethnicity=rng.choice(ETHNICITIES),
+            phone=f"1{rng.choice('3456789')}{rng.randint(0, 999_999_999):09d}",
+            grid=grid,
+            address=self.address(grid, rng),
+            population_type=rng.choices(["户籍", "流动", "境外"], weights=[85, 14, 1])[0],
+        )
+
+    def organization(self, index: int) -> Organization:
+        rng = self.rng("org", index)
+        grid = self.grids[(index * 7) % len(self.grids)]
+        kind = rng.choices(["企业", "个体工商户", "社会组织"], weights=[70, 25, 5])[0]
+        word = rng.choice(["鑫源", "兴盛", "辽河", "湿地", "红海滩", "渤海", "金秋", "恒达"])
+        suffix = {"企业": "有限公司", "个体工商户": "商店", "社会组织": "志愿者协会"}[kind]
+        return Organization(
+            index=index,
+            name=f"{self.name}{word}{rng.choice(['商贸', '建筑', '餐饮', '物业', '科技'])}{suffix}{index}",
+            uscc=credit_code(grid.district_code, 100_000 + index),
+            org_type=kind,
+            legal_rep=self.person(index * 13 % self.population).name,
+            phone=f"0427{rng.randint(2_000_000, 8_999_999)}",
+            grid=grid,
+            address=self.address(grid, rng),
+        )
+
+
+# Dirty variants, as different platforms key in the same value.
+
+def id_variant(id_number: str, rng: random.Random, kind: str | None = None) -> tuple[str, str]:
+    """A messy but recoverable spelling of a valid ID number, and its kind.
+
+    `kind` forces one of lower_x / spaces / legacy15; otherwise one is drawn. A kind
+    that cannot apply to this number (lower_x without an X; legacy15 for someone
+    not born 1900–1999, as 15-digit numbers only carry a two-digit year) gives the
+    number back unchanged with kind "clean".
+    """
+    kind = kind or rng.choice(["lower_x", "spaces", "legacy15"])
+    if kind == "lower_x" and id_number.endswith("X"):
+        return id_number.lower(), kind
+    if kind == "spaces":
+        return f"{id_number[:6]} {id_number[6:14]} {id_number[14:]}".lower(), kind
+    if kind == "legacy15" and id_number[6:8] == "19":
+        return id_number[:6] + id_number[8:17], kind
+    return id_number, "clean"
+
+
+def wrong_check_digit(id_number: str) -> str:
+    digits = "0123456789X"
+    return id_number[:17] + digits[(digits.index(id_number[17].upper()) + 1) % 11]
+
+
+def phone_variant(phone: str, rng: random.Random) -> str:
+    return rng.choice([f"+86{phone}", f"{phone[:3]}-{phone[3:7]}-{phone[7:]}", f"+86 {phone}"])
+
+
+def name_variant(name: str, rng: random.Random) -> str:
+    traditional = name.translate(TRADITIONAL)
+    if traditional != name and rng.random() < 0.5:
+        return traditional
+    return name[:1] + " " + name[1:]

@@ -1,0 +1,120 @@
+"""The merge into core tables: idempotent, history-keeping, verbatim, never deleting."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import psycopg
+import pyarrow as pa
+
+from conform.base import build
+from hub.pii import protect
+from schemas.model import EVENT, PERSON
+from warehouse.db import connect
+from warehouse.loader import merge
+
+T0 = datetime(2026, 11, 20, 1, 0, tzinfo=UTC)
+T1 = datetime(2026, 11, 20, 2, 0, tzinfo=UTC)
+
+HOSTILE = [
+    "'; DROP TABLE core.event; --",
+    "路灯不亮\n已经三天了\r\n请尽快处理🔥",
+    'quote " and "" and \\N and \\ backslash, comma',
+    "",
+    "<script>alert('x')</script>",
+]
+
+
+def events(ids: list[str], status: str = "accepted", updated: datetime = T0,
+           description: list[str] | None = None) -> pa.Table:
+    n = len(ids)
+    return protect(EVENT, build(EVENT, {
+        "source_id": pa.array(ids),
+        "channel": pa.scalar("电话"),
+        "category_code": pa.scalar("SR01"),
+        "source_category": pa.scalar("010101 占道经营"),
+        "status": pa.scalar(status),
+        "source_status": pa.scalar(status),
+        "description": pa.array(description or ["d"] * n),
+        "reporter_phone": pa.scalar("13812348000"),
+        "source_updated_at": pa.array([updated] * n, pa.timestamp("us", tz="UTC")),
+    }, n))
+
+
+def load(table: pa.Table, system: str, entity=EVENT, snapshot: bool = False):
+    with connect() as conn:
+        return merge(conn, entity, table, source_system=system, run_id=None,  # type: ignore[arg-type]
+                     snapshot=snapshot)
+
+
+def current(db: psycopg.Connection, system: str) -> dict:
+    rows = db.execute("SELECT source_id, status FROM core.event WHERE source_system = %s"
+                      " AND valid_to IS NULL", (system,)).fetchall()
+    return dict(rows)
+
+
+def test_loading_twice_changes_nothing(db, warehouse):
+    first = load(events(["a", "b", "c"]), "t_twice")
+    second = load(events(["a", "b", "c"]), "t_twice")
+    assert (first.inserted, first.updated, first.unchanged) == (3, 0, 0)
+    assert (second.inserted, second.updated, second.unchanged) == (0, 0, 3)
+    total = db.execute("SELECT count(*), count(DISTINCT source_id) FROM core.event"
+                       " WHERE source_system = 't_twice'").fetchone()
+    assert total == (3, 3)
+
+
+def test_a_change_makes_a_new_version_and_keeps_the_old(db, warehouse):
+    load(events(["a", "b"]), "t_hist")
+    counts = load(events(["a"], status="resolved", updated=T1), "t_hist")
+    assert (counts.inserted, counts.updated) == (0, 1)
+    assert current(db, "t_hist") == {"a": "resolved", "b": "accepted"}
+    history = db.execute("SELECT status, valid_to IS NULL FROM core.event WHERE source_system ="
+                         " 't_hist' AND source_id = 'a' ORDER BY valid_from, row_id").fetchall()
+    assert history == [("accepted", False), ("resolved", True)]
+
+
+def test_an_older_copy_never_overwrites_newer_data(db, warehouse):
+    load(events(["a"], status="resolved", updated=T1), "t_stale")
+    counts = load(events(["a"], status="accepted", updated=T0), "t_stale")
+    assert counts.unchanged == 1
+    assert current(db, "t_stale") == {"a": "resolved"}
+
+
+def test_text_is_stored_verbatim(db, warehouse):
+    ids = [f"h{i}" for i in range(len(HOSTILE))]
+    load(events(ids, description=HOSTILE), "t_verbatim")
+    stored = dict(db.execute("SELECT source_id, description FROM core.event WHERE source_system"
+                             " = 't_verbatim'").fetchall())
+    assert [stored[i] for i in ids] == HOSTILE
+    assert db.execute("SELECT count(*) FROM core.event").fetchone()[0] > 0  # still there
+
+
+def test_personal_data_is_hashed_and_masked(db, warehouse):
+    load(events(["p1"]), "t_pii")
+    row = db.execute("SELECT reporter_phone_hash, reporter_phone_masked FROM core.event"
+                     " WHERE source_system = 't_pii'").fetchone()
+    assert row[1] == "138****8000"
+    assert len(row[0]) == 64 and "13812348000" not in row[0]
+    columns = {r[0] for r in db.execute("SELECT column_name FROM information_schema.columns"
+                                        " WHERE table_schema = 'core' AND table_name = 'event'")}
+    assert "reporter_phone" not in columns
+
+
+def test_snapshot_closes_the_missing_and_reopens_the_returning(db, warehouse):
+    def people(ids: list[str]) -> pa.Table:
+        return protect(PERSON, build(PERSON, {"source_id": pa.array(ids),
+                                              "role": pa.scalar("resident")}, len(ids)))
+
+    load(people(["r1", "r2"]), "t_snap", PERSON, snapshot=True)
+    counts = load(people(["r1"]), "t_snap", PERSON, snapshot=True)
+    assert counts.closed == 1
+    assert set(current_people(db, "t_snap")) == {"r1"}
+    load(people(["r1", "r2"]), "t_snap", PERSON, snapshot=True)
+    versions = db.execute("SELECT valid_to IS NULL FROM core.person WHERE source_system ="
+                          " 't_snap' AND source_id = 'r2' ORDER BY valid_from, row_id").fetchall()
+    assert versions == [(False,), (True,)]
+
+
+def current_people(db: psycopg.Connection, system: str) -> list[str]:
+    return [r[0] for r in db.execute("SELECT source_id FROM core.person WHERE source_system = %s"
+                                     " AND valid_to IS NULL", (system,))]

@@ -1,0 +1,1 @@
+"""The shared base database: connection, migrations, loading."""
