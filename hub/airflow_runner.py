@@ -38,6 +38,24 @@ _QUIET_WARNINGS = (
     "ignore:Could not import graphviz",
     "ignore:Using `httpx` with `starlette.testclient` is deprecated",
 )
+# `airflow dags test` honours retries: a failing task would sit out every retry
+# delay (minutes, growing) before the run ends. Local runs fail fast instead,
+# through an Airflow cluster policy that Airflow imports from <home>/config.
+NO_RETRIES_ENV = "HUB_AIRFLOW_NO_RETRIES"
+_LOCAL_SETTINGS = f'''"""Written by hub.airflow_runner for this local Airflow; rewritten before each run.
+
+With {NO_RETRIES_ENV}=1 (set by `dags_test`) tasks get no retries, so a failed
+task ends its one-off `airflow dags test` run at once.
+"""
+
+import os
+
+
+def task_policy(task):
+    if os.environ.get("{NO_RETRIES_ENV}") == "1":
+        task.retries = 0
+'''
+
 _RUN_FINISHED = re.compile(r"DagRun Finished: dag_id=(?P<dag_id>[^,\s]+), .*?run_id=(?P<run_id>[^,\s]+),")
 _TASK_FAILED = "Task failed with exception"
 _CHAINED = ("During handling of the above exception", "The above exception was the direct cause")
@@ -137,6 +155,7 @@ class LocalAirflow:
         A marker file records the Airflow version that migrated this database, so
         the check costs a file read instead of Airflow's start-up.
         """
+        self._write_local_settings()
         marker = self.home / ".db-migrated"
         stamp = f"apache-airflow-core {version('apache-airflow-core')}\n{self.db_path}\n"
 
@@ -169,12 +188,15 @@ class LocalAirflow:
         *,
         conf: Mapping[str, Any] | None = None,
         echo: Callable[[str], None] | None = None,
+        retries: bool = False,
     ) -> DagTestResult:
         """Run one DAG run of `dag_id` to the end with `airflow dags test`.
 
         Its output goes to `<home>/logs/dags_test/`, and to `echo` line by line
         when given. A failed task, a failed run, a non-zero exit or the timeout
-        make `ok` False; `errors` holds the failed tasks' tracebacks.
+        make `ok` False; `errors` holds the failed tasks' tracebacks. Tasks are
+        not retried unless `retries` is True (then a failure waits out the DAG's
+        retry delays, as under the scheduler).
         """
         self.ensure_db()
         log_dir = self.home / "logs" / "dags_test"
@@ -192,8 +214,11 @@ class LocalAirflow:
                 open(log_path, encoding="utf-8", errors="replace") as follow:
             # Output goes to a file, not a pipe: a process the task starts (the
             # embedded PostgreSQL) may inherit the descriptor and outlive the run.
+            env = self.env(extra_env)
+            if not retries:
+                env[NO_RETRIES_ENV] = "1"
             proc = subprocess.Popen(
-                cmd, env=self.env(extra_env), cwd=PROJECT_ROOT,
+                cmd, env=env, cwd=PROJECT_ROOT,
                 stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
             )
             while True:
@@ -221,6 +246,8 @@ class LocalAirflow:
             errors.append(f"airflow dags test {dag_id} was killed after {timeout:.0f} s")
         failed = [t for t, s in task_states.items() if s not in ("success", "skipped")]
         ok = (returncode == 0 and not timed_out and run_state == "success" and not failed)
+        if not ok and not errors:  # the command itself failed: DAG not found, import error...
+            errors.append(_last_traceback(output) or _tail(output, 20))
         return DagTestResult(
             dag_id=dag_id, ok=ok, returncode=returncode, duration_s=round(duration, 2),
             timed_out=timed_out, run_id=run_id, run_state=run_state, task_states=task_states,
@@ -253,6 +280,12 @@ class LocalAirflow:
             import_errors=data["import_errors"],
             parse_s=data["parse_s"],
         )
+
+    def _write_local_settings(self) -> None:
+        path = self.home / "config" / "airflow_local_settings.py"
+        if not path.exists() or path.read_text() != _LOCAL_SETTINGS:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(_LOCAL_SETTINGS)
 
     def _connect(self) -> sqlite3.Connection:
         return sqlite3.connect(f"file:{self.db_path}?mode=ro", uri=True, timeout=30)
@@ -364,6 +397,12 @@ def _task_tracebacks(output: str) -> Iterator[str]:
             if not following.startswith(_CHAINED):
                 break
         yield "\n".join(lines[i:end + 1])
+
+
+def _last_traceback(output: str) -> str | None:
+    lines = output.splitlines()
+    starts = [i for i, line in enumerate(lines) if line.startswith("Traceback (most recent call last)")]
+    return "\n".join(lines[starts[-1]:][-LOG_TAIL_LINES:]) if starts else None
 
 
 def _task_key(task_id: str, map_index: int | None) -> str:

@@ -12,12 +12,16 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
-
-import pendulum
-from airflow.sdk import DAG, Asset, dag, task
+from typing import TYPE_CHECKING, Any
 
 from hub.config import SourceConfig, load_sources
+
+if TYPE_CHECKING:
+    from airflow.sdk import DAG, Asset
+
+# Airflow is imported where a DAG is built, not here: `ingest_dag_id` and the
+# constants serve the CLI and tests, which should not pay Airflow's start-up
+# (seconds) nor have it create ~/airflow.
 
 INGEST_DAG_PREFIX = "hub_ingest_"
 ASSET_URI_PREFIX = "hub://warehouse/"
@@ -45,6 +49,8 @@ def core_asset(table: str) -> Asset:
     and the postgres provider (when installed) rewrites such URIs, so the same
     table would otherwise have different identities in different places.
     """
+    from airflow.sdk import Asset
+
     schema, sep, name = table.partition(".")
     if not sep or not schema or not name or "." in name:
         raise ValueError(f"expected a table as 'schema.table', got {table!r}")
@@ -71,6 +77,9 @@ def build_ingest_dag(
     because a run reads everything since the cursor, so a missed interval is
     picked up by the next run rather than by a backfill of its own.
     """
+    import pendulum
+    from airflow.sdk import dag, task
+
     source_name = source.name
     tables = tuple(tables)
     path = str(sources_path) if sources_path is not None else None

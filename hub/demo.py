@@ -143,9 +143,13 @@ def summarise(console: Console) -> None:
     print_table(["source", "rule", "severity", "rows flagged"], warnings,
                 title="loaded with findings (quality.finding), latest run")
     console.print(f"\nThe data is in PostgreSQL at {describe()}")
-    console.print("Look at it with, for example:\n"
-                  "  .venv/bin/hub sql \"select count(*) from core.event\"\n"
-                  "  .venv/bin/hub sql \"select category_code, status, count(*) from core.event"
-                  " where valid_to is null group by 1, 2 order by 3 desc\"\n"
-                  "  .venv/bin/hub status\n"
-                  "  psql \"" + describe().replace(":***", "") + "\"")
+    console.print(EXAMPLES.format(url=describe().replace(":***", "")))
+
+
+EXAMPLES = """Look at it with, for example:
+  .venv/bin/hub sql "select count(*) from core.event"
+  .venv/bin/hub sql "select category_code, status, count(*) from core.event
+                     where valid_to is null group by 1, 2 order by 3 desc"
+  .venv/bin/hub status
+  psql "{url}"
+"""

@@ -1,14 +1,14 @@
 """Personal data: a keyed hash for joining and a masked value for reading.
 
 ID numbers and phones never reach the core tables in clear. The hash is
-HMAC-SHA256 under the hub's key, so the same person hashes the same way on every
+keyed BLAKE2b (its MAC mode, RFC 7693) under the hub's key, so the same person hashes the same way on every
 platform (linking works) while nobody without the key can test a guessed number
 against it. Hashing runs once per distinct value of a batch, not once per row.
 """
 
 from __future__ import annotations
 
-import hmac
+import hashlib
 import secrets
 from collections.abc import Callable
 from functools import lru_cache
@@ -32,7 +32,8 @@ def pii_key() -> bytes:
     """
     s = settings()
     if s.pii_key is not None:
-        return s.pii_key.get_secret_value().encode()
+        # BLAKE2b takes keys up to 64 bytes: any passphrase is condensed to 32.
+        return hashlib.sha256(s.pii_key.get_secret_value().encode()).digest()
     if s.warehouse_url is not None:
         raise RuntimeError("HUB_PII_KEY must be set when HUB_WAREHOUSE_URL points at a shared "
                            "warehouse: every hub process must hash personal data the same way")
@@ -41,11 +42,11 @@ def pii_key() -> bytes:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(secrets.token_hex(32))
         path.chmod(0o600)
-    return path.read_text().strip().encode()
+    return hashlib.sha256(path.read_text().strip().encode()).digest()
 
 
 def keyed_hash(value: str, key: bytes | None = None) -> str:
-    return hmac.new(key or pii_key(), value.encode(), "sha256").hexdigest()
+    return hashlib.blake2b(value.encode(), key=key or pii_key(), digest_size=32).hexdigest()
 
 
 def hash_array(values: pa.Array | pa.ChunkedArray,
@@ -53,7 +54,8 @@ def hash_array(values: pa.Array | pa.ChunkedArray,
     """Keyed hash of each value's identity form (see IDENTITY)."""
     key = pii_key()
     return per_distinct(
-        values, lambda v: hmac.new(key, identity(v).encode(), "sha256").hexdigest()
+        values,
+        lambda v: hashlib.blake2b(identity(v).encode(), key=key, digest_size=32).hexdigest(),
     )
 
 

@@ -21,7 +21,6 @@ from typing import Any
 
 import psycopg
 import pyarrow as pa
-from quality.rules import RuleContext
 
 from conform.base import Conformer, last_per_key
 from conform.registry import conformer_class
@@ -32,6 +31,7 @@ from hub.failpoints import failpoint
 from hub.pii import protect
 from quality import store
 from quality.context import rule_context
+from quality.rules import RuleContext
 from quality.validate import Validated, validate
 from schemas.model import Entity, entity
 from warehouse import ops

@@ -43,6 +43,8 @@ _X = ord("X")
 
 def as_array(values: Any, type_: pa.DataType | None = None) -> pa.Array:
     """One contiguous Arrow array (chunks combined; pandas/numpy input converted)."""
+    if isinstance(values, Strings):
+        values = values.arr
     if isinstance(values, pa.ChunkedArray):
         arr = values.chunk(0) if values.num_chunks == 1 else values.combine_chunks()
         if values.num_chunks == 0:
@@ -66,85 +68,165 @@ def as_strings(values: Any) -> pa.StringArray:
     return arr
 
 
+def _bits(buf: pa.Buffer, offset: int, n: int) -> np.ndarray:
+    packed = np.frombuffer(buf, dtype=np.uint8)
+    return np.unpackbits(packed, bitorder="little")[offset : offset + n].view(bool)
+
+
 def _bool(arr: pa.Array | pa.ChunkedArray, null: bool = False) -> np.ndarray:
     """Arrow boolean → numpy bool, nulls as `null`."""
-    filled = pc.fill_null(arr, null)
-    if isinstance(filled, pa.ChunkedArray):
-        filled = filled.combine_chunks()
-    return np.asarray(filled.to_numpy(zero_copy_only=False), dtype=bool)
+    if isinstance(arr, pa.ChunkedArray):
+        arr = as_array(arr)
+    if arr.null_count:
+        arr = pc.fill_null(arr, null)
+    if len(arr) == 0:
+        return np.zeros(0, dtype=bool)
+    return _bits(arr.buffers()[1], arr.offset, len(arr))
 
 
-def lengths(values: pa.StringArray) -> np.ndarray:
-    """Byte length per value, -1 for null."""
-    return np.asarray(pc.fill_null(pc.binary_length(values), -1).to_numpy(), dtype=np.int64)
+def _validity(arr: pa.Array) -> np.ndarray:
+    if arr.null_count == 0:
+        return np.ones(len(arr), dtype=bool)
+    return _bits(arr.buffers()[0], arr.offset, len(arr)).copy()
+
+
+# Lead bytes of the characters `utf8_is_space` may accept: ASCII whitespace, U+0085 /
+# U+00A0 (0xC2), U+1680 (0xE1), U+2000… (0xE2), U+3000 ideographic space (0xE3).
+_SPACE_LEADS = np.zeros(256, dtype=bool)
+_SPACE_LEADS[[9, 10, 11, 12, 13, 28, 29, 30, 31, 32, 0xC2, 0xE1, 0xE2, 0xE3]] = True
+
+
+class Strings:
+    """A string column seen as numpy: validity, byte lengths, offsets and bytes.
+
+    Lets the checks look at lengths and leading bytes of a million values without
+    going through Python objects. `quality.rules` builds one per column and batch and
+    hands it to every check that reads the column; `strings()` passes it through.
+    """
+
+    def __init__(self, values: Any) -> None:
+        self.arr: pa.StringArray = as_strings(values)
+        n = len(self.arr)
+        self.valid = _validity(self.arr)
+        if n == 0 or self.arr.buffers()[1] is None:
+            offsets = np.zeros(n + 1, dtype=np.int32)
+        else:
+            offsets = np.frombuffer(
+                self.arr.buffers()[1], dtype=np.int32, count=n + 1 + self.arr.offset
+            )[self.arr.offset :]
+        self.starts = offsets[:-1]
+        lens = np.diff(offsets)
+        # Null slots may carry any length: count them as empty.
+        self.lens = lens if self.arr.null_count == 0 else np.where(self.valid, lens, 0)
+        buf = self.arr.buffers()[2] if n else None
+        self.data = np.zeros(0, np.uint8) if buf is None else np.frombuffer(buf, dtype=np.uint8)
+        self._present: np.ndarray | None = None
+        self._digits: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return len(self.arr)
+
+    def byte_at(self, k: int) -> np.ndarray:
+        """The k-th byte of each value, 0 where the value is shorter."""
+        if self.data.size == 0:
+            return np.zeros(len(self), dtype=np.uint8)
+        picked = np.take(self.data, self.starts + k if k else self.starts, mode="clip")
+        picked[self.lens <= k] = 0
+        return picked
+
+    def present(self) -> np.ndarray:
+        """Not null, not empty, not whitespace only."""
+        if self._present is None:
+            ok = self.lens > 0
+            maybe_blank = ok & _SPACE_LEADS[self.byte_at(0)]
+            if maybe_blank.any():
+                rows = np.flatnonzero(maybe_blank)
+                blank = _bool(pc.utf8_is_space(self.arr.take(pa.array(rows))))
+                ok[rows[blank]] = False
+            self._present = ok
+        return self._present
+
+    def digits(self) -> np.ndarray:
+        """Non-empty and ASCII digits only."""
+        if self._digits is None:
+            self._digits = _bool(pc.ascii_is_decimal(self.arr))
+        return self._digits
+
+    def fixed_width(self, width: int) -> tuple[np.ndarray, np.ndarray]:
+        """Rows whose value is exactly `width` bytes, and those bytes as a (k, width) matrix."""
+        rows = np.flatnonzero(self.lens == width)
+        if rows.size == 0:
+            return rows, np.zeros((0, width), dtype=np.uint8)
+        idx = self.starts[rows].astype(np.int64)[:, None] + np.arange(width)
+        return rows, self.data[idx]
+
+    def equals(self, value: str) -> np.ndarray:
+        return _bool(pc.equal(self.arr, value))
+
+    def isin(self, value_set: pa.Array) -> np.ndarray:
+        return _bool(pc.is_in(self.arr, value_set=value_set))
+
+    def fingerprint(self, max_words: int = 32) -> np.ndarray:
+        """A 64-bit hash of each value (equal values, equal hashes), from 8-byte words
+        read straight out of the data buffer. Values longer than 8 × max_words bytes
+        share a hash when their heads and lengths match; callers confirm equality."""
+        h = self.lens.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15)
+        if len(self) == 0 or self.data.size == 0:
+            return h
+        padded = np.zeros(self.data.size + 16, dtype=np.uint8)
+        padded[: self.data.size] = self.data
+        words = np.ndarray((self.data.size + 9,), dtype="<u8", buffer=padded, strides=(1,))
+        starts = self.starts.astype(np.int64)
+        longest = int(self.lens.max())
+        for k in range(min((longest + 7) // 8, max_words)):  # words of a value, not rows
+            remaining = np.clip(self.lens - 8 * k, 0, 8).astype(np.uint64)
+            word = np.take(words, starts + 8 * k, mode="clip")
+            mask = np.where(remaining >= 8, np.uint64(0xFFFFFFFFFFFFFFFF),
+                            (np.uint64(1) << (remaining * np.uint64(8))) - np.uint64(1))
+            h = _mix(h ^ (word & mask) + np.uint64(k + 1))
+        return h
+
+
+def strings(values: Any) -> Strings:
+    return values if isinstance(values, Strings) else Strings(values)
+
+
+def _mix(h: np.ndarray) -> np.ndarray:
+    """splitmix64 finaliser (wrapping uint64 arithmetic)."""
+    h = (h ^ (h >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    h = (h ^ (h >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return h ^ (h >> np.uint64(31))
+
+
+def lengths(values: Any) -> np.ndarray:
+    """Byte length per value, 0 for null."""
+    return strings(values).lens
 
 
 def present(values: Any) -> np.ndarray:
     """True where a value is given: not null, not NaN, not empty or whitespace only."""
     arr = as_array(values)
+    if isinstance(values, Strings):
+        return values.present()
     if pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type):
-        blank = pc.or_(pc.equal(pc.binary_length(arr), 0), pc.utf8_is_space(arr))
-        return _bool(pc.invert(blank), null=False)
+        return Strings(arr).present()
     if pa.types.is_floating(arr.type):
         return _bool(pc.invert(pc.is_nan(arr)), null=False)
     if pa.types.is_null(arr.type):
         return np.zeros(len(arr), dtype=bool)
-    return _bool(pc.is_valid(arr))
-
-
-def _offsets(values: pa.StringArray) -> np.ndarray:
-    buf = values.buffers()[1]
-    if buf is None:  # pragma: no cover - zero-length arrays
-        return np.zeros(len(values) + 1, dtype=np.int64)
-    return np.frombuffer(buf, dtype=np.int32, count=len(values) + 1 + values.offset)[
-        values.offset :
-    ]
-
-
-def _data(values: pa.StringArray) -> np.ndarray:
-    buf = values.buffers()[2]
-    return np.zeros(0, np.uint8) if buf is None else np.frombuffer(buf, dtype=np.uint8)
-
-
-def leading_bytes(values: pa.StringArray, count: int) -> np.ndarray:
-    """(n, count) matrix of each value's first bytes; 0 past the end of a value."""
-    n = len(values)
-    out = np.zeros((n, count), dtype=np.uint8)
-    if n == 0:
-        return out
-    starts = _offsets(values)[:-1].astype(np.int64)
-    lens = np.maximum(lengths(values), 0)
-    data = _data(values)
-    for k in range(count):  # a few columns, not rows
-        has = lens > k
-        idx = np.where(has, starts + k, 0)
-        if data.size:
-            out[:, k] = np.where(has, data[np.minimum(idx, data.size - 1)], 0)
-    return out
-
-
-def fixed_width(values: pa.StringArray, width: int) -> tuple[np.ndarray, np.ndarray]:
-    """Rows whose value is exactly `width` bytes, and those bytes as a (k, width) matrix."""
-    lens = lengths(values)
-    rows = np.flatnonzero(lens == width)
-    if rows.size == 0:
-        return rows, np.zeros((0, width), dtype=np.uint8)
-    picked = values.filter(pa.array(lens == width))
-    start = int(_offsets(picked)[0])
-    mat = _data(picked)[start : start + rows.size * width].reshape(rows.size, width)
-    return rows, mat
+    return _validity(arr)
 
 
 def _is_digit(mat: np.ndarray) -> np.ndarray:
     return (mat >= _ZERO) & (mat <= _NINE)
 
 
-def _all_digits(values: pa.StringArray) -> np.ndarray:
-    return _bool(pc.ascii_is_decimal(values))
-
-
 def _codes(n: int) -> np.ndarray:
     return np.full(n, NOT_EVALUATED, dtype=CODE_DTYPE)
+
+
+def _evaluated_where(given: np.ndarray) -> np.ndarray:
+    return np.where(given, PASSED, NOT_EVALUATED).astype(CODE_DTYPE)
 
 
 def _mark(codes: np.ndarray, where: np.ndarray, code: int) -> None:
@@ -165,31 +247,40 @@ PRESENT_REASONS = ("missing",)
 
 def required(values: Any) -> np.ndarray:
     """Every row is evaluated; 1 where the value is blank."""
-    ok = present(values)
-    return np.where(ok, PASSED, 1).astype(CODE_DTYPE)
+    return np.where(present(values), PASSED, 1).astype(CODE_DTYPE)
 
 
 LAST_IN_BATCH_REASONS = ("superseded",)
 
 
 def last_in_batch(keys: Any) -> np.ndarray:
-    """1 for every occurrence of a key except its last one in the batch."""
-    arr = as_strings(keys)
-    n = len(arr)
-    ok = present(arr)
-    codes = np.where(ok, PASSED, NOT_EVALUATED).astype(CODE_DTYPE)
-    if n < 2:
+    """1 for every occurrence of a key except its last one in the batch.
+
+    Hashes are compared first (a sort of 64-bit fingerprints); only rows whose
+    fingerprint repeats are compared as strings.
+    """
+    s = strings(keys)
+    given = s.present()
+    codes = _evaluated_where(given)
+    if len(s) < 2:
         return codes
-    encoded = pc.dictionary_encode(arr)
-    idx = np.asarray(pc.fill_null(encoded.indices, -1).to_numpy(), dtype=np.int64)
-    counts = np.bincount(idx[idx >= 0], minlength=len(encoded.dictionary))
-    dup_rows = np.flatnonzero((idx >= 0) & (counts[np.maximum(idx, 0)] > 1))
-    if dup_rows.size:
-        last = np.full(len(encoded.dictionary), -1, dtype=np.int64)
-        np.maximum.at(last, idx[dup_rows], dup_rows)
-        superseded = dup_rows[last[idx[dup_rows]] != dup_rows]
-        codes[superseded] = 1
-    codes[~ok] = NOT_EVALUATED
+    h = s.fingerprint()
+    ordered = np.sort(h[given])
+    repeated = np.unique(ordered[1:][ordered[1:] == ordered[:-1]])
+    if repeated.size == 0:
+        return codes
+    # A bitmap on the low hash bits narrows the rows to look up to about the repeats.
+    low = np.uint64((1 << 22) - 1)
+    bucket = np.zeros(1 << 22, dtype=bool)
+    bucket[(repeated & low).astype(np.int64)] = True
+    maybe = np.flatnonzero(given & bucket[(h & low).astype(np.int64)])
+    pos = np.minimum(np.searchsorted(repeated, h[maybe]), repeated.size - 1)
+    rows = maybe[repeated[pos] == h[maybe]]
+    encoded = pc.dictionary_encode(s.arr.take(pa.array(rows)))
+    idx = np.asarray(encoded.indices.to_numpy(zero_copy_only=False), dtype=np.int64)
+    last = np.full(len(encoded.dictionary), -1, dtype=np.int64)
+    np.maximum.at(last, idx, np.arange(rows.size))
+    codes[rows[last[idx] != np.arange(rows.size)]] = 1
     return codes
 
 
@@ -221,26 +312,20 @@ def citizen_id(values: Any, today: date) -> np.ndarray:
     Reasons: 1 format (length / characters, including a lower-case x that conform
     did not normalise), 2 check character, 3 birth date.
     """
-    arr = as_strings(values)
-    codes = np.where(present(arr), PASSED, NOT_EVALUATED).astype(CODE_DTYPE)
-    rows, mat = fixed_width(arr, 18)
-    well_formed = np.zeros(len(arr), dtype=bool)
+    s = strings(values)
+    codes = _evaluated_where(s.present())
+    rows, mat = s.fixed_width(18)
+    well_formed = np.zeros(len(s), dtype=bool)
     if rows.size:
-        body_ok = _is_digit(mat[:, :17]).all(axis=1)
-        last = mat[:, 17]
-        last_ok = _is_digit(last) | (last == _X)
-        ok = body_ok & last_ok
-        well_formed[rows[ok]] = True
-        good = rows[ok]
-        m = mat[ok]
+        ok = _is_digit(mat[:, :17]).all(axis=1) & (_is_digit(mat[:, 17]) | (mat[:, 17] == _X))
+        good, m = rows[ok], mat[ok]
+        well_formed[good] = True
         total = (m[:, :17].astype(np.int64) - _ZERO) @ _RIC_WEIGHTS
         check_ok = _RIC_CHECK[total % 11] == m[:, 17]
         birth = _number(m[:, 6:14])
         year, month, day = birth // 10000, birth // 100 % 100, birth % 100
         latest = today.year * 10000 + today.month * 100 + today.day
-        date_ok = (
-            valid_dates(year, month, day) & (year >= EARLIEST_BIRTH_YEAR) & (birth <= latest)
-        )
+        date_ok = valid_dates(year, month, day) & (year >= EARLIEST_BIRTH_YEAR) & (birth <= latest)
         codes[good[~check_ok]] = 2
         codes[good[check_ok & ~date_ok]] = 3
     _mark(codes, ~well_formed, 1)
@@ -264,10 +349,10 @@ def uscc(values: Any) -> np.ndarray:
     pass (`stdnum.cn.uscc` insists on digits there).
     Reasons: 1 format, 2 check character.
     """
-    arr = as_strings(values)
-    codes = np.where(present(arr), PASSED, NOT_EVALUATED).astype(CODE_DTYPE)
-    rows, mat = fixed_width(arr, 18)
-    well_formed = np.zeros(len(arr), dtype=bool)
+    s = strings(values)
+    codes = _evaluated_where(s.present())
+    rows, mat = s.fixed_width(18)
+    well_formed = np.zeros(len(s), dtype=bool)
     if rows.size:
         vals = _USCC_VALUE[mat]
         ok = (vals >= 0).all(axis=1) & _is_digit(mat[:, 2:8]).all(axis=1)
@@ -287,16 +372,12 @@ PHONE_REASONS = ("format",)
 def phone(values: Any) -> np.ndarray:
     """Mainland mobile ``1[3-9]`` + 9 digits, or a landline ``0[1-9]`` area code of 3–4
     digits followed by a 7–8 digit number (10–12 digits in all); digits only."""
-    arr = as_strings(values)
-    codes = np.where(present(arr), PASSED, NOT_EVALUATED).astype(CODE_DTYPE)
-    lens = lengths(arr)
-    head = leading_bytes(arr, 2)
-    digits = _all_digits(arr)
-    mobile = (lens == 11) & (head[:, 0] == ord("1")) & (head[:, 1] >= ord("3")) & (
-        head[:, 1] <= _NINE
-    )
-    landline = (lens >= 10) & (lens <= 12) & (head[:, 0] == _ZERO) & (head[:, 1] > _ZERO)
-    _mark(codes, ~(digits & (mobile | landline)), 1)
+    s = strings(values)
+    codes = _evaluated_where(s.present())
+    lens, first, second = s.lens, s.byte_at(0), s.byte_at(1)
+    mobile = (lens == 11) & (first == ord("1")) & (second >= ord("3"))
+    landline = (lens >= 10) & (lens <= 12) & (first == _ZERO) & (second > _ZERO)
+    _mark(codes, ~((mobile | landline) & s.digits()), 1)
     return codes
 
 
@@ -314,14 +395,13 @@ def known_code(
 
     `known` None means the reference table is not loaded: nothing is evaluated.
     """
-    arr = as_strings(values)
+    s = strings(values)
     if known is None:
-        return _codes(len(arr))
-    codes = np.where(present(arr), PASSED, NOT_EVALUATED).astype(CODE_DTYPE)
-    missing = ~_bool(pc.is_in(arr, value_set=as_value_set(known)), null=True)
+        return _codes(len(s))
+    codes = _evaluated_where(s.present())
+    missing = ~s.isin(as_value_set(known))
     if retired is not None and missing.any():
-        was = _bool(pc.is_in(arr, value_set=as_value_set(retired)))
-        _mark(codes, missing & was, 2)
+        _mark(codes, missing & s.isin(as_value_set(retired)), 2)
     _mark(codes, missing, 1)
     return codes
 
@@ -332,10 +412,10 @@ UNMAPPED = "unmapped"
 
 def mapped(values: Any, known: Collection[str] | pa.Array) -> np.ndarray:
     """1 where conform left the value 'unmapped', 2 where it is not a hub value at all."""
-    arr = as_strings(values)
-    codes = np.where(present(arr), PASSED, NOT_EVALUATED).astype(CODE_DTYPE)
-    _mark(codes, _bool(pc.equal(arr, UNMAPPED)), 1)
-    _mark(codes, ~_bool(pc.is_in(arr, value_set=as_value_set(known)), null=True), 2)
+    s = strings(values)
+    codes = _evaluated_where(s.present())
+    _mark(codes, s.equals(UNMAPPED), 1)
+    _mark(codes, ~s.isin(as_value_set(known)), 2)
     return codes
 
 
@@ -380,13 +460,20 @@ _NULL_TIME = np.iinfo(np.int64).min
 
 
 def micros(values: Any) -> tuple[np.ndarray, np.ndarray]:
-    """Timestamps as int64 microseconds since the epoch (UTC), and a presence mask."""
+    """Timestamps as int64 microseconds since the epoch (UTC), and a presence mask.
+
+    The int64 values are a view of the Arrow buffer: meaningless where the mask is
+    False, so every use goes through the mask.
+    """
     arr = as_array(values)
+    n = len(arr)
+    if pa.types.is_null(arr.type) or n == 0:
+        return np.zeros(n, dtype=np.int64), np.zeros(n, dtype=bool)
     if pa.types.is_timestamp(arr.type) and arr.type.unit != "us":
         arr = arr.cast(pa.timestamp("us", tz=arr.type.tz))
-    ok = _bool(pc.is_valid(arr))
-    raw = pc.fill_null(arr.cast(pa.int64()), _NULL_TIME).to_numpy()
-    return np.asarray(raw, dtype=np.int64), ok
+    ints = arr.cast(pa.int64())
+    raw = np.frombuffer(ints.buffers()[1], dtype=np.int64, count=n + ints.offset)[ints.offset :]
+    return raw, _validity(ints)
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -464,12 +551,11 @@ def only_when(
 ) -> np.ndarray:
     """1 where `values` holds something other than a neutral value while `status` is
     not `required_status` (e.g. a satisfaction rating on an event that is not closed)."""
-    arr = as_strings(values)
-    given = present(arr)
-    codes = np.where(given, PASSED, NOT_EVALUATED).astype(CODE_DTYPE)
-    neutral_set = pa.array(sorted(set(neutral)), type=pa.string())
-    rated = given & ~_bool(pc.is_in(arr, value_set=neutral_set))
-    closed = _bool(pc.equal(as_strings(status), required_status))
+    s = strings(values)
+    given = s.present()
+    codes = _evaluated_where(given)
+    rated = given & ~s.isin(pa.array(sorted(set(neutral)), type=pa.string()))
+    closed = strings(status).equals(required_status)
     _mark(codes, rated & ~closed, 1)
     return codes
 
@@ -480,13 +566,12 @@ UNIT_GRID_REASONS = ("format",)
 UNIT_GRID_TYPE = "单元"
 
 
-def unit_grid_code(codes_: Any, grid_types: Any) -> np.ndarray:
+def unit_grid_code(values: Any, grid_types: Any) -> np.ndarray:
     """单元网格 codes are 15 digits (14 in older systems); other grid codes any value."""
-    arr = as_strings(codes_)
-    codes = np.where(present(arr), PASSED, NOT_EVALUATED).astype(CODE_DTYPE)
-    unit = _bool(pc.equal(as_strings(grid_types), UNIT_GRID_TYPE))
-    lens = lengths(arr)
-    ok = _all_digits(arr) & ((lens == 14) | (lens == 15))
+    s = strings(values)
+    codes = _evaluated_where(s.present())
+    unit = strings(grid_types).equals(UNIT_GRID_TYPE)
+    ok = ((s.lens == 14) | (s.lens == 15)) & s.digits()
     _mark(codes, unit & ~ok, 1)
     return codes
 
@@ -497,7 +582,7 @@ COMPONENT = "component"
 
 
 def thing_code(
-    codes_: Any, thing_types: Any, division_codes: Collection[str] | pa.Array
+    values: Any, thing_types: Any, division_codes: Collection[str] | pa.Array
 ) -> np.ndarray:
     """部件 codes: 16 digits (17 under GB/T 47678) whose first 6 are a division code;
     cameras and NVRs: 20-digit GB/T 28181 ids whose type digits (11–13) are 131/132 or
@@ -505,27 +590,26 @@ def thing_code(
     Reasons: 1 component format, 2 component division prefix, 3 device id format,
     4 device type digits.
     """
-    arr = as_strings(codes_)
-    kinds = as_strings(thing_types)
-    codes = np.where(present(arr), PASSED, NOT_EVALUATED).astype(CODE_DTYPE)
-    lens = lengths(arr)
-    digits = _all_digits(arr)
+    s = strings(values)
+    kinds = strings(thing_types)
+    codes = _evaluated_where(s.present())
+    digits = s.digits()
 
-    component = _bool(pc.equal(kinds, COMPONENT))
-    comp_ok = digits & ((lens == 16) | (lens == 17))
+    component = kinds.equals(COMPONENT)
+    comp_ok = digits & ((s.lens == 16) | (s.lens == 17))
     _mark(codes, component & ~comp_ok, 1)
-    prefix = pc.utf8_slice_codeunits(arr, 0, 6)
-    known = _bool(pc.is_in(prefix, value_set=as_value_set(division_codes)))
-    _mark(codes, component & comp_ok & ~known, 2)
+    prefix = Strings(pc.utf8_slice_codeunits(s.arr, 0, 6))
+    _mark(codes, component & comp_ok & ~prefix.isin(as_value_set(division_codes)), 2)
 
-    device = _bool(pc.is_in(kinds, value_set=pa.array(sorted(DEVICE_TYPES))))
-    dev_ok = digits & (lens == 20)
-    _mark(codes, device & ~dev_ok, 3)
-    type_digits = pc.utf8_slice_codeunits(arr, 10, 13)
-    type_ok = np.zeros(len(arr), dtype=bool)
+    device = np.zeros(len(s), dtype=bool)
+    type_ok = np.zeros(len(s), dtype=bool)
+    type_digits = Strings(pc.utf8_slice_codeunits(s.arr, 10, 13))
     for kind, allowed in DEVICE_TYPES.items():  # two device kinds, not rows
-        this = _bool(pc.equal(kinds, kind))
-        type_ok |= this & _bool(pc.is_in(type_digits, value_set=pa.array(allowed)))
+        this = kinds.equals(kind)
+        device |= this
+        type_ok |= this & type_digits.isin(pa.array(allowed, pa.string()))
+    dev_ok = digits & (s.lens == 20)
+    _mark(codes, device & ~dev_ok, 3)
     _mark(codes, device & dev_ok & ~type_ok, 4)
     return codes
 

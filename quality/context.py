@@ -5,9 +5,9 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import psycopg
-from quality.rules import RuleContext
 
 from hub.config import CityConfig
+from quality.rules import RuleContext
 
 
 def rule_context(conn: psycopg.Connection, city: CityConfig) -> RuleContext:

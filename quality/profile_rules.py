@@ -6,15 +6,17 @@
 clear) with a realistic mix of about 5% bad rows: unmapped categories, retired and
 unknown codes, (0,0) / swapped / half-given coordinates, future times, lifecycle
 steps out of order, bad ID check digits, malformed phones, duplicate source keys.
-It is vectorised too, so a million rows take about a second to build; the tests use
-it for dirty tables.
+It is vectorised too (a million rows in a few seconds); the tests use it and
+`conformed_table` for dirty tables.
 """
 
 from __future__ import annotations
 
 import argparse
 import time
-from datetime import UTC, datetime, timedelta
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -23,7 +25,7 @@ import pyarrow.compute as pc
 from quality import checks
 from quality.rules import LIFECYCLE, RuleContext, evaluate, hub_vocabulary, reference_tables
 from schemas.arrow import conformed_schema
-from schemas.model import EVENT
+from schemas.model import EVENT, Entity
 
 PANJIN = "2111"
 PANJIN_EXTENT = (121.40, 40.60, 122.55, 41.45)
@@ -44,6 +46,14 @@ def panjin_grids(count: int = 4600) -> list[str]:
     streets = panjin_streets()
     return [f"{streets[i % len(streets)]}{i // len(streets) % 1000:03d}{i % 1000:03d}"
             for i in range(count)]
+
+
+def conformed_table(entity: Entity, rows: Sequence[Mapping[str, Any]]) -> pa.Table:
+    """A conformed batch from a few dict rows (missing columns null): for tests."""
+    schema = conformed_schema(entity)
+    return pa.Table.from_arrays(
+        [pa.array([r.get(f.name) for r in rows], type=f.type) for f in schema], schema=schema
+    )
 
 
 def strings_from_matrix(mat: np.ndarray) -> pa.StringArray:

@@ -278,8 +278,14 @@ def _nth_column(rule: AppliedRule, table: pa.Table, rows: np.ndarray,
                 index: np.ndarray) -> tuple[pa.Array, pa.Array]:
     """Name and value of column `index[i]` (0-based into rule.columns) for each row."""
     names = pa.array(rule.columns, pa.string()).take(pa.array(index))
-    texts = [text(table.column(c), rows) for c in rule.columns]
-    return names, pc.choose(pa.array(index, pa.int8()), *texts)
+    positions: list[np.ndarray] = []
+    texts: list[pa.Array] = []
+    for j in np.unique(index):  # one pass per column involved, not per row
+        sel = np.flatnonzero(index == j)
+        positions.append(sel)
+        texts.append(text(table.column(rule.columns[int(j)]), rows[sel]))
+    order = np.argsort(np.concatenate(positions), kind="stable")
+    return names, pa.concat_arrays(texts).take(pa.array(order))
 
 
 def _future(rule: AppliedRule, table: pa.Table, rows: np.ndarray, codes: np.ndarray,
@@ -402,8 +408,29 @@ class AppliedRule:
         except KeyError:
             return None
 
-    def check(self, table: pa.Table, ctx: RuleContext) -> np.ndarray:
-        return self.impl.check([table.column(c) for c in self.columns], ctx)
+    def check(self, table: pa.Table | Batch, ctx: RuleContext) -> np.ndarray:
+        """Codes per row (see quality.checks): -1 not evaluated, 0 passed, k reason k."""
+        batch = table if isinstance(table, Batch) else Batch(table)
+        return self.impl.check([batch.column(c) for c in self.columns], ctx)
+
+
+class Batch:
+    """The columns of one batch as the checks want them, each prepared once
+    (string columns as `checks.Strings`) and shared by every rule that reads it."""
+
+    def __init__(self, table: pa.Table) -> None:
+        self.table = table
+        self._columns: dict[str, Any] = {}
+
+    def column(self, name: str) -> Any:
+        if name not in self._columns:
+            try:
+                col = self.table.column(name)
+            except KeyError:
+                raise KeyError(f"the batch has no column {name!r}") from None
+            is_text = pa.types.is_string(col.type) or pa.types.is_large_string(col.type)
+            self._columns[name] = checks.Strings(col) if is_text else col
+        return self._columns[name]
 
 
 @cache
@@ -494,8 +521,9 @@ def evaluate(entity: Entity, table: pa.Table, ctx: RuleContext) -> Evaluation:
     found_pos: list[np.ndarray] = []
     found_reasons: list[pa.Array] = []
     rules = applied_rules(entity)
+    batch = Batch(table)
     for pos, rule in enumerate(rules):
-        codes = rule.check(table, ctx)
+        codes = rule.check(batch, ctx)
         failed = codes > 0
         results.append(RuleResult(rule.name, rule.severity, rule.dimension,
                                   evaluated=int(np.count_nonzero(codes >= 0)),

@@ -26,8 +26,8 @@ def record(conn: psycopg.Connection, run_id: int, source: str, entity: Entity,
     `payload` is the platform's records row-aligned with the validated table (the
     original payload to quarantine); without it the conformed row is kept.
     """
+    _supersede_fixed(conn, run_id, source, entity, validated)
     _quarantine(conn, run_id, source, entity, validated, payload)
-    _supersede_fixed(conn, run_id, source, entity)
     _findings(conn, run_id, source, entity, validated)
     _rule_results(conn, run_id, source, entity, validated)
 
@@ -60,6 +60,7 @@ def _quarantine(conn: psycopg.Connection, run_id: int, source: str, entity: Enti
                  " entity text, run_id bigint, rule text, reason text, failed_rules jsonb,"
                  " payload jsonb) ON COMMIT DROP")
     copy_arrow(conn, table, sql.Identifier("quarantine_stage"))
+    conn.execute("ANALYZE quarantine_stage")
     # Seen again (overlap window, a rerun after a crash) exactly as it was: the open
     # entry stands. Changed on the platform and still bad: the new entry replaces it.
     conn.execute(
@@ -78,18 +79,28 @@ def _quarantine(conn: psycopg.Connection, run_id: int, source: str, entity: Enti
     conn.execute("DROP TABLE quarantine_stage")
 
 
-def _supersede_fixed(conn: psycopg.Connection, run_id: int, source: str,
-                     entity: Entity) -> None:
-    """Open entries whose record has now been loaded (fixed on the platform) are closed."""
+def _supersede_fixed(conn: psycopg.Connection, run_id: int, source: str, entity: Entity,
+                     v: Validated) -> None:
+    """Open entries whose record loaded in this batch (fixed on the platform) are closed.
+
+    Open entries are few next to a batch, so they are read and matched here
+    rather than joined against the core table.
+    """
+    open_ids = [r[0] for r in conn.execute(
+        "SELECT source_id FROM quality.quarantine WHERE state = 'open'"
+        " AND source_system = %s AND entity = %s", (source, entity.name))]
+    if not open_ids:
+        return
+    loaded = v.table["source_id"].filter(pa.array(~v.quarantine))
+    fixed = pc.filter(pa.array(open_ids, pa.string()),
+                      pc.is_in(pa.array(open_ids, pa.string()), value_set=loaded))
+    if len(fixed) == 0:
+        return
     conn.execute(
-        sql.SQL(
-            "UPDATE quality.quarantine q SET state = 'superseded', resolved_run_id = %(run)s,"
-            " resolved_at = now() WHERE q.state = 'open' AND q.source_system = %(source)s"
-            " AND q.entity = %(entity)s AND EXISTS (SELECT 1 FROM {} t WHERE"
-            " t.source_system = q.source_system AND t.source_id = q.source_id"
-            " AND t.valid_to IS NULL AND t.run_id = %(run)s)"
-        ).format(sql.Identifier(*entity.table.split("."))),
-        {"run": run_id, "source": source, "entity": entity.name},
+        "UPDATE quality.quarantine SET state = 'superseded', resolved_run_id = %s,"
+        " resolved_at = now() WHERE state = 'open' AND source_system = %s AND entity = %s"
+        " AND source_id = ANY(%s)",
+        (run_id, source, entity.name, fixed.to_pylist()),
     )
 
 

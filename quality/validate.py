@@ -14,8 +14,8 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-from quality.rules import RuleContext, RuleResult, Severity, evaluate
 
+from quality.rules import RuleContext, RuleResult, Severity, evaluate
 from schemas.model import Entity
 
 PARSE_RULE = "value_parseable"

@@ -15,8 +15,10 @@ from __future__ import annotations
 import io
 from dataclasses import dataclass
 
+import pandas as pd
 import psycopg
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 from psycopg import sql
 
@@ -48,6 +50,7 @@ def copy_arrow(conn: psycopg.Connection, table: pa.Table, target: sql.Composable
     pyarrow writes the CSV in C++; NULL is an unquoted empty field and an empty
     string a quoted one, which is exactly how PostgreSQL's CSV format reads them.
     """
+    table = _utc_text_timestamps(table)
     columns = sql.SQL(", ").join(sql.Identifier(n) for n in table.column_names)
     statement = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT csv)").format(target, columns)
     options = pacsv.WriteOptions(include_header=False, batch_size=COPY_CHUNK_ROWS)
@@ -58,18 +61,48 @@ def copy_arrow(conn: psycopg.Connection, table: pa.Table, target: sql.Composable
             copy.write(buf.getbuffer())
 
 
+def _utc_text_timestamps(table: pa.Table) -> pa.Table:
+    """Time-zone-aware timestamps as `… +00` text.
+
+    pyarrow's CSV writer formats zoned timestamps through a slow per-value time
+    zone path (most of the COPY's cost for a table with six of them); the same
+    instants cast to naive and labelled UTC are written ten times faster.
+    """
+    for i, f in enumerate(table.schema):
+        if pa.types.is_timestamp(f.type) and f.type.tz is not None:
+            naive = pc.cast(table.column(i), pa.timestamp(f.type.unit))
+            text = pc.binary_join_element_wise(pc.cast(naive, pa.string()), "+00", "")
+            table = table.set_column(i, f.name, text)
+    return table
+
+
 def _staging(conn: psycopg.Connection, entity: Entity, table: pa.Table) -> sql.Identifier:
     name = sql.Identifier(f"stage_{entity.name}")
     columns = _staging_columns(entity)
     # Temporary and dropped at commit: no WAL, private to this transaction.
     conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(name))
     conn.execute(sql.SQL("CREATE TEMP TABLE {} ({}) ON COMMIT DROP").format(name, columns))
-    copy_arrow(conn, table, name)
+    copy_arrow(conn, table.add_column(1, "record_hash", record_hashes(table)), name)
+    # Temporary tables are never auto-analysed: without statistics the planner
+    # guesses their size and can pick a join that scans the whole core table.
+    conn.execute(sql.SQL("ANALYZE {} (source_id)").format(name))
     return name
 
 
+def record_hashes(table: pa.Table) -> pa.Array:
+    """A 64-bit hash of each row's values (all columns but the key), as text.
+
+    It decides "changed or not" between versions of one source record, so 64 bits
+    leave no practical chance of a miss. Computed vectorised in pandas: an md5 over
+    each row's text in SQL cost as much as the rest of the merge.
+    """
+    values = table.drop_columns(["source_id"]).to_pandas()
+    return pa.array(pd.util.hash_pandas_object(values, index=False).to_numpy()).cast(pa.string())
+
+
 def _staging_columns(entity: Entity) -> sql.Composable:
-    cols = [("source_id", "text")] + [(n, PG_TYPES[k]) for n, k in entity.data_columns()]
+    cols = [("source_id", "text"), ("record_hash", "text")] + [
+        (n, PG_TYPES[k]) for n, k in entity.data_columns()]
     return sql.SQL(", ").join(
         sql.SQL("{} {}").format(sql.Identifier(n), sql.SQL(t)) for n, t in cols
     )
@@ -90,7 +123,7 @@ def merge(
     data_cols = [n for n, _ in entity.data_columns()]
     s_cols = sql.SQL(", ").join(sql.SQL("s.{}").format(sql.Identifier(c)) for c in data_cols)
     t_cols = sql.SQL(", ").join(sql.Identifier(c) for c in data_cols)
-    row_hash = sql.SQL("md5(ROW({})::text)").format(s_cols)
+    row_hash = sql.SQL("s.record_hash")
     # A record older than the current version (a replayed or late copy) never
     # overwrites newer data.
     not_older = (

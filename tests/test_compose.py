@@ -1,0 +1,196 @@
+"""docker-compose.yml, Dockerfile and .env.example hold together, without Docker.
+
+The file is read as YAML (merge keys resolved, `${...}` left as written) and
+checked for what a deployment relies on. Where Debian's `docker-compose` is
+installed, its own validation runs too.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+import yaml
+
+from hub.config import PROJECT_ROOT, load_sources
+
+COMPOSE_FILE = PROJECT_ROOT / "docker-compose.yml"
+DOCKERFILE = PROJECT_ROOT / "Dockerfile"
+ENV_EXAMPLE = PROJECT_ROOT / ".env.example"
+
+AIRFLOW_COMPONENTS = {
+    "airflow-apiserver": "api-server",
+    "airflow-scheduler": "scheduler",
+    "airflow-dag-processor": "dag-processor",
+    "airflow-triggerer": "triggerer",
+}
+# Services that run the hub's tasks (LocalExecutor: inside the scheduler).
+TASK_RUNNERS = {"airflow-scheduler"}
+SECRET_NAME = re.compile(r"PASSWORD|SECRET|_KEY$|TOKEN|_URL$|SQL_ALCHEMY_CONN")
+REQUIRED_VAR = re.compile(r"^\$\{(?P<name>[A-Z0-9_]+):\?[^}]+\}$")
+ANY_VAR = re.compile(r"\$\{(?P<name>[A-Z0-9_]+)(?P<op>:?[-?])?[^}]*\}")
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict[str, Any]:
+    return yaml.safe_load(COMPOSE_FILE.read_text(encoding="utf-8"))
+
+
+@pytest.fixture(scope="module")
+def services(compose: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return compose["services"]
+
+
+def compose_variables() -> list[re.Match[str]]:
+    """The `${VAR...}` compose interpolates: not in comments, not `$${escaped}`."""
+    lines = COMPOSE_FILE.read_text(encoding="utf-8").splitlines()
+    text = "\n".join(line for line in lines if not line.lstrip().startswith("#"))
+    return list(ANY_VAR.finditer(text.replace("$$", "")))
+
+
+def env_of(service: dict[str, Any]) -> dict[str, str]:
+    env = service.get("environment") or {}
+    if isinstance(env, list):
+        env = dict(item.split("=", 1) if "=" in item else (item, "") for item in env)
+    return {k: str(v) for k, v in env.items()}
+
+
+def command_of(service: dict[str, Any]) -> str:
+    parts = [service.get("entrypoint") or [], service.get("command") or []]
+    return " ".join(" ".join(p) if isinstance(p, list) else str(p) for p in parts)
+
+
+def test_the_stack_has_its_parts(services: dict[str, dict[str, Any]]) -> None:
+    assert {"warehouse", "airflow-metadata", "airflow-init", *AIRFLOW_COMPONENTS} <= set(services)
+    for name, subcommand in AIRFLOW_COMPONENTS.items():
+        assert command_of(services[name]).split()[:2] == ["airflow", subcommand], name
+        assert services[name]["depends_on"]["airflow-init"]["condition"] == (
+            "service_completed_successfully"
+        )
+    init = command_of(services["airflow-init"])
+    assert "airflow db migrate" in init and "airflow users create" in init
+    assert services["warehouse"]["image"] == "postgres:17"
+    assert any(v.endswith(":/var/lib/postgresql/data") for v in services["warehouse"]["volumes"])
+
+
+def test_every_service_has_an_image_and_ours_is_built(services: dict[str, dict[str, Any]]) -> None:
+    built = {s["image"] for s in services.values() if "build" in s}
+    assert len(built) == 1, "one image of the hub, built from the Dockerfile"
+    for name, service in services.items():
+        assert service.get("image"), name
+        if not service["image"].startswith("postgres:"):
+            assert service["image"] in built, f"{name} runs an image nothing builds"
+    for name in ("airflow-init", *AIRFLOW_COMPONENTS):
+        assert services[name]["build"]["dockerfile"] == "Dockerfile"
+    assert DOCKERFILE.is_file()
+
+
+def test_task_runners_get_the_warehouse_and_the_hub_secrets(services: dict[str, dict[str, Any]]) -> None:
+    for name in TASK_RUNNERS:
+        env = env_of(services[name])
+        for var in ("HUB_WAREHOUSE_URL", "HUB_PII_KEY", "HUB_HOTLINE12345_APP_KEY",
+                    "HUB_HOTLINE12345_APP_SECRET"):
+            m = REQUIRED_VAR.match(env.get(var, ""))
+            assert m and m["name"] == var, f"{name}: {var} must come from .env, required"
+        assert "warehouse" in services[name]["depends_on"]
+
+
+def test_secrets_go_only_where_tasks_run(services: dict[str, dict[str, Any]]) -> None:
+    for name, service in services.items():
+        if name in TASK_RUNNERS or name == "hotline-sandbox":
+            continue
+        assert not {"HUB_WAREHOUSE_URL", "HUB_PII_KEY"} & set(env_of(service)), name
+
+
+def test_no_literal_secret_and_no_default_for_one(services: dict[str, dict[str, Any]]) -> None:
+    for name, service in services.items():
+        for var, value in env_of(service).items():
+            if not SECRET_NAME.search(var):
+                continue
+            if "://" in value:  # a URL: any password part must be a required variable
+                if "@" not in value:
+                    continue
+                password = urlsplit(ANY_VAR.sub(r"var-\g<name>", value)).password
+                assert password is not None and password.startswith("var-"), f"{name}: {var}"
+                assert all(m["op"] == ":?" for m in ANY_VAR.finditer(value)), f"{name}: {var}"
+            else:
+                assert REQUIRED_VAR.match(value), f"{name}: {var}={value!r} is not ${{VAR:?...}}"
+    for m in compose_variables():
+        if SECRET_NAME.search(m["name"]) and not m["name"].endswith("_PORT"):
+            assert m["op"] == ":?", f"${{{m['name']}}} must be required, with no default"
+
+
+def test_env_example_names_every_variable_and_holds_no_secret() -> None:
+    example: dict[str, str] = {}
+    for line in ENV_EXAMPLE.read_text(encoding="utf-8").splitlines():
+        if line.strip() and not line.lstrip().startswith("#"):
+            key, _, value = line.partition("=")
+            example[key.strip()] = value.strip()
+    used = {m["name"] for m in compose_variables()}
+    assert used <= set(example), f"missing from .env.example: {sorted(used - set(example))}"
+    for key, value in example.items():
+        if SECRET_NAME.search(key) and key != "AIRFLOW_ADMIN_USERNAME":
+            assert value == "", f".env.example must not carry a value for {key}"
+    assert ".env" in (PROJECT_ROOT / ".gitignore").read_text().split()
+
+
+def test_dags_and_sources_reach_airflow(services: dict[str, dict[str, Any]]) -> None:
+    dockerfile = DOCKERFILE.read_text(encoding="utf-8")
+    for name in ("airflow-init", *AIRFLOW_COMPONENTS):
+        env = env_of(services[name])
+        dags_folder = env["AIRFLOW__CORE__DAGS_FOLDER"]
+        mounts = [v.split(":")[1] for v in services[name].get("volumes", [])]
+        assert f"COPY dags {dags_folder}" in dockerfile or dags_folder in mounts, name
+        sources = env["HUB_SOURCES_FILE"]
+        assert sources in mounts or f"COPY sources.yaml {sources}" in dockerfile, name
+    # The image copies named paths only: no `COPY . ` that could take .env along.
+    assert not re.search(r"^COPY\s+\.\s", dockerfile, re.M)
+    assert ".env" in (PROJECT_ROOT / ".dockerignore").read_text().split()
+
+
+def test_components_share_the_keys_they_must_agree_on(services: dict[str, dict[str, Any]]) -> None:
+    shared = ("AIRFLOW__API_AUTH__JWT_SECRET", "AIRFLOW__CORE__FERNET_KEY",
+              "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", "AIRFLOW__CORE__EXECUTION_API_SERVER_URL")
+    for var in shared:
+        values = {env_of(services[name]).get(var) for name in ("airflow-init", *AIRFLOW_COMPONENTS)}
+        assert len(values) == 1 and None not in values, var
+
+
+def test_sandbox_profile_serves_the_configured_base_url(services: dict[str, dict[str, Any]]) -> None:
+    sandbox = services["hotline-sandbox"]
+    assert sandbox["profiles"] == ["sandbox"]
+    assert sandbox["network_mode"] == "service:airflow-scheduler"
+    command = command_of(sandbox)
+    assert "python -m sandbox.hotline_server" in command
+    base_url = urlsplit(load_sources().source("hotline12345").settings["base_url"])
+    assert base_url.hostname == "127.0.0.1"
+    assert f"--host 127.0.0.1 --port {base_url.port}" in command
+    # Only the sandbox profile starts it.
+    assert all("profiles" not in s for n, s in services.items() if n != "hotline-sandbox")
+
+
+@pytest.mark.skipif(shutil.which("docker-compose") is None, reason="docker-compose not installed")
+def test_docker_compose_accepts_the_file(tmp_path: Path) -> None:
+    env = tmp_path / "filled.env"
+    names = sorted({m["name"] for m in compose_variables()})
+    env.write_text("".join(
+        f"{n}={5000 + i if n.endswith('_PORT') else f'x{i}'}\n" for i, n in enumerate(names)
+    ))
+    for profile in ([], ["--profile", "sandbox"]):
+        done = subprocess.run(
+            ["docker-compose", "--env-file", str(env), "-f", str(COMPOSE_FILE), *profile,
+             "config", "--quiet"],
+            capture_output=True, text=True, timeout=120,
+        )
+        assert done.returncode == 0, done.stderr
+    # And an unfilled .env is refused, naming what is missing.
+    done = subprocess.run(
+        ["docker-compose", "--env-file", str(ENV_EXAMPLE), "-f", str(COMPOSE_FILE), "config", "--quiet"],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert done.returncode != 0 and "in .env" in done.stderr

@@ -1,0 +1,142 @@
+"""The dags/ folder as Airflow's DagBag parses it: one ingest DAG per enabled source.
+
+Parsing runs in a subprocess (`LocalAirflow.list_dags`), as the DAG processor
+does, with a throw-away AIRFLOW_HOME and the sources file under test. Every parse
+here also proves that parsing connects to nothing: the warehouse URL points at a
+socket that records any connection, and HUB_HOME is an empty folder that must
+stay empty (the embedded server would create its data there).
+"""
+
+from __future__ import annotations
+
+import select
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from hub.airflow_runner import PROJECT_DAGS_FOLDER, DagBagReport, LocalAirflow
+from hub.config import DEFAULT_SOURCES_FILE, SourceConfig, load_sources
+from hub.dag_factory import ASSET_URI_PREFIX, RETRY_BACKOFF, ingest_dag_id
+
+# Airflow's start-up plus the DAG file; the DAG file alone must be far quicker.
+PARSE_BUDGET_S = 5.0
+
+
+class Parse:
+    def __init__(self, airflow: LocalAirflow, trap: socket.socket, home: Path) -> None:
+        self.airflow, self.trap, self.home = airflow, trap, home
+
+    def __call__(self, sources_file: Path) -> DagBagReport:
+        port = self.trap.getsockname()[1]
+        report = self.airflow.list_dags(
+            extra_env={
+                "HUB_SOURCES_FILE": str(sources_file),
+                "HUB_WAREHOUSE_URL": f"postgresql://hub:never@127.0.0.1:{port}/hub?connect_timeout=2",
+                "HUB_HOME": str(self.home),
+            },
+        )
+        readable, _, _ = select.select([self.trap], [], [], 0)
+        assert not readable, "parsing the DAGs opened a connection to the warehouse"
+        assert list(self.home.iterdir()) == [], "parsing the DAGs wrote into HUB_HOME"
+        assert report.parse_s < PARSE_BUDGET_S
+        return report
+
+
+@pytest.fixture(scope="module")
+def parse(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Parse]:
+    root = tmp_path_factory.mktemp("dag-integrity")
+    home = root / "hub-home"
+    home.mkdir()
+    with socket.socket() as trap:
+        trap.bind(("127.0.0.1", 0))
+        trap.listen(8)
+        yield Parse(LocalAirflow(home=root / "airflow", dags_folder=PROJECT_DAGS_FOLDER), trap, home)
+
+
+def expected_tables(connector: str) -> tuple[str, ...]:
+    from connectors.registry import tables_written
+
+    return tables_written(connector)
+
+
+def check_ingest_dag(report: DagBagReport, source: SourceConfig, timezone: str) -> None:
+    dag = report.dags[ingest_dag_id(source.name)]
+    assert Path(dag.fileloc) == PROJECT_DAGS_FOLDER / "hub_ingest.py"
+    assert dag.schedule == source.schedule
+    assert dag.timezone == timezone
+    assert dag.catchup is False
+    assert dag.max_active_runs == 1
+    assert dag.tags == sorted({"hub", "ingest", *source.tags})
+    assert dag.doc_md and (source.description or source.name) in dag.doc_md
+
+    assert list(dag.tasks) == ["ingest"]
+    ingest: dict[str, Any] = dag.tasks["ingest"]
+    assert ingest["retries"] == source.retries
+    assert ingest["retry_exponential_backoff"] == RETRY_BACKOFF > 1
+    assert ingest["max_retry_delay_s"] >= ingest["retry_delay_s"] > 0
+    assert ingest["outlets"] == [
+        {"name": t, "uri": ASSET_URI_PREFIX + t.replace(".", "/")}
+        for t in expected_tables(source.connector)
+    ]
+
+
+def test_project_sources_give_one_dag_per_enabled_source(parse: Parse) -> None:
+    report = parse(DEFAULT_SOURCES_FILE)
+    config = load_sources(DEFAULT_SOURCES_FILE)
+
+    assert report.import_errors == {}
+    enabled = [s for s in config.sources.values() if s.enabled]
+    assert enabled, "the project's sources file enables no source"
+    assert set(report.dags) == {ingest_dag_id(s.name) for s in enabled}
+    for source in enabled:
+        check_ingest_dag(report, source, config.city.timezone)
+
+
+def test_a_second_instance_and_a_disabled_source(parse: Parse, tmp_path: Path) -> None:
+    sources = {
+        "city": {"code": "2111", "extent": [121.42, 40.65, 122.52, 41.45], "timezone": "Asia/Shanghai"},
+        "sources": {
+            "hotline_city": {
+                "connector": "hotline12345", "description": "市级 12345 热线",
+                "schedule": "*/20 * * * *", "retries": 5, "tags": ["hotline", "city"],
+                "settings": {"base_url": "http://127.0.0.1:1"},
+            },
+            "hotline_dawa": {
+                "connector": "hotline12345", "description": "大洼区 12345 分中心",
+                "schedule": None, "retries": 0,
+                "settings": {"base_url": "http://127.0.0.1:1"},
+            },
+            "hotline_retired": {
+                "connector": "hotline12345", "enabled": False,
+                "settings": {"base_url": "http://127.0.0.1:1"},
+            },
+        },
+    }
+    path = tmp_path / "sources.yaml"
+    path.write_text(yaml.safe_dump(sources, allow_unicode=True), encoding="utf-8")
+    config = load_sources(path)
+
+    report = parse(path)
+
+    assert report.import_errors == {}
+    assert set(report.dags) == {"hub_ingest_hotline_city", "hub_ingest_hotline_dawa"}
+    for name in ("hotline_city", "hotline_dawa"):
+        check_ingest_dag(report, config.sources[name], "Asia/Shanghai")
+    assert report.dags["hub_ingest_hotline_dawa"].timetable == "NullTimetable"
+    assert report.dags["hub_ingest_hotline_city"].cron == "*/20 * * * *"
+
+
+def test_a_broken_sources_file_is_an_import_error_not_a_crash(parse: Parse, tmp_path: Path) -> None:
+    path = tmp_path / "sources.yaml"
+    path.write_text("city: {code: '2111', extent: [1, 2, 3, 4]}\nsources:\n  x: {connector: nope}\n")
+
+    report = parse(path)
+
+    assert report.dags == {}
+    [(file, error)] = report.import_errors.items()
+    assert file.endswith("hub_ingest.py")
+    assert "nope" in error
