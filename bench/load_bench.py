@@ -182,11 +182,12 @@ def main(argv: list[str] | None = None) -> int:
         checked = validate(EVENT, conformed, ctx)
         validated_at = time.perf_counter()
         with connect() as conn:
-            store_validated(conn, EVENT, checked, source="bench", run_id=run_id, payload=None)
+            store_validated(conn, EVENT, checked, source="bench", stream="workorders",
+                            run_id=run_id, payload=None)
             batch_loaded = int((~checked.quarantine).sum())
             ops.add_batch(conn, run_id, {
                 "extracted": n, "loaded": batch_loaded, "quarantined": n - batch_loaded,
-                "reread": 0, "inserted": batch_loaded, "updated": 0, "unchanged": 0,
+                "reread": 0, "inserted": batch_loaded, "updated": 0, "unchanged": 0, "closed": 0,
             }, {})
         finished = time.perf_counter()
         validate_s += validated_at - started

@@ -1,15 +1,18 @@
-"""Which conformer maps the records of which connector."""
+"""Which conformer maps which stream of which connector."""
 
 from __future__ import annotations
 
 from conform.base import Conformer
 from conform.hotline12345 import Hotline12345Conformer
 
-CONFORMERS: dict[str, type[Conformer]] = {"hotline12345": Hotline12345Conformer}
+# (connector name, stream name) → the conform step for its records.
+CONFORMERS: dict[tuple[str, str], type[Conformer]] = {
+    ("hotline12345", "workorders"): Hotline12345Conformer,
+}
 
 
-def conformer_class(connector: str) -> type[Conformer]:
+def conformer_class(connector: str, stream: str) -> type[Conformer]:
     try:
-        return CONFORMERS[connector]
+        return CONFORMERS[(connector, stream)]
     except KeyError:
-        raise KeyError(f"no conform step for connector {connector!r}") from None
+        raise KeyError(f"no conform step for stream {stream!r} of {connector!r}") from None

@@ -38,6 +38,21 @@ class SourceError(RuntimeError):
     """The platform answered in a way the hub cannot recover from by retrying."""
 
 
+@dataclass(frozen=True)
+class Stream:
+    """One kind of record a platform serves (work orders, residents, cameras…).
+
+    Each stream is read on its own cursor and conformed on its own; `key_field`
+    identifies a record. A `snapshot` stream delivers complete copies (a daily
+    full file): a record missing from a complete snapshot has gone and is closed.
+    """
+
+    name: str
+    fields: tuple[str, ...]
+    key_field: str
+    snapshot: bool = False
+
+
 @dataclass
 class Extract:
     """Records as the platform sent them, and where the read stands after them."""
@@ -47,6 +62,10 @@ class Extract:
     # Records seen again in this run (overlap window, shifted pages): skipped,
     # reported so an operator can see the overlap at work.
     reread: int = 0
+    # Snapshot streams: which snapshot these records belong to, and whether this
+    # extract completes it (then the records it lacked are closed).
+    snapshot_id: str | None = None
+    snapshot_complete: bool = False
 
 
 class SourceSettings(BaseModel):
@@ -67,11 +86,7 @@ class Connector(ABC):
     # Registry name, used as `connector:` in the sources file.
     name: ClassVar[str]
     settings_model: ClassVar[type[SourceSettings]]
-    # Raw fields read from the platform, in order; the key field identifies a record.
-    fields: ClassVar[tuple[str, ...]]
-    key_field: ClassVar[str]
-    # Core tables the conform step writes, for lineage and Airflow assets.
-    tables_written: ClassVar[tuple[str, ...]]
+    streams: ClassVar[tuple[Stream, ...]]
 
     def __init__(self, source: SourceConfig, city: CityConfig):
         self.source = source
@@ -82,21 +97,30 @@ class Connector(ABC):
         # Requests, retries and token refreshes of the last extract, for the run record.
         self.http_stats: dict[str, int] = {}
 
-    @abstractmethod
-    def extract(self, state: Mapping[str, Any] | None) -> Iterator[Extract]:
-        """Read everything after `state` (None: first run), in bounded pieces."""
-
-    def records_table(self, records: Sequence[Mapping[str, Any]]) -> pa.Table:
-        """Platform records as an all-text Arrow table of `fields`, values as received.
-
-        Text keeps whatever the platform sent (a number in a string, a date in the
-        wrong format) for the conform step to judge, instead of failing here.
-        """
-        columns = {f: [_as_text(r.get(f)) for r in records] for f in self.fields}
-        return pa.table({f: pa.array(v, pa.string()) for f, v in columns.items()})
+    @classmethod
+    def stream(cls, name: str) -> Stream:
+        for s in cls.streams:
+            if s.name == name:
+                return s
+        raise KeyError(f"{cls.name} has no stream {name!r}; it has "
+                       f"{', '.join(s.name for s in cls.streams)}")
 
     def now_local(self) -> datetime:
         return datetime.now(ZoneInfo(self.settings.timezone)).replace(tzinfo=None, microsecond=0)
+
+    @abstractmethod
+    def extract(self, stream: Stream, state: Mapping[str, Any] | None) -> Iterator[Extract]:
+        """Read `stream` from after `state` (None: first run), in bounded pieces."""
+
+
+def records_table(stream: Stream, records: Sequence[Mapping[str, Any]]) -> pa.Table:
+    """Platform records as an all-text Arrow table of the stream's fields, as received.
+
+    Text keeps whatever the platform sent (a number in a string, a date in the
+    wrong format) for the conform step to judge, instead of failing here.
+    """
+    columns = {f: [_as_text(r.get(f)) for r in records] for f in stream.fields}
+    return pa.table({f: pa.array(v, pa.string()) for f, v in columns.items()})
 
 
 def _as_text(value: Any) -> str | None:

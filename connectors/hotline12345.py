@@ -21,8 +21,10 @@ from connectors.base import (
     HttpSettings,
     RetryableResponse,
     SourceError,
+    Stream,
     UpdatedSinceSettings,
     UpdatedWindow,
+    records_table,
 )
 
 # Body codes of the platform: 0 ok; 40101 token expired or revoked; 5xxxx transient.
@@ -56,14 +58,16 @@ class Hotline12345(Connector):
     name = "hotline12345"
     settings_model = Hotline12345Settings
     settings: Hotline12345Settings
-    fields = (
-        "orderNo", "acceptTime", "channel", "callerName", "callerPhone", "callerIdNo",
-        "appealType", "categoryCode", "categoryName", "title", "content", "address",
-        "districtCode", "streetCode", "longitude", "latitude", "handleDept", "dispatchTime",
-        "deadline", "finishTime", "status", "satisfaction", "isUrgent", "updateTime",
-    )
-    key_field = "orderNo"
-    tables_written = ("core.event", "core.person", "core.organization")
+    streams = (Stream(
+        name="workorders",
+        fields=(
+            "orderNo", "acceptTime", "channel", "callerName", "callerPhone", "callerIdNo",
+            "appealType", "categoryCode", "categoryName", "title", "content", "address",
+            "districtCode", "streetCode", "longitude", "latitude", "handleDept", "dispatchTime",
+            "deadline", "finishTime", "status", "satisfaction", "isUrgent", "updateTime",
+        ),
+        key_field="orderNo",
+    ),)
 
     def _token(self, client: httpx.Client) -> tuple[str, float]:
         response = client.post("/api/v1/auth/token", json={
@@ -81,7 +85,7 @@ class Hotline12345(Connector):
     def api(self) -> HttpApi:
         return HttpApi(self.settings, check_body=_check_body, get_token=self._token)
 
-    def extract(self, state: Mapping[str, Any] | None) -> Iterator[Extract]:
+    def extract(self, stream: Stream, state: Mapping[str, Any] | None) -> Iterator[Extract]:
         window = UpdatedWindow.for_run(state, self.settings, self.now_local())
         api = self.api()
 
@@ -99,7 +103,7 @@ class Hotline12345(Connector):
             for records, reached, reread in window.pages(
                 fetch, page_size=self.settings.page_size, key="orderNo", updated="updateTime"
             ):
-                yield Extract(self.records_table(records), {"updated_to": reached}, reread)
+                yield Extract(records_table(stream, records), {"updated_to": reached}, reread)
         finally:
             self.http_stats = dict(api.stats)
             api.close()

@@ -16,4 +16,13 @@ def connector_class(name: str) -> type[Connector]:
 
 
 def tables_written(name: str) -> tuple[str, ...]:
-    return connector_class(name).tables_written
+    """Core tables a connector's streams end up in (for lineage and Airflow assets)."""
+    from conform.registry import conformer_class
+
+    tables: list[str] = []
+    for stream in connector_class(name).streams:
+        conformer = conformer_class(name, stream.name)
+        for entity in (conformer.primary, *conformer.derived):
+            if entity.table not in tables:
+                tables.append(entity.table)
+    return tuple(tables)

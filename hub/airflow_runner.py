@@ -119,6 +119,11 @@ class LocalAirflow:
     home: Path
     dags_folder: Path = PROJECT_DAGS_FOLDER
 
+    def __post_init__(self) -> None:
+        # Absolute, because the subprocesses run in the project folder.
+        object.__setattr__(self, "home", Path(self.home).resolve())
+        object.__setattr__(self, "dags_folder", Path(self.dags_folder).resolve())
+
     @classmethod
     def default(cls) -> LocalAirflow:
         return cls(settings().home / "airflow")

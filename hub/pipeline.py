@@ -24,7 +24,7 @@ import pyarrow as pa
 
 from conform.base import Conformer, last_per_key
 from conform.registry import conformer_class
-from connectors.base import Connector, Extract
+from connectors.base import Connector, Extract, Stream
 from connectors.registry import connector_class
 from hub.config import SourceConfig, SourcesFile, load_sources, settings
 from hub.failpoints import failpoint
@@ -36,7 +36,7 @@ from quality.validate import Validated, validate
 from schemas.model import Entity, entity
 from warehouse import ops
 from warehouse.db import connect
-from warehouse.loader import MergeCounts, merge
+from warehouse.loader import MergeCounts, close_missing, merge, record_seen
 from warehouse.migrate import migrate
 
 log = logging.getLogger(__name__)
@@ -55,6 +55,7 @@ class RunSummary:
     inserted: int = 0
     updated: int = 0
     unchanged: int = 0
+    closed: int = 0
     seconds: float = 0.0
     timings: dict[str, float] = field(default_factory=dict)
     http: dict[str, int] = field(default_factory=dict)
@@ -74,26 +75,26 @@ def run_source(
     trigger: str = "cli",
     progress: Progress | None = None,
 ) -> RunSummary:
-    """Pull one configured source into the warehouse. Raises if the run fails."""
+    """Pull every stream of one configured source into the warehouse. Raises on failure."""
     config = load_sources(sources_path)
     src = config.source(source)
     if not src.enabled:
         raise RuntimeError(f"source {source!r} is disabled in the sources file")
     connector = connector_class(src.connector)(src, config.city)
-    conformer = conformer_class(src.connector)(connector.settings, config.city)
     migrate()
     with ops.source_lock(source):
         with connect() as conn:
             abandoned = ops.abandon_stale_runs(conn, source)
             run_id = ops.start_run(conn, source, src.connector, trigger)
-            state = ops.read_cursor(conn, source)
         if abandoned:
             log.warning("%s: %d earlier run(s) had died unfinished; resuming from the cursor",
                         source, abandoned)
         summary = RunSummary(run_id=run_id, source=source)
         started = time.monotonic()
         try:
-            _Run(src, config, connector, conformer, summary, progress).execute(state)
+            run = _Run(src, config, connector, summary, progress)
+            for stream in connector.streams:
+                run.load_stream(stream)
         except BaseException as exc:
             summary.outcome, summary.error = "failed", f"{type(exc).__name__}: {exc}"
             summary.seconds = time.monotonic() - started
@@ -110,21 +111,24 @@ def run_source(
 
 class _Run:
     def __init__(self, src: SourceConfig, config: SourcesFile, connector: Connector,
-                 conformer: Conformer, summary: RunSummary, progress: Progress | None):
+                 summary: RunSummary, progress: Progress | None):
         self.src = src
         self.config = config
         self.connector = connector
-        self.conformer = conformer
         self.summary = summary
         self.progress = progress
         self.ctx: RuleContext | None = None
 
-    def execute(self, state: dict[str, Any] | None) -> None:
+    def load_stream(self, stream: Stream) -> None:
+        conformer = conformer_class(self.connector.name, stream.name)(
+            self.connector.settings, self.config.city)
+        with connect() as conn:
+            state = ops.read_cursor(conn, self.src.name, stream.name)
         clock = time.monotonic()
-        for raw, cursor, reread in _batches(self.connector.extract(state), settings().batch_rows):
+        for batch in _batches(self.connector.extract(stream, state), settings().batch_rows):
             self._tick("extract_s", clock)
             failpoint("after_extract")
-            self._load_batch(raw, cursor, reread)
+            self._load_batch(stream, conformer, batch)
             failpoint("after_commit")
             if self.progress:
                 self.progress(self.summary)
@@ -135,39 +139,41 @@ class _Run:
         self.summary.timings[what] = self.summary.timings.get(what, 0.0) + now - since
         return now
 
-    def _load_batch(self, raw: pa.Table, cursor: dict[str, Any], reread: int) -> None:
+    def _load_batch(self, stream: Stream, conformer: Conformer, batch: Extract) -> None:
         clock = time.monotonic()
-        key = self.connector.key_field
         # A record seen twice in one batch (updated while we read): its latest state stands.
-        distinct = last_per_key(raw, key)
-        reread += raw.num_rows - distinct.num_rows
-        raw = distinct
-        conformed = self.conformer.conform(raw)
+        raw = last_per_key(batch.records, stream.key_field)
+        reread = batch.reread + batch.records.num_rows - raw.num_rows
+        conformed = conformer.conform(raw)
         clock = self._tick("conform_s", clock)
 
-        primary = self.conformer.primary
+        primary = conformer.primary
         if self.ctx is None:
             with connect() as conn:
                 self.ctx = rule_context(conn, self.config.city)
         checked = validate(primary, conformed.table, self.ctx, conformed.unparseable, raw)
         passed = ~checked.quarantine
-        raw_passed = raw.filter(pa.array(passed))
-        primary_rows = conformed.table.filter(pa.array(passed))
         derived: dict[str, Validated] = {}
-        for name, rows in self.conformer.derive(raw_passed, primary_rows).items():
+        for name, rows in conformer.derive(raw.filter(pa.array(passed)),
+                                           conformed.table.filter(pa.array(passed))).items():
             derived[name] = validate(entity(name), rows, self.ctx)
         clock = self._tick("validate_s", clock)
 
-        source = self.src.name
+        source, run_id = self.src.name, self.summary.run_id
+        closed = 0
         with connect() as conn:
-            run_id = self.summary.run_id
-            counts = store_validated(conn, primary, checked, source=source, run_id=run_id,
-                                     payload=raw)
+            counts = store_validated(conn, primary, checked, source=source, stream=stream.name,
+                                     run_id=run_id, payload=raw)
             for name, result in derived.items():
-                store_validated(conn, entity(name), result, source=source, run_id=run_id,
-                                payload=None)
+                store_validated(conn, entity(name), result, source=source, stream=stream.name,
+                                run_id=run_id, payload=None)
+            if batch.snapshot_id is not None:
+                # Quarantined records were in the snapshot too: present, not gone.
+                record_seen(conn, source, stream.name, batch.snapshot_id, raw[stream.key_field])
+                if batch.snapshot_complete:
+                    closed = close_missing(conn, primary, source, stream.name, batch.snapshot_id)
             failpoint("after_merge")
-            batch = {
+            counts_now = {
                 "extracted": raw.num_rows,
                 "loaded": int(passed.sum()),
                 "quarantined": int(checked.quarantine.sum()),
@@ -175,40 +181,49 @@ class _Run:
                 "inserted": counts.inserted,
                 "updated": counts.updated,
                 "unchanged": counts.unchanged,
+                "closed": closed,
             }
             self._tick("load_s", clock)
-            ops.add_batch(conn, run_id, batch, self.summary.timings)
-            ops.save_cursor(conn, source, cursor, run_id)
+            ops.add_batch(conn, run_id, counts_now, self.summary.timings)
+            ops.save_cursor(conn, source, stream.name, batch.cursor, run_id)
             failpoint("before_commit")
-        for k, v in batch.items():
+        for k, v in counts_now.items():
             setattr(self.summary, k, getattr(self.summary, k) + v)
         self.summary.batches += 1
 
 
 def store_validated(conn: psycopg.Connection, ent: Entity, checked: Validated, *, source: str,
-                    run_id: int, payload: pa.Table | None) -> MergeCounts:
+                    stream: str, run_id: int, payload: pa.Table | None) -> MergeCounts:
     """One entity's share of a batch: quarantine what failed, merge what passed."""
     keep = checked.table.filter(pa.array(~checked.quarantine))
-    counts = merge(conn, ent, protect(ent, keep), source_system=source, run_id=run_id)
+    counts = merge(conn, ent, protect(ent, keep), source_system=source, stream=stream,
+                   run_id=run_id)
     store.record(conn, run_id, source, ent, checked, payload)
     return counts
 
 
-def _batches(extracts: Iterator[Extract], rows: int) -> Iterator[tuple[pa.Table, dict, int]]:
+def _batches(extracts: Iterator[Extract], rows: int) -> Iterator[Extract]:
     """Pages gathered into batches of about `rows` records, each with its cursor.
 
-    The last batch may be empty: it still commits the cursor (the window is done).
+    A batch never spans two snapshots, and the extract completing a snapshot ends
+    its batch. The last batch may be empty: it still commits the cursor.
     """
-    pending: list[pa.Table] = []
-    size = reread = 0
-    cursor: dict[str, Any] = {}
+    pending: list[Extract] = []
+    size = 0
+
+    def flush() -> Extract:
+        last = pending[-1]
+        return Extract(pa.concat_tables([e.records for e in pending]), last.cursor,
+                       sum(e.reread for e in pending), last.snapshot_id, last.snapshot_complete)
+
     for ex in extracts:
-        pending.append(ex.records)
+        if pending and ex.snapshot_id != pending[-1].snapshot_id:
+            yield flush()
+            pending, size = [], 0
+        pending.append(ex)
         size += ex.records.num_rows
-        reread += ex.reread
-        cursor = ex.cursor
-        if size >= rows:
-            yield pa.concat_tables(pending), cursor, reread
-            pending, size, reread = [], 0, 0
+        if size >= rows or ex.snapshot_complete:
+            yield flush()
+            pending, size = [], 0
     if pending:
-        yield pa.concat_tables(pending), cursor, reread
+        yield flush()

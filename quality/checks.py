@@ -181,8 +181,8 @@ class Strings:
         for k in range(min((longest + 7) // 8, max_words)):  # words of a value, not rows
             remaining = np.clip(self.lens - 8 * k, 0, 8).astype(np.uint64)
             word = np.take(words, starts + 8 * k, mode="clip")
-            mask = np.where(remaining >= 8, np.uint64(0xFFFFFFFFFFFFFFFF),
-                            (np.uint64(1) << (remaining * np.uint64(8))) - np.uint64(1))
+            partial = (np.uint64(1) << (np.minimum(remaining, 7) * np.uint64(8))) - np.uint64(1)
+            mask = np.where(remaining >= 8, np.uint64(0xFFFFFFFFFFFFFFFF), partial)
             h = _mix(h ^ (word & mask) + np.uint64(k + 1))
         return h
 

@@ -77,6 +77,7 @@ class Entity:
 LINEAGE_COLUMNS: tuple[tuple[str, Kind, str], ...] = (
     ("source_system", Kind.TEXT, "platform instance the record came from, e.g. hotline12345"),
     ("source_id", Kind.TEXT, "the platform's own key for the record"),
+    ("source_stream", Kind.TEXT, "which of the platform's record kinds it came from, e.g. residents"),
     ("record_hash", Kind.TEXT, "hash of the conformed values; a new version only when it changes"),
     ("run_id", Kind.INT, "ops.run that loaded this version"),
     ("valid_from", Kind.TIMESTAMP, "when this version was loaded"),

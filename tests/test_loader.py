@@ -11,7 +11,7 @@ from conform.base import build
 from hub.pii import protect
 from schemas.model import EVENT, PERSON
 from warehouse.db import connect
-from warehouse.loader import merge
+from warehouse.loader import close_missing, merge, record_seen
 
 T0 = datetime(2026, 11, 20, 1, 0, tzinfo=UTC)
 T1 = datetime(2026, 11, 20, 2, 0, tzinfo=UTC)
@@ -41,10 +41,10 @@ def events(ids: list[str], status: str = "accepted", updated: datetime = T0,
     }, n))
 
 
-def load(table: pa.Table, system: str, entity=EVENT, snapshot: bool = False):
+def load(table: pa.Table, system: str, entity=EVENT):
     with connect() as conn:
-        return merge(conn, entity, table, source_system=system, run_id=None,  # type: ignore[arg-type]
-                     snapshot=snapshot)
+        return merge(conn, entity, table, source_system=system, stream="s",
+                     run_id=None)  # type: ignore[arg-type]
 
 
 def current(db: psycopg.Connection, system: str) -> dict:
@@ -101,18 +101,26 @@ def test_personal_data_is_hashed_and_masked(db, warehouse):
 
 
 def test_snapshot_closes_the_missing_and_reopens_the_returning(db, warehouse):
-    def people(ids: list[str]) -> pa.Table:
-        return protect(PERSON, build(PERSON, {"source_id": pa.array(ids),
-                                              "role": pa.scalar("resident")}, len(ids)))
+    def snapshot(snapshot_id: str, batches: list[list[str]]) -> int:
+        """Load a full snapshot in batches, as the pipeline does; returns records closed."""
+        with connect() as conn:
+            for ids in batches:
+                rows = protect(PERSON, build(PERSON, {"source_id": pa.array(ids),
+                                                      "role": pa.scalar("resident")}, len(ids)))
+                merge(conn, PERSON, rows, source_system="t_snap", stream="residents",
+                      run_id=None)  # type: ignore[arg-type]
+                record_seen(conn, "t_snap", "residents", snapshot_id, pa.array(ids))
+            return close_missing(conn, PERSON, "t_snap", "residents", snapshot_id)
 
-    load(people(["r1", "r2"]), "t_snap", PERSON, snapshot=True)
-    counts = load(people(["r1"]), "t_snap", PERSON, snapshot=True)
-    assert counts.closed == 1
-    assert set(current_people(db, "t_snap")) == {"r1"}
-    load(people(["r1", "r2"]), "t_snap", PERSON, snapshot=True)
+    assert snapshot("day1", [["r1"], ["r2", "r3"]]) == 0
+    assert snapshot("day2", [["r1"], ["r3"]]) == 1  # r2 moved out
+    assert sorted(current_people(db, "t_snap")) == ["r1", "r3"]
+    snapshot("day3", [["r1", "r2", "r3"]])  # r2 is back
     versions = db.execute("SELECT valid_to IS NULL FROM core.person WHERE source_system ="
                           " 't_snap' AND source_id = 'r2' ORDER BY valid_from, row_id").fetchall()
     assert versions == [(False,), (True,)]
+    left = db.execute("SELECT count(*) FROM ops.snapshot_seen WHERE source_system = 't_snap'")
+    assert left.fetchone()[0] == 0
 
 
 def current_people(db: psycopg.Connection, system: str) -> list[str]:

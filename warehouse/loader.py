@@ -2,9 +2,10 @@
 
 History is kept the slowly-changing way: a source record whose values changed gets
 a new version and the old one is closed (`valid_to`); an unchanged record is left
-alone, so loading the same batch twice changes nothing. With `snapshot=True` a
-current record missing from the batch is closed too: a full snapshot says it is
-gone. Nothing is ever deleted.
+alone, so loading the same batch twice changes nothing. A full snapshot loaded in
+several batches records the keys it contained (`record_seen`); once complete,
+`close_missing` closes the current records it lacked: they are gone from the
+platform. Nothing is ever deleted.
 
 All statements run on the caller's connection and transaction, so the pipeline
 commits the merge, the quarantine, the run counters and the cursor together.
@@ -34,13 +35,11 @@ class MergeCounts:
     inserted: int = 0  # new source records
     updated: int = 0  # records whose values changed: new version, old one closed
     unchanged: int = 0  # same values as the current version (or older than it)
-    closed: int = 0  # snapshot loads: current records absent from the snapshot
 
     def __iadd__(self, other: MergeCounts) -> MergeCounts:
         self.inserted += other.inserted
         self.updated += other.updated
         self.unchanged += other.unchanged
-        self.closed += other.closed
         return self
 
 
@@ -114,8 +113,8 @@ def merge(
     table: pa.Table,
     *,
     source_system: str,
+    stream: str,
     run_id: int,
-    snapshot: bool = False,
 ) -> MergeCounts:
     """Merge one batch of `entity` rows (load schema, one row per source_id)."""
     stage = _staging(conn, entity, table)
@@ -131,7 +130,7 @@ def merge(
                 " OR s.source_updated_at >= t.source_updated_at)")
         if "source_updated_at" in data_cols else sql.SQL("")
     )
-    params = {"system": source_system, "run": run_id}
+    params = {"system": source_system, "stream": stream, "run": run_id}
 
     closed_changed = conn.execute(
         sql.SQL(
@@ -143,8 +142,9 @@ def merge(
     ).rowcount
     inserted_total = conn.execute(
         sql.SQL(
-            "INSERT INTO {target} (source_system, source_id, record_hash, run_id, valid_from,"
-            " {t_cols}) SELECT %(system)s, s.source_id, {row_hash}, %(run)s, now(), {s_cols}"
+            "INSERT INTO {target} (source_system, source_stream, source_id, record_hash, run_id,"
+            " valid_from, {t_cols}) SELECT %(system)s, %(stream)s, s.source_id, {row_hash},"
+            " %(run)s, now(), {s_cols}"
             " FROM {stage} s WHERE NOT EXISTS (SELECT 1 FROM {target} t"
             " WHERE t.source_system = %(system)s AND t.source_id = s.source_id"
             " AND t.valid_to IS NULL)"
@@ -156,14 +156,36 @@ def merge(
         updated=closed_changed,
         unchanged=table.num_rows - inserted_total,
     )
-    if snapshot:
-        counts.closed = conn.execute(
-            sql.SQL(
-                "UPDATE {target} t SET valid_to = now() WHERE t.source_system = %(system)s"
-                " AND t.valid_to IS NULL"
-                " AND NOT EXISTS (SELECT 1 FROM {stage} s WHERE s.source_id = t.source_id)"
-            ).format(target=target, stage=stage),
-            params,
-        ).rowcount
     conn.execute(sql.SQL("DROP TABLE {}").format(stage))
     return counts
+
+
+def record_seen(conn: psycopg.Connection, source_system: str, stream: str, snapshot_id: str,
+                source_ids: pa.Array | pa.ChunkedArray) -> None:
+    """Note the keys a batch of a full snapshot contained (loaded or quarantined)."""
+    n = len(source_ids)
+    copy_arrow(conn, pa.table({
+        "source_system": pa.array([source_system] * n, pa.string()),
+        "stream": pa.array([stream] * n, pa.string()),
+        "snapshot_id": pa.array([snapshot_id] * n, pa.string()),
+        "source_id": source_ids,
+    }), sql.Identifier("ops", "snapshot_seen"))
+
+
+def close_missing(conn: psycopg.Connection, entity: Entity, source_system: str, stream: str,
+                  snapshot_id: str) -> int:
+    """The snapshot is complete: close current records of the stream it did not contain."""
+    params = {"system": source_system, "stream": stream, "snapshot": snapshot_id}
+    closed = conn.execute(
+        sql.SQL(
+            "UPDATE {} t SET valid_to = now() WHERE t.source_system = %(system)s"
+            " AND t.source_stream = %(stream)s AND t.valid_to IS NULL AND NOT EXISTS ("
+            " SELECT 1 FROM ops.snapshot_seen s WHERE s.source_system = %(system)s"
+            " AND s.stream = %(stream)s AND s.snapshot_id = %(snapshot)s"
+            " AND s.source_id = t.source_id)"
+        ).format(sql.Identifier(*entity.table.split("."))),
+        params,
+    ).rowcount
+    conn.execute("DELETE FROM ops.snapshot_seen WHERE source_system = %(system)s"
+                 " AND stream = %(stream)s AND snapshot_id = %(snapshot)s", params)
+    return closed

@@ -67,7 +67,8 @@ def add_batch(conn: psycopg.Connection, run_id: int, counts: Mapping[str, int],
         " extracted = extracted + %(extracted)s, loaded = loaded + %(loaded)s,"
         " quarantined = quarantined + %(quarantined)s, reread = reread + %(reread)s,"
         " inserted = inserted + %(inserted)s, updated = updated + %(updated)s,"
-        " unchanged = unchanged + %(unchanged)s, timings = %(timings)s"
+        " unchanged = unchanged + %(unchanged)s, closed = closed + %(closed)s,"
+        " timings = %(timings)s"
         " WHERE run_id = %(run_id)s",
         {**counts, "timings": Jsonb({k: round(v, 3) for k, v in timings_so_far.items()}),
          "run_id": run_id},
@@ -84,17 +85,17 @@ def finish_run(run_id: int, outcome: str, error: str | None = None,
         )
 
 
-def read_cursor(conn: psycopg.Connection, source: str) -> dict[str, Any] | None:
-    row = conn.execute("SELECT state FROM ops.cursor WHERE source_system = %s",
-                       (source,)).fetchone()
+def read_cursor(conn: psycopg.Connection, source: str, stream: str) -> dict[str, Any] | None:
+    row = conn.execute("SELECT state FROM ops.cursor WHERE source_system = %s AND stream = %s",
+                       (source, stream)).fetchone()
     return dict(row[0]) if row else None
 
 
-def save_cursor(conn: psycopg.Connection, source: str, state: Mapping[str, Any],
+def save_cursor(conn: psycopg.Connection, source: str, stream: str, state: Mapping[str, Any],
                 run_id: int) -> None:
     conn.execute(
-        "INSERT INTO ops.cursor (source_system, state, run_id) VALUES (%s, %s, %s)"
-        " ON CONFLICT (source_system) DO UPDATE SET state = EXCLUDED.state,"
+        "INSERT INTO ops.cursor (source_system, stream, state, run_id) VALUES (%s, %s, %s, %s)"
+        " ON CONFLICT (source_system, stream) DO UPDATE SET state = EXCLUDED.state,"
         " run_id = EXCLUDED.run_id, updated_at = now()",
-        (source, Jsonb(dict(state)), run_id),
+        (source, stream, Jsonb(dict(state)), run_id),
     )

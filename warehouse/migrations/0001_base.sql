@@ -33,6 +33,7 @@ CREATE TABLE ops.run (
     inserted      bigint NOT NULL DEFAULT 0,
     updated       bigint NOT NULL DEFAULT 0,
     unchanged     bigint NOT NULL DEFAULT 0,
+    closed        bigint NOT NULL DEFAULT 0,
     timings       jsonb NOT NULL DEFAULT '{}'::jsonb,
     error         text,
     host          text,
@@ -43,14 +44,26 @@ CREATE INDEX run_source_started ON ops.run (source_system, started_at DESC);
 COMMENT ON TABLE ops.run IS 'one row per pipeline run and source: counts, timings, outcome';
 COMMENT ON COLUMN ops.run.reread IS 'records seen again in the same run (overlap window, shifted pages), not counted as extracted';
 
--- Incremental position per source, committed in the same transaction as the data.
+-- Incremental position per source and stream, committed in the same transaction as the data.
 CREATE TABLE ops.cursor (
-    source_system text PRIMARY KEY,
+    source_system text NOT NULL,
+    stream        text NOT NULL,
     state         jsonb NOT NULL,
     run_id        bigint REFERENCES ops.run,
-    updated_at    timestamptz NOT NULL DEFAULT now()
+    updated_at    timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (source_system, stream)
 );
-COMMENT ON TABLE ops.cursor IS 'where each source''s next incremental read starts';
+COMMENT ON TABLE ops.cursor IS 'where each source stream''s next incremental read starts';
+
+-- Keys seen so far of a full snapshot being loaded in several batches; when the
+-- snapshot is complete, current records it did not contain are closed.
+CREATE TABLE ops.snapshot_seen (
+    source_system text NOT NULL,
+    stream        text NOT NULL,
+    snapshot_id   text NOT NULL,
+    source_id     text NOT NULL
+);
+CREATE INDEX snapshot_seen_key ON ops.snapshot_seen (source_system, stream, snapshot_id, source_id);
 
 -- Every rejected record, with why, and what happened to it since.
 CREATE TABLE quality.quarantine (
@@ -69,6 +82,10 @@ CREATE TABLE quality.quarantine (
     resolved_at    timestamptz
 );
 CREATE INDEX quarantine_open ON quality.quarantine (source_system, rule) WHERE state = 'open';
+-- A source record has at most one open entry: the overlap window and reruns see a
+-- rejected record again, and it must not pile up.
+CREATE INDEX quarantine_open_record ON quality.quarantine (source_system, entity, source_id)
+    WHERE state = 'open';
 COMMENT ON TABLE quality.quarantine IS 'one row per rejected source record: rule, reason, original payload, replay state';
 
 -- Warning-level findings on rows that were loaded.
