@@ -129,6 +129,95 @@ def status(
     print_table(["source", "cursor"], cursors, title="cursors")
 
 
+quarantine_app = typer.Typer(help="Records held back by blocking rules: list, inspect, replay.",
+                              no_args_is_help=True)
+app.add_typer(quarantine_app, name="quarantine")
+
+
+@quarantine_app.command("list")
+def quarantine_list(
+    source: Annotated[str | None, typer.Option(help="only this source")] = None,
+    all_states: Annotated[bool, typer.Option("--all", help="replayed/superseded too")] = False,
+) -> None:
+    """Quarantined records grouped by source and rule, with counts."""
+    from warehouse.db import connect
+    from warehouse.migrate import migrate as do_migrate
+
+    do_migrate()
+    with connect() as conn:
+        rows = conn.execute(
+            "SELECT source_system, entity, rule, state, count(*), min(quarantine_id),"
+            " to_char(max(quarantined_at) AT TIME ZONE 'Asia/Shanghai', 'YYYY-MM-DD HH24:MI'),"
+            " left(min(reason), 70) FROM quality.quarantine"
+            " WHERE (%(source)s::text IS NULL OR source_system = %(source)s)"
+            " AND (%(all)s OR state = 'open') GROUP BY 1, 2, 3, 4 ORDER BY 1, 5 DESC",
+            {"source": source, "all": all_states},
+        ).fetchall()
+    print_table(["source", "entity", "rule", "state", "records", "first id", "latest (CST)",
+                 "example reason"], rows, title="quality.quarantine")
+    if rows:
+        console.print("inspect one with `hub quarantine show <id>`; after a fix, "
+                      "`hub quarantine replay [--source S] [--rule R]`")
+
+
+@quarantine_app.command("show")
+def quarantine_show(
+    quarantine_id: Annotated[int, typer.Argument(help="id from `hub quarantine list`")],
+    unmasked: Annotated[bool, typer.Option(
+        "--unmasked", help="show personal data in clear (the read is recorded in ops.pii_read)"
+    )] = False,
+) -> None:
+    """One quarantined record: why it was held and what the platform sent."""
+    import json
+
+    from quality.display import mask_payload
+    from warehouse.db import connect
+
+    with connect() as conn:
+        row = conn.execute(
+            "SELECT quarantine_id, source_system, stream, entity, source_id, run_id, rule, reason,"
+            " failed_rules, payload, state, quarantined_at, resolved_run_id"
+            " FROM quality.quarantine WHERE quarantine_id = %s", (quarantine_id,)).fetchone()
+        if row is None:
+            err.print(f"no quarantine entry {quarantine_id}")
+            raise typer.Exit(1)
+        if unmasked:
+            conn.execute("INSERT INTO ops.pii_read (what, reference) VALUES (%s, %s)",
+                         ("quality.quarantine.payload", str(quarantine_id)))
+    (qid, src, stream, ent, sid, run_id, rule, reason, failed, payload, state, at, resolved) = row
+    console.print(f"[bold]quarantine {qid}[/bold]: {src}/{stream} {ent} {sid} (run {run_id},"
+                  f" {at:%Y-%m-%d %H:%M} UTC), state {state}"
+                  + (f", resolved by run {resolved}" if resolved else ""))
+    console.print(f"rule [bold]{rule}[/bold]: {reason}")
+    for f in failed:
+        console.print(f"  - {f['severity']}: {f['rule']}: {f['reason']}")
+    shown = payload if unmasked else mask_payload(payload)
+    console.print_json(json.dumps(shown, ensure_ascii=False))
+    if not unmasked:
+        console.print("(personal data masked; --unmasked shows it and records the read)")
+
+
+@quarantine_app.command("replay")
+def quarantine_replay(
+    source: Annotated[str | None, typer.Option(help="only this source")] = None,
+    rule: Annotated[str | None, typer.Option(help="only records held by this rule")] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Run held records through conform, validate and load again (after a fix)."""
+    from hub.replay import replay
+
+    try:
+        summaries = replay(source, rule, config)
+    except Exception as exc:
+        err.print(f"[red]replay failed:[/red] {exc}")
+        raise typer.Exit(1) from None
+    if not summaries:
+        console.print("nothing to replay")
+    for s in summaries:
+        console.print(f"{s.source} run {s.run_id} (replay): {s.extracted:,} replayed = "
+                      f"{s.loaded:,} loaded (left quarantine) + {s.quarantined:,} still held")
+
+
 @app.command()
 def demo(
     scale: Annotated[float, typer.Option(help="simulated city size (1 = 盘锦, ~1,000 orders/day)")] = 1.0,

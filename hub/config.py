@@ -39,6 +39,9 @@ class HubSettings(BaseSettings):
     )
     sources_file: Path = Field(DEFAULT_SOURCES_FILE, description="the sources configuration")
     batch_rows: int = Field(50_000, ge=100, description="records conformed and loaded per transaction")
+    rules_file: Path | None = Field(
+        None, description="the deployment's own rules.yaml (severities); default quality/rules.yaml"
+    )
 
 
 @lru_cache(maxsize=1)

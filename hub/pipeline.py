@@ -76,6 +76,23 @@ def run_source(
     progress: Progress | None = None,
 ) -> RunSummary:
     """Pull every stream of one configured source into the warehouse. Raises on failure."""
+
+    def pull(run: Run) -> None:
+        for stream in run.connector.streams:
+            run.load_stream(stream)
+
+    return execute(source, pull, sources_path, trigger=trigger, progress=progress)
+
+
+def execute(
+    source: str,
+    body: Callable[[Run], None],
+    sources_path: Path | str | None = None,
+    *,
+    trigger: str,
+    progress: Progress | None = None,
+) -> RunSummary:
+    """Run `body` as one recorded run of `source`: locked, counted, finished or failed."""
     config = load_sources(sources_path)
     src = config.source(source)
     if not src.enabled:
@@ -92,9 +109,7 @@ def run_source(
         summary = RunSummary(run_id=run_id, source=source)
         started = time.monotonic()
         try:
-            run = _Run(src, config, connector, summary, progress)
-            for stream in connector.streams:
-                run.load_stream(stream)
+            body(Run(src, config, connector, summary, progress))
         except BaseException as exc:
             summary.outcome, summary.error = "failed", f"{type(exc).__name__}: {exc}"
             summary.seconds = time.monotonic() - started
@@ -109,7 +124,7 @@ def run_source(
         return summary
 
 
-class _Run:
+class Run:
     def __init__(self, src: SourceConfig, config: SourcesFile, connector: Connector,
                  summary: RunSummary, progress: Progress | None):
         self.src = src
@@ -118,20 +133,22 @@ class _Run:
         self.summary = summary
         self.progress = progress
         self.ctx: RuleContext | None = None
+        # Streams whose batch has been through GX in this run (once is the record).
+        self.gx_done: set[str] = set()
+
+    def conformer(self, stream: Stream) -> Conformer:
+        return conformer_class(self.connector.name, stream.name)(
+            self.connector.settings, self.config.city)
 
     def load_stream(self, stream: Stream) -> None:
-        conformer = conformer_class(self.connector.name, stream.name)(
-            self.connector.settings, self.config.city)
+        conformer = self.conformer(stream)
         with connect() as conn:
             state = ops.read_cursor(conn, self.src.name, stream.name)
         clock = time.monotonic()
         for batch in _batches(self.connector.extract(stream, state), settings().batch_rows):
             self._tick("extract_s", clock)
             failpoint("after_extract")
-            self._load_batch(stream, conformer, batch)
-            failpoint("after_commit")
-            if self.progress:
-                self.progress(self.summary)
+            self.load_batch(stream, conformer, batch)
             clock = time.monotonic()
 
     def _tick(self, what: str, since: float) -> float:
@@ -139,7 +156,13 @@ class _Run:
         self.summary.timings[what] = self.summary.timings.get(what, 0.0) + now - since
         return now
 
-    def _load_batch(self, stream: Stream, conformer: Conformer, batch: Extract) -> None:
+    def load_batch(self, stream: Stream, conformer: Conformer, batch: Extract, *,
+                   replay: bool = False) -> None:
+        """Conform, validate and load one batch, and commit it with its cursor.
+
+        A replay loads records taken back out of quarantine: it moves no cursor,
+        and the entries it loads are resolved as 'replayed'.
+        """
         clock = time.monotonic()
         # A record seen twice in one batch (updated while we read): its latest state stands.
         raw = last_per_key(batch.records, stream.key_field)
@@ -162,16 +185,20 @@ class _Run:
         source, run_id = self.src.name, self.summary.run_id
         closed = 0
         with connect() as conn:
+            fixed = "replayed" if replay else "superseded"
             counts = store_validated(conn, primary, checked, source=source, stream=stream.name,
-                                     run_id=run_id, payload=raw)
+                                     run_id=run_id, payload=raw, fixed_state=fixed)
             for name, result in derived.items():
                 store_validated(conn, entity(name), result, source=source, stream=stream.name,
-                                run_id=run_id, payload=None)
+                                run_id=run_id, payload=None, fixed_state=fixed)
             if batch.snapshot_id is not None:
                 # Quarantined records were in the snapshot too: present, not gone.
                 record_seen(conn, source, stream.name, batch.snapshot_id, raw[stream.key_field])
                 if batch.snapshot_complete:
                     closed = close_missing(conn, primary, source, stream.name, batch.snapshot_id)
+            if stream.name not in self.gx_done:
+                store.record_gx(conn, run_id, primary, self.summary.batches, checked, self.ctx)
+                self.gx_done.add(stream.name)
             failpoint("after_merge")
             counts_now = {
                 "extracted": raw.num_rows,
@@ -185,20 +212,25 @@ class _Run:
             }
             self._tick("load_s", clock)
             ops.add_batch(conn, run_id, counts_now, self.summary.timings)
-            ops.save_cursor(conn, source, stream.name, batch.cursor, run_id)
+            if not replay:
+                ops.save_cursor(conn, source, stream.name, batch.cursor, run_id)
             failpoint("before_commit")
         for k, v in counts_now.items():
             setattr(self.summary, k, getattr(self.summary, k) + v)
         self.summary.batches += 1
+        failpoint("after_commit")
+        if self.progress:
+            self.progress(self.summary)
 
 
 def store_validated(conn: psycopg.Connection, ent: Entity, checked: Validated, *, source: str,
-                    stream: str, run_id: int, payload: pa.Table | None) -> MergeCounts:
+                    stream: str, run_id: int, payload: pa.Table | None,
+                    fixed_state: str = "superseded") -> MergeCounts:
     """One entity's share of a batch: quarantine what failed, merge what passed."""
     keep = checked.table.filter(pa.array(~checked.quarantine))
     counts = merge(conn, ent, protect(ent, keep), source_system=source, stream=stream,
                    run_id=run_id)
-    store.record(conn, run_id, source, ent, checked, payload)
+    store.record(conn, run_id, source, stream, ent, checked, payload, fixed_state=fixed_state)
     return counts
 
 

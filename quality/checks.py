@@ -32,8 +32,6 @@ PASSED = 0
 
 CODE_DTYPE = np.int8
 
-Column = pa.Array | pa.ChunkedArray
-
 _ZERO = ord("0")
 _NINE = ord("9")
 _X = ord("X")
@@ -47,8 +45,6 @@ def as_array(values: Any, type_: pa.DataType | None = None) -> pa.Array:
         values = values.arr
     if isinstance(values, pa.ChunkedArray):
         arr = values.chunk(0) if values.num_chunks == 1 else values.combine_chunks()
-        if values.num_chunks == 0:
-            arr = pa.array([], type=values.type)
     elif isinstance(values, pa.Array):
         arr = values
     else:
@@ -69,6 +65,7 @@ def as_strings(values: Any) -> pa.StringArray:
 
 
 def _bits(buf: pa.Buffer, offset: int, n: int) -> np.ndarray:
+    """An Arrow bitmap as a fresh numpy bool array."""
     packed = np.frombuffer(buf, dtype=np.uint8)
     return np.unpackbits(packed, bitorder="little")[offset : offset + n].view(bool)
 
@@ -87,7 +84,7 @@ def _bool(arr: pa.Array | pa.ChunkedArray, null: bool = False) -> np.ndarray:
 def _validity(arr: pa.Array) -> np.ndarray:
     if arr.null_count == 0:
         return np.ones(len(arr), dtype=bool)
-    return _bits(arr.buffers()[0], arr.offset, len(arr)).copy()
+    return _bits(arr.buffers()[0], arr.offset, len(arr))
 
 
 # Lead bytes of the characters `utf8_is_space` may accept: ASCII whitespace, U+0085 /
@@ -198,16 +195,11 @@ def _mix(h: np.ndarray) -> np.ndarray:
     return h ^ (h >> np.uint64(31))
 
 
-def lengths(values: Any) -> np.ndarray:
-    """Byte length per value, 0 for null."""
-    return strings(values).lens
-
-
 def present(values: Any) -> np.ndarray:
     """True where a value is given: not null, not NaN, not empty or whitespace only."""
-    arr = as_array(values)
     if isinstance(values, Strings):
         return values.present()
+    arr = as_array(values)
     if pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type):
         return Strings(arr).present()
     if pa.types.is_floating(arr.type):

@@ -13,27 +13,35 @@ import psycopg
 import pyarrow as pa
 import pyarrow.compute as pc
 from psycopg import sql
+from psycopg.types.json import Jsonb
 
+from quality.gx_suite import run_suite
+from quality.rules import RuleContext
 from quality.validate import Validated
 from schemas.model import Entity
 from warehouse.loader import copy_arrow
 
+GX_SAMPLE_ROWS = 200_000
 
-def record(conn: psycopg.Connection, run_id: int, source: str, entity: Entity,
-           validated: Validated, payload: pa.Table | None) -> None:
+
+def record(conn: psycopg.Connection, run_id: int, source: str, stream: str, entity: Entity,
+           validated: Validated, payload: pa.Table | None, *, fixed_state: str = "superseded"
+           ) -> None:
     """Store quarantine rows, warning findings and per-rule counts of one batch.
 
     `payload` is the platform's records row-aligned with the validated table (the
-    original payload to quarantine); without it the conformed row is kept.
+    original payload to quarantine); without it the conformed row is kept. Open
+    entries whose record now loaded are resolved with `fixed_state`: 'superseded'
+    when the platform sent a good version, 'replayed' when a replay loaded them.
     """
-    _supersede_fixed(conn, run_id, source, entity, validated)
-    _quarantine(conn, run_id, source, entity, validated, payload)
+    _resolve_fixed(conn, run_id, source, entity, validated, fixed_state)
+    _quarantine(conn, run_id, source, stream, entity, validated, payload)
     _findings(conn, run_id, source, entity, validated)
     _rule_results(conn, run_id, source, entity, validated)
 
 
-def _quarantine(conn: psycopg.Connection, run_id: int, source: str, entity: Entity,
-                v: Validated, payload: pa.Table | None) -> None:
+def _quarantine(conn: psycopg.Connection, run_id: int, source: str, stream: str,
+                entity: Entity, v: Validated, payload: pa.Table | None) -> None:
     rows = np.flatnonzero(v.quarantine)
     if len(rows) == 0:
         return
@@ -46,6 +54,7 @@ def _quarantine(conn: psycopg.Connection, run_id: int, source: str, entity: Enti
         by_row.setdefault(i, []).append({"rule": rule, "severity": sev, "reason": reason})
     table = pa.table({
         "source_system": pa.array([source] * len(rows), pa.string()),
+        "stream": pa.array([stream] * len(rows), pa.string()),
         "source_id": v.table["source_id"].take(take),
         "entity": pa.array([entity.name] * len(rows), pa.string()),
         "run_id": pa.array([run_id] * len(rows), pa.int64()),
@@ -55,14 +64,23 @@ def _quarantine(conn: psycopg.Connection, run_id: int, source: str, entity: Enti
                                   for i in rows], pa.string()),
         "payload": pa.array([json.dumps(r, ensure_ascii=False, default=str) for r in original],
                             pa.string()),
+        "payload_kind": pa.array(["source" if payload is not None else "conformed"] * len(rows),
+                                 pa.string()),
     })
-    conn.execute("CREATE TEMP TABLE quarantine_stage (source_system text, source_id text,"
-                 " entity text, run_id bigint, rule text, reason text, failed_rules jsonb,"
-                 " payload jsonb) ON COMMIT DROP")
+    conn.execute("CREATE TEMP TABLE quarantine_stage (source_system text, stream text,"
+                 " source_id text, entity text, run_id bigint, rule text, reason text,"
+                 " failed_rules jsonb, payload jsonb, payload_kind text) ON COMMIT DROP")
     copy_arrow(conn, table, sql.Identifier("quarantine_stage"))
     conn.execute("ANALYZE quarantine_stage")
-    # Seen again (overlap window, a rerun after a crash) exactly as it was: the open
-    # entry stands. Changed on the platform and still bad: the new entry replaces it.
+    # Seen again (overlap window, a rerun, a replay) exactly as it was: the open entry
+    # stands, with the verdict of today's rules. Changed on the platform and still
+    # bad: the new entry replaces it.
+    conn.execute(
+        "UPDATE quality.quarantine q SET rule = s.rule, reason = s.reason,"
+        " failed_rules = s.failed_rules FROM quarantine_stage s WHERE q.state = 'open'"
+        " AND q.source_system = s.source_system AND q.entity = s.entity"
+        " AND q.source_id = s.source_id AND q.payload = s.payload"
+    )
     conn.execute(
         "UPDATE quality.quarantine q SET state = 'superseded', resolved_run_id = s.run_id,"
         " resolved_at = now() FROM quarantine_stage s WHERE q.state = 'open'"
@@ -70,17 +88,18 @@ def _quarantine(conn: psycopg.Connection, run_id: int, source: str, entity: Enti
         " AND q.source_id = s.source_id AND q.payload <> s.payload"
     )
     conn.execute(
-        "INSERT INTO quality.quarantine (source_system, source_id, entity, run_id, rule, reason,"
-        " failed_rules, payload) SELECT source_system, source_id, entity, run_id, rule, reason,"
-        " failed_rules, payload FROM quarantine_stage s WHERE NOT EXISTS (SELECT 1 FROM"
+        "INSERT INTO quality.quarantine (source_system, stream, source_id, entity, run_id, rule,"
+        " reason, failed_rules, payload, payload_kind) SELECT source_system, stream, source_id,"
+        " entity, run_id, rule, reason, failed_rules, payload, payload_kind"
+        " FROM quarantine_stage s WHERE NOT EXISTS (SELECT 1 FROM"
         " quality.quarantine q WHERE q.state = 'open' AND q.source_system = s.source_system"
         " AND q.entity = s.entity AND q.source_id = s.source_id)"
     )
     conn.execute("DROP TABLE quarantine_stage")
 
 
-def _supersede_fixed(conn: psycopg.Connection, run_id: int, source: str, entity: Entity,
-                     v: Validated) -> None:
+def _resolve_fixed(conn: psycopg.Connection, run_id: int, source: str, entity: Entity,
+                   v: Validated, state: str) -> None:
     """Open entries whose record loaded in this batch (fixed on the platform) are closed.
 
     Open entries are few next to a batch, so they are read and matched here
@@ -97,10 +116,10 @@ def _supersede_fixed(conn: psycopg.Connection, run_id: int, source: str, entity:
     if len(fixed) == 0:
         return
     conn.execute(
-        "UPDATE quality.quarantine SET state = 'superseded', resolved_run_id = %s,"
+        "UPDATE quality.quarantine SET state = %s, resolved_run_id = %s,"
         " resolved_at = now() WHERE state = 'open' AND source_system = %s AND entity = %s"
         " AND source_id = ANY(%s)",
-        (run_id, source, entity.name, fixed.to_pylist()),
+        (state, run_id, source, entity.name, fixed.to_pylist()),
     )
 
 
@@ -138,3 +157,20 @@ def _rule_results(conn: psycopg.Connection, run_id: int, source: str, entity: En
             [(run_id, source, entity.name, r.rule, str(r.severity), r.dimension, r.evaluated,
               r.failed) for r in v.results],
         )
+
+
+def record_gx(conn: psycopg.Connection, run_id: int, entity: Entity, batch_no: int,
+              validated: Validated, ctx: RuleContext) -> None:
+    """Validate the batch through Great Expectations and archive GX's result.
+
+    Row outcomes come from the vectorised rules; GX runs the same checks as the
+    suite derived from the model and keeps the record of expectations and
+    results. It costs a fixed ~0.3 s a call, so the pipeline asks for it once per
+    stream and run, on a bounded sample.
+    """
+    report = run_suite(entity, validated.table, ctx, validated.evaluation, max_rows=GX_SAMPLE_ROWS)
+    conn.execute(
+        "INSERT INTO quality.gx_validation (run_id, entity, batch_no, success, result)"
+        " VALUES (%s, %s, %s, %s, %s) ON CONFLICT (run_id, entity, batch_no) DO NOTHING",
+        (run_id, entity.name, batch_no, report.success, Jsonb(report.to_json_dict())),
+    )

@@ -15,7 +15,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from quality.rules import RuleContext, RuleResult, Severity, evaluate
+from quality.rules import Evaluation, RuleContext, RuleResult, Severity, evaluate
 from schemas.model import Entity
 
 PARSE_RULE = "value_parseable"
@@ -28,6 +28,7 @@ class Validated:
     # One row per (row, failed rule): row_index, rule, severity, reason.
     findings: pa.Table
     results: list[RuleResult]
+    evaluation: Evaluation
 
     def headline(self) -> tuple[list[str], list[str]]:
         """Per quarantined row, in row order: its first blocking rule and reason."""
@@ -78,7 +79,7 @@ def validate(entity: Entity, table: pa.Table, ctx: RuleContext,
                         .cast(_FINDING_SCHEMA)]
     ) if parse_tables else evaluation.findings.select(
         ["row_index", "rule", "severity", "reason"]).cast(_FINDING_SCHEMA)
-    return Validated(table, quarantine, findings, results)
+    return Validated(table, quarantine, findings, results, evaluation)
 
 
 _FINDING_SCHEMA = pa.schema([("row_index", pa.int64()), ("rule", pa.string()),

@@ -75,7 +75,10 @@ def drop_database(name: str) -> None:
 os.environ["HUB_WAREHOUSE_URL"] = create_database(TEST_DB)
 os.environ["HUB_PII_KEY"] = secrets.token_hex(16)
 os.environ["HUB_HOME"] = str(SESSION_HOME)
+# Importing Airflow without AIRFLOW_HOME creates ~/airflow: keep it in the session's folder.
+os.environ["AIRFLOW_HOME"] = str(SESSION_HOME / "airflow")
 os.environ.pop("HUB_SOURCES_FILE", None)
+os.environ["COLUMNS"] = "200"  # the CLI's tables, wide enough not to fold what tests read
 os.environ.pop("HUB_FAILPOINT", None)
 
 

@@ -30,12 +30,13 @@ def test_one_expectation_per_rule_with_meta(entity):
     rules = applied_rules(entity)
     assert isinstance(suite, gx.ExpectationSuite)
     assert suite.name == f"hub.{entity.name}"
-    assert [e.meta["rule"] for e in suite.expectations] == [r.name for r in rules]
-    for exp, rule in zip(suite.expectations, rules, strict=True):
-        assert exp.meta["severity"] == rule.severity.value
-        assert exp.meta["dimension"] == rule.dimension
+    metas = [e.meta or {} for e in suite.expectations]
+    assert [m["rule"] for m in metas] == [r.name for r in rules]
+    for exp, meta, rule in zip(suite.expectations, metas, rules, strict=True):
+        assert meta["severity"] == rule.severity.value
+        assert meta["dimension"] == rule.dimension
         assert exp.severity.value == ("critical" if rule.severity == "blocking" else "warning")
-        assert exp.meta["columns"] == list(rule.columns)
+        assert meta["columns"] == list(rule.columns)
     required = [f.name for f in entity.fields if f.required]
     present = [e for e in suite.expectations if isinstance(e, ExpectColumnValuesToBePresent)]
     assert [e.column for e in present] == required
@@ -57,6 +58,7 @@ def _assert_counts_match(entity, table, ctx=CTX):
     assert gx_counts == rule_counts
     assert report.mismatches == {}
     assert not report.sampled
+    assert all(o.error is None for o in report.outcomes)
     return evaluation, report
 
 

@@ -69,6 +69,7 @@ CREATE INDEX snapshot_seen_key ON ops.snapshot_seen (source_system, stream, snap
 CREATE TABLE quality.quarantine (
     quarantine_id  bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     source_system  text NOT NULL,
+    stream         text NOT NULL,
     source_id      text,
     entity         text NOT NULL,
     run_id         bigint NOT NULL REFERENCES ops.run,
@@ -76,6 +77,9 @@ CREATE TABLE quality.quarantine (
     reason         text NOT NULL,
     failed_rules   jsonb NOT NULL DEFAULT '[]'::jsonb,
     payload        jsonb NOT NULL,
+    -- 'source': the platform's record as received (replayable); 'conformed': a
+    -- row derived from one (it comes back when its source record is replayed).
+    payload_kind   text NOT NULL CHECK (payload_kind IN ('source', 'conformed')),
     quarantined_at timestamptz NOT NULL DEFAULT now(),
     state          text NOT NULL DEFAULT 'open' CHECK (state IN ('open', 'replayed', 'superseded')),
     resolved_run_id bigint REFERENCES ops.run,
@@ -126,3 +130,12 @@ CREATE TABLE quality.gx_validation (
     validated_at  timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (run_id, entity, batch_no)
 );
+
+-- Every read of personal data in clear leaves a trace.
+CREATE TABLE ops.pii_read (
+    read_at    timestamptz NOT NULL DEFAULT now(),
+    reader     text NOT NULL DEFAULT current_user,
+    what       text NOT NULL,
+    reference  text NOT NULL
+);
+COMMENT ON TABLE ops.pii_read IS 'one row per read of personal data in clear: who, when, what';

@@ -1,0 +1,315 @@
+"""What the weekly quality report shows, read from the warehouse for one ISO week.
+
+Every query takes the week as a half-open interval [start, end) of Beijing time.
+Run-based figures (scores, counts, quarantine) belong to the week the run
+started in; event volumes to the day an event was reported; the governance
+figures come from the marts (mart.governance_weekly_district). Nothing here
+formats or masks: quality.report does both.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import psycopg
+from psycopg.rows import dict_row
+
+from quality.rules import DIMENSIONS, definitions
+
+BEIJING = ZoneInfo("Asia/Shanghai")
+TOP_RULES = 10
+EXAMPLES_PER_RULE = 3
+Row = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Week:
+    """One ISO week in Beijing time, e.g. 2026-W47 = Mon 2026-11-16 .. Sun 2026-11-22."""
+
+    year: int
+    number: int
+
+    @classmethod
+    def parse(cls, text: str) -> Week:
+        try:
+            year, _, num = text.strip().upper().partition("-W")
+            week = cls(int(year), int(num))
+            date.fromisocalendar(week.year, week.number, 1)
+        except ValueError:
+            raise ValueError(f"expected an ISO week like 2026-W47, got {text!r}") from None
+        return week
+
+    @classmethod
+    def containing(cls, moment: datetime) -> Week:
+        iso = moment.astimezone(BEIJING).isocalendar()
+        return cls(iso.year, iso.week)
+
+    @classmethod
+    def last_complete(cls, now: datetime | None = None) -> Week:
+        """The week before the one `now` (default: the current time) falls in."""
+        return cls.containing((now or datetime.now(BEIJING)) - timedelta(days=7))
+
+    def __str__(self) -> str:
+        return f"{self.year}-W{self.number:02d}"
+
+    @property
+    def monday(self) -> date:
+        return date.fromisocalendar(self.year, self.number, 1)
+
+    @property
+    def days(self) -> list[date]:
+        return [self.monday + timedelta(days=i) for i in range(7)]
+
+    @property
+    def start(self) -> datetime:
+        return datetime.combine(self.monday, datetime.min.time(), BEIJING)
+
+    @property
+    def end(self) -> datetime:
+        return self.start + timedelta(days=7)
+
+    @property
+    def previous(self) -> Week:
+        return Week.containing(self.start - timedelta(days=1))
+
+
+@dataclass
+class ReportData:
+    week: Week
+    as_of: datetime
+    sources: list[str]
+    scores: dict[str, dict[str, dict[str, float | int | None]]]
+    daily_volume: dict[str, dict[date, int]]
+    freshness: list[Row]
+    reconciliation: list[Row]
+    bad_runs: list[Row]
+    top_rules: list[Row]
+    unmapped: list[Row]
+    unknown_codes: list[Row]
+    grids_loaded: bool
+    quarantine: list[Row]
+    quarantine_open_by_rule: list[Row]
+    districts: list[Row]
+    notes: list[str] = field(default_factory=list)
+
+
+def _rows(conn: psycopg.Connection, query: str, params: dict[str, Any]) -> list[Row]:
+    with conn.cursor(row_factory=dict_row) as cur:
+        cur.execute(query.encode(), params)  # fixed queries, values bound as parameters
+        return list(cur.fetchall())
+
+
+def collect(conn: psycopg.Connection, week: Week, now: datetime | None = None) -> ReportData:
+    now = now or datetime.now(BEIJING)
+    params = {"start": week.start, "end": week.end, "prev_start": week.previous.start,
+              "as_of": min(now, week.end), "week": str(week)}
+    sources = [r["source_system"] for r in _rows(conn, SOURCES, params)]
+    return ReportData(
+        week=week,
+        as_of=params["as_of"],
+        sources=sources,
+        scores=_scores(conn, params),
+        daily_volume=_daily_volume(conn, params),
+        freshness=_rows(conn, FRESHNESS, params),
+        reconciliation=_rows(conn, RECONCILIATION, params),
+        bad_runs=_rows(conn, BAD_RUNS, params),
+        top_rules=_top_rules(conn, params),
+        unmapped=_rows(conn, UNMAPPED, params),
+        unknown_codes=_rows(conn, UNKNOWN_CODES, params),
+        grids_loaded=bool(_rows(conn, "SELECT 1 AS x FROM core.grid WHERE valid_to IS NULL"
+                                      " LIMIT 1", params)),
+        quarantine=_rows(conn, QUARANTINE, params),
+        quarantine_open_by_rule=_rows(conn, QUARANTINE_OPEN_BY_RULE, params),
+        districts=_rows(conn, DISTRICTS, params),
+    )
+
+
+# Platforms: every source with a run before the week ended.
+SOURCES = """
+SELECT DISTINCT source_system FROM ops.run WHERE started_at < %(end)s ORDER BY 1
+"""
+
+
+def _scores(conn: psycopg.Connection, params: dict[str, Any]) -> dict[str, dict[str, dict[str, Any]]]:
+    """source → dimension → {score, previous, delta, evaluated, failed}; score = 1 − failed/evaluated."""
+    rows = _rows(conn, """
+        SELECT rr.source_system, rr.dimension, r.started_at >= %(start)s AS this_week,
+               sum(rr.evaluated) AS evaluated, sum(rr.failed) AS failed
+          FROM quality.rule_result rr JOIN ops.run r USING (run_id)
+         WHERE r.started_at >= %(prev_start)s AND r.started_at < %(end)s
+         GROUP BY 1, 2, 3""", params)
+    out: dict[str, dict[str, dict[str, Any]]] = {}
+    for r in rows:
+        cell = out.setdefault(r["source_system"], {}).setdefault(
+            r["dimension"], {"score": None, "previous": None, "evaluated": 0, "failed": 0})
+        score = 1 - r["failed"] / r["evaluated"] if r["evaluated"] else None
+        if r["this_week"]:
+            cell.update(score=score, evaluated=int(r["evaluated"]), failed=int(r["failed"]))
+        else:
+            cell["previous"] = score
+    for per_dim in out.values():
+        for cell in per_dim.values():
+            cur, prev = cell["score"], cell["previous"]
+            cell["delta"] = cur - prev if cur is not None and prev is not None else None
+    return out
+
+
+def _daily_volume(conn: psycopg.Connection, params: dict[str, Any]) -> dict[str, dict[date, int]]:
+    rows = _rows(conn, """
+        SELECT source_system, (coalesce(reported_at, accepted_at) AT TIME ZONE 'Asia/Shanghai')::date AS day,
+               count(*) AS events
+          FROM core.event
+         WHERE valid_to IS NULL
+           AND coalesce(reported_at, accepted_at) >= %(start)s
+           AND coalesce(reported_at, accepted_at) < %(end)s
+         GROUP BY 1, 2""", params)
+    out: dict[str, dict[date, int]] = {}
+    for r in rows:
+        out.setdefault(r["source_system"], {})[r["day"]] = int(r["events"])
+    return out
+
+
+FRESHNESS = """
+WITH src AS (SELECT DISTINCT source_system FROM ops.run WHERE started_at < %(end)s)
+SELECT src.source_system,
+       ok.finished_at AS last_success_at,
+       last.started_at AS last_run_at,
+       last.outcome AS last_run_outcome,
+       ev.latest_update AS latest_source_update,
+       extract(epoch FROM %(as_of)s - ok.finished_at) / 3600.0 AS run_lag_h,
+       extract(epoch FROM %(as_of)s - ev.latest_update) / 3600.0 AS data_lag_h
+  FROM src
+  LEFT JOIN LATERAL (SELECT finished_at FROM ops.run r WHERE r.source_system = src.source_system
+                       AND r.outcome = 'succeeded' AND r.finished_at < %(end)s
+                     ORDER BY finished_at DESC LIMIT 1) ok ON true
+  LEFT JOIN LATERAL (SELECT started_at, outcome FROM ops.run r WHERE r.source_system = src.source_system
+                       AND r.started_at < %(end)s ORDER BY started_at DESC LIMIT 1) last ON true
+  LEFT JOIN LATERAL (SELECT max(source_updated_at) AS latest_update FROM core.event e
+                      WHERE e.source_system = src.source_system AND e.valid_to IS NULL
+                        AND e.source_updated_at < %(end)s) ev ON true
+ ORDER BY 1
+"""
+
+RECONCILIATION = """
+SELECT source_system,
+       count(*) AS runs,
+       count(*) FILTER (WHERE outcome = 'succeeded') AS succeeded,
+       count(*) FILTER (WHERE outcome IN ('failed', 'abandoned')) AS failed,
+       sum(extracted) AS extracted, sum(loaded) AS loaded, sum(quarantined) AS quarantined,
+       sum(extracted) = sum(loaded) + sum(quarantined) AS reconciles
+  FROM ops.run
+ WHERE started_at >= %(start)s AND started_at < %(end)s
+ GROUP BY 1 ORDER BY 1
+"""
+
+BAD_RUNS = """
+SELECT run_id, source_system, trigger, started_at, finished_at, outcome, extracted, loaded,
+       quarantined, error
+  FROM ops.run
+ WHERE started_at >= %(start)s AND started_at < %(end)s AND outcome IN ('failed', 'abandoned')
+ ORDER BY started_at
+"""
+
+
+def _top_rules(conn: psycopg.Connection, params: dict[str, Any]) -> list[Row]:
+    rules = _rows(conn, """
+        SELECT rr.source_system, rr.entity, rr.rule, rr.severity, rr.dimension,
+               sum(rr.evaluated) AS evaluated, sum(rr.failed) AS failed
+          FROM quality.rule_result rr JOIN ops.run r USING (run_id)
+         WHERE r.started_at >= %(start)s AND r.started_at < %(end)s
+         GROUP BY 1, 2, 3, 4, 5 HAVING sum(rr.failed) > 0
+         ORDER BY sum(rr.failed) DESC, rr.rule LIMIT """ + str(TOP_RULES), params)
+    defs = definitions()
+    for rule in rules:
+        d = defs.get(rule["rule"].split(":", 1)[0])
+        rule["description"] = d.description_zh if d else ""
+        p = {**params, "source": rule["source_system"], "entity": rule["entity"],
+             "rule": rule["rule"], "n": EXAMPLES_PER_RULE}
+        if rule["severity"] == "blocking":
+            rule["examples"] = _rows(conn, """
+                SELECT q.source_id, q.reason, q.payload
+                  FROM quality.quarantine q JOIN ops.run r USING (run_id)
+                 WHERE r.started_at >= %(start)s AND r.started_at < %(end)s
+                   AND q.source_system = %(source)s AND q.entity = %(entity)s
+                   AND (q.rule = %(rule)s OR q.failed_rules @> jsonb_build_array(
+                        jsonb_build_object('rule', %(rule)s::text)))
+                 ORDER BY q.quarantine_id LIMIT %(n)s""", p)
+        else:
+            rule["examples"] = _rows(conn, """
+                SELECT f.source_id, f.reason, NULL::jsonb AS payload
+                  FROM quality.finding f JOIN ops.run r USING (run_id)
+                 WHERE r.started_at >= %(start)s AND r.started_at < %(end)s
+                   AND f.source_system = %(source)s AND f.entity = %(entity)s AND f.rule = %(rule)s
+                 ORDER BY f.found_at, f.source_id LIMIT %(n)s""", p)
+    return rules
+
+
+# What still needs a mapping: current rows, whenever loaded; "new" = loaded this week.
+UNMAPPED = """
+SELECT source_system, '分类' AS what, source_category AS source_value, count(*) AS events,
+       count(*) FILTER (WHERE valid_from >= %(start)s AND valid_from < %(end)s) AS new_this_week
+  FROM core.event WHERE valid_to IS NULL AND category_code = 'unmapped'
+ GROUP BY 1, 2, 3
+UNION ALL
+SELECT source_system, '状态', source_status, count(*),
+       count(*) FILTER (WHERE valid_from >= %(start)s AND valid_from < %(end)s)
+  FROM core.event WHERE valid_to IS NULL AND status = 'unmapped'
+ GROUP BY 1, 2, 3
+ ORDER BY events DESC, source_system, what, source_value
+"""
+
+UNKNOWN_CODES = """
+WITH div AS (SELECT code, level, retired_on, replaced_by FROM core.division WHERE valid_to IS NULL),
+grid AS (SELECT DISTINCT grid_code FROM core.grid WHERE valid_to IS NULL),
+codes AS (
+    SELECT e.source_system, '区县' AS kind, e.division_code AS code, d.retired_on, d.replaced_by,
+           d.code IS NULL OR d.level <> 'county' AS unknown
+      FROM core.event e LEFT JOIN div d ON d.code = e.division_code
+     WHERE e.valid_to IS NULL AND e.division_code IS NOT NULL
+    UNION ALL
+    SELECT e.source_system, '街道', e.street_code, d.retired_on, d.replaced_by,
+           d.code IS NULL OR d.level <> 'street'
+      FROM core.event e LEFT JOIN div d ON d.code = e.street_code
+     WHERE e.valid_to IS NULL AND e.street_code IS NOT NULL
+    UNION ALL
+    SELECT e.source_system, '网格', e.grid_code, NULL, NULL, g.grid_code IS NULL
+      FROM core.event e LEFT JOIN grid g ON g.grid_code = e.grid_code
+     WHERE e.valid_to IS NULL AND e.grid_code IS NOT NULL AND EXISTS (SELECT 1 FROM grid)
+)
+SELECT source_system, kind, code, CASE WHEN unknown THEN '未知' ELSE '已撤销' END AS state,
+       max(replaced_by) AS replaced_by, count(*) AS events
+  FROM codes WHERE unknown OR retired_on IS NOT NULL
+ GROUP BY 1, 2, 3, 4 ORDER BY events DESC, 1, 2, 3
+"""
+
+QUARANTINE = """
+WITH src AS (SELECT DISTINCT source_system FROM ops.run WHERE started_at < %(end)s)
+SELECT src.source_system,
+       count(q.*) FILTER (WHERE q.quarantined_at >= %(start)s AND q.quarantined_at < %(end)s) AS new,
+       count(q.*) FILTER (WHERE q.state = 'replayed' AND q.resolved_at >= %(start)s
+                          AND q.resolved_at < %(end)s) AS replayed,
+       count(q.*) FILTER (WHERE q.state = 'superseded' AND q.resolved_at >= %(start)s
+                          AND q.resolved_at < %(end)s) AS superseded,
+       count(q.*) FILTER (WHERE q.quarantined_at < %(end)s
+                          AND (q.state = 'open' OR q.resolved_at >= %(end)s)) AS open_at_end,
+       count(q.*) FILTER (WHERE q.state = 'open') AS open_now
+  FROM src LEFT JOIN quality.quarantine q ON q.source_system = src.source_system
+ GROUP BY 1 ORDER BY 1
+"""
+
+QUARANTINE_OPEN_BY_RULE = """
+SELECT source_system, entity, rule, count(*) AS open, min(quarantined_at) AS oldest
+  FROM quality.quarantine
+ WHERE quarantined_at < %(end)s AND (state = 'open' OR resolved_at >= %(end)s)
+ GROUP BY 1, 2, 3 ORDER BY open DESC, 1, 2, 3 LIMIT 15
+"""
+
+DISTRICTS = """
+SELECT * FROM mart.governance_weekly_district WHERE report_week = %(week)s
+ ORDER BY accepted DESC, division_code
+"""
+
+__all__ = ["BEIJING", "DIMENSIONS", "ReportData", "Week", "collect"]

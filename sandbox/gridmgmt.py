@@ -1,0 +1,664 @@
+"""The grid management platform (网格化服务管理): daily file drops and grid events, with truth.
+
+Two channels, as shared/design/sources.md §3 describes them:
+
+- a daily full snapshot per record kind, dropped into a landing folder the way an
+  SFTP push does it: written under a temporary name, renamed when complete.
+  `residents_YYYYMMDD.csv` (GBK, Chinese headers), `houses_YYYYMMDD.xlsx`,
+  `orgs_YYYYMMDD.xlsx`, `grids_YYYYMMDD.geojson` (the City's grids, WGS84);
+- grid workers' events, served over HTTP with cursor paging
+  (sandbox.gridmgmt_server).
+
+Everything is a pure function of (City(seed, scale), days, end): `days` platform
+days ending the day before `end` (a naive Asia/Shanghai local time), plus the
+days `advance_day` adds. The same humans, grids and organizations as on every
+other platform (sandbox.city).
+
+Dirt, planted deliberately and recorded in `truth`:
+- the drop of one day is missing (days >= 4: the second-to-last day), and a
+  half-written `.part` file of that day is left behind;
+- the orgs file of the second delivered day is yesterday's file sent again, byte
+  for byte; the grids file is the same every day (grids rarely change);
+- residents move in and out between days (`present` says who lives there on each
+  day); one resident moves out for exactly the second delivered day and comes
+  back; one resident's ID number is spelt differently in each file (clean,
+  spaced with a lower-case x, legacy 15 digits);
+- ID numbers as `sandbox.city.id_variant` spells them (spaces, lower-case x,
+  legacy 15 digits) and some with a wrong check digit; phones with +86 or dashes;
+  names in traditional characters or with a stray space; special-group tags
+  (特殊人群) with mixed separators;
+- organizations with valid and invalid unified social credit codes;
+- events with an event type or status no mapping knows, a grid code that does not
+  exist, no grid code but coordinates (for grid assignment), hostile text, and
+  the ID numbers of the parties involved (`partyIdNos`) in the same variants.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import random
+import re
+import zipfile
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import openpyxl
+
+from sandbox import city as citymod
+from sandbox.city import City, Grid, Organization, Person
+
+TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
+
+RESIDENT_HEADERS = ("姓名", "性别", "公民身份号码", "出生日期", "民族", "联系电话", "户籍地址",
+                    "现住址", "人口类型", "特殊人群", "所属网格", "更新时间")
+HOUSE_HEADERS = ("房屋编码", "地址", "楼栋", "单元", "房号", "用途", "产权人身份号码", "所属网格")
+ORG_HEADERS = ("统一社会信用代码", "名称", "类型", "法定代表人", "联系电话", "地址", "所属网格")
+GRID_PROPERTIES = ("网格编码", "网格名称", "网格类型", "所属社区", "网格员", "网格员电话")
+EVENT_FIELDS = ("eventId", "gridCode", "reporterId", "reportTime", "eventType", "description",
+                "longitude", "latitude", "partyIdNos", "status", "updateTime")
+
+FILE_ENCODING = "gbk"
+
+SPECIAL_GROUPS = ("独居老人", "空巢老人", "残疾人", "低保户", "留守儿童", "社区矫正人员",
+                  "刑满释放人员", "重点青少年", "退役军人")
+TAG_SEPARATORS = ("、", ",", "，", ";")
+HOUSE_USAGES = ("住宅", "住宅", "住宅", "住宅", "商业", "办公", "厂房", "其他")
+
+# The platform's own event types; the first group is covered by the hub mapping.
+EVENT_TYPES = ("矛盾纠纷", "邻里纠纷", "安全隐患", "消防隐患", "环境卫生", "治安问题",
+               "民生服务", "占道经营", "违章建筑", "食品安全", "设施损坏")
+UNKNOWN_EVENT_TYPES = ("防汛巡查", "信访维稳")  # types no mapping covers yet
+EVENT_STATUSES = ("上报", "受理", "处置中", "已办结", "已归档")
+UNKNOWN_EVENT_STATUS = "待核实"  # a status the platform added and no mapping knows
+PARTY_TYPES = frozenset({"矛盾纠纷", "邻里纠纷", "治安问题"})
+_EVENT_TEXT = {
+    "矛盾纠纷": "两户居民因{x}发生争执，网格员现场调解", "邻里纠纷": "楼上楼下因{x}产生纠纷",
+    "安全隐患": "{x}存在安全隐患，已拍照上报", "消防隐患": "楼道内{x}堵塞消防通道",
+    "环境卫生": "{x}附近垃圾堆积未清运", "治安问题": "{x}附近有可疑人员徘徊",
+    "民生服务": "独居老人反映{x}需要帮助", "占道经营": "{x}门前流动摊贩占道经营",
+    "违章建筑": "{x}楼顶私搭乱建", "食品安全": "{x}小饭馆卫生条件差", "设施损坏": "{x}路灯损坏不亮",
+    "防汛巡查": "{x}低洼处排水不畅", "信访维稳": "{x}居民聚集反映拆迁补偿",
+}
+_EVENT_CAUSES = ("噪音", "漏水", "停车位", "宠物", "装修", "楼道杂物", "电动车充电", "燃气管道")
+
+# Planted defects: share of records per kind, with a floor so small samples carry each.
+RESIDENT_DEFECT_RATES = {"id_spaces": 0.02, "id_lower_x": 0.02, "id_legacy15": 0.02,
+                         "id_bad_check_digit": 0.02, "phone_variant": 0.03,
+                         "name_variant": 0.02, "special_group": 0.08}
+ORG_DEFECT_RATES = {"uscc_bad_check": 0.05, "uscc_malformed": 0.05, "phone_variant": 0.05}
+EVENT_DEFECT_RATES = {"unknown_type": 0.03, "unknown_status": 0.02, "unknown_grid": 0.03,
+                      "no_grid_code": 0.05, "hostile_text": 0.03}
+DEFECT_FLOOR = 2
+
+DAILY_MOVE_OUT = 0.01
+DAILY_MOVE_IN = 0.3  # of those waiting outside (3 % of the population at the start)
+
+
+def fmt(t: datetime | None) -> str | None:
+    return None if t is None else t.strftime(TIME_FORMAT)
+
+
+def default_end() -> datetime:
+    """Today 00:00 in Asia/Shanghai."""
+    from sandbox.hotline12345 import default_end as hotline_end
+
+    return hotline_end()
+
+
+@dataclass
+class ResidentTruth:
+    person_index: int
+    defects: set[str] = field(default_factory=set)
+
+
+@dataclass
+class EventTruth:
+    defects: set[str] = field(default_factory=set)
+    grid_code: str = ""  # the grid the event really is in
+    point: tuple[float, float] = (math.nan, math.nan)
+    party_indices: tuple[int, ...] = ()
+
+
+@dataclass
+class Truth:
+    """What is really behind the files and events."""
+
+    # Platform day → the person indices living in the platform's grids that day.
+    present: dict[date, frozenset[int]] = field(default_factory=dict)
+    residents: dict[int, ResidentTruth] = field(default_factory=dict)
+    # Named people the tests look for.
+    out_and_back: int = -1  # absent on the second delivered day only
+    id_forms: int = -1  # ID spelt clean / spaced lower-x / legacy 15 across the files
+    orgs: dict[str, set[str]] = field(default_factory=dict)  # uscc as served → defects
+    events: dict[str, EventTruth] = field(default_factory=dict)
+    missing_dates: set[date] = field(default_factory=set)
+    repeated_files: dict[str, str] = field(default_factory=dict)  # file → the file it copies
+
+
+class GridData:
+    """The platform's records: daily snapshots (`residents_on` …) and events (`events`)."""
+
+    def __init__(self, city: City, days: int = 4, end: datetime | None = None):
+        if days < 1:
+            raise ValueError("days must be >= 1")
+        self.city = city
+        self.end = (end or default_end()).replace(microsecond=0)
+        self._salt = ("gridmgmt", city.scale, days, self.end.isoformat())
+        self.dates: list[date] = [self.end.date() - timedelta(days=days - i) for i in range(days)]
+        self.truth = Truth()
+        if days >= 4:
+            self.truth.missing_dates.add(self.dates[-2])
+        self._residents: dict[int, dict[str, str]] = {}
+        self._plant_residents()
+        self._present(self.dates)
+        self._n_houses = max(len(city.grids), city.population // 3)
+        self._n_orgs = max(20, city.population // 50)
+        self._org_defects = self._plant(range(self._n_orgs), ORG_DEFECT_RATES, "orgs")
+        if len(self.delivered) >= 2:
+            first, second = self.delivered[:2]
+            self.truth.repeated_files[file_name("orgs", second)] = file_name("orgs", first)
+        # eventId → record as served; seq: position in the platform's change feed.
+        self.events: dict[str, dict[str, Any]] = {}
+        self.seq: dict[str, int] = {}
+        self._last_seq = 0
+        self._advance_calls = 0
+        self._generate_events(self.dates[0], self.end)
+
+    # ---- days ------------------------------------------------------------------
+
+    @property
+    def delivered(self) -> list[date]:
+        return [d for d in self.dates if d not in self.truth.missing_dates]
+
+    def _rng(self, *salt: object) -> random.Random:
+        return self.city.rng(*self._salt, *salt)
+
+    def advance_day(self) -> date:
+        """The platform lives one more day: people move, houses change, orgs come and go."""
+        day = self.dates[-1] + timedelta(days=1)
+        self.dates.append(day)
+        self._present([day])
+        return day
+
+    # ---- residents -------------------------------------------------------------
+
+    def _plant_residents(self) -> None:
+        population = self.city.population
+        rng = self._rng("residents")
+        # 3 % live elsewhere at the start and move in over the days.
+        self._outside = {i for i in range(population) if rng.random() < 0.03}
+        candidates = [i for i in range(population) if i not in self._outside]
+        planted = self._plant(candidates, RESIDENT_DEFECT_RATES, "residents",
+                              eligible=self._can_carry)
+        for i, kinds in planted.items():
+            self.truth.residents[i] = ResidentTruth(i, kinds)
+        taken = set(planted)
+        # Two named residents: their own person, no other defect.
+        people = (self.city.person(i) for i in candidates if i not in taken)
+        forms = next(p for p in people if p.id_number.endswith("X")
+                     and 1900 <= p.birth_date.year <= 1999)
+        self.truth.id_forms = forms.index
+        self.truth.residents[forms.index] = ResidentTruth(forms.index, {"id_forms"})
+        back = next(i for i in candidates if i not in taken and i != forms.index)
+        self.truth.out_and_back = back
+        self.truth.residents[back] = ResidentTruth(back, {"out_and_back"})
+        self._pinned = {forms.index, back}
+
+    def _can_carry(self, kind: str, index: int) -> bool:
+        person = self.city.person(index)
+        if kind == "id_lower_x":
+            return person.id_number.endswith("X")
+        if kind == "id_legacy15":
+            return 1900 <= person.birth_date.year <= 1999
+        return True
+
+    def _plant(self, items: Iterable[int], rates: dict[str, float], what: str,
+               eligible: Any = None) -> dict[int, set[str]]:
+        """item → planted defect kinds: a share per kind with a floor, one ID kind each."""
+        pool = list(items)
+        order = pool[:]
+        self._rng("plant", what).shuffle(order)
+        planted: dict[int, set[str]] = {}
+        used_id: set[int] = set()
+        for kind, rate in rates.items():
+            want = max(DEFECT_FLOOR, round(rate * len(pool)))
+            exclusive = kind.startswith(("id_", "uscc_"))
+            picks = []
+            for i in order:
+                if len(picks) == want:
+                    break
+                if exclusive and i in used_id:
+                    continue
+                if kind in planted.get(i, ()) or (eligible and not eligible(kind, i)):
+                    continue
+                picks.append(i)
+            for i in picks:
+                planted.setdefault(i, set()).add(kind)
+                if exclusive:
+                    used_id.add(i)
+            order = order[len(picks):] + order[:len(picks)]  # spread kinds over people
+        return planted
+
+    def _present(self, days: list[date]) -> None:
+        for day in days:
+            if not self.truth.present:
+                population = self.city.population
+                today = frozenset(i for i in range(population) if i not in self._outside)
+            else:
+                yesterday = self.truth.present[max(self.truth.present)]
+                rng = self._rng("moves", day.isoformat())
+                out = {i for i in sorted(yesterday)
+                       if i not in self._pinned and rng.random() < DAILY_MOVE_OUT}
+                waiting = sorted(set(range(self.city.population)) - yesterday - self._pinned)
+                moved_in = {i for i in waiting if rng.random() < DAILY_MOVE_IN}
+                today = frozenset((yesterday - out) | moved_in)
+            delivered = [d for d in self.dates if d not in self.truth.missing_dates]
+            if len(delivered) >= 2 and day == delivered[1]:
+                today = today - {self.truth.out_and_back}
+            elif self.truth.out_and_back >= 0:
+                today = today | {self.truth.out_and_back}
+            self.truth.present[day] = today
+
+    def _resident(self, index: int) -> dict[str, str]:
+        """The resident's row as the platform keeps it (independent of the day)."""
+        cached = self._residents.get(index)
+        if cached is not None:
+            return cached
+        person = self.city.person(index)
+        rng = self._rng("resident", index)
+        defects = self.truth.residents.get(index, ResidentTruth(index)).defects
+        id_no = person.id_number
+        if "id_bad_check_digit" in defects:
+            id_no = citymod.wrong_check_digit(id_no)
+        for kind in ("lower_x", "spaces", "legacy15"):
+            if f"id_{kind}" in defects:
+                id_no, applied = citymod.id_variant(id_no, rng, kind)
+                assert applied == kind, (index, kind)
+        tags = ""
+        if "special_group" in defects:
+            chosen = rng.sample(SPECIAL_GROUPS, rng.choice((1, 1, 2)))
+            tags = rng.choice(TAG_SEPARATORS).join(chosen)
+        household = (person.address if person.population_type == "户籍"
+                     else f"{rng.choice(['辽宁省沈阳市', '黑龙江省大庆市', '山东省东营市', '吉林省松原市'])}"
+                          f"{rng.choice(citymod.ROADS)}{rng.randint(1, 200)}号")
+        row = {
+            "姓名": (citymod.name_variant(person.name, rng) if "name_variant" in defects
+                   else person.name),
+            "性别": person.gender,
+            "公民身份号码": id_no,
+            "出生日期": person.birth_date.isoformat(),
+            "民族": person.ethnicity,
+            "联系电话": (citymod.phone_variant(person.phone, rng) if "phone_variant" in defects
+                     else person.phone),
+            "户籍地址": household,
+            "现住址": person.address,
+            "人口类型": person.population_type,
+            "特殊人群": tags,
+            "所属网格": person.grid.code,
+            "更新时间": fmt(datetime.combine(self.dates[0], datetime.min.time())
+                         - timedelta(seconds=rng.randint(3600, 3 * 365 * 86400))) or "",
+        }
+        self._residents[index] = row
+        return row
+
+    def residents_on(self, day: date) -> list[dict[str, str]]:
+        """The residents snapshot of `day`, in the platform's order (by grid, then ID)."""
+        rows = []
+        delivered = self.delivered
+        for index in sorted(self.truth.present[day],
+                            key=lambda i: (self.city.grids[i % len(self.city.grids)].code, i)):
+            row = self._resident(index)
+            if index == self.truth.id_forms:
+                row = dict(row)
+                nth = delivered.index(day) if day in delivered else 0
+                person = self.city.person(index)
+                if nth == 1:
+                    row["公民身份号码"] = citymod.id_variant(person.id_number, random.Random(0),
+                                                       "spaces")[0]
+                elif nth >= 2:
+                    row["公民身份号码"] = citymod.id_variant(person.id_number, random.Random(0),
+                                                       "legacy15")[0]
+            if index not in self._moved_in_at:
+                first = next((d for d in self.dates if index in self.truth.present[d]), day)
+                self._moved_in_at[index] = first
+            if self._moved_in_at[index] != self.dates[0]:
+                row = {**row, "更新时间": f"{self._moved_in_at[index]:%Y-%m-%d} 09:30:00"}
+            rows.append(row)
+        return rows
+
+    @property
+    def _moved_in_at(self) -> dict[int, date]:
+        if not hasattr(self, "_moved_in_cache"):
+            self._moved_in_cache: dict[int, date] = {}
+        return self._moved_in_cache
+
+    # ---- houses, organizations, grids ------------------------------------------
+
+    def houses_on(self, day: date) -> list[dict[str, str]]:
+        grids, population = self.city.grids, self.city.population
+        changed = self._rng("house-changes", day.isoformat())
+        n_changed = max(1, self._n_houses // 200)
+        # A few houses change use each day (a shop opens in a flat …).
+        new_use = {changed.randrange(self._n_houses): changed.choice(HOUSE_USAGES)
+                   for _ in range(n_changed * (self.dates.index(day) if day in self.dates else 0))}
+        rows = []
+        for h in range(self._n_houses):
+            grid = grids[h % len(grids)]
+            rng = self._rng("house", h)
+            owner = self.city.person((h * 3 + 1) % population)
+            owner_id = owner.id_number
+            draw = rng.random()
+            if draw < 0.03:
+                owner_id = citymod.wrong_check_digit(owner_id)
+            elif draw < 0.08:
+                owner_id = citymod.id_variant(owner_id, rng, "spaces")[0]
+            rows.append({
+                "房屋编码": f"{grid.code}{h // len(grids) + 1:04d}",
+                "地址": self.city.address(grid, rng),
+                "楼栋": f"{rng.randint(1, 40)}号楼",
+                "单元": f"{rng.randint(1, 6)}单元",
+                "房号": str(rng.randint(1, 18) * 100 + rng.randint(1, 4)),
+                "用途": new_use.get(h, rng.choice(HOUSE_USAGES)),
+                "产权人身份号码": owner_id,
+                "所属网格": grid.code,
+            })
+        return rows
+
+    def orgs_on(self, day: date) -> list[dict[str, str]]:
+        copied = self.truth.repeated_files.get(file_name("orgs", day))
+        if copied:  # the platform sent yesterday's file again
+            return self.orgs_on(_file_date(copied))
+        n_days = self.dates.index(day) if day in self.dates else 0
+        rows = []
+        for i in range(self._n_orgs + n_days):  # one new organization a day
+            org = self.city.organization(i)
+            row = self._org_row(org, self._org_defects.get(i, set()))
+            rows.append(row)
+        return rows
+
+    def _org_row(self, org: Organization, defects: set[str]) -> dict[str, str]:
+        rng = self._rng("org", org.index)
+        code = org.uscc
+        if "uscc_bad_check" in defects:
+            alphabet = "0123456789ABCDEFGHJKLMNPQRTUWXY"
+            code = code[:17] + alphabet[(alphabet.index(code[17]) + 1) % 31]
+        elif "uscc_malformed" in defects:
+            code = rng.choice([code[:17], code[:8] + "I" + code[9:], code[:10] + "O" + code[11:]])
+        self.truth.orgs[code] = set(defects)
+        return {
+            "统一社会信用代码": code,
+            "名称": org.name,
+            "类型": org.org_type,
+            "法定代表人": org.legal_rep,
+            "联系电话": (citymod.phone_variant(org.phone, rng) if "phone_variant" in defects
+                     else org.phone),
+            "地址": org.address,
+            "所属网格": org.grid.code,
+        }
+
+    def grid_features(self) -> list[dict[str, Any]]:
+        features = []
+        for grid in self.city.grids:
+            rng = self._rng("grid", grid.code)
+            worker = self.city.person(rng.randrange(self.city.population))
+            x0, y0, x1, y1 = grid.bbox
+            features.append({
+                "type": "Feature",
+                "properties": {
+                    "网格编码": grid.code, "网格名称": grid.name, "网格类型": grid.grid_type,
+                    "所属社区": grid.community_name, "网格员": worker.name,
+                    "网格员电话": worker.phone,
+                },
+                "geometry": {"type": "Polygon", "coordinates": [[
+                    [x0, y0], [x1, y0], [x1, y1], [x0, y1], [x0, y0]]]},
+            })
+        return features
+
+    # ---- events ----------------------------------------------------------------
+
+    def _generate_events(self, start: date, end: datetime) -> None:
+        per_day = max(20, round(2000 * self.city.scale))
+        rng = self._rng("events")
+        reports: list[tuple[datetime, str]] = []
+        day = datetime.combine(start, datetime.min.time())
+        while day < end:
+            for j in range(per_day):
+                t = day + timedelta(seconds=rng.randint(7 * 3600, 20 * 3600))
+                if t < end:
+                    reports.append((t, f"GE{day:%y%m%d}{j + 1:05d}"))
+            day += timedelta(days=1)
+        reports.sort()
+        defects = self._plant(range(len(reports)), EVENT_DEFECT_RATES, "events")
+        records = [self._event(event_id, t, defects.get(i, set()), end)
+                   for i, (t, event_id) in enumerate(reports)]
+        for record in sorted(records, key=lambda r: (r["updateTime"], r["eventId"])):
+            self._touch(record)
+
+    def _touch(self, record: dict[str, Any]) -> None:
+        self._last_seq += 1
+        self.events[record["eventId"]] = record
+        self.seq[record["eventId"]] = self._last_seq
+
+    def _event(self, event_id: str, reported: datetime, defects: set[str],
+               end: datetime) -> dict[str, Any]:
+        rng = self._rng("event", event_id)
+        city = self.city
+        grid = city.grids[rng.randrange(len(city.grids))]
+        point = city.point_in(grid, rng)
+        event_type = (rng.choice(UNKNOWN_EVENT_TYPES) if "unknown_type" in defects
+                      else rng.choice(EVENT_TYPES))
+        parties: tuple[int, ...] = ()
+        if event_type in PARTY_TYPES:
+            n_grids = len(city.grids)
+            parties = tuple(sorted({(grid_index + n_grids * rng.randrange(
+                max(1, city.population // n_grids))) % city.population
+                for grid_index in [city.grids.index(grid)] * rng.choice((1, 2, 3))}))
+        party_ids = []
+        for p in parties:
+            id_no = city.person(p).id_number
+            draw = rng.random()
+            if draw < 0.1:
+                id_no = citymod.wrong_check_digit(id_no)
+                defects.add("party_bad_check_digit")
+            elif draw < 0.3:
+                id_no = citymod.id_variant(id_no, rng)[0]
+            party_ids.append(id_no)
+        steps = [("上报", reported)]
+        t = reported
+        for status, low, high in (("受理", 600, 4 * 3600), ("处置中", 1800, 86400),
+                                  ("已办结", 3600, 3 * 86400), ("已归档", 12 * 3600, 3 * 86400)):
+            t = t + timedelta(seconds=rng.randint(low, high))
+            if t > end:
+                break
+            steps.append((status, t))
+        status, updated = steps[-1]
+        if "unknown_status" in defects:
+            status = UNKNOWN_EVENT_STATUS
+        grid_code: str | None = grid.code
+        if "unknown_grid" in defects:
+            grid_code = f"{grid.street_code}9{rng.randint(0, 99):02d}{rng.randint(1, 999):03d}"
+        elif "no_grid_code" in defects:
+            grid_code = None
+        address = city.address(grid, rng)
+        if "hostile_text" in defects:
+            description = citymod.HOSTILE_TEXT[rng.randrange(len(citymod.HOSTILE_TEXT))]
+        else:
+            description = _EVENT_TEXT[event_type].format(x=rng.choice(_EVENT_CAUSES)
+                                                         if event_type in PARTY_TYPES
+                                                         else address)
+        self.truth.events[event_id] = EventTruth(defects=set(defects), grid_code=grid.code,
+                                                 point=point, party_indices=parties)
+        return {
+            "eventId": event_id,
+            "gridCode": grid_code,
+            "reporterId": f"WG{grid.code[-9:]}",
+            "reportTime": fmt(reported),
+            "eventType": event_type,
+            "description": description,
+            "longitude": point[0],
+            "latitude": point[1],
+            "partyIdNos": party_ids,
+            "status": status,
+            "updateTime": fmt(updated),
+        }
+
+    def feed(self, after_seq: int, limit: int) -> tuple[list[dict[str, Any]], int | None]:
+        """The change feed after position `after_seq`: (events, last seq or None when at the end)."""
+        ordered = sorted((s, e) for e, s in self.seq.items() if s > after_seq)
+        page = ordered[:limit]
+        events = [dict(self.events[e]) for _, e in page]
+        more = len(ordered) > limit
+        return events, (page[-1][0] if more else None)
+
+    def advance_events(self, n: int, now: datetime) -> list[str]:
+        """n events move one step on, and n/2 new ones are reported; stamped `now`."""
+        rng = self._rng("advance", self._advance_calls)
+        self._advance_calls += 1
+        open_ = sorted(e for e, r in self.events.items()
+                       if r["status"] in EVENT_STATUSES[:-1]
+                       and not self.truth.events[e].defects & {"unknown_status"})
+        changed = sorted(rng.sample(open_, min(n, len(open_))))
+        for event_id in changed:
+            record = self.events[event_id]
+            record["status"] = EVENT_STATUSES[EVENT_STATUSES.index(record["status"]) + 1]
+            record["updateTime"] = fmt(now)
+            self._touch(record)
+        new = []
+        for j in range(max(1, n // 2)):
+            event_id = f"GE{now:%y%m%d}{90000 + self._advance_calls * 100 + j:05d}"
+            record = self._event(event_id, now, set(), now)
+            self._touch(record)
+            new.append(event_id)
+        return changed + new
+
+
+# ---------------------------------------------------------------- files on disk
+
+
+FILE_KINDS = {"residents": "csv", "houses": "xlsx", "orgs": "xlsx", "grids": "geojson"}
+
+
+def file_name(kind: str, day: date) -> str:
+    return f"{kind}_{day:%Y%m%d}.{FILE_KINDS[kind]}"
+
+
+def _file_date(name: str) -> date:
+    m = re.search(r"_(\d{8})\.", name)
+    if not m:
+        raise ValueError(name)
+    return datetime.strptime(m.group(1), "%Y%m%d").date()
+
+
+def render(data: GridData, kind: str, day: date) -> bytes:
+    """The bytes of one day's file of one kind: deterministic."""
+    if kind == "residents":
+        return _csv_bytes(RESIDENT_HEADERS, data.residents_on(day))
+    if kind == "houses":
+        return _xlsx_bytes("实有房屋", HOUSE_HEADERS, data.houses_on(day), day)
+    if kind == "orgs":
+        return _xlsx_bytes("组织", ORG_HEADERS, data.orgs_on(day), day)
+    if kind == "grids":
+        collection = {"type": "FeatureCollection", "name": "网格",
+                      "crs": {"type": "name",
+                              "properties": {"name": "urn:ogc:def:crs:OGC:1.3:CRS84"}},
+                      "features": data.grid_features()}
+        return json.dumps(collection, ensure_ascii=False).encode("utf-8")
+    raise ValueError(f"no file kind {kind!r}")
+
+
+def _csv_bytes(headers: tuple[str, ...], rows: list[dict[str, str]]) -> bytes:
+    buf = io.StringIO(newline="")
+    writer = csv.writer(buf, lineterminator="\r\n")
+    writer.writerow(headers)
+    for row in rows:
+        writer.writerow([row.get(h, "") for h in headers])
+    return buf.getvalue().encode(FILE_ENCODING)
+
+
+def _xlsx_bytes(sheet: str, headers: tuple[str, ...], rows: list[dict[str, str]],
+                day: date) -> bytes:
+    wb = openpyxl.Workbook(write_only=True)
+    ws = wb.create_sheet(sheet)
+    ws.append(list(headers))
+    for row in rows:
+        ws.append([row.get(h, "") for h in headers])
+    buf = io.BytesIO()
+    wb.save(buf)
+    return _fixed_zip(buf.getvalue(), day)
+
+
+def _fixed_zip(data: bytes, day: date) -> bytes:
+    """The workbook with fixed timestamps, so the same content gives the same bytes."""
+    stamp = (day.year, day.month, day.day, 2, 0, 0)
+    src = zipfile.ZipFile(io.BytesIO(data))
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as dst:
+        for info in src.infolist():
+            content = src.read(info.filename)
+            if info.filename == "docProps/core.xml":
+                iso = f"{day:%Y-%m-%d}T02:00:00Z"
+                content = re.sub(rb"(<dcterms:(?:created|modified)[^>]*>)[^<]*",
+                                 rb"\g<1>" + iso.encode(), content)
+            entry = zipfile.ZipInfo(info.filename, date_time=stamp)
+            entry.compress_type = zipfile.ZIP_DEFLATED
+            dst.writestr(entry, content)
+    return out.getvalue()
+
+
+class Landing:
+    """The landing folder: files arrive the way an SFTP push delivers them."""
+
+    def __init__(self, data: GridData, folder: Path):
+        self.data = data
+        self.folder = Path(folder)
+        self.folder.mkdir(parents=True, exist_ok=True)
+
+    def drop(self, day: date) -> list[str]:
+        """Deliver `day`'s files (nothing but a half-written leftover on a missing day)."""
+        if day in self.data.truth.missing_dates:
+            partial = render(self.data, "residents", day)
+            (self.folder / f"{file_name('residents', day)}.part").write_bytes(
+                partial[: len(partial) // 2])
+            return []
+        names = []
+        for kind in FILE_KINDS:
+            name = file_name(kind, day)
+            copied = self.data.truth.repeated_files.get(name)
+            content = ((self.folder / copied).read_bytes()
+                       if copied and (self.folder / copied).exists()
+                       else render(self.data, kind, day))
+            self.write(name, content)
+            names.append(name)
+        return names
+
+    def drop_all(self) -> list[str]:
+        return [n for day in self.data.dates for n in self.drop(day)]
+
+    def write(self, name: str, content: bytes) -> None:
+        """Write under a temporary name and rename: the file appears complete."""
+        temp = self.folder / f".{name}.part"
+        with open(temp, "wb") as f:
+            f.write(content)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(temp, self.folder / name)
+
+    def redeliver(self, name: str) -> None:
+        """The platform sends a file again, unchanged."""
+        self.write(name, (self.folder / name).read_bytes())
+
+
+def person_id(person: Person) -> str:
+    """The true (normalised) ID number of a person: what the hub should end up with."""
+    return person.id_number
+
+
+def grid_of(city: City, code: str) -> Grid:
+    return city.grid_by_code[code]

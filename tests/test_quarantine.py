@@ -1,0 +1,142 @@
+"""Quarantine from a user's side: list, inspect (masked), fix, replay; and the CLI around it."""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from conform import mappings
+from hub.cli import app
+from hub.config import settings
+from hub.pipeline import run_source
+from hub.replay import replay
+from quality import rules
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def strict_categories(tmp_path, monkeypatch):
+    """A deployment that holds back unmapped categories, with its own mapping folder."""
+    spec = yaml.safe_load(rules.RULES_FILE.read_text(encoding="utf-8"))
+    spec["category_mapped"]["severity"] = "blocking"
+    rules_file = tmp_path / "rules.yaml"
+    rules_file.write_text(yaml.safe_dump(spec, allow_unicode=True), encoding="utf-8")
+    monkeypatch.setenv("HUB_RULES_FILE", str(rules_file))
+    folder = tmp_path / "mappings"
+    shutil.copytree(mappings.MAPPINGS, folder)
+    monkeypatch.setattr(mappings, "MAPPINGS", folder)
+
+    def clear() -> None:
+        settings.cache_clear()
+        rules.definitions.cache_clear()
+        rules._applied.cache_clear()
+        mappings.category_mapping.cache_clear()
+
+    clear()
+    yield folder
+    monkeypatch.undo()
+    clear()
+
+
+def test_a_mapping_fix_then_replay_loads_the_held_records(db, hotline, strict_categories):
+    source, config, server = hotline()
+    first = run_source(source, config)
+    unknown = {no for no, t in server.data.truth.items() if "unknown_category" in t.defects}
+    held = dict(db.execute("SELECT source_id, quarantine_id FROM quality.quarantine WHERE"
+                           " source_system = %s AND rule = 'category_mapped' AND state = 'open'",
+                           (source,)).fetchall())
+    assert held and set(held) <= unknown
+    assert first.quarantined >= len(held)
+
+    # The fix: the platform's new categories get a line in the mapping file.
+    codes = {server.data.orders[no]["categoryCode"]: server.data.orders[no]["categoryName"]
+             for no in held}
+    with open(strict_categories / "hotline12345" / "categories.csv", "a", encoding="utf-8") as f:
+        for code, name in codes.items():
+            f.write(f"{code},{name},QT\n")
+    mappings.category_mapping.cache_clear()
+
+    [summary] = replay(source, "category_mapped", config)
+    assert summary.extracted == len(held)
+    assert (summary.loaded, summary.quarantined) == (len(held), 0)
+    states = dict(db.execute("SELECT source_id, state FROM quality.quarantine WHERE"
+                             " quarantine_id = ANY(%s)", (list(held.values()),)).fetchall())
+    assert set(states.values()) == {"replayed"}
+    loaded = dict(db.execute("SELECT source_id, category_code FROM core.event WHERE"
+                             " source_system = %s AND source_id = ANY(%s) AND valid_to IS NULL",
+                             (source, list(held))).fetchall())
+    assert loaded == {no: "QT" for no in held}
+    run = db.execute("SELECT trigger, extracted, loaded, quarantined FROM ops.run"
+                     " WHERE run_id = %s", (summary.run_id,)).fetchone()
+    assert run == ("replay", len(held), len(held), 0)
+
+
+def test_replay_of_still_bad_records_keeps_them_held(db, hotline):
+    source, config, _ = hotline()
+    run_source(source, config)
+    held = db.execute("SELECT count(*) FROM quality.quarantine WHERE source_system = %s"
+                      " AND state = 'open'", (source,)).fetchone()[0]
+    assert held > 0
+    [summary] = replay(source, None, config)
+    assert (summary.extracted, summary.loaded, summary.quarantined) == (held, 0, held)
+    still = db.execute("SELECT count(*) FROM quality.quarantine WHERE source_system = %s"
+                       " AND state = 'open'", (source,)).fetchone()[0]
+    assert still == held
+
+
+def test_cli_lists_and_shows_quarantine_with_personal_data_masked(db, hotline):
+    source, config, server = hotline()
+    run_source(source, config)
+    listed = runner.invoke(app, ["quarantine", "list", "--source", source])
+    assert listed.exit_code == 0, listed.output
+    assert "lifecycle_order" in listed.output
+
+    qid, sid = db.execute("SELECT quarantine_id, source_id FROM quality.quarantine WHERE"
+                          " source_system = %s AND payload->>'callerPhone' <> '' ORDER BY 1"
+                          " LIMIT 1", (source,)).fetchone()
+    phone = re.sub(r"\D", "", server.data.orders[sid]["callerPhone"])[-11:]
+    shown = runner.invoke(app, ["quarantine", "show", str(qid)])
+    assert shown.exit_code == 0, shown.output
+    assert sid in shown.output and phone not in re.sub(r"\D", "", shown.output)
+    reads = db.execute("SELECT count(*) FROM ops.pii_read WHERE reference = %s",
+                       (str(qid),)).fetchone()[0]
+    clear = runner.invoke(app, ["quarantine", "show", str(qid), "--unmasked"])
+    assert clear.exit_code == 0 and phone in re.sub(r"\D", "", clear.output)
+    assert db.execute("SELECT count(*) FROM ops.pii_read WHERE reference = %s",
+                      (str(qid),)).fetchone()[0] == reads + 1
+
+
+def test_cli_sql_and_status(db, hotline):
+    source, config, _ = hotline()
+    summary = run_source(source, config)
+    query = f"select count(*) as n from core.event where source_system = '{source}'"
+    out = runner.invoke(app, ["sql", query, "--csv"])
+    assert out.exit_code == 0, out.output
+    assert list(csv.reader(io.StringIO(out.output))) == [["n"], [str(summary.loaded)]]
+    table = runner.invoke(app, ["sql", query])
+    assert str(summary.loaded) in table.output and "(1 row)" in table.output
+    bad = runner.invoke(app, ["sql", "select * from no_such_table"])
+    assert bad.exit_code == 1 and "query failed" in bad.output
+    status = runner.invoke(app, ["status"])
+    assert status.exit_code == 0 and source in status.output and "succeeded" in status.output
+
+
+def test_cli_run_reports_counts(hotline):
+    source, config, _ = hotline()
+    out = runner.invoke(app, ["run", source, "--config", str(config)])
+    assert out.exit_code == 0, out.output
+    assert re.search(r"\d+ extracted = \d+ loaded \+ \d+ quarantined", out.output)
+
+
+def test_cli_run_of_an_unknown_source_says_so(tmp_path: Path, hotline):
+    _, config, _ = hotline()
+    out = runner.invoke(app, ["run", "nope", "--config", str(config)])
+    assert out.exit_code == 1 and "no source 'nope'" in out.output
