@@ -9,6 +9,7 @@ N ?= 1000000
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q -U pip
 
 $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q -e '.[dev]'

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 from conform.base import Conformer
 from conform.hotline12345 import Hotline12345Conformer
+from conform.video import VideoAlarmConformer, VideoDeviceConformer
 
 # (connector name, stream name) → the conform step for its records.
 CONFORMERS: dict[tuple[str, str], type[Conformer]] = {
     ("hotline12345", "workorders"): Hotline12345Conformer,
+    ("video", "devices"): VideoDeviceConformer,
+    ("video", "alarms"): VideoAlarmConformer,
+    ("video", "alarm_backfill"): VideoAlarmConformer,
 }
 
 

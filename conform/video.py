@@ -1,0 +1,169 @@
+"""Video devices → core.thing (their owners → core.organization); AI alarms → core.event.
+
+Devices: GB/T 28181 ids are kept as sent in `thing_code` (the thing_code_format
+rule judges them); the type digits (11–13) give the thing type through
+schemas/mappings/video/device_types.csv. A device of the video network whose type
+digits are not in that file is taken as a camera, so the rule flags its id
+instead of skipping it as "not a device". civilCode is a 6-digit county code or
+a 9-digit street code.
+
+Alarms (from the MQTT landing or the back-fill, the same way): one event per
+alarmId on channel 视频, reported at alarmTime, status `reported` (an alarm is a
+report; handling happens on the platforms it is dispatched to). alarmType maps
+through schemas/mappings/video/categories.csv. An alarm without coordinates of its
+own is placed at its camera, looked up among the cameras the hub has loaded; the
+camera also gives the address and division. The confidence and snapshot URL go
+into the description.
+"""
+
+from __future__ import annotations
+
+import csv
+from functools import cache
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from conform import values as v
+from conform.base import Conformed, Conformer, build
+from conform.mappings import MAPPINGS, category_mapping, status_mapping
+from schemas.model import EVENT, ORGANIZATION, THING
+
+PLATFORM = "video"
+CHANNEL = "视频"
+ALARM_STATUS = "告警"  # the platform has no status of its own: every alarm is a report
+DEFAULT_THING_TYPE = "camera"
+DEVICE_LOCATION = ("longitude", "latitude", "address", "division_code", "street_code",
+                   "grid_code")
+
+
+@cache
+def _table(file: str, key: str, *columns: str) -> dict[str, tuple[str, ...]]:
+    with open(MAPPINGS / PLATFORM / file, encoding="utf-8", newline="") as f:
+        return {r[key]: tuple(r[c] for c in columns) for r in csv.DictReader(f)}
+
+
+def _lookup(values: v.Column, mapping: dict[str, str]) -> pa.Array:
+    """Values through a mapping; null where the mapping has no entry."""
+    index = pc.index_in(values, value_set=pa.array(list(mapping), pa.string()))
+    return pc.take(pa.array(list(mapping.values()), pa.string()), index)
+
+
+class VideoDeviceConformer(Conformer):
+    primary = THING
+    derived = (ORGANIZATION,)
+
+    def conform(self, raw: pa.Table) -> Conformed:
+        unparseable: dict[str, np.ndarray] = {}
+        code = v.trimmed(raw["deviceId"])
+        is_gb28181 = pc.fill_null(pc.match_substring_regex(code, r"^\d{20}$"), False)
+        type_digits = pc.if_else(is_gb28181, pc.utf8_slice_codeunits(code, 10, 13),
+                                 pa.scalar(None, pa.string()))
+        types = _table("device_types.csv", "type_code", "thing_type", "category")
+        thing_type = pc.fill_null(_lookup(type_digits, {k: t[0] for k, t in types.items()}),
+                                  DEFAULT_THING_TYPE)
+        states = _table("device_states.csv", "source_state", "state")
+        state_text = v.trimmed(raw["status"])
+        state = pc.coalesce(_lookup(pc.utf8_upper(state_text), {k: t[0] for k, t in states.items()}),
+                            state_text)  # a state no mapping knows is kept as sent
+
+        civil = v.trimmed(raw["civilCode"])
+        digits = pc.fill_null(pc.match_substring_regex(civil, r"^\d{6}(\d{3})?$"), False)
+        street = pc.if_else(pc.and_(digits, pc.equal(pc.utf8_length(civil), 9)), civil,
+                            pa.scalar(None, pa.string()))
+        division = pc.if_else(digits, pc.utf8_slice_codeunits(civil, 0, 6), civil)
+
+        cols: dict[str, v.Column | pa.Scalar | None] = {
+            "source_id": raw["deviceId"],
+            "thing_type": thing_type,
+            "thing_code": code,
+            "name": raw["name"],
+            "category": _lookup(type_digits, {k: t[1] for k, t in types.items()}),
+            "state": state,
+            "owner_org": v.trimmed(raw["owner"]),
+            "address": raw["address"],
+            "division_code": division,
+            "street_code": street,
+        }
+        cols["longitude"], unparseable["longitude"] = v.floats(raw["longitude"])
+        cols["latitude"], unparseable["latitude"] = v.floats(raw["latitude"])
+        cols["source_updated_at"], unparseable["updateTime"] = v.local_times(
+            raw["updateTime"], self.city.timezone)
+        return Conformed(build(THING, cols, raw.num_rows), unparseable)
+
+    def derive(self, raw: pa.Table, primary: pa.Table) -> dict[str, pa.Table]:
+        """The devices' owners (公安分局, 城管执法局 …) as organizations."""
+        owners = primary["owner_org"]
+        if isinstance(owners, pa.ChunkedArray):
+            owners = owners.combine_chunks()
+        names = pc.unique(owners).drop_null()
+        return {"organization": build(ORGANIZATION, {
+            "source_id": names, "org_name": names, "org_type": pa.scalar("department")},
+            len(names))}
+
+
+class VideoAlarmConformer(Conformer):
+    primary = EVENT
+
+    def conform(self, raw: pa.Table) -> Conformed:
+        n = raw.num_rows
+        unparseable: dict[str, np.ndarray] = {}
+        cols: dict[str, v.Column | pa.Scalar | None] = {}
+        cols["reported_at"], unparseable["alarmTime"] = v.epoch_millis(raw["alarmTime"])
+        cols["source_updated_at"] = cols["reported_at"]
+        lon, unparseable["longitude"] = v.floats(raw["longitude"])
+        lat, unparseable["latitude"] = v.floats(raw["latitude"])
+
+        device = self._devices(v.trimmed(raw["deviceId"]))
+        own = pc.or_(pc.is_valid(lon), pc.is_valid(lat))
+        cols["longitude"] = pc.if_else(own, lon, device["longitude"])
+        cols["latitude"] = pc.if_else(own, lat, device["latitude"])
+        for name in DEVICE_LOCATION[2:]:
+            cols[name] = device[name]
+
+        alarm_type = raw["alarmType"]
+        cols["source_id"] = raw["alarmId"]
+        cols["channel"] = pa.scalar(CHANNEL)
+        cols["source_category"] = alarm_type
+        cols["category_code"] = v.map_codes(alarm_type, category_mapping(PLATFORM))
+        source_status = pa.array([ALARM_STATUS] * n, pa.string())
+        cols["source_status"] = source_status
+        cols["status"] = v.map_codes(source_status, status_mapping(PLATFORM))
+        cols["title"] = v.trimmed(alarm_type)
+        cols["description"] = pc.binary_join_element_wise(
+            "AI告警 置信度 ", pc.fill_null(raw["confidence"], "?"),
+            "；设备 ", pc.fill_null(raw["deviceId"], "?"),
+            "；抓拍 ", pc.fill_null(raw["imageUrl"], "-"), "")
+        return Conformed(build(EVENT, cols, n), unparseable)
+
+    def _devices(self, device_ids: v.Column) -> pa.Table:
+        """Location of each alarm's camera (row-aligned; nulls for unknown cameras),
+        from the current devices in core.thing: one query per batch.
+
+        GB/T 28181 ids are national, so a camera is looked up by id whichever
+        source loaded it; (0, 0) is a placeholder, not a location.
+        """
+        from warehouse.db import connect
+
+        ids = pc.unique(device_ids).drop_null().to_pylist()
+        found: list[tuple[object, ...]] = []
+        if ids:
+            with connect() as conn:
+                found = conn.execute(
+                    "SELECT DISTINCT ON (thing_code) thing_code,"
+                    " CASE WHEN longitude = 0 AND latitude = 0 THEN NULL ELSE longitude END,"
+                    " CASE WHEN longitude = 0 AND latitude = 0 THEN NULL ELSE latitude END,"
+                    " address, division_code, street_code, grid_code FROM core.thing"
+                    " WHERE valid_to IS NULL AND thing_type IN ('camera', 'nvr')"
+                    " AND thing_code = ANY(%s) ORDER BY thing_code, valid_from DESC",
+                    (ids,),
+                ).fetchall()
+        known = pa.table({
+            "code": pa.array([r[0] for r in found], pa.string()),
+            **{name: pa.array([r[i + 1] for r in found],
+                              pa.float64() if i < 2 else pa.string())
+               for i, name in enumerate(DEVICE_LOCATION)},
+        })
+        index = pc.index_in(device_ids, value_set=known["code"])
+        return pa.table({name: pc.take(known[name], index) for name in DEVICE_LOCATION})

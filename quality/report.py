@@ -1,0 +1,261 @@
+"""The command centre's weekly quality report: one self-contained HTML file (and PDF).
+
+`build_report("2026-W47")` reads the week from the warehouse (quality.report_data),
+draws the charts (quality.report_charts), renders templates/report.html.j2 with
+inline CSS and base64 images, writes the file, and archives it in
+`quality.report`. With `pdf=True` headless Chromium prints the same page to PDF.
+
+Personal data never reaches the page in clear: finding reasons are masked when
+they are recorded, but quarantined payloads hold the platform's values as
+received, so everything shown from the warehouse passes through `mask_text`
+(ID numbers and phone numbers anywhere in a text) and payload fields that name
+a person are masked whole.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import jinja2
+from psycopg.types.json import Jsonb
+
+from hub.config import settings
+from quality import report_charts
+from quality.report_data import BEIJING, DIMENSIONS, ReportData, Week, collect
+from warehouse.db import connect
+
+log = logging.getLogger(__name__)
+
+TEMPLATES = Path(__file__).with_name("templates")
+CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
+CHROMIUM_TIMEOUT_S = 120
+PAYLOAD_FIELDS_SHOWN = 6
+PAYLOAD_VALUE_CHARS = 40
+# Dimensions as the report shows them: the standard terms in the standard order.
+DIMENSION_NOTES = {
+    "完整性": "必填项是否齐全",
+    "准确性": "时间、坐标等是否真实可信",
+    "有效性": "编码、证件号、电话是否符合标准",
+    "一致性": "分类/状态是否映射、流程时间是否自洽",
+    "及时性": "数据是否按时到达（暂无逐行规则，见“数据时效”）",
+    "唯一性": "同一记录是否重复",
+}
+
+# 18-character (or legacy 15-digit) ID numbers and mainland mobile / landline numbers,
+# not glued to other digits (order numbers and codes are longer digit runs).
+_ID_NUMBER = re.compile(r"(?<![0-9A-Za-z])(\d{6})(\d{8})(\d{3}[\dXx])(?![0-9A-Za-z])"
+                        r"|(?<![0-9A-Za-z])(\d{6})(\d{5})(\d{4})(?![0-9A-Za-z])")
+_MOBILE = re.compile(r"(?<!\d)(?:\+?86[- ]?)?(1[3-9]\d)[- ]?(\d{4})[- ]?(\d{4})(?!\d)")
+_LANDLINE = re.compile(r"(?<!\d)(0\d{2,3})[- ]?(\d{3,4})(\d{4})(?!\d)")
+_PERSONAL_KEY = re.compile(r"name|phone|tel|mobile|idno|id_?number|id_?card|cert|身份证|电话|手机|姓名",
+                           re.IGNORECASE)
+
+
+def mask_text(text: object) -> str:
+    """`text` with every ID number and phone number in it masked (211103********123X, 138****8000)."""
+    s = "" if text is None else str(text)
+
+    def ident(m: re.Match[str]) -> str:
+        if m.group(1):
+            return m.group(1) + "*" * 8 + m.group(3)
+        return m.group(4) + "*" * 5 + m.group(6)
+
+    s = _ID_NUMBER.sub(ident, s)
+    s = _MOBILE.sub(lambda m: f"{m.group(1)}****{m.group(3)}", s)
+    return _LANDLINE.sub(lambda m: f"{m.group(1)}****{m.group(3)}", s)
+
+
+def mask_payload(payload: Mapping[str, Any] | None) -> list[tuple[str, str]]:
+    """A few fields of a quarantined record, safe to show: personal fields masked whole."""
+    if not payload:
+        return []
+    shown: list[tuple[str, str]] = []
+    for key, value in payload.items():
+        if value is None or value == "":
+            continue
+        if _PERSONAL_KEY.search(key):
+            text = str(value)
+            masked = text[:1] + "*" * (len(text) - 1) if not re.search(r"\d", text) \
+                else mask_text(text)
+            if masked == text:  # nothing recognisable: hide it all
+                masked = "*" * min(len(text), 8)
+            shown.append((key, masked))
+        else:
+            text = mask_text(value if isinstance(value, str) else json.dumps(value, ensure_ascii=False))
+            shown.append((key, text if len(text) <= PAYLOAD_VALUE_CHARS
+                          else text[:PAYLOAD_VALUE_CHARS] + "…"))
+        if len(shown) >= PAYLOAD_FIELDS_SHOWN:
+            break
+    return shown
+
+
+@dataclass(frozen=True)
+class BuiltReport:
+    week: str
+    report_id: int
+    html_path: Path
+    pdf_path: Path | None
+
+
+def build_report(week: str | None = None, *, pdf: bool = False, out_dir: Path | None = None) -> Path:
+    """Write the quality report of an ISO week (default: last week), archive it, return the HTML path.
+
+    With `pdf=True` the PDF is written next to it (same name, .pdf) and archived too;
+    it needs Chromium and fails with a clear message without it.
+    """
+    return build(week, pdf=pdf, out_dir=out_dir).html_path
+
+
+def build(week: str | None = None, *, pdf: bool = False, out_dir: Path | None = None,
+          now: datetime | None = None) -> BuiltReport:
+    """`build_report` with everything it did: the archive row and both paths."""
+    chromium = find_chromium() if pdf else None
+    if pdf and chromium is None:
+        raise RuntimeError(
+            "--pdf needs headless Chromium, and none was found on PATH (looked for "
+            f"{', '.join(CHROMIUM_NAMES)}); install it (Debian: apt-get install chromium) "
+            "or leave out --pdf for the HTML report")
+    the_week = Week.parse(week) if week else Week.last_complete(now)
+    generated_at = now or datetime.now(BEIJING)
+    with connect() as conn:
+        data = collect(conn, the_week, generated_at)
+    html = render(data, generated_at)
+
+    folder = Path(out_dir) if out_dir else settings().home / "reports"
+    folder.mkdir(parents=True, exist_ok=True)
+    html_path = folder / f"quality-report-{the_week}.html"
+    html_path.write_text(html, encoding="utf-8")
+    pdf_path: Path | None = None
+    pdf_bytes: bytes | None = None
+    if chromium is not None:
+        pdf_path = html_path.with_suffix(".pdf")
+        print_pdf(chromium, html_path, pdf_path)
+        pdf_bytes = pdf_path.read_bytes()
+
+    with connect() as conn:
+        row = conn.execute(
+            "INSERT INTO quality.report (week, generated_at, html, pdf, summary)"
+            " VALUES (%s, %s, %s, %s, %s) RETURNING report_id",
+            (str(the_week), generated_at, html, pdf_bytes, Jsonb(summary(data))),
+        ).fetchone()
+    assert row is not None
+    log.info("quality report %s: %s (archived as quality.report %s)", the_week, html_path, row[0])
+    return BuiltReport(str(the_week), int(row[0]), html_path, pdf_path)
+
+
+def summary(data: ReportData) -> dict[str, Any]:
+    """Headline numbers kept with the archived report, for trends across weeks."""
+    return {
+        "scores": {s: {d: c["score"] for d, c in dims.items()} for s, dims in data.scores.items()},
+        "failed_runs": len(data.bad_runs),
+        "quarantine_open": sum(int(r["open_at_end"]) for r in data.quarantine),
+        "unmapped_events": sum(int(r["events"]) for r in data.unmapped),
+        "unknown_code_events": sum(int(r["events"]) for r in data.unknown_codes),
+    }
+
+
+# ---------------------------------------------------------------- rendering
+
+
+def _pct(value: object, digits: int = 1) -> str:
+    if value is None:
+        return "—"
+    return f"{float(value) * 100:.{digits}f}%"  # type: ignore[arg-type]
+
+
+def _delta(value: object) -> str:
+    if value is None:
+        return ""
+    points = float(value) * 100  # type: ignore[arg-type]
+    if abs(points) < 0.05:
+        return "持平"
+    return f"{'▲' if points > 0 else '▼'} {abs(points):.1f} 个百分点"
+
+
+def _hours(value: object) -> str:
+    if value is None:
+        return "—"
+    h = float(value)  # type: ignore[arg-type]
+    return f"{h:.1f} 小时" if h < 48 else f"{h / 24:.1f} 天"
+
+
+def _when(value: object) -> str:
+    if not isinstance(value, datetime):
+        return "—"
+    return value.astimezone(BEIJING).strftime("%Y-%m-%d %H:%M")
+
+
+def _grade(score: object) -> str:
+    if score is None:
+        return "na"
+    s = float(score)  # type: ignore[arg-type]
+    return "good" if s >= 0.99 else "fair" if s >= 0.95 else "poor"
+
+
+def _environment() -> jinja2.Environment:
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES),
+                             autoescape=jinja2.select_autoescape(["html", "j2"]),
+                             undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+    env.filters.update(pct=_pct, delta=_delta, hours=_hours, when=_when, grade=_grade,
+                       mask=mask_text, payload=mask_payload)
+    return env
+
+
+def render(data: ReportData, generated_at: datetime) -> str:
+    charts = report_charts.Charts(
+        daily_volume_png=report_charts.daily_volume(data.week.days, data.daily_volume),
+        district_rates_png=report_charts.district_rates(data.districts),
+        cjk_font=report_charts.cjk_font(),
+    )
+    overall = [c for dims in data.scores.values() for c in dims.values() if c["evaluated"]]
+    evaluated = sum(int(c["evaluated"] or 0) for c in overall)
+    failed = sum(int(c["failed"] or 0) for c in overall)
+    headline = {
+        "score": 1 - failed / evaluated if evaluated else None,
+        "failed_runs": len(data.bad_runs),
+        "quarantine_new": sum(int(r["new"]) for r in data.quarantine),
+        "quarantine_open": sum(int(r["open_at_end"]) for r in data.quarantine),
+        "unmapped": sum(int(r["events"]) for r in data.unmapped),
+        "unknown_codes": sum(int(r["events"]) for r in data.unknown_codes),
+        "not_reconciled": [r["source_system"] for r in data.reconciliation if not r["reconciles"]],
+        "events": sum(sum(d.values()) for d in data.daily_volume.values()),
+    }
+    return _environment().get_template("report.html.j2").render(
+        data=data, week=data.week, generated_at=generated_at, charts=charts,
+        dimensions=DIMENSIONS, dimension_notes=DIMENSION_NOTES, headline=headline,
+        sources=sorted(set(data.sources) | set(data.scores)),
+    )
+
+
+# ---------------------------------------------------------------- PDF
+
+
+def find_chromium() -> str | None:
+    return next((p for p in map(shutil.which, CHROMIUM_NAMES) if p), None)
+
+
+def chromium_command(chromium: str, profile: Path) -> list[str]:
+    """Headless Chromium that phones nowhere and keeps its profile in `profile`."""
+    return [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+            "--disable-background-networking", "--disable-component-update", "--disable-sync",
+            "--disable-dev-shm-usage", f"--user-data-dir={profile}"]
+
+
+def print_pdf(chromium: str, html_path: Path, pdf_path: Path) -> None:
+    with tempfile.TemporaryDirectory(prefix="hub-chromium-") as profile:
+        cmd = chromium_command(chromium, Path(profile)) + [
+            "--no-pdf-header-footer", f"--print-to-pdf={pdf_path}", html_path.resolve().as_uri()]
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=CHROMIUM_TIMEOUT_S)
+    if proc.returncode != 0 or not pdf_path.exists() or pdf_path.stat().st_size == 0:
+        raise RuntimeError(f"Chromium could not print {html_path} to PDF (exit {proc.returncode}):\n"
+                           + proc.stderr[-2000:])
