@@ -71,12 +71,15 @@ def mask_id_number(values: pa.Array | pa.ChunkedArray) -> pa.Array:
 
 
 def mask_phone(values: pa.Array | pa.ChunkedArray) -> pa.Array:
-    """13812348000 → 138****8000; 04272812345 → 0427****2345."""
+    """13812348000 → 138****8000; 04272812345 → 0427***2345."""
     n = pc.utf8_length(values)
     keep_head = pc.if_else(pc.starts_with(values, "0"), 4, 3)
     head = _slice_var(values, keep_head)
     tail = pc.utf8_slice_codeunits(values, -4)
-    masked = pc.binary_join_element_wise(head, pa.scalar("****"), tail, "")
+    # As many stars as digits hidden: an odd-length number stays visibly odd.
+    middle = pc.binary_repeat(pa.scalar("*"),
+                              pc.max_element_wise(pc.subtract(pc.subtract(n, keep_head), 4), 0))
+    masked = pc.binary_join_element_wise(head, middle, tail, "")
     return pc.if_else(pc.less(n, 8), pc.binary_repeat(pa.scalar("*"), n), masked)
 
 

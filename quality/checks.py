@@ -607,28 +607,3 @@ def thing_code(
 
 
 # ---------------------------------------------------------------- masking personal data
-
-
-def mask_id_number(values: Any) -> pa.StringArray:
-    """``211103********123X``: first 6 and last 4 characters kept when at least 11 long,
-    everything masked otherwise."""
-    return _mask(as_strings(values), head=6, tail=4)
-
-
-def mask_phone(values: Any) -> pa.StringArray:
-    """``138****8000``: first 3 and last 4 digits kept when at least 8 long."""
-    return _mask(as_strings(values), head=3, tail=4)
-
-
-def _mask(arr: pa.StringArray, head: int, tail: int) -> pa.StringArray:
-    n_chars = pc.utf8_length(arr)
-    keep = pc.greater_equal(n_chars, head + tail + 1)
-    stars_kept = pc.binary_repeat("*", pc.max_element_wise(pc.subtract(n_chars, head + tail), 0))
-    kept = pc.binary_join_element_wise(
-        pc.utf8_slice_codeunits(arr, 0, head),
-        stars_kept,
-        pc.utf8_slice_codeunits(arr, -tail) if tail else pa.scalar(""),
-        "",
-    )
-    all_stars = pc.binary_repeat("*", n_chars)
-    return pc.if_else(keep, kept, all_stars)

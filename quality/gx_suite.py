@@ -61,6 +61,7 @@ from great_expectations.expectations.metrics.map_metric_provider.multicolumn_con
     multicolumn_condition_partial,
 )
 
+from hub.pii import MASKS
 from quality import checks
 from quality.rules import (
     CLOSED_STATUS,
@@ -313,10 +314,7 @@ class ThingCodes(MulticolumnMapMetricProvider):
 CodeSetRef = str | dict | None
 
 
-_MASKS: Mapping[Pii, Callable[[Any], pa.Array]] = {
-    Pii.ID_NUMBER: checks.mask_id_number,
-    Pii.PHONE: checks.mask_phone,
-}
+_MASKS: Mapping[Pii, Callable[[Any], pa.Array]] = MASKS
 
 
 class _MasksPersonalData:

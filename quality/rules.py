@@ -29,6 +29,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import yaml
 
+from hub.pii import MASKS
 from quality import checks
 from schemas.model import Entity, Pii
 
@@ -593,10 +594,8 @@ def text(column: pa.Array | pa.ChunkedArray, rows: np.ndarray, pii: Pii | None =
         out = pc.round(arr, 6).cast(pa.string())
     else:
         out = arr.cast(pa.string())
-    if pii is Pii.ID_NUMBER:
-        out = checks.mask_id_number(out)
-    elif pii is Pii.PHONE:
-        out = checks.mask_phone(out)
+    if pii is not None:
+        out = MASKS[pii](out)
     return pc.fill_null(out, NULL_TEXT)
 
 
