@@ -553,7 +553,7 @@ class HotlineData:
             return citymod.wrong_check_digit(id_no)
         if "id_malformed" in defects:
             return rng.choice([id_no[:17], id_no + str(rng.randint(0, 9)),
-                               id_no[:10] + "O" + id_no[11:], id_no[:6] + "-" + id_no[6:]])
+                               id_no[:10] + "O" + id_no[11:], id_no[:12] + "l" + id_no[13:]])
         for kind in ("lower_x", "spaces", "legacy15"):
             if f"id_{kind}" in defects:
                 variant, applied = citymod.id_variant(id_no, rng, kind)
