@@ -3,15 +3,35 @@
 from __future__ import annotations
 
 from conform.base import Conformer
+from conform.citymgmt import (
+    CityMgmtCaseConformer,
+    CityMgmtComponentConformer,
+    CityMgmtUnitGridConformer,
+)
+from conform.gridmgmt import (
+    EventsConformer,
+    GridsConformer,
+    HousesConformer,
+    OrgsConformer,
+    ResidentsConformer,
+)
 from conform.hotline12345 import Hotline12345Conformer
 from conform.video import VideoAlarmConformer, VideoDeviceConformer
 
 # (connector name, stream name) → the conform step for its records.
 CONFORMERS: dict[tuple[str, str], type[Conformer]] = {
     ("hotline12345", "workorders"): Hotline12345Conformer,
+    ("citymgmt", "unit_grids"): CityMgmtUnitGridConformer,
+    ("citymgmt", "components"): CityMgmtComponentConformer,
+    ("citymgmt", "cases"): CityMgmtCaseConformer,
     ("video", "devices"): VideoDeviceConformer,
     ("video", "alarms"): VideoAlarmConformer,
     ("video", "alarm_backfill"): VideoAlarmConformer,
+    ("gridmgmt", "grids"): GridsConformer,
+    ("gridmgmt", "houses"): HousesConformer,
+    ("gridmgmt", "orgs"): OrgsConformer,
+    ("gridmgmt", "residents"): ResidentsConformer,
+    ("gridmgmt", "events"): EventsConformer,
 }
 
 

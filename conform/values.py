@@ -156,3 +156,19 @@ def citizen_id_identity(value: str) -> str:
     if len(value) == 18 and body.isdigit():
         return body + citizen_id_check(body)
     return value
+
+
+def dates(values: Column, fmt: str = "%Y-%m-%d") -> tuple[pa.Array, np.ndarray]:
+    """Calendar dates (`yyyy-MM-dd`) → date32; an impossible date (02-30) is refused."""
+    text = blank_to_null(pc.utf8_trim_whitespace(values))
+    parsed = pc.strptime(text, format=fmt, unit="s", error_is_null=True)
+    parsed = pc.if_else(pc.equal(pc.strftime(parsed, format=fmt), text), parsed,
+                        pa.scalar(None, parsed.type))
+    return pc.cast(parsed, pa.date32()), _failed(values, parsed)
+
+
+def tag_lists(values: Column, separators: str = "、,，;；/|") -> pa.Array:
+    """Tags keyed in with whatever separator (`低保户、残疾人`) → `低保户,残疾人`; blank → null."""
+    pattern = f"\\s*[{re.escape(separators)}]+\\s*"
+    joined = pc.replace_substring_regex(pc.utf8_trim_whitespace(values), pattern, ",")
+    return blank_to_null(pc.utf8_trim(joined, characters=","))

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from connectors.base import Connector
+from connectors.citymgmt import CityMgmt
+from connectors.gridmgmt import GridMgmt
 from connectors.hotline12345 import Hotline12345
 from connectors.video import Video
 
-CONNECTORS: dict[str, type[Connector]] = {c.name: c for c in (Hotline12345, Video)}
+CONNECTORS: dict[str, type[Connector]] = {c.name: c for c in (Hotline12345, Video, CityMgmt, GridMgmt)}
 
 
 def connector_class(name: str) -> type[Connector]:

@@ -57,6 +57,9 @@ _ID_NUMBER = re.compile(r"(?<![0-9A-Za-z])(\d{6})(\d{8})(\d{3}[\dXx])(?![0-9A-Za
                         r"|(?<![0-9A-Za-z])(\d{6})(\d{5})(\d{4})(?![0-9A-Za-z])")
 _MOBILE = re.compile(r"(?<!\d)(?:\+?86[- ]?)?(1[3-9]\d)[- ]?(\d{4})[- ]?(\d{4})(?!\d)")
 _LANDLINE = re.compile(r"(?<!\d)(0\d{2,3})[- ]?(\d{3,4})(\d{4})(?!\d)")
+# Free text (content, address) can name anyone and anywhere: left out of examples.
+_FREE_TEXT_KEY = re.compile(r"content|description|address|addr|title|remark|memo|内容|地址|描述",
+                            re.IGNORECASE)
 _PERSONAL_KEY = re.compile(r"name|phone|tel|mobile|idno|id_?number|id_?card|cert|身份证|电话|手机|姓名",
                            re.IGNORECASE)
 
@@ -81,7 +84,7 @@ def mask_payload(payload: Mapping[str, Any] | None) -> list[tuple[str, str]]:
         return []
     shown: list[tuple[str, str]] = []
     for key, value in payload.items():
-        if value is None or value == "":
+        if value is None or value == "" or _FREE_TEXT_KEY.search(key):
             continue
         if _PERSONAL_KEY.search(key):
             text = str(value)

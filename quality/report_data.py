@@ -145,9 +145,10 @@ def _scores(conn: psycopg.Connection, params: dict[str, Any]) -> dict[str, dict[
     for r in rows:
         cell = out.setdefault(r["source_system"], {}).setdefault(
             r["dimension"], {"score": None, "previous": None, "evaluated": 0, "failed": 0})
-        score = 1 - r["failed"] / r["evaluated"] if r["evaluated"] else None
+        evaluated, failed = int(r["evaluated"]), int(r["failed"])
+        score = 1 - failed / evaluated if evaluated else None
         if r["this_week"]:
-            cell.update(score=score, evaluated=int(r["evaluated"]), failed=int(r["failed"]))
+            cell.update(score=score, evaluated=evaluated, failed=failed)
         else:
             cell["previous"] = score
     for per_dim in out.values():
@@ -282,7 +283,7 @@ codes AS (
 SELECT source_system, kind, code, CASE WHEN unknown THEN '未知' ELSE '已撤销' END AS state,
        max(replaced_by) AS replaced_by, count(*) AS events
   FROM codes WHERE unknown OR retired_on IS NOT NULL
- GROUP BY 1, 2, 3, 4 ORDER BY events DESC, 1, 2, 3
+ GROUP BY 1, 2, 3, 4 ORDER BY events DESC, 1, 2, 3 LIMIT 30
 """
 
 QUARANTINE = """

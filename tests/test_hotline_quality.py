@@ -49,6 +49,7 @@ def outcome(hotline_data_factory, warehouse, tmp_path_factory):
     import os
 
     from conftest import HOTLINE_KEY, HOTLINE_SECRET, write_sources
+
     from sandbox.hotline_server import HotlineServer
     from warehouse.db import connect
 
