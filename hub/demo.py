@@ -1,57 +1,33 @@
 """`hub demo`: the real pipeline on embedded defaults, end to end, in one command.
 
-Starts the platform simulators on this machine, points a copy of the sources
-file at them, runs each source's real ingest DAG with `airflow dags test` (an
+Starts a simulator for every enabled source of the sources file, points a copy of
+that file at them, runs each source's real ingest DAG with `airflow dags test` (an
 embedded SQLite metadata database under .hub/airflow), lets the platforms move on
-(orders get handled), runs again to show incremental loading with history, and
-prints what landed where and how to look at it.
+(orders get handled, residents move), pulls again to show incremental loading with
+history, and prints what landed where and how to look at it.
 """
 
 from __future__ import annotations
 
 import os
-import secrets
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import yaml
+from psycopg import sql
 from rich.console import Console
 
-from hub.config import load_sources, secret_env_var, settings
-
-if TYPE_CHECKING:
-    from sandbox.hotline_server import HotlineServer
-
-DEMO_SOURCE = "hotline12345"
+from hub.config import load_sources, settings
 
 
-@contextmanager
-def _hotline_simulator(scale: float, days: int) -> Iterator[tuple[str, dict[str, str],
-                                                                  HotlineServer]]:
-    from sandbox.city import City
-    from sandbox.hotline12345 import HotlineData
-    from sandbox.hotline_server import HotlineServer
-
-    # Fresh credentials each demo: the simulator and the hub agree through the
-    # environment, the way a real deployment's secrets reach the hub.
-    key, secret = secrets.token_hex(8), secrets.token_hex(16)
-    data = HotlineData(City("2111", scale=scale), days=days)
-    with HotlineServer(data, key, secret) as server:
-        env = {secret_env_var(DEMO_SOURCE, "app_key"): key,
-               secret_env_var(DEMO_SOURCE, "app_secret"): secret}
-        yield server.url, env, server
-
-
-def _demo_sources(urls: dict[str, str]) -> Path:
-    """The project's sources file with each simulated platform's real address."""
-    raw = yaml.safe_load(settings().sources_file.read_text(encoding="utf-8"))
-    for name, url in urls.items():
-        raw["sources"][name]["settings"]["base_url"] = url
+def _demo_sources(config_path: Path, settings_by_source: dict[str, dict]) -> Path:
+    """The sources file with each simulated platform's real address."""
+    raw = yaml.safe_load(config_path.read_text(encoding="utf-8"))
+    for name, values in settings_by_source.items():
+        raw["sources"][name].setdefault("settings", {}).update(values)
     path = settings().home / "demo-sources.yaml"
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("# written by `hub demo`: sources.yaml pointed at the simulators\n"
+    path.write_text("# written by `hub demo`: the sources file pointed at the simulators\n"
                     + yaml.safe_dump(raw, allow_unicode=True, sort_keys=False), encoding="utf-8")
     return path
 
@@ -59,6 +35,9 @@ def _demo_sources(urls: dict[str, str]) -> Path:
 def run_demo(*, scale: float, days: int, console: Console) -> None:
     from hub.airflow_runner import dags_test
     from hub.dag_factory import ingest_dag_id
+    from hub.pipeline import run_source
+    from sandbox.city import City
+    from sandbox.platform import STARTERS, DemoPlatform, start
     from warehouse.db import describe
     from warehouse.migrate import migrate
 
@@ -66,34 +45,50 @@ def run_demo(*, scale: float, days: int, console: Console) -> None:
     with console.status("preparing the embedded warehouse"):
         migrate()
     console.print(f"warehouse: {describe()}")
+    config_path = settings().sources_file
+    config = load_sources(config_path)
+    sources = [s for s in config.sources.values() if s.enabled and s.connector in STARTERS]
+    city = City(config.city.code, scale=scale)
 
     with ExitStack() as stack:
-        url, env, server = stack.enter_context(_hotline_simulator(scale, days))
-        console.print(f"12345 hotline simulator: {url} "
-                      f"({len(server.data.orders):,} work orders over {days} days)")
-        sources_file = _demo_sources({DEMO_SOURCE: url})
-        env = {**env, "HUB_SOURCES_FILE": str(sources_file)}
+        platforms: dict[str, DemoPlatform] = {}
+        for src in sources:
+            with console.status(f"starting the {src.name} simulator"):
+                platform = start(src.connector, city, days, settings().home / "demo" / src.name,
+                                 src.name)
+            stack.callback(platform.stop)
+            platforms[src.name] = platform
+            console.print(f"{src.name} simulator: {_where(platform.settings)}")
+        demo_file = _demo_sources(config_path, {n: p.settings for n, p in platforms.items()})
+        env = {k: v for p in platforms.values() for k, v in p.env.items()}
+        env["HUB_SOURCES_FILE"] = str(demo_file)
         os.environ.update(env)
-        config = load_sources(sources_file)
 
-        for round_no, label in ((1, "first run"), (2, "after the platforms moved on")):
-            if round_no == 2:
-                changed = server.advance(max(10, len(server.data.orders) // 20))
-                console.print(f"\n12345: {len(changed)} work orders were handled since the last run")
-            for name, src in config.sources.items():
-                if not src.enabled:
-                    continue
-                dag_id = ingest_dag_id(name)
-                with console.status(f"airflow dags test {dag_id} ({label})"):
-                    result = dags_test(dag_id, extra_env=env)
-                if not result.ok:
-                    console.print(f"[red]{result.summary()}[/red]\n{result.log_tail}")
-                    for error in result.errors:
-                        console.print(error)
-                    raise SystemExit(1)
-                console.print(f"[green]{result.summary()}[/green]")
-                _print_run(console, result.return_values.get("ingest"))
+        console.rule("first run: the ingest DAGs, with Airflow")
+        for src in sources:
+            dag_id = ingest_dag_id(src.name)
+            with console.status(f"airflow dags test {dag_id}"):
+                result = dags_test(dag_id, extra_env=env)
+            if not result.ok:
+                console.print(f"[red]{result.summary()}[/red]\n{result.log_tail}")
+                for error in result.errors:
+                    console.print(error)
+                raise SystemExit(1)
+            console.print(f"[green]{result.summary()}[/green]")
+            _print_run(console, result.return_values.get("ingest"))
+
+        console.rule("the platforms move on; the same pipeline pulls what changed")
+        for src in sources:
+            changed = platforms[src.name].advance()
+            with console.status(f"hub run {src.name}"):
+                summary = run_source(src.name, demo_file, trigger="demo")
+            console.print(f"{src.name}: {changed} records changed on the platform")
+            _print_run(console, summary.as_dict())
     summarise(console)
+
+
+def _where(values: dict) -> str:
+    return ", ".join(f"{k}={v}" for k, v in values.items())
 
 
 def _print_run(console: Console, summary: object) -> None:
@@ -102,54 +97,50 @@ def _print_run(console: Console, summary: object) -> None:
     console.print(
         f"  run {summary['run_id']}: {summary['extracted']:,} extracted = {summary['loaded']:,}"
         f" loaded + {summary['quarantined']:,} quarantined; {summary['inserted']:,} new,"
-        f" {summary['updated']:,} changed, {summary['unchanged']:,} unchanged"
+        f" {summary['updated']:,} changed, {summary['unchanged']:,} unchanged,"
+        f" {summary.get('closed', 0):,} closed"
     )
 
 
 def summarise(console: Console) -> None:
     """What is in the warehouse now, and how to look at it."""
     from hub.cli import print_table
+    from schemas.model import ENTITIES
     from warehouse.db import connect, describe
 
+    per_table = sql.SQL(" UNION ALL ").join(
+        sql.SQL("SELECT {name} AS t, source_system, count(*) FILTER (WHERE valid_to IS NULL),"
+                " count(*) FROM {table} GROUP BY 2").format(
+            name=sql.Literal(e.table), table=sql.Identifier(*e.table.split(".")))
+        for e in ENTITIES
+    )
     with connect() as conn:
-        counts = conn.execute(
-            "SELECT t, source_system, current_rows, all_versions FROM ("
-            " SELECT 'core.event' t, source_system, count(*) FILTER (WHERE valid_to IS NULL)"
-            "   current_rows, count(*) all_versions FROM core.event GROUP BY 2"
-            " UNION ALL SELECT 'core.person', source_system, count(*) FILTER (WHERE valid_to IS"
-            "   NULL), count(*) FROM core.person GROUP BY 2"
-            " UNION ALL SELECT 'core.organization', source_system, count(*) FILTER (WHERE"
-            "   valid_to IS NULL), count(*) FROM core.organization GROUP BY 2"
-            " UNION ALL SELECT 'core.division', source_system, count(*) FILTER (WHERE valid_to"
-            "   IS NULL), count(*) FROM core.division GROUP BY 2) x ORDER BY 1, 2"
-        ).fetchall()
+        counts = conn.execute(sql.SQL("SELECT * FROM ({}) x ORDER BY 1, 2").format(per_table)
+                              ).fetchall()
         held = conn.execute(
             "SELECT source_system, rule, count(*), min(reason) FROM quality.quarantine"
-            " WHERE state = 'open' GROUP BY 1, 2 ORDER BY 3 DESC"
+            " WHERE state = 'open' GROUP BY 1, 2 ORDER BY 1, 3 DESC"
         ).fetchall()
         warnings = conn.execute(
-            "SELECT r.source_system, r.rule, r.severity, sum(r.failed)"
-            " FROM quality.rule_result r JOIN ops.run o USING (run_id)"
-            " WHERE r.failed > 0 AND r.severity = 'warning'"
-            " AND o.run_id IN (SELECT max(run_id) FROM ops.run WHERE outcome = 'succeeded'"
-            "   AND batches > 0 GROUP BY source_system)"
-            " GROUP BY 1, 2, 3 ORDER BY 4 DESC"
+            "SELECT source_system, rule, count(*) FROM quality.finding"
+            " WHERE severity = 'warning' GROUP BY 1, 2 ORDER BY 1, 3 DESC"
         ).fetchall()
     console.print()
     print_table(["table", "source", "current rows", "all versions"], counts,
                 title="rows per core table")
     print_table(["source", "rule", "records", "example reason"], held,
                 title="quarantined (quality.quarantine), by reason")
-    print_table(["source", "rule", "severity", "rows flagged"], warnings,
-                title="loaded with findings (quality.finding), latest run")
+    print_table(["source", "rule", "rows flagged"], warnings,
+                title="loaded with findings (quality.finding)")
     console.print(f"\nThe data is in PostgreSQL at {describe()}")
     console.print(EXAMPLES.format(url=describe().replace(":***", "")))
 
 
 EXAMPLES = """Look at it with, for example:
   .venv/bin/hub sql "select count(*) from core.event"
-  .venv/bin/hub sql "select category_code, status, count(*) from core.event
-                     where valid_to is null group by 1, 2 order by 3 desc"
+  .venv/bin/hub sql "select status, count(*) from core.event
+                     where valid_to is null group by 1 order by 2 desc"
   .venv/bin/hub status
+  .venv/bin/hub quarantine list
   psql "{url}"
 """

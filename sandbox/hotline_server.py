@@ -39,12 +39,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from sandbox.city import City
 from sandbox.hotline12345 import HotlineData, fmt, now_local, parse_local
+from sandbox.platform import DemoPlatform
 
 FAULT_KINDS = ("429", "500", "502", "503", "busy", "slow", "drop")
 DEFAULT_TOKEN_TTL_SECONDS = 7200
@@ -508,3 +510,18 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 if __name__ == "__main__":
     main()
+
+
+def start_for_demo(city: City, days: int, workdir: Path, source: str = "hotline12345"
+                   ) -> DemoPlatform:
+    """The platform on a free port with fresh credentials, as `hub demo` runs it."""
+    from hub.config import secret_env_var
+
+    key, secret = secrets.token_hex(8), secrets.token_hex(16)
+    server = HotlineServer(HotlineData(city, days=days), key, secret).start()
+    return DemoPlatform(
+        settings={"base_url": server.url},
+        env={secret_env_var(source, "app_key"): key, secret_env_var(source, "app_secret"): secret},
+        advance=lambda: len(server.advance(max(10, len(server.data.orders) // 20))),
+        stop=server.stop,
+    )

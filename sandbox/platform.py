@@ -1,0 +1,35 @@
+"""What the demo and the connector conformance test need of any running simulator."""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sandbox.city import City
+
+
+@dataclass
+class DemoPlatform:
+    """A simulated platform, running, and how the hub reaches it."""
+
+    settings: dict[str, Any]  # merged into the source's `settings:` in the sources file
+    env: dict[str, str]  # secrets, as HUB_<SOURCE>_<FIELD> environment variables
+    advance: Callable[[], int]  # the platform moves on; returns how many records changed
+    stop: Callable[[], None]
+
+
+# connector name → "module:function" that starts its simulator:
+#   start_for_demo(city, days, workdir, source) -> DemoPlatform
+STARTERS: dict[str, str] = {
+    "hotline12345": "sandbox.hotline_server:start_for_demo",
+}
+
+
+def start(connector: str, city: City, days: int, workdir: Path, source: str) -> DemoPlatform:
+    module, _, function = STARTERS[connector].partition(":")
+    starter = getattr(importlib.import_module(module), function)
+    platform: DemoPlatform = starter(city, days, workdir, source)
+    return platform
