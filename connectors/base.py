@@ -19,7 +19,8 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
+from decimal import Decimal
 from typing import Any, ClassVar
 from zoneinfo import ZoneInfo
 
@@ -77,7 +78,8 @@ class SourceSettings(BaseModel):
 
     @classmethod
     def secret_fields(cls) -> list[str]:
-        return [n for n, f in cls.model_fields.items() if f.annotation is SecretStr]
+        return [n for n, f in cls.model_fields.items()
+                if f.annotation is SecretStr or f.annotation == (SecretStr | None)]
 
 
 class Connector(ABC):
@@ -119,19 +121,26 @@ def records_table(stream: Stream, records: Sequence[Mapping[str, Any]]) -> pa.Ta
     Text keeps whatever the platform sent (a number in a string, a date in the
     wrong format) for the conform step to judge, instead of failing here.
     """
-    columns = {f: [_as_text(r.get(f)) for r in records] for f in stream.fields}
+    columns = {f: [as_text(r.get(f)) for r in records] for f in stream.fields}
     return pa.table({f: pa.array(v, pa.string()) for f, v in columns.items()})
 
 
-def _as_text(value: Any) -> str | None:
+def as_text(value: Any) -> str | None:
+    """A value as the text the platform means by it (local times unzoned)."""
     if value is None:
         return None
     if isinstance(value, str):
         return value
     if isinstance(value, bool):
         return "true" if value else "false"
-    if isinstance(value, int | float):
-        return repr(value)
+    if isinstance(value, int | float | Decimal):
+        return str(value)
+    if isinstance(value, datetime):
+        return value.strftime(LOCAL_TIME_FORMAT)
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, bytes):
+        return value.decode("utf-8", errors="replace")
     return json.dumps(value, ensure_ascii=False)
 
 

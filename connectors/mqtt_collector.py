@@ -254,3 +254,29 @@ def discard_session(host: str, port: int, client_id: str, timeout: float = 5.0) 
         time.sleep(0.02)
     client.disconnect()
     client.loop_stop()
+
+
+def main(argv: list[str] | None = None) -> None:
+    """`python -m connectors.mqtt_collector <source> [sources file]`: the collector
+    without the CLI. Prints `subscribed` on stdout once the broker confirmed it."""
+    import argparse
+
+    p = argparse.ArgumentParser(prog="python -m connectors.mqtt_collector",
+                                description="Land a source's MQTT alarms in the warehouse.")
+    p.add_argument("source")
+    p.add_argument("sources_file", nargs="?")
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    ready = threading.Event()
+    threading.Thread(target=lambda: ready.wait() and print("subscribed", flush=True),
+                     daemon=True).start()
+    stats = collect(args.source, args.sources_file, ready_event=ready)
+    print(json.dumps(stats.as_dict()), flush=True)
+
+
+if __name__ == "__main__":
+    # Run the importable module's main, not this __main__ copy: the connectors'
+    # settings subclass connectors.mqtt_collector.MqttSettings, not ours.
+    from connectors.mqtt_collector import main as _main
+
+    _main()

@@ -45,6 +45,8 @@ MAX_PASSES = 3
 
 class VideoSettings(HttpSettings, MqttSettings):
     page_size: int = Field(500, ge=1, le=1000, description="records per page")
+    landing_settle_seconds: float = Field(
+        2, ge=0, description="leave alarms landed this recently for the next run (see _landed)")
     backfill: bool = Field(True, description="read the alarm back-fill API each run")
     backfill_start_from: str = Field("2026-01-01 00:00:00",
                                      description="local time the first back-fill starts at")
@@ -121,13 +123,20 @@ class Video(Connector):
     def _landed(self, stream: Stream, state: Mapping[str, Any] | None) -> Iterator[Extract]:
         from warehouse.db import connect
 
+        # landing_id is handed out when an insert starts, so a reader could see id 10
+        # committed while id 9 is still in flight and move its cursor past 9. The
+        # collector commits one alarm at a time within milliseconds; leaving the last
+        # couple of seconds of arrivals for the next run closes that window.
         after = int((state or {}).get("landing_id", 0))
+        settle = self.settings.landing_settle_seconds
         with connect(autocommit=True) as conn:
             while True:
                 rows = conn.execute(
                     "SELECT landing_id, alarm_id, device_id, payload FROM raw.video_alarm"
-                    " WHERE source_system = %s AND landing_id > %s ORDER BY landing_id LIMIT %s",
-                    (self.source.name, after, self.settings.page_size),
+                    " WHERE source_system = %s AND landing_id > %s"
+                    " AND received_at <= now() - make_interval(secs => %s)"
+                    " ORDER BY landing_id LIMIT %s",
+                    (self.source.name, after, settle, self.settings.page_size),
                 ).fetchall()
                 records = [_landed_record(alarm_id, device_id, payload, self.settings)
                            for _, alarm_id, device_id, payload in rows]

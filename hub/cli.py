@@ -221,6 +221,27 @@ def quarantine_replay(
 
 
 @app.command()
+def report(
+    week: Annotated[str | None, typer.Option(
+        "--week", help="ISO week, e.g. 2026-W47 (default: last week)")] = None,
+    pdf: Annotated[bool, typer.Option("--pdf", help="also a PDF (headless Chromium)")] = False,
+    out: Annotated[Path | None, typer.Option("--out", help="folder (default: HUB_HOME/reports)")
+                   ] = None,
+) -> None:
+    """Write the weekly quality report (one self-contained HTML file) and archive it."""
+    from quality.report import build
+
+    try:
+        built = build(week, pdf=pdf, out_dir=out)
+    except (RuntimeError, ValueError) as exc:
+        err.print(f"[red]report failed:[/red] {exc}")
+        raise typer.Exit(1) from None
+    console.print(str(built.html_path))
+    if built.pdf_path:
+        console.print(str(built.pdf_path))
+
+
+@app.command()
 def demo(
     scale: Annotated[float, typer.Option(help="simulated city size (1 = 盘锦, ~1,000 orders/day)")] = 1.0,
     days: Annotated[int, typer.Option(help="days of history the simulators serve")] = 7,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 from contextlib import ExitStack
+from datetime import date
 from pathlib import Path
 
 import yaml
@@ -85,6 +86,18 @@ def run_demo(*, scale: float, days: int, console: Console) -> None:
             console.print(f"{src.name}: {changed} records changed on the platform")
             _print_run(console, summary.as_dict())
     summarise(console)
+    from quality.report import build_report
+
+    with console.status("writing the weekly quality report"):
+        # The simulators' history is the days up to today: report the current week.
+        path = build_report(_iso_week(date.today()))
+    console.print(f"\nthe weekly quality report: {path}\n(open it in a browser; "
+                  "`hub report --week YYYY-Www [--pdf]` writes any week's)")
+
+
+def _iso_week(day: date) -> str:
+    year, week, _ = day.isocalendar()
+    return f"{year}-W{week:02d}"
 
 
 def _where(values: dict) -> str:

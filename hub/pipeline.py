@@ -142,6 +142,9 @@ class Run:
 
     def load_stream(self, stream: Stream) -> None:
         conformer = self.conformer(stream)
+        # Re-read what rules check against: an earlier stream of this run may have
+        # just loaded the grids that this one's records refer to.
+        self.ctx = None
         with connect() as conn:
             state = ops.read_cursor(conn, self.src.name, stream.name)
         clock = time.monotonic()

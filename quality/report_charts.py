@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
 from functools import cache
+from typing import Any
 
 import matplotlib
 
@@ -82,7 +83,7 @@ def daily_volume(days: Sequence[date], counts: Mapping[str, Mapping[date, int]])
         return _png(fig)
 
 
-def district_rates(rows: Sequence[Mapping[str, object]]) -> str | None:
+def district_rates(rows: Sequence[Mapping[str, Any]]) -> str | None:
     """办结率, 按期办结率 and 满意率 per district, as grouped horizontal bars."""
     rows = [r for r in rows if r.get("accepted")]
     if not rows:
@@ -100,10 +101,13 @@ def district_rates(rows: Sequence[Mapping[str, object]]) -> str | None:
         for i, (key, label) in enumerate(series):
             ys = [y + (i - 1) * height for y in range(len(rows))]
             values = [float(r[key]) * 100 if r.get(key) is not None else 0.0 for r in rows]
-            ax.barh(ys, values, height=height * 0.95, label=label, color=PALETTE[i])
+            bars = ax.barh(ys, values, height=height * 0.95, label=label, color=PALETTE[i])
+            ax.bar_label(bars, labels=[f"{v:.0f}%" if r.get(key) is not None else ""
+                                       for v, r in zip(values, rows, strict=True)],
+                         fontsize=7, padding=2, color="#444444")
         ax.set_yticks(range(len(rows)), names)
         ax.invert_yaxis()
-        ax.set_xlim(0, 100)
+        ax.set_xlim(0, 108)  # room for the value labels
         ax.set_xlabel("%")
         ax.spines[["top", "right"]].set_visible(False)
         ax.grid(axis="x", color="#dddddd", linewidth=0.8)

@@ -104,12 +104,13 @@ def _rows(conn: psycopg.Connection, query: str, params: dict[str, Any]) -> list[
 
 def collect(conn: psycopg.Connection, week: Week, now: datetime | None = None) -> ReportData:
     now = now or datetime.now(BEIJING)
-    params = {"start": week.start, "end": week.end, "prev_start": week.previous.start,
-              "as_of": min(now, week.end), "week": str(week)}
+    as_of = min(now, week.end)
+    params: dict[str, Any] = {"start": week.start, "end": week.end, "prev_start": week.previous.start,
+              "as_of": as_of, "week": str(week)}
     sources = [r["source_system"] for r in _rows(conn, SOURCES, params)]
     return ReportData(
         week=week,
-        as_of=params["as_of"],
+        as_of=as_of,
         sources=sources,
         scores=_scores(conn, params),
         daily_volume=_daily_volume(conn, params),
@@ -222,7 +223,7 @@ def _top_rules(conn: psycopg.Connection, params: dict[str, Any]) -> list[Row]:
           FROM quality.rule_result rr JOIN ops.run r USING (run_id)
          WHERE r.started_at >= %(start)s AND r.started_at < %(end)s
          GROUP BY 1, 2, 3, 4, 5 HAVING sum(rr.failed) > 0
-         ORDER BY sum(rr.failed) DESC, rr.rule LIMIT """ + str(TOP_RULES), params)
+         ORDER BY sum(rr.failed) DESC, rr.rule LIMIT %(top)s""", {**params, "top": TOP_RULES})
     defs = definitions()
     for rule in rules:
         d = defs.get(rule["rule"].split(":", 1)[0])

@@ -34,6 +34,7 @@ import math
 import os
 import random
 import secrets
+import signal
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -51,6 +52,7 @@ from shapely import Polygon
 from sandbox import city as citymod
 from sandbox.city import City, Grid
 from sandbox.hotline12345 import SHANGHAI, HotlineData, default_end, fmt, now_local, parse_local
+from sandbox.platform import DemoPlatform
 
 CLASSES_CSV = Path(__file__).resolve().parent / "data" / "citymgmt_classes.csv"
 DEFAULT_CRS = "EPSG:4550"  # CGCS2000 / 3-degree Gauss-Kruger CM 123E (no zone prefix)
@@ -296,7 +298,7 @@ class CityMgmtData:
                 truth_defects.add("retired_division")
             served_id = obj_id
             if "malformed_obj_id" in bad:
-                served_id = rng.choice([obj_id[:-1], obj_id[:8] + "O" + obj_id[9:]])
+                served_id = rng.choice([obj_id[:15], obj_id[:8] + "O" + obj_id[9:], obj_id + "00"])
             point = self.city.point_in(grid, rng)
             x, y = self.project(*point)
             if "coords_zero" in bad:
@@ -340,7 +342,7 @@ class CityMgmtData:
             r = reports[i]
             if kind in ("unknown_status", "close_before_register"):
                 return r.time <= settled
-            if kind in ("unknown_class", "retired_division"):
+            if kind in ("unknown_class", "retired_division", "hostile_text"):
                 return r.hotline_order_no is None
             return True
 
@@ -778,37 +780,25 @@ class CityMgmtDatabase:
 # --------------------------------------------------------------------------- demo
 
 
-@dataclass
-class DemoPlatform:
-    """A running simulator as `hub demo` uses it."""
-
-    settings: dict[str, Any]  # merged into the source's `settings:` in the sources file
-    env: dict[str, str]  # secret environment variables
-    database: CityMgmtDatabase
-
-    def advance(self) -> int:
-        """Some cases progress, a few components change, a few new cases come in."""
-        n = max(5, len(self.database.data.cases) // 20)
-        return (len(self.database.advance(n)) + len(self.database.advance_components(max(2, n // 5)))
-                + len(self.database.add_cases(max(1, n // 5))))
-
-    def stop(self) -> None:
-        self.database.stop()
+def _demo_advance(db: CityMgmtDatabase) -> int:
+    """Some cases progress, a few components change state, a few new cases come in."""
+    n = max(5, len(db.data.cases) // 20)
+    return (len(db.advance(n)) + len(db.advance_components(max(2, n // 5)))
+            + len(db.add_cases(max(1, n // 5))))
 
 
-DEMO_SOURCE = "citymgmt"
-
-
-def start_for_demo(city: City, days: int, workdir: Path) -> DemoPlatform:
-    """The platform as a SQLite file under `workdir` (the embedded demo needs no server)."""
+def start_for_demo(city: City, days: int, workdir: Path, source: str = "citymgmt"
+                   ) -> DemoPlatform:
+    """The platform as a SQLite file under `workdir`: the embedded demo needs no server.
+    (A MariaDB-backed one: `CityMgmtDatabase(data, "mysql+pymysql://root@host:3306")`.)"""
     from hub.config import secret_env_var
 
     workdir.mkdir(parents=True, exist_ok=True)
-    database = CityMgmtDatabase(CityMgmtData(city, days=days),
-                                f"sqlite:///{workdir / 'citymgmt.sqlite'}").start()
-    env = ({secret_env_var(DEMO_SOURCE, "password"): database.reader_password}
-           if database.reader_password else {})
-    return DemoPlatform(settings={"url": database.reader_url}, env=env, database=database)
+    db = CityMgmtDatabase(CityMgmtData(city, days=days),
+                          f"sqlite:///{workdir.resolve() / 'citymgmt.sqlite'}").start()
+    env = {secret_env_var(source, "password"): db.reader_password} if db.reader_password else {}
+    return DemoPlatform(settings={"url": db.reader_url}, env=env,
+                        advance=lambda: _demo_advance(db), stop=db.stop)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -826,6 +816,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     end = parse_local(args.end) if args.end else None
     data = CityMgmtData(City("2111", seed=args.seed, scale=args.scale), args.days, end, args.crs)
+    # A terminated simulator still drops what it created (the with-block's exit runs).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     with CityMgmtDatabase(data, args.url, keep=args.keep) as db:
         print(db.reader_url, flush=True)
         if db.reader_password:

@@ -26,10 +26,10 @@ Dirt, planted deliberately and recorded in `truth`:
 - ID numbers as `sandbox.city.id_variant` spells them (spaces, lower-case x,
   legacy 15 digits) and some with a wrong check digit; phones with +86 or dashes;
   names in traditional characters or with a stray space; special-group tags
-  (特殊人群) with mixed separators;
+  (特殊人群) with mixed separators; a few impossible birth dates (02-30);
 - organizations with valid and invalid unified social credit codes;
-- events with an event type or status no mapping knows, a grid code that does not
-  exist, no grid code but coordinates (for grid assignment), hostile text, and
+- events with an event type or status no mapping knows, a report time in the
+  future, a grid code that does not exist, no grid code but coordinates (for grid assignment), hostile text, and
   the ID numbers of the parties involved (`partyIdNos`) in the same variants.
 """
 
@@ -91,10 +91,10 @@ _EVENT_CAUSES = ("噪音", "漏水", "停车位", "宠物", "装修", "楼道杂
 # Planted defects: share of records per kind, with a floor so small samples carry each.
 RESIDENT_DEFECT_RATES = {"id_spaces": 0.02, "id_lower_x": 0.02, "id_legacy15": 0.02,
                          "id_bad_check_digit": 0.02, "phone_variant": 0.03,
-                         "name_variant": 0.02, "special_group": 0.08}
+                         "name_variant": 0.02, "special_group": 0.08, "bad_birth_date": 0.005}
 ORG_DEFECT_RATES = {"uscc_bad_check": 0.05, "uscc_malformed": 0.05, "phone_variant": 0.05}
 EVENT_DEFECT_RATES = {"unknown_type": 0.03, "unknown_status": 0.02, "unknown_grid": 0.03,
-                      "no_grid_code": 0.05, "hostile_text": 0.03}
+                      "no_grid_code": 0.05, "hostile_text": 0.03, "future_time": 0.02}
 DEFECT_FLOOR = 2
 
 DAILY_MOVE_OUT = 0.01
@@ -216,6 +216,8 @@ class GridData:
         self._pinned = {forms.index, back}
 
     def _can_carry(self, kind: str, index: int) -> bool:
+        if kind not in ("id_lower_x", "id_legacy15"):
+            return True
         person = self.city.person(index)
         if kind == "id_lower_x":
             return person.id_number.endswith("X")
@@ -234,7 +236,7 @@ class GridData:
         for kind, rate in rates.items():
             want = max(DEFECT_FLOOR, round(rate * len(pool)))
             exclusive = kind.startswith(("id_", "uscc_"))
-            picks = []
+            picks: list[int] = []
             for i in order:
                 if len(picks) == want:
                     break
@@ -297,7 +299,8 @@ class GridData:
                    else person.name),
             "性别": person.gender,
             "公民身份号码": id_no,
-            "出生日期": person.birth_date.isoformat(),
+            "出生日期": (f"{person.birth_date.year}-02-30" if "bad_birth_date" in defects
+                     else person.birth_date.isoformat()),
             "民族": person.ethnicity,
             "联系电话": (citymod.phone_variant(person.phone, rng) if "phone_variant" in defects
                      else person.phone),
@@ -488,6 +491,8 @@ class GridData:
         status, updated = steps[-1]
         if "unknown_status" in defects:
             status = UNKNOWN_EVENT_STATUS
+        if "future_time" in defects:  # a device clock far ahead
+            reported = end + timedelta(days=rng.randint(2, 30))
         grid_code: str | None = grid.code
         if "unknown_grid" in defects:
             grid_code = f"{grid.street_code}9{rng.randint(0, 99):02d}{rng.randint(1, 999):03d}"
@@ -530,7 +535,7 @@ class GridData:
         self._advance_calls += 1
         open_ = sorted(e for e, r in self.events.items()
                        if r["status"] in EVENT_STATUSES[:-1]
-                       and not self.truth.events[e].defects & {"unknown_status"})
+                       and not self.truth.events[e].defects & {"unknown_status", "future_time"})
         changed = sorted(rng.sample(open_, min(n, len(open_))))
         for event_id in changed:
             record = self.events[event_id]
@@ -627,7 +632,7 @@ class Landing:
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
 
-    def drop(self, day: date) -> list[str]:
+    def drop(self, day: date, kinds: Iterable[str] = tuple(FILE_KINDS)) -> list[str]:
         """Deliver `day`'s files (nothing but a half-written leftover on a missing day)."""
         if day in self.data.truth.missing_dates:
             partial = render(self.data, "residents", day)
@@ -635,7 +640,7 @@ class Landing:
                 partial[: len(partial) // 2])
             return []
         names = []
-        for kind in FILE_KINDS:
+        for kind in kinds:
             name = file_name(kind, day)
             copied = self.data.truth.repeated_files.get(name)
             content = ((self.folder / copied).read_bytes()

@@ -46,6 +46,7 @@ from hub.config import secret_env_var
 from sandbox.city import City
 from sandbox.gridmgmt import GridData, Landing
 from sandbox.hotline12345 import now_local, parse_local
+from sandbox.platform import DemoPlatform
 
 EVENTS_PATH = "/grid/api/v2/events"
 MAX_LIMIT = 1000
@@ -131,7 +132,7 @@ class GridPlatform:
     def url(self) -> str:
         if self._httpd is None:
             raise RuntimeError("server not started")
-        host, port = self._httpd.server_address[:2]
+        host, port = str(self._httpd.server_address[0]), self._httpd.server_address[1]
         return f"http://{'127.0.0.1' if host in ('0.0.0.0', '') else host}:{port}"
 
     # ---- control ---------------------------------------------------------------
@@ -277,24 +278,10 @@ class _Handler(BaseHTTPRequestHandler):
 DEMO_SOURCE = "gridmgmt"
 
 
-@dataclass
-class DemoPlatform:
-    """What `hub demo` needs of a running simulator."""
-
-    settings: dict[str, Any]  # merged into the source's `settings:` in the sources file
-    env: dict[str, str]  # secret environment variables for the hub
-    platform: GridPlatform
-
-    def advance(self) -> int:
-        return self.platform.advance()
-
-    def stop(self) -> None:
-        self.platform.stop()
-
-
 def start_for_demo(city: City, days: int, workdir: Path,
                    source: str = DEMO_SOURCE) -> DemoPlatform:
-    """Drop `days` days of files into workdir/gridmgmt-landing and serve the events."""
+    """`days` days of files dropped into workdir/gridmgmt-landing and the events API on a
+    free port with a fresh token, as `hub demo` runs it. `advance` is a new platform day."""
     token = secrets.token_hex(16)
     data = GridData(city, days=max(days, 1))
     platform = GridPlatform(data, Path(workdir) / "gridmgmt-landing", api_token=token).start()
@@ -302,7 +289,8 @@ def start_for_demo(city: City, days: int, workdir: Path,
     return DemoPlatform(
         settings={"folder": str(platform.folder), "base_url": platform.url},
         env={secret_env_var(source, "api_token"): token},
-        platform=platform,
+        advance=platform.advance,
+        stop=platform.stop,
     )
 
 

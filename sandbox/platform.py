@@ -25,6 +25,7 @@ class DemoPlatform:
 #   start_for_demo(city, days, workdir, source) -> DemoPlatform
 STARTERS: dict[str, str] = {
     "hotline12345": "sandbox.hotline_server:start_for_demo",
+    "citymgmt": "sandbox.citymgmt:start_for_demo",
 }
 
 

@@ -352,6 +352,14 @@ class AlarmPublisher:
         self.data.mark_published(ids)
         return ids
 
+    def publish_garbled(self, device_id: str, payload: bytes, timeout: float = 10.0) -> None:
+        """A message that is not an alarm (firmware bugs happen): the hub must keep it,
+        not drop it. It is not an alarm, so the back-fill API never serves it."""
+        info = self._client.publish(f"{self.topic_prefix}/{device_id}", payload, qos=1)
+        info.wait_for_publish(timeout)
+        if not info.is_published():
+            raise TimeoutError("the broker did not acknowledge the message in time")
+
     def close(self) -> None:
         self._client.disconnect()
         self._client.loop_stop()

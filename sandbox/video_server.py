@@ -78,16 +78,18 @@ class VideoServer:
             return 200, _body("50001", "系统繁忙")
 
     def handle(self, path: str, query: dict[str, list[str]]) -> tuple[int, dict[str, Any]]:
-        def param(name: str, default: int | None = None) -> int | None:
+        def param(name: str) -> int | None:
             values = query.get(name)
             if not values or values[-1] == "":
-                return default
+                return None
             return int(values[-1])
 
         try:
-            page = param("page", 1) or 1
-            size = param("size", DEFAULT_PAGE_SIZE) or DEFAULT_PAGE_SIZE
+            page = param("page")
+            size = param("size")
             start, end = param("startTime"), param("endTime")
+            page = 1 if page is None else page
+            size = DEFAULT_PAGE_SIZE if size is None else size
         except ValueError:
             return 200, _body("40001", "page, size, startTime and endTime must be integers")
         if page < 1 or not 1 <= size <= MAX_PAGE_SIZE:

@@ -1,4 +1,4 @@
-"""Loading: COPY into a staging table, then one set-based merge into a core table.
+"""Loading: a set-based merge of a batch into a core table, its rows written by COPY.
 
 History is kept the slowly-changing way: a source record whose values changed gets
 a new version and the old one is closed (`valid_to`); an unchanged record is left
@@ -23,7 +23,6 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 from psycopg import sql
 
-from schemas.ddl import PG_TYPES
 from schemas.model import Entity
 
 # COPY is streamed in pieces of this many rows: bounded memory however big the batch.
@@ -75,19 +74,6 @@ def _utc_text_timestamps(table: pa.Table) -> pa.Table:
     return table
 
 
-def _staging(conn: psycopg.Connection, entity: Entity, table: pa.Table) -> sql.Identifier:
-    name = sql.Identifier(f"stage_{entity.name}")
-    columns = _staging_columns(entity)
-    # Temporary and dropped at commit: no WAL, private to this transaction.
-    conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(name))
-    conn.execute(sql.SQL("CREATE TEMP TABLE {} ({}) ON COMMIT DROP").format(name, columns))
-    copy_arrow(conn, table.add_column(1, "record_hash", record_hashes(table)), name)
-    # Temporary tables are never auto-analysed: without statistics the planner
-    # guesses their size and can pick a join that scans the whole core table.
-    conn.execute(sql.SQL("ANALYZE {} (source_id)").format(name))
-    return name
-
-
 def record_hashes(table: pa.Table) -> pa.Array:
     """A 64-bit hash of each row's values (all columns but the key), as text.
 
@@ -99,12 +85,22 @@ def record_hashes(table: pa.Table) -> pa.Array:
     return pa.array(pd.util.hash_pandas_object(values, index=False).to_numpy()).cast(pa.string())
 
 
-def _staging_columns(entity: Entity) -> sql.Composable:
-    cols = [("source_id", "text"), ("record_hash", "text")] + [
-        (n, PG_TYPES[k]) for n, k in entity.data_columns()]
-    return sql.SQL(", ").join(
-        sql.SQL("{} {}").format(sql.Identifier(n), sql.SQL(t)) for n, t in cols
-    )
+def _current(conn: psycopg.Connection, entity: Entity, source_system: str,
+             keys: pa.Array | pa.ChunkedArray, versioned: bool) -> pa.Table:
+    """The current versions of these keys: source_id, record_hash (and source_updated_at)."""
+    updated = sql.SQL(", source_updated_at") if versioned else sql.SQL("")
+    rows = conn.execute(
+        sql.SQL("SELECT source_id, record_hash{} FROM {} WHERE source_system = %s"
+                " AND valid_to IS NULL AND source_id = ANY(%s)").format(
+            updated, sql.Identifier(*entity.table.split("."))),
+        (source_system, keys.to_pylist()),
+    ).fetchall()
+    columns: list[tuple[object, ...]] = list(zip(*rows, strict=True)) if rows else [(), (), ()]
+    out = {"source_id": pa.array(columns[0], pa.string()),
+           "current_hash": pa.array(columns[1], pa.string())}
+    if versioned:
+        out["current_updated_at"] = pa.array(columns[2], pa.timestamp("us", tz="UTC"))
+    return pa.table(out)
 
 
 def merge(
@@ -116,48 +112,57 @@ def merge(
     stream: str,
     run_id: int,
 ) -> MergeCounts:
-    """Merge one batch of `entity` rows (load schema, one row per source_id)."""
-    stage = _staging(conn, entity, table)
-    target = sql.Identifier(*entity.table.split("."))
-    data_cols = [n for n, _ in entity.data_columns()]
-    s_cols = sql.SQL(", ").join(sql.SQL("s.{}").format(sql.Identifier(c)) for c in data_cols)
-    t_cols = sql.SQL(", ").join(sql.Identifier(c) for c in data_cols)
-    row_hash = sql.SQL("s.record_hash")
-    # A record older than the current version (a replayed or late copy) never
-    # overwrites newer data.
-    not_older = (
-        sql.SQL("AND (s.source_updated_at IS NULL OR t.source_updated_at IS NULL"
-                " OR s.source_updated_at >= t.source_updated_at)")
-        if "source_updated_at" in data_cols else sql.SQL("")
-    )
-    params = {"system": source_system, "stream": stream, "run": run_id}
+    """Merge one batch of `entity` rows (load schema, one row per source_id).
 
-    closed_changed = conn.execute(
-        sql.SQL(
-            "UPDATE {target} t SET valid_to = now() FROM {stage} s"
-            " WHERE t.source_system = %(system)s AND t.source_id = s.source_id"
-            " AND t.valid_to IS NULL AND t.record_hash <> {row_hash} {not_older}"
-        ).format(target=target, stage=stage, row_hash=row_hash, not_older=not_older),
-        params,
-    ).rowcount
-    inserted_total = conn.execute(
-        sql.SQL(
-            "INSERT INTO {target} (source_system, source_stream, source_id, record_hash, run_id,"
-            " valid_from, {t_cols}) SELECT %(system)s, %(stream)s, s.source_id, {row_hash},"
-            " %(run)s, now(), {s_cols}"
-            " FROM {stage} s WHERE NOT EXISTS (SELECT 1 FROM {target} t"
-            " WHERE t.source_system = %(system)s AND t.source_id = s.source_id"
-            " AND t.valid_to IS NULL)"
-        ).format(target=target, t_cols=t_cols, row_hash=row_hash, s_cols=s_cols, stage=stage),
-        params,
-    ).rowcount
-    counts = MergeCounts(
-        inserted=inserted_total - closed_changed,
-        updated=closed_changed,
-        unchanged=table.num_rows - inserted_total,
-    )
-    conn.execute(sql.SQL("DROP TABLE {}").format(stage))
-    return counts
+    Set-based in two statements whatever the batch size: one look-up of the
+    batch's keys among the current rows (via the unique current-key index), then
+    one UPDATE closing the versions that changed and one COPY of the new and
+    changed rows straight into the core table. No staging copy: the rows are
+    written once, as a plain COPY would write them. The source's advisory lock
+    (hub.pipeline) guarantees no other writer of these keys meanwhile.
+    """
+    versioned = "source_updated_at" in table.column_names
+    hashes = record_hashes(table)
+    rows = table.append_column("record_hash", hashes).append_column(
+        "_position", pa.array(range(table.num_rows), pa.int64()))
+    current = _current(conn, entity, source_system, table["source_id"], versioned)
+    joined = rows.join(current, "source_id", join_type="left outer").sort_by("_position")
+    exists = pc.is_valid(joined["current_hash"])
+    differs = pc.fill_null(pc.not_equal(joined["record_hash"], joined["current_hash"]), True)
+    if versioned:
+        # A record older than the current version (a replayed or late copy) never
+        # overwrites newer data.
+        older = pc.fill_null(pc.less(joined["source_updated_at"], joined["current_updated_at"]),
+                             False)
+        differs = pc.and_(differs, pc.invert(older))
+    changed = pc.and_(exists, differs)
+    write = pc.or_(pc.invert(exists), changed)
+
+    changed_keys = joined["source_id"].filter(changed)
+    if len(changed_keys):
+        conn.execute(
+            sql.SQL("UPDATE {} SET valid_to = now() WHERE source_system = %s"
+                    " AND valid_to IS NULL AND source_id = ANY(%s)").format(
+                sql.Identifier(*entity.table.split("."))),
+            (source_system, changed_keys.to_pylist()),
+        )
+    new_rows = joined.filter(write).select(table.column_names + ["record_hash"])
+    if new_rows.num_rows:
+        row = conn.execute("SELECT now()").fetchone()
+        assert row is not None
+        n = new_rows.num_rows
+        new_rows = (new_rows
+                    .append_column("source_system", pa.array([source_system] * n, pa.string()))
+                    .append_column("source_stream", pa.array([stream] * n, pa.string()))
+                    .append_column("run_id", pa.array([run_id] * n, pa.int64()))
+                    # The transaction's now(): the same instant the UPDATE closed with.
+                    .append_column("valid_from", pa.array([row[0]] * n,
+                                                          pa.timestamp("us", tz="UTC"))))
+        copy_arrow(conn, new_rows, sql.Identifier(*entity.table.split(".")))
+    n_changed = len(changed_keys)
+    n_written = new_rows.num_rows
+    return MergeCounts(inserted=n_written - n_changed, updated=n_changed,
+                       unchanged=table.num_rows - n_written)
 
 
 def record_seen(conn: psycopg.Connection, source_system: str, stream: str, snapshot_id: str,

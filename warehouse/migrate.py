@@ -56,7 +56,12 @@ def migrate() -> list[str]:
             " version integer PRIMARY KEY, name text NOT NULL, checksum text NOT NULL,"
             " applied_at timestamptz NOT NULL DEFAULT now())"
         )
-        done: dict[int, str] = dict(conn.execute("SELECT version, checksum FROM ops.schema_migration").fetchall())
+        # The model's tables first: migrations (views, indexes) may build on them.
+        conn.execute("CREATE SCHEMA IF NOT EXISTS core")
+        for stmt in core_ddl():
+            conn.execute(stmt.encode())  # derived from the model, no input
+        done: dict[int, str] = dict(conn.execute(
+            "SELECT version, checksum FROM ops.schema_migration").fetchall())
         for m in migrations():
             if m.version in done:
                 if done[m.version] != m.checksum:
@@ -71,8 +76,6 @@ def migrate() -> list[str]:
                 (m.version, m.name, m.checksum),
             )
             applied.append(f"{m.version:04d}_{m.name}")
-        for stmt in core_ddl():
-            conn.execute(stmt.encode())  # derived from the model, no input
         _load_event_reference(conn)
         _load_divisions(conn)
     return applied

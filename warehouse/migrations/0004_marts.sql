@@ -20,43 +20,11 @@
 --   repeat       the event's cluster_key is shared by more than one current event
 --                (across all platforms); no cluster_key = a single report.
 
--- warehouse.migrate applies the numbered migrations before it derives the core
--- tables from schemas/model.py, so on a new warehouse core.event and core.division
--- do not exist yet when this file runs. The views need the columns they read: they
--- are created here with the model's types, and the model's DDL, which runs next,
--- only adds what is missing (IF NOT EXISTS), so schemas/model.py stays in charge.
-CREATE TABLE IF NOT EXISTS core.event (row_id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY);
-ALTER TABLE core.event
-    ADD COLUMN IF NOT EXISTS source_system text,
-    ADD COLUMN IF NOT EXISTS source_id text,
-    ADD COLUMN IF NOT EXISTS source_stream text,
-    ADD COLUMN IF NOT EXISTS valid_from timestamptz,
-    ADD COLUMN IF NOT EXISTS valid_to timestamptz,
-    ADD COLUMN IF NOT EXISTS channel text,
-    ADD COLUMN IF NOT EXISTS appeal_type text,
-    ADD COLUMN IF NOT EXISTS category_code text,
-    ADD COLUMN IF NOT EXISTS source_category text,
-    ADD COLUMN IF NOT EXISTS status text,
-    ADD COLUMN IF NOT EXISTS source_status text,
-    ADD COLUMN IF NOT EXISTS division_code text,
-    ADD COLUMN IF NOT EXISTS street_code text,
-    ADD COLUMN IF NOT EXISTS grid_code text,
-    ADD COLUMN IF NOT EXISTS is_urgent boolean,
-    ADD COLUMN IF NOT EXISTS reported_at timestamptz,
-    ADD COLUMN IF NOT EXISTS accepted_at timestamptz,
-    ADD COLUMN IF NOT EXISTS dispatched_at timestamptz,
-    ADD COLUMN IF NOT EXISTS resolved_at timestamptz,
-    ADD COLUMN IF NOT EXISTS closed_at timestamptz,
-    ADD COLUMN IF NOT EXISTS deadline_at timestamptz,
-    ADD COLUMN IF NOT EXISTS handling_org text,
-    ADD COLUMN IF NOT EXISTS satisfaction text,
-    ADD COLUMN IF NOT EXISTS source_updated_at timestamptz,
-    ADD COLUMN IF NOT EXISTS cluster_key text;
-CREATE TABLE IF NOT EXISTS core.division (row_id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY);
-ALTER TABLE core.division
-    ADD COLUMN IF NOT EXISTS code text,
-    ADD COLUMN IF NOT EXISTS name text,
-    ADD COLUMN IF NOT EXISTS valid_to timestamptz;
+-- The core tables exist already: warehouse.migrate derives them from
+-- schemas/model.py before it applies the numbered migrations.
+CREATE INDEX IF NOT EXISTS division_current_code ON core.division (code) WHERE valid_to IS NULL;
+CREATE INDEX IF NOT EXISTS event_current_cluster ON core.event (cluster_key)
+    WHERE valid_to IS NULL AND cluster_key IS NOT NULL;
 
 CREATE VIEW mart.event_current AS
 WITH ev AS (

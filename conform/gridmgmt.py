@@ -1,0 +1,313 @@
+"""Grid management (网格化服务管理) → the unified model.
+
+- residents (one row per resident in the day's snapshot) → core.person, role
+  resident. The key is a keyed hash of the ID number's identity form, never the
+  number itself, so the same resident keeps one key whichever way a file spells
+  the number (`…104X`, `… 104x`, legacy 15 digits, a mistyped check character).
+- houses → core.house; orgs → core.organization; grids (GeoJSON) → core.grid
+  with the boundary as WGS84 WKT and its geodesic area.
+- events (one row per grid event) → core.event, and the people involved
+  (`partyIdNos`) → core.person, role party.
+
+The platform's grid codes follow the 15-digit scheme (6 county + 3 street + 3
+community + 3 serial): county and street codes are read off them. Event types,
+statuses and organization types map through schemas/mappings/gridmgmt/.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+from functools import cache
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import shapely
+
+from conform import values as v
+from conform.base import Conformed, Conformer, build, last_per_key
+from conform.mappings import MAPPINGS, category_mapping, status_mapping
+from hub.pii import keyed_hash
+from schemas.model import EVENT, GRID, HOUSE, ORGANIZATION, PERSON
+
+PLATFORM = "gridmgmt"
+RESIDENT_KEY = "residentKey"  # added by the connector: the record's key in the snapshot
+EVENT_CHANNEL = "网格员"
+ORG_TYPES = frozenset({"enterprise", "individual_business", "social", "department"})
+WGS84 = "EPSG:4326"
+_GRID_CODE = r"^\d{15}$"
+
+
+# ------------------------------------------------------------------------ keys
+
+
+def resident_keys(raw: pa.Table) -> pa.Array:
+    """The key of each resident record: `resident:` + keyed hash of the ID's identity.
+
+    A record without an ID number is keyed by name, birth date and address, the
+    best the platform offers.
+    """
+    ids = v.citizen_ids(v.blank_to_null(raw["公民身份号码"]))
+    by_id = pc.binary_join_element_wise(
+        "resident:", v.per_distinct(ids, lambda s: keyed_hash(v.citizen_id_identity(s))), "")
+    fallback = pc.binary_join_element_wise(
+        pc.fill_null(raw["姓名"], ""), pc.fill_null(raw["出生日期"], ""),
+        pc.fill_null(raw["现住址"], ""), "|")
+    by_details = pc.binary_join_element_wise(
+        "resident:noid:", v.per_distinct(fallback, keyed_hash), "")
+    return pc.coalesce(by_id, by_details)
+
+
+def party_key(id_number: str) -> str:
+    return "party:" + keyed_hash(v.citizen_id_identity(id_number))
+
+
+# ---------------------------------------------------------------- shared columns
+
+
+def _divisions_of(grid_codes: v.Column) -> tuple[pa.Array, pa.Array]:
+    """County and street codes read off 15-digit grid codes (null for other codes)."""
+    ok = pc.fill_null(pc.match_substring_regex(grid_codes, _GRID_CODE), False)
+    none = pa.scalar(None, pa.string())
+    return (pc.if_else(ok, pc.utf8_slice_codeunits(grid_codes, 0, 6), none),
+            pc.if_else(ok, pc.utf8_slice_codeunits(grid_codes, 0, 9), none))
+
+
+def _location(raw: pa.Table, grid_field: str) -> dict[str, v.Column | pa.Scalar | None]:
+    grid = v.trimmed(raw[grid_field])
+    division, street = _divisions_of(grid)
+    return {"grid_code": grid, "division_code": division, "street_code": street}
+
+
+@cache
+def org_type_mapping() -> dict[str, str]:
+    path = MAPPINGS / PLATFORM / "org_types.csv"
+    with open(path, encoding="utf-8", newline="") as f:
+        mapping = {r["source_org_type"]: r["org_type"] for r in csv.DictReader(f)}
+    unknown = set(mapping.values()) - ORG_TYPES
+    if unknown:
+        raise ValueError(f"{path}: {sorted(unknown)} not among {sorted(ORG_TYPES)}")
+    return mapping
+
+
+# ------------------------------------------------------------------ file streams
+
+
+class ResidentsConformer(Conformer):
+    """One core.person row per resident in a snapshot."""
+
+    primary = PERSON
+
+    def conform(self, raw: pa.Table) -> Conformed:
+        unparseable: dict[str, np.ndarray] = {}
+        cols: dict[str, v.Column | pa.Scalar | None] = _location(raw, "所属网格")
+        cols["birth_date"], unparseable["出生日期"] = v.dates(raw["出生日期"])
+        cols.update({
+            "source_id": raw[RESIDENT_KEY],
+            "name": v.trimmed(raw["姓名"]),
+            "gender": v.trimmed(raw["性别"]),
+            "id_number": v.citizen_ids(v.blank_to_null(raw["公民身份号码"])),
+            "ethnicity": v.trimmed(raw["民族"]),
+            "phone": v.phones(raw["联系电话"]),
+            "household_address": v.blank_to_null(raw["户籍地址"]),
+            "current_address": v.blank_to_null(raw["现住址"]),
+            "population_type": v.trimmed(raw["人口类型"]),
+            "special_groups": v.tag_lists(raw["特殊人群"]),
+            "role": pa.scalar("resident"),
+        })
+        return Conformed(build(PERSON, cols, raw.num_rows), unparseable)
+
+
+class HousesConformer(Conformer):
+    """One core.house row per house (实有房屋) in a snapshot."""
+
+    primary = HOUSE
+
+    def conform(self, raw: pa.Table) -> Conformed:
+        cols = _location(raw, "所属网格")
+        cols.update({
+            "source_id": raw["房屋编码"],
+            "house_code": v.trimmed(raw["房屋编码"]),
+            "address": v.blank_to_null(raw["地址"]),
+            "building": v.trimmed(raw["楼栋"]),
+            "unit": v.trimmed(raw["单元"]),
+            "room": v.trimmed(raw["房号"]),
+            "usage": v.trimmed(raw["用途"]),
+            "owner_id_number": v.citizen_ids(v.blank_to_null(raw["产权人身份号码"])),
+        })
+        return Conformed(build(HOUSE, cols, raw.num_rows))
+
+
+class OrgsConformer(Conformer):
+    """One core.organization row per organization in a snapshot, keyed by its credit code."""
+
+    primary = ORGANIZATION
+
+    def conform(self, raw: pa.Table) -> Conformed:
+        cols = _location(raw, "所属网格")
+        code = pc.utf8_upper(pc.replace_substring_regex(raw["统一社会信用代码"], r"\s", ""))
+        cols.update({
+            "source_id": raw["统一社会信用代码"],
+            "org_name": v.trimmed(raw["名称"]),
+            "uscc": v.blank_to_null(code),
+            "org_type": v.map_codes(raw["类型"], org_type_mapping()),
+            "legal_rep": v.trimmed(raw["法定代表人"]),
+            "phone": v.phones(raw["联系电话"]),
+            "address": v.blank_to_null(raw["地址"]),
+        })
+        return Conformed(build(ORGANIZATION, cols, raw.num_rows))
+
+
+class GridsConformer(Conformer):
+    """One core.grid row per grid polygon in a snapshot."""
+
+    primary = GRID
+
+    def conform(self, raw: pa.Table) -> Conformed:
+        geometry = raw["geometry"].to_pylist()
+        shapes = shapely.from_geojson(
+            np.array([g if g else "null" for g in geometry], dtype=object), on_invalid="ignore")
+        polygonal = np.isin(shapely.get_type_id(shapes), (3, 6))  # Polygon, MultiPolygon
+        shapes = np.asarray(np.where(polygonal, shapes, None), dtype=object)
+        crs = getattr(self.settings, "grid_crs", WGS84)
+        if crs != WGS84:
+            shapes = _to_wgs84(shapes, crs)
+        present = np.array([bool(g and g.strip() not in ("", "null")) for g in geometry],
+                           dtype=bool)
+        cols = _location(raw, "网格编码")
+        cols.update({
+            "source_id": raw["网格编码"],
+            "grid_name": v.trimmed(raw["网格名称"]),
+            "grid_type": v.trimmed(raw["网格类型"]),
+            "community_name": v.trimmed(raw["所属社区"]),
+            "boundary_wkt": pa.array(shapely.to_wkt(shapes, rounding_precision=7), pa.string()),
+            "area_m2": pa.array(_geodesic_areas(shapes), pa.float64(), from_pandas=True),
+            "worker_name": v.trimmed(raw["网格员"]),
+            "worker_phone": v.phones(raw["网格员电话"]),
+        })
+        return Conformed(build(GRID, cols, raw.num_rows),
+                         {"geometry": present & ~polygonal})
+
+
+def _to_wgs84(shapes: np.ndarray, crs: str) -> np.ndarray:
+    from pyproj import Transformer
+
+    transformer = Transformer.from_crs(crs, WGS84, always_xy=True)
+
+    def project(xy: np.ndarray) -> np.ndarray:
+        x, y = transformer.transform(xy[:, 0], xy[:, 1])
+        return np.column_stack([x, y])
+
+    return shapely.transform(shapes, project)
+
+
+def _geodesic_areas(shapes: np.ndarray) -> np.ndarray:
+    from pyproj import Geod
+
+    geod = Geod(ellps="WGS84")
+    return np.array([abs(geod.geometry_area_perimeter(s)[0]) if s is not None else np.nan
+                     for s in shapes], dtype=np.float64)
+
+
+# ------------------------------------------------------------------------ events
+
+
+class EventsConformer(Conformer):
+    """Grid events → core.event; the parties they name → core.person (role party).
+
+    The platform gives the report and last-update times only: an event's
+    `resolved_at` / `closed_at` is its update time when that update made it
+    resolved (已办结) / closed (已归档).
+    """
+
+    primary = EVENT
+    derived = (PERSON,)
+
+    def conform(self, raw: pa.Table) -> Conformed:
+        tz = self.city.timezone
+        unparseable: dict[str, np.ndarray] = {}
+        cols = _location(raw, "gridCode")
+        cols["reported_at"], unparseable["reportTime"] = v.local_times(raw["reportTime"], tz)
+        updated, unparseable["updateTime"] = v.local_times(raw["updateTime"], tz)
+        cols["source_updated_at"] = updated
+        lon, unparseable["longitude"] = v.floats(raw["longitude"])
+        lat, unparseable["latitude"] = v.floats(raw["latitude"])
+        if getattr(self.settings, "coordinate_system", "wgs84") == "gcj02":
+            lon, lat = _gcj02_to_wgs84(lon, lat)
+        cols["longitude"], cols["latitude"] = lon, lat
+
+        status = v.map_codes(raw["status"], status_mapping(PLATFORM))
+        no_time = pa.scalar(None, v.UTC_TIMESTAMP)
+        cols["status"] = status
+        cols["source_status"] = v.trimmed(raw["status"])
+        cols["resolved_at"] = pc.if_else(pc.equal(status, "resolved"), updated, no_time)
+        cols["closed_at"] = pc.if_else(pc.equal(status, "closed"), updated, no_time)
+        cols["category_code"] = v.map_codes(
+            raw["eventType"], category_mapping(PLATFORM, "source_event_type"))
+        cols["source_category"] = v.trimmed(raw["eventType"])
+        cols["source_id"] = raw["eventId"]
+        cols["channel"] = pa.scalar(EVENT_CHANNEL)
+        # Free text is stored exactly as sent.
+        cols["description"] = raw["description"]
+        return Conformed(build(EVENT, cols, raw.num_rows), unparseable)
+
+    def derive(self, raw: pa.Table, primary: pa.Table) -> dict[str, pa.Table]:
+        return {"person": self._parties(raw, primary)}
+
+    def _parties(self, raw: pa.Table, events: pa.Table) -> pa.Table:
+        """One person record per ID number named as a party, keyed by its hash."""
+        rows: list[int] = []
+        ids: list[str] = []
+        for i, value in enumerate(raw["partyIdNos"].to_pylist()):
+            for id_no in party_id_numbers(value):
+                rows.append(i)
+                ids.append(id_no)
+        if not ids:
+            return build(PERSON, {}, 0)
+        at = pa.array(rows, pa.int64())
+        normal = v.citizen_ids(pa.array(ids, pa.string()))
+        table = pa.table({
+            "source_id": v.per_distinct(normal, party_key),
+            "id_number": normal,
+            "grid_code": events["grid_code"].take(at),
+            "division_code": events["division_code"].take(at),
+            "street_code": events["street_code"].take(at),
+            "updated": events["source_updated_at"].take(at),
+        })
+        # Named in several events of a batch: the latest event's place stands.
+        table = last_per_key(table, "source_id", "updated")
+        cols: dict[str, v.Column | pa.Scalar | None] = {
+            c: table[c] for c in table.column_names if c != "updated"}
+        cols["role"] = pa.scalar("party")
+        return build(PERSON, cols, table.num_rows)
+
+
+_LIST_SEPARATORS = re.compile(r"[,;，；、|]")
+
+
+def party_id_numbers(value: str | None) -> list[str]:
+    """`partyIdNos` as sent: a JSON list, or one string of numbers with separators."""
+    if value is None or not value.strip():
+        return []
+    text = value.strip()
+    items: list[object]
+    if text.startswith("["):
+        try:
+            items = list(json.loads(text))
+        except ValueError:
+            items = _LIST_SEPARATORS.split(text.strip("[]"))
+    else:
+        items = list(_LIST_SEPARATORS.split(text))
+    # Spaces inside one number are a way of writing it, not a separator.
+    return [s for s in (str(x).strip().strip('"') for x in items if x is not None) if s]
+
+
+def _gcj02_to_wgs84(lon: v.Column, lat: v.Column) -> tuple[pa.Array, pa.Array]:
+    from conform.coords import gcj02_to_wgs84
+
+    x = pc.fill_null(lon, np.nan).to_numpy(zero_copy_only=False)
+    y = pc.fill_null(lat, np.nan).to_numpy(zero_copy_only=False)
+    wx, wy = gcj02_to_wgs84(x, y)
+    return pa.array(wx, from_pandas=True), pa.array(wy, from_pandas=True)

@@ -1,0 +1,371 @@
+"""The weekly quality report on data loaded by the real pipeline, read as a user would.
+
+The 12345 simulator's history ends 2026-11-20, inside 2026-W47 (Nov 16-22). The
+test loads it, then dates the runs to when they would have happened in a weekly
+rhythm: the first load in W46 and a second, after the platform moved on, in W47;
+plus a failed run and one replayed quarantine entry in W47. The report of W47 is
+then built once and checked as HTML, in headless Chromium, and in the archive.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import socketserver
+import struct
+import subprocess
+import threading
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+from hub.dag_reports import (
+    REPORT_CRON,
+    REPORT_DAG_ID,
+    REPORT_TIMEZONE,
+    mail_report,
+    recipients,
+    week_before,
+)
+from hub.pipeline import run_source
+from quality.report import build, chromium_command, find_chromium, mask_payload, mask_text
+from quality.report_data import Week
+
+WEEK = "2026-W47"
+W46_RUN = "2026-11-12 10:00+08"
+W47_RUN = "2026-11-20 10:00+08"
+W47_FAILED = "2026-11-21 09:00+08"
+LEAKED_PHONE = "13812348000"
+SECTIONS = ("summary", "scorecard", "volume", "freshness", "runs", "rules", "mapping",
+            "quarantine", "governance")
+_BUILT: dict[str, Any] = {}
+
+
+def _date_run(db: psycopg.Connection, run_id: int, when: str) -> None:
+    """Move a run and what it recorded to `when`, as if it had run then."""
+    db.execute("UPDATE ops.run SET started_at = %s::timestamptz,"
+               " finished_at = %s::timestamptz + interval '1 minute' WHERE run_id = %s",
+               (when, when, run_id))
+    db.execute("UPDATE quality.quarantine SET quarantined_at = %s WHERE run_id = %s", (when, run_id))
+    db.execute("UPDATE quality.quarantine SET resolved_at = %s WHERE resolved_run_id = %s",
+               (when, run_id))
+    db.execute("UPDATE quality.finding SET found_at = %s WHERE run_id = %s", (when, run_id))
+
+
+@pytest.fixture
+def w47(db: psycopg.Connection, hotline, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """Load, date and report once for the module; later tests reuse what the first built."""
+    if _BUILT:
+        return _BUILT
+    source, config, server = hotline()
+    first = run_source(source, config)
+    _date_run(db, first.run_id, W46_RUN)
+    server.advance(15)
+    second = run_source(source, config)
+    _date_run(db, second.run_id, W47_RUN)
+    db.execute("INSERT INTO ops.run (source_system, connector, started_at, finished_at, outcome,"
+               " error) VALUES (%s, 'hotline12345', %s, %s, 'failed', %s)",
+               (source, W47_FAILED, W47_FAILED,
+                f"HTTPError: platform answered 500 for caller {LEAKED_PHONE}"))
+    replayed = db.execute(
+        "UPDATE quality.quarantine SET state = 'replayed', resolved_at = %s, resolved_run_id = %s"
+        " WHERE quarantine_id = (SELECT min(quarantine_id) FROM quality.quarantine"
+        " WHERE source_system = %s AND state = 'open') RETURNING quarantine_id",
+        (W47_RUN, second.run_id, source)).fetchone()
+    out = tmp_path_factory.mktemp("report")
+    # With Chromium the PDF comes along (one build for both); without, HTML only.
+    built = build(WEEK, pdf=find_chromium() is not None, out_dir=out,
+                  now=datetime(2026, 11, 23, 8, 0, tzinfo=UTC))
+    _BUILT.update(source=source, server=server, built=built, out=out, replayed=replayed,
+                  html=built.html_path.read_text(encoding="utf-8"),
+                  runs=(first, second))
+    return _BUILT
+
+
+def section(html: str, name: str) -> str:
+    m = re.search(rf'<section id="{name}">(.*?)</section>', html, re.S)
+    assert m, f"no section {name}"
+    return m.group(1)
+
+
+def test_the_report_has_every_section_in_chinese(w47):
+    html = w47["html"]
+    for name in SECTIONS:
+        section(html, name)
+    for term in ("质量评分卡", "完整性", "准确性", "有效性", "一致性", "及时性", "唯一性",
+                 "办结率", "按期办结率", "满意率", "响应时长", "处置时长", "隔离区"):
+        assert term in html, term
+    assert w47["built"].html_path.name == f"quality-report-{WEEK}.html"
+    # Self-contained: charts inline, nothing fetched.
+    assert html.count("data:image/png;base64,") == 2
+    assert not re.search(r'(src|href)="(https?:)?//', html)
+
+
+def test_scorecard_shows_the_change_from_last_week(w47):
+    card = section(w47["html"], "scorecard")
+    row = re.search(rf"<td>{w47['source']}</td>(.*?)</tr>", card, re.S)
+    assert row, "no scorecard row for the source"
+    assert "%" in row.group(1)
+    assert re.search(r"持平|▲|▼", row.group(1)), "no change from the previous week"
+
+
+def test_extracted_equals_loaded_plus_quarantined_per_source(w47, db):
+    runs = section(w47["html"], "runs")
+    extracted, loaded, quarantined = db.execute(
+        "SELECT sum(extracted), sum(loaded), sum(quarantined) FROM ops.run WHERE source_system = %s"
+        " AND started_at >= '2026-11-16 00:00+08' AND started_at < '2026-11-23 00:00+08'",
+        (w47["source"],)).fetchone()
+    assert extracted == loaded + quarantined > 0
+    row = re.search(rf"<td>{w47['source']}</td>(.*?)</tr>", runs, re.S)
+    assert row
+    cells = [int(c) for c in re.findall(r'<td class="num[^"]*">(\d+)</td>', row.group(1))]
+    assert cells[-3:] == [extracted, loaded, quarantined]
+    assert "✓ 平" in row.group(1)
+
+
+def test_the_failed_run_is_listed_with_its_error_masked(w47):
+    runs = section(w47["html"], "runs")
+    assert "失败" in runs and "HTTPError" in runs
+    assert LEAKED_PHONE not in w47["html"]
+    assert "138****8000" in runs
+
+
+def test_quarantine_counts_new_replayed_and_open(w47, db):
+    q = section(w47["html"], "quarantine")
+    row = re.search(rf"<td>{w47['source']}</td>(.*?)</tr>", q, re.S)
+    assert row and w47["replayed"]
+    new, replayed, superseded, open_end, _ = (
+        int(c) for c in re.findall(r'<td class="num[^"]*">(\d+)</td>', row.group(1)))
+    expected_new = db.execute(
+        "SELECT count(*) FROM quality.quarantine WHERE source_system = %s AND quarantined_at"
+        " >= '2026-11-16 00:00+08' AND quarantined_at < '2026-11-23 00:00+08'",
+        (w47["source"],)).fetchone()[0]
+    assert (new, replayed) == (expected_new, 1)
+    assert open_end >= 0 and superseded >= 0
+
+
+def test_top_rules_show_masked_examples(w47, db):
+    rules = section(w47["html"], "rules")
+    top = db.execute(
+        "SELECT rr.rule, sum(rr.failed) FROM quality.rule_result rr JOIN ops.run r USING (run_id)"
+        " WHERE rr.source_system = %s AND r.started_at >= '2026-11-16 00:00+08'"
+        " AND r.started_at < '2026-11-23 00:00+08' GROUP BY 1 HAVING sum(rr.failed) > 0"
+        " ORDER BY 2 DESC, 1 LIMIT 1", (w47["source"],)).fetchone()
+    assert top, "the W47 run found nothing to report"
+    assert f'<td class="mono">{top[0]}</td>' in rules
+    examples = re.findall(r"<li>(.*?)</li>", rules, re.S)
+    assert examples
+    for e in examples:
+        assert not re.search(r"(?<!\d)(\d{17}[\dX]|1[3-9]\d{9})(?!\d)", e), e
+
+
+def test_no_clear_id_number_or_phone_of_any_caller(w47):
+    html = w47["html"]
+    orders = w47["server"].data.orders.values()
+    for values in ({o.get("callerPhone") for o in orders}, {o.get("callerIdNo") for o in orders}):
+        leaked = {v for v in values if v and len(str(v)) >= 7 and str(v) in html}
+        assert not leaked, f"clear personal data in the report: {sorted(leaked)[:3]}"
+
+
+def test_governance_figures_per_district_come_from_the_mart(w47, db):
+    gov = section(w47["html"], "governance")
+    rows = db.execute("SELECT district_name, accepted, closure_rate FROM"
+                      " mart.governance_weekly_district WHERE report_week = %s AND accepted > 0",
+                      (WEEK,)).fetchall()
+    assert rows
+    for name, _accepted, rate in rows:
+        assert name in gov
+        assert f"{float(rate) * 100:.1f}%" in gov, (name, rate)
+
+
+def test_the_report_is_archived(w47, db):
+    built = w47["built"]
+    week, html, pdf, summary = db.execute(
+        "SELECT week, html, pdf, summary FROM quality.report WHERE report_id = %s",
+        (built.report_id,)).fetchone()
+    assert (week, html) == (WEEK, w47["html"])
+    assert (pdf is None) == (built.pdf_path is None)
+    assert w47["source"] in summary["scores"]
+
+
+def _png_size(data: bytes) -> tuple[int, int]:
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    return struct.unpack(">II", data[16:24])
+
+
+needs_chromium = pytest.mark.skipif(find_chromium() is None,
+                                    reason="headless Chromium is not installed (Debian: chromium)")
+
+
+@needs_chromium
+def test_chromium_shows_the_scorecard_and_the_districts(w47, tmp_path):
+    chromium = find_chromium()
+    assert chromium
+    url = w47["built"].html_path.resolve().as_uri()
+    dom = subprocess.run(chromium_command(chromium, tmp_path / "p1") + ["--dump-dom", url],
+                         capture_output=True, text=True, timeout=60).stdout
+    assert "质量评分卡" in dom and "治理指标" in dom
+    assert re.search(r"(兴隆台区|双台子区|大洼区|盘山县)", dom)
+    shot = tmp_path / "report.png"
+    subprocess.run(chromium_command(chromium, tmp_path / "p2") + [
+        "--hide-scrollbars", "--window-size=1200,2400", f"--screenshot={shot}", url],
+        capture_output=True, timeout=60, check=True)
+    data = shot.read_bytes()
+    assert _png_size(data) == (1200, 2400)
+    assert len(data) > 100_000, "the screenshot is nearly blank"
+
+
+@needs_chromium
+def test_pdf_is_printed_and_archived(w47, db):
+    built = w47["built"]
+    assert built.pdf_path and built.pdf_path.read_bytes()[:5] == b"%PDF-"
+    pdf = db.execute("SELECT pdf FROM quality.report WHERE report_id = %s",
+                     (built.report_id,)).fetchone()[0]
+    assert bytes(pdf) == built.pdf_path.read_bytes()
+
+
+def test_pdf_without_chromium_fails_clearly(warehouse, tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(RuntimeError, match="needs headless Chromium"):
+        build(WEEK, pdf=True, out_dir=tmp_path)
+
+
+# ---------------------------------------------------------------- units
+
+
+@pytest.mark.parametrize("text, masked", [
+    ("tel 13812348000.", "tel 138****8000."),
+    ("+86 138-1234-8000", "138****8000"),
+    ("ID 21110319900101123X ok", "ID 211103********123X ok"),
+    ("legacy 211103900101123", "legacy 211103*****1123"),
+    ("0427-2812345", "0427****2345"),
+    ("order 2111261110000001 stays", "order 2111261110000001 stays"),
+    ("street 211102008 stays", "street 211102008 stays"),
+])
+def test_mask_text(text, masked):
+    assert mask_text(text) == masked
+
+
+def test_payload_examples_mask_people_and_drop_free_text():
+    shown = dict(mask_payload({"orderNo": "2111261110000001", "callerName": "卢帅帆",
+                               "callerPhone": "13466714525", "callerIdNo": "211103196908196579",
+                               "content": "请联系 13466714525", "status": "已回访"}))
+    assert shown == {"orderNo": "2111261110000001", "callerName": "卢**",
+                     "callerPhone": "134****4525", "callerIdNo": "211103********6579",
+                     "status": "已回访"}
+
+
+def test_weeks():
+    w = Week.parse("2026-w47")
+    assert (str(w), w.monday.isoformat(), str(w.previous)) == ("2026-W47", "2026-11-16", "2026-W46")
+    assert str(Week.parse("2027-W01").previous) == "2026-W53"
+    with pytest.raises(ValueError, match="ISO week"):
+        Week.parse("2026-47")
+    # Monday 08:00 Beijing = Monday 00:00 UTC: the run reports the week before.
+    assert week_before(datetime(2026, 11, 23, 0, 0, tzinfo=UTC)) == "2026-W47"
+
+
+class _Built:
+    week, html_path, pdf_path = WEEK, Path("/nonexistent.html"), None
+
+
+def test_mailing_is_skipped_without_smtp(caplog):
+    caplog.set_level("INFO")
+    assert mail_report(_Built(), lookup=lambda _: None) == []  # type: ignore[arg-type]
+    assert "not mailed" in caplog.text
+    assert mail_report(_Built(), lookup=lambda _: {"from_email": "a@b"}) == []  # type: ignore[arg-type]
+    assert recipients({"report_to": "a@x.cn, b@x.cn"}) == ["a@x.cn", "b@x.cn"]
+
+
+class _SmtpSink(socketserver.ThreadingTCPServer):
+    """Just enough SMTP to take one message: what the SMTP connection would talk to."""
+
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self) -> None:
+        self.messages: list[dict[str, Any]] = []
+        super().__init__(("127.0.0.1", 0), _SmtpHandler)
+
+
+class _SmtpHandler(socketserver.StreamRequestHandler):
+    def handle(self) -> None:
+        server: _SmtpSink = self.server  # type: ignore[assignment]
+        msg: dict[str, Any] = {"to": []}
+        self.wfile.write(b"220 sink\r\n")
+        while line := self.rfile.readline():
+            verb = line[:4].upper()
+            if verb == b"DATA":
+                self.wfile.write(b"354 go on\r\n")
+                body = b""
+                while (chunk := self.rfile.readline()) not in (b".\r\n", b""):
+                    body += chunk
+                msg["data"] = body
+                server.messages.append(msg)
+                reply = b"250 queued"
+            elif verb == b"RCPT":
+                msg["to"].append(line.split(b":", 1)[1].strip(b" <>\r\n").decode())
+                reply = b"250 ok"
+            elif verb == b"QUIT":
+                self.wfile.write(b"221 bye\r\n")
+                return
+            else:
+                reply = b"250 ok"
+            self.wfile.write(reply + b"\r\n")
+
+
+@pytest.mark.slow
+def test_the_report_is_mailed_through_the_airflow_smtp_connection(w47, monkeypatch):
+    with _SmtpSink() as sink:
+        threading.Thread(target=sink.serve_forever, daemon=True).start()
+        monkeypatch.setenv("AIRFLOW_CONN_SMTP_DEFAULT", json.dumps({
+            "conn_type": "smtp", "host": "127.0.0.1", "port": sink.server_address[1],
+            "extra": {"disable_tls": True, "disable_ssl": True, "from_email": "hub@example.cn",
+                      "report_to": "zhihui@example.cn, chengguan@example.cn"}}))
+        sent_to = mail_report(w47["built"])
+        sink.shutdown()
+    assert sent_to == ["zhihui@example.cn", "chengguan@example.cn"]
+    [msg] = sink.messages
+    assert msg["to"] == sent_to
+    assert f'quality-report-{WEEK}.html'.encode() in msg["data"]
+
+
+@pytest.mark.slow
+def test_the_dag_parses_with_its_schedule(tmp_path):
+    from hub.airflow_runner import PROJECT_DAGS_FOLDER, LocalAirflow
+
+    report = LocalAirflow(home=tmp_path / "airflow", dags_folder=PROJECT_DAGS_FOLDER).list_dags(
+        extra_env={"HUB_WAREHOUSE_URL": "postgresql://nobody@127.0.0.1:1/none",
+                   "HUB_HOME": str(tmp_path / "home")})
+    assert not {f: e for f, e in report.import_errors.items() if "hub_quality_report" in f}
+    dag = report.dags[REPORT_DAG_ID]
+    assert Path(dag.fileloc).name == "hub_quality_report.py"
+    assert (dag.cron, dag.timezone, dag.timetable) == (REPORT_CRON, REPORT_TIMEZONE,
+                                                       "CronTriggerTimetable")
+    assert dag.catchup is False and list(dag.tasks) == ["weekly_report"]
+    assert not (tmp_path / "home").exists(), "parsing the DAG touched the hub's state"
+
+
+
+def test_without_a_cjk_font_charts_fall_back_and_the_page_says_so(warehouse, tmp_path,
+                                                                  monkeypatch):
+    from datetime import date
+
+    from quality import report_charts
+
+    monkeypatch.setattr(report_charts, "CJK_FONTS", ("No Such Font",))
+    report_charts.cjk_font.cache_clear()
+    try:
+        days = Week.parse(WEEK).days
+        png = report_charts.daily_volume(days, {"hotline": {date(2026, 11, 17): 5}})
+        assert png and len(png) > 1000
+        # A week without any data still gives a complete page.
+        html = build("2020-W01", out_dir=tmp_path).html_path.read_text(encoding="utf-8")
+    finally:
+        report_charts.cjk_font.cache_clear()
+    assert "没有中文字体" in html
+    for name in SECTIONS:
+        section(html, name)
