@@ -14,6 +14,8 @@ in degrees, broadcast together, float64 arrays out. NaN passes through.
 from __future__ import annotations
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 from numpy.typing import ArrayLike, NDArray
 
 FloatArray = NDArray[np.float64]
@@ -96,3 +98,12 @@ def gcj02_to_wgs84(lon: ArrayLike, lat: ArrayLike) -> tuple[FloatArray, FloatArr
         if finite.size == 0 or float(finite.max()) < _INVERSE_TOLERANCE_DEG:
             break
     return (np.where(keep, g_lon, w_lon), np.where(keep, g_lat, w_lat))
+
+
+def gcj02_columns_to_wgs84(lon: pa.Array | pa.ChunkedArray, lat: pa.Array | pa.ChunkedArray
+                           ) -> tuple[pa.Array, pa.Array]:
+    """`gcj02_to_wgs84` for Arrow columns; nulls stay null."""
+    x = pc.fill_null(lon, np.nan).to_numpy(zero_copy_only=False)
+    y = pc.fill_null(lat, np.nan).to_numpy(zero_copy_only=False)
+    wx, wy = gcj02_to_wgs84(x, y)
+    return pa.array(wx, from_pandas=True), pa.array(wy, from_pandas=True)

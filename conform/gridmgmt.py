@@ -28,6 +28,7 @@ import shapely
 
 from conform import values as v
 from conform.base import Conformed, Conformer, build, last_per_key
+from conform.coords import gcj02_columns_to_wgs84
 from conform.mappings import MAPPINGS, category_mapping, status_mapping
 from hub.pii import keyed_hash
 from schemas.model import EVENT, GRID, HOUSE, ORGANIZATION, PERSON
@@ -235,7 +236,7 @@ class EventsConformer(Conformer):
         lon, unparseable["longitude"] = v.floats(raw["longitude"])
         lat, unparseable["latitude"] = v.floats(raw["latitude"])
         if getattr(self.settings, "coordinate_system", "wgs84") == "gcj02":
-            lon, lat = _gcj02_to_wgs84(lon, lat)
+            lon, lat = gcj02_columns_to_wgs84(lon, lat)
         cols["longitude"], cols["latitude"] = lon, lat
 
         status = v.map_codes(raw["status"], status_mapping(PLATFORM))
@@ -302,12 +303,3 @@ def party_id_numbers(value: str | None) -> list[str]:
         items = list(_LIST_SEPARATORS.split(text))
     # Spaces inside one number are a way of writing it, not a separator.
     return [s for s in (str(x).strip().strip('"') for x in items if x is not None) if s]
-
-
-def _gcj02_to_wgs84(lon: v.Column, lat: v.Column) -> tuple[pa.Array, pa.Array]:
-    from conform.coords import gcj02_to_wgs84
-
-    x = pc.fill_null(lon, np.nan).to_numpy(zero_copy_only=False)
-    y = pc.fill_null(lat, np.nan).to_numpy(zero_copy_only=False)
-    wx, wy = gcj02_to_wgs84(x, y)
-    return pa.array(wx, from_pandas=True), pa.array(wy, from_pandas=True)

@@ -15,6 +15,7 @@ import pyarrow.compute as pc
 
 from conform import values as v
 from conform.base import Conformed, Conformer, build, last_per_key
+from conform.coords import gcj02_columns_to_wgs84
 from conform.mappings import category_mapping, status_mapping
 from hub.pii import keyed_hash, mask_name
 from schemas.model import EVENT, ORGANIZATION, PERSON
@@ -45,7 +46,7 @@ class Hotline12345Conformer(Conformer):
         lon, unparseable["longitude"] = v.floats(raw["longitude"])
         lat, unparseable["latitude"] = v.floats(raw["latitude"])
         if getattr(self.settings, "coordinate_system", "wgs84") == "gcj02":
-            lon, lat = _gcj02_to_wgs84(lon, lat)
+            lon, lat = gcj02_columns_to_wgs84(lon, lat)
         cols["longitude"], cols["latitude"] = lon, lat
         cols["is_urgent"], unparseable["isUrgent"] = v.booleans(raw["isUrgent"])
 
@@ -115,12 +116,3 @@ class Hotline12345Conformer(Conformer):
                           else v.trimmed(raw["handleDept"])).drop_null()
         return build(ORGANIZATION, {"source_id": names, "org_name": names,
                                     "org_type": pa.scalar("department")}, len(names))
-
-
-def _gcj02_to_wgs84(lon: v.Column, lat: v.Column) -> tuple[pa.Array, pa.Array]:
-    from conform.coords import gcj02_to_wgs84
-
-    x = pc.fill_null(lon, np.nan).to_numpy(zero_copy_only=False)
-    y = pc.fill_null(lat, np.nan).to_numpy(zero_copy_only=False)
-    wx, wy = gcj02_to_wgs84(x, y)
-    return pa.array(wx, from_pandas=True), pa.array(wy, from_pandas=True)

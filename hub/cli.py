@@ -221,6 +221,22 @@ def quarantine_replay(
 
 
 @app.command()
+def collect(
+    source: Annotated[str, typer.Argument(help="a source whose connector pushes (video)")],
+    config: ConfigOption = None,
+) -> None:
+    """Run the durable MQTT alarm collector of a source until Ctrl-C / SIGTERM.
+
+    It lands every alarm in raw.video_alarm as it arrives (persistent session,
+    QoS 1, acknowledged only after the insert committed); the ingest DAG loads them.
+    """
+    from connectors.mqtt_collector import collect as run_collector
+
+    stats = run_collector(source, config)
+    console.print(f"collector of {source} stopped: {stats}")
+
+
+@app.command()
 def report(
     week: Annotated[str | None, typer.Option(
         "--week", help="ISO week, e.g. 2026-W47 (default: last week)")] = None,

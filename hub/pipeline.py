@@ -19,10 +19,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import psycopg
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from conform.base import Conformer, last_per_key
+from conform.grid_assign import GridIndex
 from conform.registry import conformer_class
 from connectors.base import Connector, Extract, Stream
 from connectors.registry import connector_class
@@ -133,6 +136,7 @@ class Run:
         self.summary = summary
         self.progress = progress
         self.ctx: RuleContext | None = None
+        self.grids: GridIndex | None = None
         # Streams whose batch has been through GX in this run (once is the record).
         self.gx_done: set[str] = set()
 
@@ -145,6 +149,7 @@ class Run:
         # Re-read what rules check against: an earlier stream of this run may have
         # just loaded the grids that this one's records refer to.
         self.ctx = None
+        self.grids = None
         with connect() as conn:
             state = ops.read_cursor(conn, self.src.name, stream.name)
         clock = time.monotonic()
@@ -177,11 +182,13 @@ class Run:
         if self.ctx is None:
             with connect() as conn:
                 self.ctx = rule_context(conn, self.config.city)
-        checked = validate(primary, conformed.table, self.ctx, conformed.unparseable, raw)
+                self.grids = grid_index(conn)
+        table = assign_grids(conformed.table, self.grids)
+        checked = validate(primary, table, self.ctx, conformed.unparseable, raw)
         passed = ~checked.quarantine
         derived: dict[str, Validated] = {}
         for name, rows in conformer.derive(raw.filter(pa.array(passed)),
-                                           conformed.table.filter(pa.array(passed))).items():
+                                           table.filter(pa.array(passed))).items():
             derived[name] = validate(entity(name), rows, self.ctx)
         clock = self._tick("validate_s", clock)
 
@@ -224,6 +231,38 @@ class Run:
         failpoint("after_commit")
         if self.progress:
             self.progress(self.summary)
+
+
+def grid_index(conn: psycopg.Connection) -> GridIndex | None:
+    """The current grids' polygons, indexed; None while no grid is loaded."""
+    rows = conn.execute("SELECT grid_code, boundary_wkt FROM core.grid WHERE valid_to IS NULL"
+                        " AND boundary_wkt IS NOT NULL ORDER BY grid_code").fetchall()
+    if not rows:
+        return None
+    codes, wkts = zip(*rows, strict=True)
+    return GridIndex.from_wkt(list(codes), list(wkts))
+
+
+def assign_grids(table: pa.Table, grids: GridIndex | None) -> pa.Table:
+    """Records with coordinates but no grid code get the grid their point lies in.
+
+    A point outside every grid keeps no grid (the `grid_assigned` rule flags it):
+    guessing the nearest grid would put an incident on the wrong worker's list.
+    """
+    if grids is None or not {"grid_code", "longitude", "latitude"} <= set(table.column_names):
+        return table
+    missing = pc.and_(pc.is_null(table["grid_code"]),
+                      pc.and_(pc.is_valid(table["longitude"]), pc.is_valid(table["latitude"])))
+    if not pc.any(missing).as_py():
+        return table
+    rows = np.flatnonzero(np.asarray(missing, dtype=bool))
+    lon = table["longitude"].take(pa.array(rows)).to_numpy(zero_copy_only=False)
+    lat = table["latitude"].take(pa.array(rows)).to_numpy(zero_copy_only=False)
+    codes = table["grid_code"].to_pylist()
+    for i, code in zip(rows, grids.assign(lon, lat), strict=True):
+        codes[i] = code
+    index = table.column_names.index("grid_code")
+    return table.set_column(index, "grid_code", pa.array(codes, pa.string()))
 
 
 def store_validated(conn: psycopg.Connection, ent: Entity, checked: Validated, *, source: str,

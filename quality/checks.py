@@ -554,6 +554,23 @@ def only_when(
 
 # ---------------------------------------------------------------- grid and thing codes
 
+GRID_ASSIGNED_REASONS = ("outside",)
+
+
+def located_in_grid(grid_code: Any, lon: Any, lat: Any, extent: Sequence[float],
+                    grids_loaded: bool) -> np.ndarray:
+    """1 where a record's coordinates lie in the city yet it has no grid: the point
+    falls outside every known grid (the pipeline assigns grids by point-in-polygon, and
+    does not guess). Not evaluated before any grid is loaded, nor for coordinates the
+    coordinate rule already rejects."""
+    inside = coordinates(lon, lat, extent) == PASSED
+    if not grids_loaded:
+        return _codes(len(inside))
+    codes = _evaluated_where(inside)
+    _mark(codes, inside & ~present(grid_code), 1)
+    return codes
+
+
 UNIT_GRID_REASONS = ("format",)
 UNIT_GRID_TYPE = "单元"
 

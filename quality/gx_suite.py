@@ -247,6 +247,18 @@ class CoordinatesInExtent(MulticolumnMapMetricProvider):
                                          extent))
 
 
+class LocatedInGrid(MulticolumnMapMetricProvider):
+    condition_metric_name = "multicolumn_values.hub_located_in_grid"
+    condition_value_keys = ("extent", "grid_codes")
+
+    @multicolumn_condition_partial(engine=PandasExecutionEngine)
+    def _pandas(cls, column_list: pd.DataFrame, extent: Sequence[float],
+                grid_codes: str | None, **kwargs: Any) -> np.ndarray:
+        return _meets(checks.located_in_grid(_column(column_list, 0), _column(column_list, 1),
+                                             _column(column_list, 2), extent,
+                                             grid_codes is not None))
+
+
 class TimestampsNotInFuture(MulticolumnMapMetricProvider):
     condition_metric_name = "multicolumn_values.hub_not_in_future"
     condition_value_keys = ("latest_allowed",)
@@ -408,6 +420,15 @@ class ExpectCoordinatesToBeInExtent(_HubMulticolumn):
     success_keys = ("mostly", "extent")
 
 
+class ExpectRecordsToLieInAGrid(_HubMulticolumn):
+    """A record with coordinates in the city has a grid (none = outside every grid)."""
+
+    extent: list | dict
+    grid_codes: CodeSetRef
+    map_metric = "multicolumn_values.hub_located_in_grid"
+    success_keys = ("mostly", "extent", "grid_codes")
+
+
 class ExpectTimestampsToNotBeInTheFuture(_HubMulticolumn):
     """No time later than `latest_allowed` (now plus a small clock-skew tolerance)."""
 
@@ -493,6 +514,8 @@ BUILDERS: Mapping[str, Builder] = {
     "thing_code_format": lambda r: ExpectThingCodesToFollowTheirStandard(
         column_list=_cols(r), division_codes=_param("division_codes"),
         retired_codes=_param("retired_division_codes")),
+    "grid_assigned": lambda r: ExpectRecordsToLieInAGrid(
+        column_list=_cols(r), extent=_param("extent"), grid_codes=_param("grid_codes")),
     "lifecycle_order": lambda r: ExpectTimestampsToBeInLifecycleOrder(column_list=_cols(r)),
     "deadline_after_accept": lambda r: ExpectTimestampToNotPrecedeOther(column_list=_cols(r)),
     "satisfaction_only_if_evaluated": lambda r: ExpectValueOnlyWithStatus(

@@ -366,6 +366,12 @@ IMPLS: dict[str, Impl] = {
         checks.THING_CODE_REASONS,
         lambda c, ctx: checks.thing_code(c[0], c[1], ctx.division_or_retired_set),
         _one_per_field("thing_type"), _with(thing_type="thing_type")),
+    "grid_assigned": Impl(
+        checks.GRID_ASSIGNED_REASONS,
+        lambda c, ctx: checks.located_in_grid(c[0], c[1], c[2], ctx.extent,
+                                              ctx.grid_codes is not None),
+        _fixed("grid_code", "longitude", "latitude"),
+        _with(longitude="longitude", latitude="latitude")),
     "lifecycle_order": Impl(("out_of_order",), lambda c, ctx: checks.in_order(c),
                             _fixed(*LIFECYCLE), _lifecycle),
     "deadline_after_accept": Impl(

@@ -26,6 +26,8 @@ class DemoPlatform:
 STARTERS: dict[str, str] = {
     "hotline12345": "sandbox.hotline_server:start_for_demo",
     "citymgmt": "sandbox.citymgmt:start_for_demo",
+    "video": "sandbox.video:start_for_demo",
+    "gridmgmt": "sandbox.gridmgmt_server:start_for_demo",
 }
 
 

@@ -39,6 +39,7 @@ from typing import Any
 
 from sandbox.city import City, Grid
 from sandbox.hotline12345 import SHANGHAI, default_end, fmt, now_local, parse_local
+from sandbox.platform import DemoPlatform
 
 GRIDS_PER_CAMERA = 1
 CAMERAS_PER_NVR = 16
@@ -431,26 +432,8 @@ class VideoPlatform:
         self.stop()
 
 
-@dataclass
-class DemoPlatform:
-    """What `hub demo` needs of a running platform."""
-
-    platform: VideoPlatform
-    settings: dict[str, Any]
-    env: dict[str, str]
-
-    def advance(self) -> int:
-        """An hour of the platform's life: devices change, new alarms are published.
-        Returns the number of records that changed or arrived."""
-        moved = self.platform.data.advance()
-        self.platform.publish()
-        return moved["devices"] + moved["alarms"]
-
-    def stop(self) -> None:
-        self.platform.stop()
-
-
-def start_for_demo(city: City, days: int, workdir: Path) -> DemoPlatform:
+def start_for_demo(city: City, days: int, workdir: Path, source: str = DEMO_SOURCE
+                   ) -> DemoPlatform:
     """The platform with an in-process MQTT broker (amqtt) on a free port, its history
     published. The collector is optional for the demo: the back-fill stream reads
     whatever it did not land (amqtt does not keep queued messages reliably)."""
@@ -467,11 +450,18 @@ def start_for_demo(city: City, days: int, workdir: Path) -> DemoPlatform:
         "mqtt_host": platform.mqtt_host,
         "mqtt_port": platform.mqtt_port,
         "alarm_topic": platform.alarm_topic,
-        "mqtt_client_id": f"hub-{DEMO_SOURCE}-collector",
+        "mqtt_client_id": f"hub-{source}-collector",
         "backfill_start_from": fmt(data.end - timedelta(days=days + 1)),
     }
+
+    def advance() -> int:
+        """An hour of the platform's life: devices change, new alarms are published."""
+        moved = data.advance()
+        platform.publish()
+        return int(moved["devices"] + moved["alarms"])
+
     # The demo broker accepts anonymous clients: no secret to pass.
-    return DemoPlatform(platform, settings, env={})
+    return DemoPlatform(settings=settings, env={}, advance=advance, stop=platform.stop)
 
 
 def main(argv: list[str] | None = None) -> None:

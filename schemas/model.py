@@ -207,6 +207,7 @@ THING = Entity(
         *_LOCATION,
         F("source_updated_at", TS, "last update on the platform"),
     ),
+    row_rules=("grid_assigned",),
 )
 
 EVENT = Entity(
@@ -243,7 +244,8 @@ EVENT = Entity(
         F("source_updated_at", TS, "last update on the platform", required=True),
         F("cluster_key", T, "key shared by reports of the same incident"),
     ),
-    row_rules=("lifecycle_order", "deadline_after_accept", "satisfaction_only_if_evaluated"),
+    row_rules=("lifecycle_order", "deadline_after_accept", "satisfaction_only_if_evaluated",
+               "grid_assigned"),
 )
 
 ENTITIES: tuple[Entity, ...] = (DIVISION, GRID, HOUSE, PERSON, ORGANIZATION, THING, EVENT)

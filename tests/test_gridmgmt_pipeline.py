@@ -273,8 +273,8 @@ def test_planted_defects_are_quarantined_or_flagged(db, loaded):
         for defect, rule in expect.items():
             if defect in truth.defects:
                 assert rule in events.get(event_id, set()), (event_id, defect)
-        if "no_grid_code" in truth.defects:  # left for grid assignment, with its point
-            assert stored[event_id][:3] == (None, *truth.point)
+        if "no_grid_code" in truth.defects:  # its grid found from its point (loaded first)
+            assert stored[event_id][:3] == (truth.grid_code, *truth.point)
         assert stored[event_id][3] == data.events[event_id]["description"]  # verbatim
     assert any("hostile_text" in t.defects for t in data.truth.events.values())
 

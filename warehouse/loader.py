@@ -181,6 +181,9 @@ def close_missing(conn: psycopg.Connection, entity: Entity, source_system: str, 
                   snapshot_id: str) -> int:
     """The snapshot is complete: close current records of the stream it did not contain."""
     params = {"system": source_system, "stream": stream, "snapshot": snapshot_id}
+    # Filled in this transaction, so without statistics: the planner would pick a
+    # nested-loop anti join, quadratic in the snapshot's size.
+    conn.execute("ANALYZE ops.snapshot_seen")
     closed = conn.execute(
         sql.SQL(
             "UPDATE {} t SET valid_to = now() WHERE t.source_system = %(system)s"
