@@ -19,6 +19,8 @@ class DemoPlatform:
     env: dict[str, str]  # secrets, as HUB_<SOURCE>_<FIELD> environment variables
     advance: Callable[[], int]  # the platform moves on; returns how many records changed
     stop: Callable[[], None]
+    # The simulator object itself, for tests that check against its ground truth.
+    simulator: Any = None
 
 
 # connector name → "module:function" that starts its simulator:

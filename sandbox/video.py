@@ -461,7 +461,8 @@ def start_for_demo(city: City, days: int, workdir: Path, source: str = DEMO_SOUR
         return int(moved["devices"] + moved["alarms"])
 
     # The demo broker accepts anonymous clients: no secret to pass.
-    return DemoPlatform(settings=settings, env={}, advance=advance, stop=platform.stop)
+    return DemoPlatform(settings=settings, env={}, advance=advance, stop=platform.stop,
+                        simulator=platform)
 
 
 def main(argv: list[str] | None = None) -> None:

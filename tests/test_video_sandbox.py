@@ -116,9 +116,9 @@ def test_the_demo_platform_and_the_collector_work_on_the_embedded_broker(tmp_pat
                                   daemon=True)
         thread.start()
         assert ready.wait(15)
-        before = len(demo.platform.data.distinct_published())
+        before = len(demo.simulator.data.distinct_published())
         assert demo.advance() > 0
-        new = len(demo.platform.data.distinct_published()) - before
+        new = len(demo.simulator.data.distinct_published()) - before
         deadline = time.monotonic() + 15
         landed = 0
         while time.monotonic() < deadline:
