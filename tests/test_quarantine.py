@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+from datetime import datetime
 import io
 import re
 import shutil
@@ -18,6 +19,8 @@ from hub.config import settings
 from hub.pipeline import run_source
 from hub.replay import replay
 from quality import rules
+from quality.report_data import BEIJING, Week, collect
+from warehouse.db import connect
 
 runner = CliRunner()
 
@@ -77,6 +80,13 @@ def test_a_mapping_fix_then_replay_loads_the_held_records(db, hotline, strict_ca
     run = db.execute("SELECT trigger, extracted, loaded, quarantined FROM ops.run"
                      " WHERE run_id = %s", (summary.run_id,)).fetchone()
     assert run == ("replay", len(held), len(held), 0)
+
+    # The week's report counts them as replayed.
+    week = Week.containing(datetime.now(BEIJING))
+    with connect() as conn:
+        data = collect(conn, week)
+    [row] = [r for r in data.quarantine if r["source_system"] == source]
+    assert row["replayed"] == len(held)
 
 
 def test_replay_of_still_bad_records_keeps_them_held(db, hotline):
