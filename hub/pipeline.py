@@ -33,6 +33,7 @@ from hub.config import SourceConfig, SourcesFile, load_sources, settings
 from hub.failpoints import failpoint
 from hub.pii import protect
 from quality import store
+from quality.consistency import run_checks
 from quality.context import rule_context
 from quality.rules import RuleContext
 from quality.validate import Validated, validate
@@ -113,6 +114,8 @@ def execute(
         started = time.monotonic()
         try:
             body(Run(src, config, connector, summary, progress))
+            with connect() as conn:
+                run_checks(conn, src.connector, source, run_id)
         except BaseException as exc:
             summary.outcome, summary.error = "failed", f"{type(exc).__name__}: {exc}"
             summary.seconds = time.monotonic() - started
