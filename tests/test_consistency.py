@@ -5,12 +5,12 @@ from __future__ import annotations
 from datetime import datetime
 
 import yaml
-
 from conftest import HOTLINE_KEY, HOTLINE_SECRET
+
 from hub.pipeline import run_source
 from quality.consistency import TRANSFER_RULE
-from sandbox.citymgmt import CityMgmtData, CityMgmtDatabase
 from sandbox.city import City
+from sandbox.citymgmt import CityMgmtData, CityMgmtDatabase
 from sandbox.hotline12345 import HotlineData
 from sandbox.hotline_server import HotlineServer
 
