@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import csv
-from datetime import datetime
 import io
 import re
 import shutil
+from datetime import datetime
 from pathlib import Path
 
 import pytest
