@@ -34,6 +34,7 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
 
@@ -41,7 +42,14 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 from pydantic import Field, field_validator
 
-from connectors.base import Connector, Extract, SourceError, SourceSettings, Stream
+from connectors.base import (
+    Connector,
+    Extract,
+    SourceError,
+    SourceSettings,
+    Stream,
+    as_text,
+)
 
 log = logging.getLogger(__name__)
 
@@ -213,19 +221,13 @@ def read_xlsx(path: Path, fields: Sequence[str], *, chunk_rows: int,
 
 
 def _cell_text(value: Any) -> str | None:
-    """A cell as the text a person sees: 1201 not 1201.0, dates as yyyy-MM-dd HH:mm:ss."""
-    if value is None:
-        return None
-    if isinstance(value, str):
-        return value
-    if isinstance(value, bool):
-        return "true" if value else "false"
+    """A cell as the text a person sees: 1201 not 1201.0; None, text, booleans, numbers
+    and dates as an API's values read (as_text); other cell types (time, timedelta),
+    which as_text would write as JSON, as str() writes them."""
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
-    if isinstance(value, datetime):
-        return value.strftime("%Y-%m-%d %H:%M:%S")
-    if isinstance(value, date):
-        return value.isoformat()
+    if value is None or isinstance(value, str | int | float | Decimal | date):
+        return as_text(value)
     return str(value)
 
 

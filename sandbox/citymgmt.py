@@ -36,7 +36,6 @@ import random
 import secrets
 import signal
 import sys
-import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -51,8 +50,8 @@ from shapely import Polygon
 
 from sandbox import city as citymod
 from sandbox.city import City, Grid
-from sandbox.hotline12345 import SHANGHAI, HotlineData, default_end, fmt, now_local, parse_local
-from sandbox.platform import DemoPlatform
+from sandbox.hotline12345 import HotlineData, fmt, local_end, now_local, parse_local
+from sandbox.platform import DemoPlatform, run_until_interrupted
 
 CLASSES_CSV = Path(__file__).resolve().parent / "data" / "citymgmt_classes.csv"
 DEFAULT_CRS = "EPSG:4550"  # CGCS2000 / 3-degree Gauss-Kruger CM 123E (no zone prefix)
@@ -200,10 +199,7 @@ class CityMgmtData:
                  crs: str = DEFAULT_CRS):
         if days < 1:
             raise ValueError("days must be >= 1")
-        end = default_end() if end is None else end
-        if end.tzinfo is not None:
-            end = end.astimezone(SHANGHAI).replace(tzinfo=None)
-        self.city, self.days, self.end, self.crs = city, days, end.replace(microsecond=0), crs
+        self.city, self.days, self.end, self.crs = city, days, local_end(end), crs
         self.classes = load_classes()
         self._salt = ("citymgmt", city.scale, days, self.end.isoformat(), crs)
         self._to_projected = Transformer.from_crs(WGS84, crs, always_xy=True)
@@ -824,14 +820,12 @@ def main(argv: list[str] | None = None) -> int:
             print(f"password: {db.reader_password}", flush=True)
         print(f"{len(data.cases)} cases, {len(data.components)} components, "
               f"{len(data.unit_grids)} unit grids", file=sys.stderr, flush=True)
-        try:
-            while True:
-                time.sleep(args.advance_every or 3600)
-                if args.advance_every:
-                    print(f"advanced {len(db.advance(max(5, len(data.cases) // 20)))} cases",
-                          file=sys.stderr, flush=True)
-        except KeyboardInterrupt:
-            pass
+
+        def advance() -> None:
+            print(f"advanced {len(db.advance(max(5, len(data.cases) // 20)))} cases",
+                  file=sys.stderr, flush=True)
+
+        run_until_interrupted(every=args.advance_every, tick=advance)
     return 0
 
 

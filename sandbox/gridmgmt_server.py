@@ -31,22 +31,19 @@ import random
 import secrets
 import sys
 import threading
-import time
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from types import TracebackType
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
 from hub.config import secret_env_var
 from sandbox.city import City
 from sandbox.gridmgmt import GridData, Landing
 from sandbox.hotline12345 import now_local, parse_local
-from sandbox.platform import DemoPlatform
+from sandbox.http_base import Reply, Request, SimulatorServer, json_reply
+from sandbox.platform import DemoPlatform, run_until_interrupted
 
 EVENTS_PATH = "/grid/api/v2/events"
 MAX_LIMIT = 1000
@@ -81,59 +78,27 @@ def decode_cursor(cursor: str) -> int:
     return seq
 
 
-class GridPlatform:
+class GridPlatform(SimulatorServer):
     """The landing folder plus the events API, started and stopped together."""
+
+    server_version = "GridMgmt/2.0"
+    thread_name = "gridmgmt-server"
 
     def __init__(self, data: GridData, folder: Path, *, api_token: str | None = None,
                  faults: Faults | None = None, host: str = "127.0.0.1", port: int = 0,
                  clock: Callable[[], datetime] | None = None):
+        super().__init__(host, port)
         self.data = data
         self.landing = Landing(data, folder)
         self.api_token = api_token
         self._clock = clock or now_local
-        self._host, self._port = host, port
         self._lock = threading.RLock()
         self._stats: Counter[str] = Counter()
-        self._httpd: _HTTPServer | None = None
-        self._thread: threading.Thread | None = None
         self.set_faults(faults or Faults())
 
     @property
     def folder(self) -> Path:
         return self.landing.folder
-
-    # ---- lifecycle -------------------------------------------------------------
-
-    def start(self) -> GridPlatform:
-        if self._httpd is None:
-            self._httpd = _HTTPServer((self._host, self._port), _Handler, self)
-            self._thread = threading.Thread(target=self._httpd.serve_forever,
-                                            kwargs={"poll_interval": 0.05},
-                                            name="gridmgmt-server", daemon=True)
-            self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        if self._httpd is not None:
-            self._httpd.shutdown()
-            self._httpd.server_close()
-            if self._thread is not None:
-                self._thread.join(timeout=5)
-            self._httpd, self._thread = None, None
-
-    def __enter__(self) -> GridPlatform:
-        return self.start()
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.stop()
-
-    @property
-    def url(self) -> str:
-        if self._httpd is None:
-            raise RuntimeError("server not started")
-        host, port = str(self._httpd.server_address[0]), self._httpd.server_address[1]
-        return f"http://{'127.0.0.1' if host in ('0.0.0.0', '') else host}:{port}"
 
     # ---- control ---------------------------------------------------------------
 
@@ -163,7 +128,15 @@ class GridPlatform:
 
     # ---- the API ---------------------------------------------------------------
 
-    def handle_events(self, query: dict[str, list[str]], authorization: str | None) -> _Reply:
+    def route(self, request: Request) -> Reply:
+        method, path = request.method, request.path
+        if path.startswith("/_sandbox/"):
+            return self.handle_admin(method, path, request.body)
+        if path == EVENTS_PATH and method == "GET":
+            return self.handle_events(request.query, request.authorization)
+        return _reply(404, {"success": False, "message": f"not found: {method} {path}"})
+
+    def handle_events(self, query: dict[str, list[str]], authorization: str | None) -> Reply:
         with self._lock:
             self._stats["requests.events"] += 1
             if self.api_token and authorization != f"Bearer {self.api_token}":
@@ -196,7 +169,7 @@ class GridPlatform:
             return _reply(200, {"success": True, "events": events,
                                 "nextCursor": None if last is None else encode_cursor(last)})
 
-    def handle_admin(self, method: str, path: str, body: bytes) -> _Reply:
+    def handle_admin(self, method: str, path: str, body: bytes) -> Reply:
         if path == "/_sandbox/health":
             return _reply(200, {"ok": True})
         if path == "/_sandbox/stats":
@@ -207,69 +180,9 @@ class GridPlatform:
         return _reply(404, {"success": False, "message": f"no admin endpoint {method} {path}"})
 
 
-@dataclass
-class _Reply:
-    status: int
-    body: bytes
-    headers: dict[str, str] = field(default_factory=dict)
-
-
-def _reply(status: int, payload: Any, headers: dict[str, str] | None = None) -> _Reply:
-    return _Reply(status, json.dumps(payload, ensure_ascii=False).encode("utf-8"), headers or {})
-
-
-class _HTTPServer(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-
-    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler],
-                 app: GridPlatform):
-        self.app = app
-        super().__init__(address, handler)
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        if not isinstance(sys.exc_info()[1], ConnectionError):
-            super().handle_error(request, client_address)
-
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    server_version = "GridMgmt/2.0"
-    sys_version = ""
-    server: _HTTPServer
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-    def do_GET(self) -> None:
-        self._route("GET")
-
-    def do_POST(self) -> None:
-        self._route("POST")
-
-    def _route(self, method: str) -> None:
-        app = self.server.app
-        parts = urlsplit(self.path)
-        path = parts.path.rstrip("/") or "/"
-        length = int(self.headers.get("Content-Length") or 0)
-        body = self.rfile.read(length) if length > 0 else b""
-        if path.startswith("/_sandbox/"):
-            reply = app.handle_admin(method, path, body)
-        elif path == EVENTS_PATH and method == "GET":
-            reply = app.handle_events(parse_qs(parts.query, keep_blank_values=True),
-                                      self.headers.get("Authorization"))
-        else:
-            reply = _reply(404, {"success": False, "message": f"not found: {method} {path}"})
-        try:
-            self.send_response(reply.status)
-            self.send_header("Content-Type", "application/json; charset=utf-8")
-            self.send_header("Content-Length", str(len(reply.body)))
-            for name, value in reply.headers.items():
-                self.send_header(name, value)
-            self.end_headers()
-            self.wfile.write(reply.body)
-        except ConnectionError:
-            self.close_connection = True
+def _reply(status: int, payload: Any, headers: dict[str, str] | None = None) -> Reply:
+    # The grid API answers with json.dumps' default blanks after "," and ":".
+    return json_reply(status, payload, headers, compact=False)
 
 
 # ---------------------------------------------------------------- demo and CLI
@@ -318,13 +231,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     print(platform.url, flush=True)
     print(f"{len(names)} files in {platform.folder}, {len(data.events)} events",
           file=sys.stderr, flush=True)
-    try:
-        while True:
-            time.sleep(3600)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        platform.stop()
+    run_until_interrupted(platform.stop)
 
 
 if __name__ == "__main__":

@@ -170,6 +170,16 @@ def default_end() -> datetime:
     return now_local().replace(hour=0, minute=0, second=0)
 
 
+def local_end(end: datetime | None) -> datetime:
+    """A simulation's `end` argument as the simulators keep it: naive Asia/Shanghai time
+    to the second (a zoned time is converted); default_end() when not given."""
+    if end is None:
+        end = default_end()
+    elif end.tzinfo is not None:
+        end = end.astimezone(SHANGHAI).replace(tzinfo=None)
+    return end.replace(microsecond=0)
+
+
 @dataclass(frozen=True)
 class Category:
     code: str
@@ -241,13 +251,9 @@ class HotlineData:
             raise ValueError("days must be >= 1")
         if coordinate_system not in ("wgs84", "gcj02"):
             raise ValueError(f"coordinate_system must be wgs84 or gcj02, not {coordinate_system!r}")
-        if end is None:
-            end = default_end()
-        elif end.tzinfo is not None:
-            end = end.astimezone(SHANGHAI).replace(tzinfo=None)
         self.city = city
         self.days = days
-        self.end = end.replace(microsecond=0)
+        self.end = local_end(end)
         self.coordinate_system = coordinate_system
         self.categories = load_categories()
         self._category_by_code = {c.code: c for c in self.categories}

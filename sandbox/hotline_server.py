@@ -36,17 +36,15 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from types import TracebackType
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
 from sandbox.city import City
 from sandbox.hotline12345 import HotlineData, fmt, now_local, parse_local
-from sandbox.platform import DemoPlatform
+from sandbox.http_base import Reply, Request, SimulatorServer, json_reply
+from sandbox.platform import DemoPlatform, run_until_interrupted
 
 FAULT_KINDS = ("429", "500", "502", "503", "busy", "slow", "drop")
 DEFAULT_TOKEN_TTL_SECONDS = 7200
@@ -114,81 +112,31 @@ class _Token:
     revoked: bool = False
 
 
-@dataclass
-class _Reply:
-    status: int
-    body: bytes
-    content_type: str = "application/json; charset=utf-8"
-    headers: dict[str, str] = field(default_factory=dict)
+def _envelope(code: int, msg: str, data: Any = None, status: int = 200) -> Reply:
+    return json_reply(status, {"code": code, "msg": msg, "data": data})
 
 
-def _json_reply(status: int, payload: Any, headers: dict[str, str] | None = None) -> _Reply:
-    body = json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
-    return _Reply(status, body, headers=headers or {})
-
-
-def _envelope(code: int, msg: str, data: Any = None, status: int = 200) -> _Reply:
-    return _json_reply(status, {"code": code, "msg": msg, "data": data})
-
-
-class HotlineServer:
+class HotlineServer(SimulatorServer):
     """The platform, listening on host:port (port 0 = any free port) once started."""
+
+    server_version = "Hotline12345/1.0"
+    thread_name = "hotline12345-server"
+    disable_nagle_algorithm = True
 
     def __init__(self, data: HotlineData, app_key: str, app_secret: str,
                  faults: Faults | None = None, host: str = "127.0.0.1", port: int = 0,
                  clock: Callable[[], datetime] | None = None):
+        super().__init__(host, port)
         self.data = data
         self._app_key = app_key
         self._app_secret = app_secret
         self._clock = clock or now_local
-        self._host, self._port = host, port
         self._lock = threading.RLock()
         self._tokens: dict[str, _Token] = {}
         self._stats: Counter[str] = Counter()
         self._data_requests = 0
         self._rejections = 0
-        self._httpd: _HTTPServer | None = None
-        self._thread: threading.Thread | None = None
         self.set_faults(faults or Faults())
-
-    # ---- lifecycle -------------------------------------------------------------
-
-    def start(self) -> HotlineServer:
-        if self._httpd is None:
-            self._httpd = _HTTPServer((self._host, self._port), _Handler, self)
-            self._thread = threading.Thread(target=self._httpd.serve_forever,
-                                            kwargs={"poll_interval": 0.05},
-                                            name="hotline12345-server", daemon=True)
-            self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        if self._httpd is not None:
-            self._httpd.shutdown()
-            self._httpd.server_close()
-            if self._thread is not None:
-                self._thread.join(timeout=5)
-            self._httpd, self._thread = None, None
-
-    def __enter__(self) -> HotlineServer:
-        return self.start()
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.stop()
-
-    @property
-    def port(self) -> int:
-        if self._httpd is None:
-            raise RuntimeError("server not started")
-        return int(self._httpd.server_address[1])
-
-    @property
-    def url(self) -> str:
-        if self._httpd is None:
-            raise RuntimeError("server not started")
-        host = str(self._httpd.server_address[0])
-        return f"http://{'127.0.0.1' if host in ('0.0.0.0', '') else host}:{self.port}"
 
     # ---- control ---------------------------------------------------------------
 
@@ -230,11 +178,36 @@ class HotlineServer:
 
     # ---- request handling (called from handler threads) -----------------------
 
+    def route(self, request: Request) -> Reply | None:
+        method, path, body = request.method, request.path, request.body
+        if path.startswith("/_sandbox/"):
+            return self.handle_admin(method, path, body)
+        if path == "/api/v1/auth/token" and method == "POST":
+            return self.handle_auth(body)
+        if path == "/api/v1/workorders" and method == "GET":
+            return self._workorders(request)
+        self._count("requests.other")
+        return json_reply(404, {"code": 404, "msg": f"not found: {method} {path}", "data": None})
+
+    def _workorders(self, request: Request) -> Reply | None:
+        """Faults first (None = drop the connection), then the token, then the page."""
+        kind = self.decide_fault()
+        if kind == "drop":
+            return None
+        if kind == "slow":
+            time.sleep(self.faults.slow_seconds)
+        elif kind is not None:
+            return self.fault_reply(kind)
+        rejection = self.check_token(request.authorization)
+        if rejection is not None:
+            return rejection
+        return self.handle_workorders(request.query)
+
     def _count(self, key: str, n: int = 1) -> None:
         with self._lock:
             self._stats[key] += n
 
-    def handle_auth(self, body: bytes) -> _Reply:
+    def handle_auth(self, body: bytes) -> Reply:
         self._count("requests.auth")
         try:
             creds = json.loads(body or b"null")
@@ -265,19 +238,19 @@ class HotlineServer:
             self._stats[f"fault.{kind}"] += 1
             return kind
 
-    def fault_reply(self, kind: str) -> _Reply:
+    def fault_reply(self, kind: str) -> Reply:
         if kind == "429":
-            return _json_reply(429, {"code": 429, "msg": "too many requests", "data": None},
+            return json_reply(429, {"code": 429, "msg": "too many requests", "data": None},
                                {"Retry-After": "1"})
         if kind == "500":
-            return _json_reply(500, {"code": 500, "msg": "Internal Server Error", "data": None})
+            return json_reply(500, {"code": 500, "msg": "Internal Server Error", "data": None})
         if kind in ("502", "503"):
             reason = {"502": "Bad Gateway", "503": "Service Temporarily Unavailable"}[kind]
             page = _GATEWAY_PAGE.format(status=kind, reason=reason)
-            return _Reply(int(kind), page.encode("ascii"), "text/html")
+            return Reply(int(kind), page.encode("ascii"), "text/html")
         return _envelope(BUSY, "系统繁忙")
 
-    def check_token(self, authorization: str | None) -> _Reply | None:
+    def check_token(self, authorization: str | None) -> Reply | None:
         """None if the bearer token is good; otherwise the rejection to send."""
         scheme, _, token = (authorization or "").partition(" ")
         token = token.strip()
@@ -304,11 +277,11 @@ class HotlineServer:
             self._stats["rejected.401" if as_401 else "rejected.40101"] += 1
         msg = f"access token {reason}"
         if as_401:
-            return _json_reply(401, {"code": 401, "msg": msg, "data": None},
+            return json_reply(401, {"code": 401, "msg": msg, "data": None},
                                {"WWW-Authenticate": 'Bearer error="invalid_token"'})
         return _envelope(TOKEN_INVALID, msg)
 
-    def handle_workorders(self, query: dict[str, list[str]]) -> _Reply:
+    def handle_workorders(self, query: dict[str, list[str]]) -> Reply:
         def param(name: str) -> str | None:
             values = query.get(name)
             return values[-1] if values and values[-1] != "" else None
@@ -343,125 +316,45 @@ class HotlineServer:
             self._stats["records_served"] += len(records)
         return reply
 
-    def _bad(self, msg: str) -> _Reply:
+    def _bad(self, msg: str) -> Reply:
         self._count("bad_requests")
         return _envelope(BAD_PARAMETER, msg)
 
-    def handle_admin(self, method: str, path: str, body: bytes) -> _Reply:
+    def handle_admin(self, method: str, path: str, body: bytes) -> Reply:
         self._count("requests.admin")
         try:
             payload = json.loads(body) if body else {}
         except ValueError:
-            return _json_reply(400, {"error": "invalid JSON"})
+            return json_reply(400, {"error": "invalid JSON"})
         if path == "/_sandbox/health" and method == "GET":
-            return _json_reply(200, {"ok": True})
+            return json_reply(200, {"ok": True})
         if path == "/_sandbox/stats" and method == "GET":
-            return _json_reply(200, self.stats())
+            return json_reply(200, self.stats())
         if path == "/_sandbox/faults" and method == "GET":
-            return _json_reply(200, self.faults.to_json())
+            return json_reply(200, self.faults.to_json())
         if path == "/_sandbox/faults" and method == "POST":
             try:
                 faults = Faults.from_json(payload)
             except (TypeError, ValueError) as e:
-                return _json_reply(400, {"error": str(e)})
+                return json_reply(400, {"error": str(e)})
             self.set_faults(faults)
-            return _json_reply(200, faults.to_json())
+            return json_reply(200, faults.to_json())
         if path == "/_sandbox/advance" and method == "POST":
             n = payload.get("orders", 1) if isinstance(payload, dict) else None
             if not isinstance(n, int) or n < 0:
-                return _json_reply(400, {"error": 'body must be {"orders": <n >= 0>}'})
+                return json_reply(400, {"error": 'body must be {"orders": <n >= 0>}'})
             changed = self.advance(n)
             with self._lock:
                 stamped = (self.data.orders[changed[0]]["updateTime"] if changed else None)
-            return _json_reply(200, {"orderNos": changed, "updateTime": stamped})
+            return json_reply(200, {"orderNos": changed, "updateTime": stamped})
         if path == "/_sandbox/truth" and method == "GET":
             with self._lock:
                 truth = {no: {"incident_id": t.incident_id, "person_index": t.person_index,
                               "defects": sorted(t.defects), "point_wgs84": list(t.point_wgs84),
                               "grid_code": t.grid_code}
                          for no, t in self.data.truth.items()}
-            return _json_reply(200, truth)
-        return _json_reply(404, {"error": f"no admin endpoint {method} {path}"})
-
-
-class _HTTPServer(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-
-    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler],
-                 app: HotlineServer):
-        self.app = app
-        super().__init__(address, handler)
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        # A client that timed out or hung up is part of the game, not an error.
-        if not isinstance(sys.exc_info()[1], ConnectionError):
-            super().handle_error(request, client_address)
-
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    disable_nagle_algorithm = True  # headers and body go out as separate writes
-    server_version = "Hotline12345/1.0"
-    sys_version = ""
-    server: _HTTPServer
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-    def do_GET(self) -> None:
-        self._route("GET")
-
-    def do_POST(self) -> None:
-        self._route("POST")
-
-    def _body(self) -> bytes:
-        length = int(self.headers.get("Content-Length") or 0)
-        return self.rfile.read(length) if length > 0 else b""
-
-    def _route(self, method: str) -> None:
-        app = self.server.app
-        parts = urlsplit(self.path)
-        path = parts.path.rstrip("/") or "/"
-        body = self._body()
-        if path.startswith("/_sandbox/"):
-            self._send(app.handle_admin(method, path, body))
-        elif path == "/api/v1/auth/token" and method == "POST":
-            self._send(app.handle_auth(body))
-        elif path == "/api/v1/workorders" and method == "GET":
-            self._workorders(app, parts.query)
-        else:
-            app._count("requests.other")
-            self._send(_json_reply(404, {"code": 404, "msg": f"not found: {method} {path}",
-                                         "data": None}))
-
-    def _workorders(self, app: HotlineServer, query: str) -> None:
-        kind = app.decide_fault()
-        if kind == "drop":
-            self.close_connection = True
-            return
-        if kind == "slow":
-            time.sleep(app.faults.slow_seconds)
-        elif kind is not None:
-            self._send(app.fault_reply(kind))
-            return
-        rejection = app.check_token(self.headers.get("Authorization"))
-        if rejection is not None:
-            self._send(rejection)
-            return
-        self._send(app.handle_workorders(parse_qs(query, keep_blank_values=True)))
-
-    def _send(self, reply: _Reply) -> None:
-        try:
-            self.send_response(reply.status)
-            self.send_header("Content-Type", reply.content_type)
-            self.send_header("Content-Length", str(len(reply.body)))
-            for name, value in reply.headers.items():
-                self.send_header(name, value)
-            self.end_headers()
-            self.wfile.write(reply.body)
-        except ConnectionError:
-            self.close_connection = True
+            return json_reply(200, truth)
+        return json_reply(404, {"error": f"no admin endpoint {method} {path}"})
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -499,13 +392,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     print(server.url, flush=True)
     print(f"{len(data.orders)} work orders, updated up to {data.end:%Y-%m-%d %H:%M:%S}",
           file=sys.stderr, flush=True)
-    try:
-        while True:
-            time.sleep(3600)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.stop()
+    run_until_interrupted(server.stop)
 
 
 if __name__ == "__main__":

@@ -1,8 +1,10 @@
-"""What the demo and the connector conformance test need of any running simulator."""
+"""What the demo and the connector conformance test need of any running simulator, and
+the foreground loop of a simulator run from the command line."""
 
 from __future__ import annotations
 
 import importlib
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,3 +40,19 @@ def start(connector: str, city: City, days: int, workdir: Path, source: str) -> 
     starter = getattr(importlib.import_module(module), function)
     platform: DemoPlatform = starter(city, days, workdir, source)
     return platform
+
+
+def run_until_interrupted(stop: Callable[[], None] | None = None, *, every: float = 0.0,
+                          tick: Callable[[], None] | None = None) -> None:
+    """Keep a simulator run from the command line alive until Ctrl-C, calling `tick` (the
+    platform moving on) every `every` seconds when both are given; `stop` it at the end."""
+    try:
+        while True:
+            time.sleep(every or 3600)
+            if every and tick is not None:
+                tick()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        if stop is not None:
+            stop()

@@ -38,8 +38,8 @@ from types import TracebackType
 from typing import Any
 
 from sandbox.city import City, Grid
-from sandbox.hotline12345 import SHANGHAI, default_end, fmt, now_local, parse_local
-from sandbox.platform import DemoPlatform
+from sandbox.hotline12345 import SHANGHAI, fmt, local_end, now_local, parse_local
+from sandbox.platform import DemoPlatform, run_until_interrupted
 
 GRIDS_PER_CAMERA = 1
 CAMERAS_PER_NVR = 16
@@ -99,13 +99,9 @@ class VideoData:
     def __init__(self, city: City, days: int = 1, end: datetime | None = None):
         if days < 1:
             raise ValueError("days must be >= 1")
-        if end is None:
-            end = default_end()
-        elif end.tzinfo is not None:
-            end = end.astimezone(SHANGHAI).replace(tzinfo=None)
         self.city = city
         self.days = days
-        self.end = end.replace(microsecond=0)
+        self.end = local_end(end)
         self._salt = ("video", city.scale, days, self.end.isoformat())
         self.lock = threading.RLock()
         self.devices: dict[str, dict[str, Any]] = {}  # deviceId → record as served
@@ -494,17 +490,12 @@ def main(argv: list[str] | None = None) -> None:
     print(f"{len(data.devices)} devices; {len(published)} alarms published on "
           f"{platform.alarm_topic} at {platform.mqtt_host}:{platform.mqtt_port}",
           file=sys.stderr, flush=True)
-    try:
-        while True:
-            time.sleep(args.advance_every or 3600)
-            if args.advance_every:
-                data.advance()
-                print(f"published {len(platform.publish())} new alarms", file=sys.stderr,
-                      flush=True)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        platform.stop()
+
+    def advance() -> None:
+        data.advance()
+        print(f"published {len(platform.publish())} new alarms", file=sys.stderr, flush=True)
+
+    run_until_interrupted(platform.stop, every=args.advance_every, tick=advance)
 
 
 if __name__ == "__main__":

@@ -16,12 +16,10 @@ from __future__ import annotations
 
 import json
 import random
-import sys
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
+from sandbox.http_base import Reply, Request, SimulatorServer, json_reply
 from sandbox.video import VideoData
 
 MAX_PAGE_SIZE = 1000
@@ -32,40 +30,27 @@ def _body(code: str, msg: str, data: Any = None) -> dict[str, Any]:
     return {"code": code, "msg": msg, "data": data}
 
 
-class VideoServer:
+class VideoServer(SimulatorServer):
+    server_version = "VMS/3.2"
+    thread_name = "video-server"
+
     def __init__(self, data: VideoData, host: str = "127.0.0.1", port: int = 0,
                  error_rate: float = 0.0, seed: int = 0):
+        super().__init__(host, port)
         self.data = data
-        self._host, self._port = host, port
         self._lock = threading.Lock()
         self.error_rate = error_rate
         self._rng = random.Random(f"video-faults:{seed}")
         self.requests = {"devices": 0, "alarms": 0, "faults": 0}
-        self._httpd: _HTTPServer | None = None
-        self._thread: threading.Thread | None = None
 
-    def start(self) -> VideoServer:
-        if self._httpd is None:
-            self._httpd = _HTTPServer((self._host, self._port), _Handler, self)
-            self._thread = threading.Thread(target=self._httpd.serve_forever,
-                                            kwargs={"poll_interval": 0.05},
-                                            name="video-server", daemon=True)
-            self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        if self._httpd is not None:
-            self._httpd.shutdown()
-            self._httpd.server_close()
-            if self._thread is not None:
-                self._thread.join(timeout=5)
-            self._httpd, self._thread = None, None
-
-    @property
-    def url(self) -> str:
-        if self._httpd is None:
-            raise RuntimeError("server not started")
-        return f"http://127.0.0.1:{self._httpd.server_address[1]}"
+    def route(self, request: Request) -> Reply:
+        method, path = request.method, request.path
+        if path.startswith("/_sandbox/"):
+            return json_reply(*self.admin(method, path, request.body))
+        if method == "GET" and path in ("/vms/api/devices", "/vms/api/alarms"):
+            fault = self.fault("devices" if path.endswith("devices") else "alarms")
+            return json_reply(*(fault or self.handle(path, request.query)))
+        return json_reply(404, {"code": "404", "msg": f"not found: {method} {path}", "data": None})
 
     def fault(self, what: str) -> tuple[int, dict[str, Any]] | None:
         with self._lock:
@@ -120,61 +105,3 @@ class VideoServer:
             payload = json.loads(body) if body else {}
             return 200, self.data.advance(alarms=payload.get("alarms"))
         return 404, {"error": f"no admin endpoint {method} {path}"}
-
-
-class _HTTPServer(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-
-    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler],
-                 app: VideoServer):
-        self.app = app
-        super().__init__(address, handler)
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        if not isinstance(sys.exc_info()[1], ConnectionError):
-            super().handle_error(request, client_address)
-
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    server_version = "VMS/3.2"
-    sys_version = ""
-    server: _HTTPServer
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-    def do_GET(self) -> None:
-        self._route("GET")
-
-    def do_POST(self) -> None:
-        self._route("POST")
-
-    def _route(self, method: str) -> None:
-        app = self.server.app
-        parts = urlsplit(self.path)
-        path = parts.path.rstrip("/") or "/"
-        length = int(self.headers.get("Content-Length") or 0)
-        body = self.rfile.read(length) if length > 0 else b""
-        if path.startswith("/_sandbox/"):
-            self._send(*app.admin(method, path, body))
-        elif method == "GET" and path in ("/vms/api/devices", "/vms/api/alarms"):
-            fault = app.fault("devices" if path.endswith("devices") else "alarms")
-            if fault is not None:
-                self._send(*fault)
-            else:
-                self._send(*app.handle(path, parse_qs(parts.query, keep_blank_values=True)))
-        else:
-            self._send(404, {"code": "404", "msg": f"not found: {method} {path}", "data": None})
-
-    def _send(self, status: int, payload: Any) -> None:
-        body = json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
-        try:
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json; charset=utf-8")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-        except ConnectionError:
-            self.close_connection = True

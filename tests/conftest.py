@@ -13,11 +13,12 @@ import secrets
 import shutil
 import socket
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import psycopg
 import pytest
+from psycopg import sql
 
 SESSION_HOME = Path(tempfile.mkdtemp(prefix="hub-test-"))
 TEST_DB = f"hub_test_{os.getpid()}"
@@ -112,6 +113,36 @@ def pytest_report_header(config: pytest.Config) -> str:
 
 
 # ------------------------------------------------------------------ the 12345 platform
+
+# ---- what the pipeline tests ask of the warehouse (plain functions: `from conftest import`)
+
+
+def quarantined(db: psycopg.Connection, source: str, entity: str) -> dict[str, str]:
+    """source_id → rule of a source's records of an entity held in quarantine now."""
+    return dict(db.execute("SELECT source_id, rule FROM quality.quarantine WHERE source_system"
+                           " = %s AND entity = %s AND state = 'open'", (source, entity)).fetchall())
+
+
+def findings(db: psycopg.Connection, source: str, entity: str) -> dict[str, set[str]]:
+    """source_id → the rules a source's records of an entity were found to break."""
+    out: dict[str, set[str]] = {}
+    for sid, rule in db.execute("SELECT source_id, rule FROM quality.finding WHERE"
+                                " source_system = %s AND entity = %s", (source, entity)):
+        out.setdefault(sid, set()).add(rule)
+    return out
+
+
+def assert_one_current_row_each(db: psycopg.Connection, source: str,
+                                tables: Iterable[str]) -> None:
+    """Each table holds current rows of the source, and one only per source_id: what a
+    rerun that duplicated a record would break."""
+    for table in tables:
+        total, distinct = db.execute(
+            sql.SQL("SELECT count(*), count(DISTINCT source_id) FROM {} WHERE source_system = %s"
+                    " AND valid_to IS NULL").format(sql.Identifier(*table.split("."))),
+            (source,)).fetchone()
+        assert total == distinct > 0, table
+
 
 HOTLINE_KEY, HOTLINE_SECRET = "test-app-key", "test-app-secret"
 # The end of the simulated history: fixed, so every test sees the same orders.

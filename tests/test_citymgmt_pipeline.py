@@ -16,6 +16,7 @@ import psycopg
 import pytest
 import sqlalchemy as sa
 import yaml
+from conftest import assert_one_current_row_each, findings, quarantined
 from psycopg import sql
 
 from connectors.citymgmt import CityMgmt
@@ -108,19 +109,6 @@ def current(db: psycopg.Connection, source: str, table: str, column: str = "reco
     return dict(rows)
 
 
-def quarantined(db: psycopg.Connection, source: str, entity: str) -> dict[str, str]:
-    return dict(db.execute("SELECT source_id, rule FROM quality.quarantine WHERE source_system"
-                           " = %s AND entity = %s AND state = 'open'", (source, entity)).fetchall())
-
-
-def findings(db: psycopg.Connection, source: str, entity: str) -> dict[str, set[str]]:
-    out: dict[str, set[str]] = {}
-    for sid, rule in db.execute("SELECT source_id, rule FROM quality.finding WHERE"
-                                " source_system = %s AND entity = %s", (source, entity)):
-        out.setdefault(sid, set()).add(rule)
-    return out
-
-
 def platform_rows(sim: CityMgmtDatabase, stream: str) -> dict[str, dict[str, Any]]:
     return {"cases": sim.data.cases, "components": sim.data.components,
             "unit_grids": sim.data.unit_grids}[stream]
@@ -155,12 +143,8 @@ def test_running_again_adds_no_duplicate(db, loaded):
     source, config, _, _ = loaded
     again = run_source(source, config)
     assert (again.inserted, again.updated) == (0, 0)
-    for table in ("core.event", "core.thing", "core.grid", "core.organization"):
-        total, distinct = db.execute(
-            sql.SQL("SELECT count(*), count(DISTINCT source_id) FROM {} WHERE source_system = %s"
-                    " AND valid_to IS NULL").format(sql.Identifier(*table.split("."))),
-            (source,)).fetchone()
-        assert total == distinct > 0, table
+    assert_one_current_row_each(
+        db, source, ("core.event", "core.thing", "core.grid", "core.organization"))
 
 
 def test_updated_cases_and_components_arrive_with_history(db, citymgmt):

@@ -14,6 +14,7 @@ from typing import Any
 import psycopg
 import pytest
 import yaml
+from conftest import assert_one_current_row_each, findings, quarantined
 from psycopg import sql
 
 from conform.gridmgmt import party_key
@@ -118,23 +119,10 @@ def residents_on(data: GridData, day: date) -> set[str]:
             if "bad_birth_date" not in data.truth.residents.get(i, ResidentTruth(i)).defects}
 
 
-def quarantined(db: psycopg.Connection, source: str, entity: str) -> dict[str, str]:
-    return dict(db.execute("SELECT source_id, rule FROM quality.quarantine WHERE source_system"
-                           " = %s AND entity = %s AND state = 'open'", (source, entity)).fetchall())
-
-
 def resident_key(city: City, index: int) -> str:
     from hub.pii import keyed_hash
 
     return "resident:" + keyed_hash(city.person(index).id_number)
-
-
-def findings(db: psycopg.Connection, source: str, entity: str) -> dict[str, set[str]]:
-    out: dict[str, set[str]] = {}
-    for sid, rule in db.execute("SELECT source_id, rule FROM quality.finding WHERE"
-                                " source_system = %s AND entity = %s", (source, entity)):
-        out.setdefault(sid, set()).add(rule)
-    return out
 
 
 def file_record(db: psycopg.Connection, source: str, stream: str) -> dict[str, Any]:
@@ -336,12 +324,7 @@ def test_a_rerun_adds_nothing_and_no_file_is_read_twice(db, loaded):
     assert again.extracted <= 25
     assert outcomes(db, source, "houses")["houses_20261101.xlsx"] == "stale"
     assert {t: current_hashes(db, source, t) for t in CORE} == before
-    for table in CORE:
-        total, distinct = db.execute(
-            sql.SQL("SELECT count(*), count(DISTINCT source_id) FROM {} WHERE source_system = %s"
-                    " AND valid_to IS NULL").format(sql.Identifier(*table.split("."))),
-            (source,)).fetchone()
-        assert total == distinct > 0, table
+    assert_one_current_row_each(db, source, CORE)
 
 
 def test_updated_events_arrive_with_history(db, loaded):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import psycopg
 import pytest
+from conftest import assert_one_current_row_each, quarantined
 from psycopg import sql
 
 from hub.pipeline import run_source
@@ -21,11 +22,6 @@ def current(db: psycopg.Connection, source: str, table: str = "core.event") -> d
     return {r[0]: (r[1], r[2]) for r in rows}
 
 
-def quarantined(db: psycopg.Connection, source: str) -> dict[str, str]:
-    return dict(db.execute("SELECT source_id, rule FROM quality.quarantine WHERE source_system"
-                           " = %s AND entity = 'event' AND state = 'open'", (source,)).fetchall())
-
-
 def test_first_run_loads_every_order_and_counts_reconcile(db, hotline):
     source, config, server = hotline()
     summary = run_source(source, config)
@@ -33,7 +29,7 @@ def test_first_run_loads_every_order_and_counts_reconcile(db, hotline):
     assert summary.outcome == "succeeded"
     assert summary.extracted == len(orders)
     assert summary.extracted == summary.loaded + summary.quarantined
-    loaded, held = current(db, source), quarantined(db, source)
+    loaded, held = current(db, source), quarantined(db, source, "event")
     assert set(loaded) | set(held) == set(orders)
     assert not set(loaded) & set(held)
     assert (len(loaded), len(held)) == (summary.loaded, summary.quarantined)
@@ -49,12 +45,7 @@ def test_running_again_adds_no_duplicate(db, hotline):
     run_source(source, config)
     again = run_source(source, config)
     assert (again.inserted, again.updated) == (0, 0)
-    for table in CORE:
-        total, distinct = db.execute(
-            sql.SQL("SELECT count(*), count(DISTINCT source_id) FROM {} WHERE source_system = %s"
-                    " AND valid_to IS NULL").format(sql.Identifier(*table.split("."))),
-            (source,)).fetchone()
-        assert total == distinct > 0, table
+    assert_one_current_row_each(db, source, CORE)
 
 
 def test_an_updated_order_shows_its_new_status_and_keeps_the_old(db, hotline):
@@ -91,7 +82,7 @@ def test_faults_and_token_expiry_load_exactly_what_a_clean_run_loads(db, hotline
     ours = {k: v[0] for k, v in current(db, faulty).items()}
     theirs = {k: v[0] for k, v in current(db, clean).items()}
     assert ours == theirs
-    assert set(quarantined(db, faulty)) == set(quarantined(db, clean))
+    assert set(quarantined(db, faulty, "event")) == set(quarantined(db, clean, "event"))
 
 
 def test_pages_shifting_under_the_read_lose_and_duplicate_nothing(db, hotline):
@@ -100,7 +91,7 @@ def test_pages_shifting_under_the_read_lose_and_duplicate_nothing(db, hotline):
     run_source(source, config)
     server.set_faults(Faults())
     run_source(source, config)  # picks up what moved past the first run's window
-    loaded, held = current(db, source), quarantined(db, source)
+    loaded, held = current(db, source), quarantined(db, source, "event")
     assert set(loaded) | set(held) == set(server.data.orders)
     for no, (_, status) in loaded.items():
         assert server.data.orders[no]["status"] in _SOURCE_STATUSES[status], no
@@ -117,7 +108,7 @@ def test_bad_records_are_quarantined_or_flagged_with_reasons(db, hotline):
     source, config, server = hotline()
     run_source(source, config)
     truth = server.data.truth
-    held = quarantined(db, source)
+    held = quarantined(db, source, "event")
     findings: dict[str, set[str]] = {}
     for sid, rule in db.execute("SELECT source_id, rule FROM quality.finding WHERE"
                                 " source_system = %s AND entity = 'event'", (source,)):

@@ -18,6 +18,7 @@ from typing import Any
 import psycopg
 import pytest
 import yaml
+from conftest import assert_one_current_row_each, findings, quarantined
 from psycopg import sql
 
 from hub.pipeline import run_source
@@ -121,19 +122,6 @@ def current(db: psycopg.Connection, source: str, table: str, *columns: str) -> d
     return {r[0]: tuple(r[1:]) for r in rows}
 
 
-def findings(db: psycopg.Connection, source: str, entity: str) -> dict[str, set[str]]:
-    out: dict[str, set[str]] = {}
-    for sid, rule in db.execute("SELECT source_id, rule FROM quality.finding WHERE"
-                                " source_system = %s AND entity = %s", (source, entity)):
-        out.setdefault(sid, set()).add(rule)
-    return out
-
-
-def quarantined(db: psycopg.Connection, source: str, entity: str) -> dict[str, str]:
-    return dict(db.execute("SELECT source_id, rule FROM quality.quarantine WHERE source_system"
-                           " = %s AND entity = %s AND state = 'open'", (source, entity)).fetchall())
-
-
 def test_with_the_collector_down_the_backfill_loads_every_alarm_once(db, loaded):
     src, summary = loaded
     published = src.data.distinct_published()
@@ -160,12 +148,7 @@ def test_running_again_adds_nothing(db, loaded):
     again = run_source(src.name, src.config)
     assert (again.inserted, again.updated, again.closed) == (0, 0, 0)
     assert again.extracted > 0, "the snapshot and the overlap window are read again"
-    for table in CORE:
-        total, distinct = db.execute(
-            sql.SQL("SELECT count(*), count(DISTINCT source_id) FROM {} WHERE source_system = %s"
-                    " AND valid_to IS NULL").format(sql.Identifier(*table.split("."))),
-            (src.name,)).fetchone()
-        assert total == distinct > 0, table
+    assert_one_current_row_each(db, src.name, CORE)
 
 
 def test_device_changes_keep_history_and_a_retired_device_is_closed(db, video):
