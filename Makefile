@@ -4,6 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 N ?= 1000000
+KIND ?= all
 
 .PHONY: demo test bench lint install clean
 
@@ -26,7 +27,7 @@ test: $(STAMP)
 	$(BIN)/pytest -q
 
 bench: $(STAMP)
-	$(BIN)/python -m bench.load_bench --rows $(N)
+	$(BIN)/python -m bench.load_bench --rows $(N) --kind $(KIND)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -63,7 +63,8 @@ CREATE TABLE ops.snapshot_seen (
     snapshot_id   text NOT NULL,
     source_id     text NOT NULL
 );
-CREATE INDEX snapshot_seen_key ON ops.snapshot_seen (source_system, stream, snapshot_id, source_id);
+-- No index: rows arrive by COPY a whole batch at a time and are read once, by a hash
+-- anti join when the snapshot completes; an index would only slow the COPY.
 
 -- Every rejected record, with why, and what happened to it since.
 CREATE TABLE quality.quarantine (
