@@ -31,6 +31,7 @@ from psycopg.types.json import Jsonb
 
 from hub.config import settings
 from quality import report_charts
+from quality.display import mask_text
 from quality.report_data import BEIJING, DIMENSIONS, ReportData, Week, collect
 from warehouse.db import connect
 from warehouse.migrate import migrate
@@ -52,31 +53,11 @@ DIMENSION_NOTES = {
     "唯一性": "同一记录是否重复",
 }
 
-# 18-character (or legacy 15-digit) ID numbers and mainland mobile / landline numbers,
-# not glued to other digits (order numbers and codes are longer digit runs).
-_ID_NUMBER = re.compile(r"(?<![0-9A-Za-z])(\d{6})(\d{8})(\d{3}[\dXx])(?![0-9A-Za-z])"
-                        r"|(?<![0-9A-Za-z])(\d{6})(\d{5})(\d{4})(?![0-9A-Za-z])")
-_MOBILE = re.compile(r"(?<!\d)(?:\+?86[- ]?)?(1[3-9]\d)[- ]?(\d{4})[- ]?(\d{4})(?!\d)")
-_LANDLINE = re.compile(r"(?<!\d)(0\d{2,3})[- ]?(\d{3,4})(\d{4})(?!\d)")
 # Free text (content, address) can name anyone and anywhere: left out of examples.
 _FREE_TEXT_KEY = re.compile(r"content|description|address|addr|title|remark|memo|内容|地址|描述",
                             re.IGNORECASE)
 _PERSONAL_KEY = re.compile(r"name|phone|tel|mobile|idno|id_?number|id_?card|cert|身份证|电话|手机|姓名",
                            re.IGNORECASE)
-
-
-def mask_text(text: object) -> str:
-    """`text` with every ID number and phone number in it masked (211103********123X, 138****8000)."""
-    s = "" if text is None else str(text)
-
-    def ident(m: re.Match[str]) -> str:
-        if m.group(1):
-            return m.group(1) + "*" * 8 + m.group(3)
-        return m.group(4) + "*" * 5 + m.group(6)
-
-    s = _ID_NUMBER.sub(ident, s)
-    s = _MOBILE.sub(lambda m: f"{m.group(1)}****{m.group(3)}", s)
-    return _LANDLINE.sub(lambda m: f"{m.group(1)}****{m.group(3)}", s)
 
 
 def mask_payload(payload: Mapping[str, Any] | None) -> list[tuple[str, str]]:

@@ -31,7 +31,8 @@ from hub.dag_reports import (
     week_before,
 )
 from hub.pipeline import run_source
-from quality.report import build, chromium_command, find_chromium, mask_payload, mask_text
+from quality.display import mask_text
+from quality.report import build, chromium_command, find_chromium, mask_payload
 from quality.report_data import Week
 
 WEEK = "2026-W47"
@@ -241,6 +242,8 @@ def test_pdf_without_chromium_fails_clearly(warehouse, tmp_path, monkeypatch):
     ("+86 138-1234-8000", "138****8000"),
     ("ID 21110319900101123X ok", "ID 211103********123X ok"),
     ("legacy 211103900101123", "legacy 211103*****1123"),
+    ("spaced 211103 19900101 104x", "spaced 211103********104x"),
+    ("dashed 211103-19900101-104X", "dashed 211103********104X"),
     ("0427-2812345", "0427****2345"),
     ("order 2111261110000001 stays", "order 2111261110000001 stays"),
     ("street 211102008 stays", "street 211102008 stays"),
