@@ -75,6 +75,10 @@ class SourceSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     timezone: str = Field("Asia/Shanghai", description="time zone of the platform's local times")
+    min_snapshot_ratio: float = Field(
+        0.5, ge=0, le=1,
+        description="snapshot streams: refuse a complete snapshot smaller than this share of "
+                    "the current records (a truncated file would close them all); 0 = off")
 
     @classmethod
     def secret_fields(cls) -> list[str]:

@@ -208,7 +208,9 @@ class Run:
                 # Quarantined records were in the snapshot too: present, not gone.
                 record_seen(conn, source, stream.name, batch.snapshot_id, raw[stream.key_field])
                 if batch.snapshot_complete:
-                    closed = close_missing(conn, primary, source, stream.name, batch.snapshot_id)
+                    closed = close_missing(
+                        conn, primary, source, stream.name, batch.snapshot_id,
+                        min_ratio=self.connector.settings.min_snapshot_ratio)
             if stream.name not in self.gx_done:
                 store.record_gx(conn, run_id, primary, self.summary.batches, checked, self.ctx)
                 self.gx_done.add(stream.name)

@@ -6,12 +6,13 @@ from datetime import UTC, datetime
 
 import psycopg
 import pyarrow as pa
+import pytest
 
 from conform.base import build
 from hub.pii import protect
 from schemas.model import EVENT, PERSON
 from warehouse.db import connect
-from warehouse.loader import close_missing, merge, record_seen
+from warehouse.loader import SnapshotTooSmall, close_missing, merge, record_seen
 
 T0 = datetime(2026, 11, 20, 1, 0, tzinfo=UTC)
 T1 = datetime(2026, 11, 20, 2, 0, tzinfo=UTC)
@@ -126,3 +127,21 @@ def test_snapshot_closes_the_missing_and_reopens_the_returning(db, warehouse):
 def current_people(db: psycopg.Connection, system: str) -> list[str]:
     return [r[0] for r in db.execute("SELECT source_id FROM core.person WHERE source_system = %s"
                                      " AND valid_to IS NULL", (system,))]
+
+
+def test_a_snapshot_far_smaller_than_the_register_is_refused(db, warehouse):
+    def people(ids: list[str]) -> pa.Table:
+        return protect(PERSON, build(PERSON, {"source_id": pa.array(ids),
+                                              "role": pa.scalar("resident")}, len(ids)))
+
+    everyone = [f"r{i}" for i in range(10)]
+    with connect() as conn:
+        merge(conn, PERSON, people(everyone), source_system="t_trunc", stream="residents",
+              run_id=None)  # type: ignore[arg-type]
+        record_seen(conn, "t_trunc", "residents", "day1", pa.array(everyone))
+        close_missing(conn, PERSON, "t_trunc", "residents", "day1", min_ratio=0.5)
+    with pytest.raises(SnapshotTooSmall, match="holds 2 records where 10 are current"):
+        with connect() as conn:  # a truncated export: two rows
+            record_seen(conn, "t_trunc", "residents", "day2", pa.array(everyone[:2]))
+            close_missing(conn, PERSON, "t_trunc", "residents", "day2", min_ratio=0.5)
+    assert len(current_people(db, "t_trunc")) == 10  # nobody was taken off the register

@@ -177,10 +177,38 @@ def record_seen(conn: psycopg.Connection, source_system: str, stream: str, snaps
     }), sql.Identifier("ops", "snapshot_seen"))
 
 
+class SnapshotTooSmall(RuntimeError):
+    """A complete snapshot would close more records than a platform plausibly lost."""
+
+
 def close_missing(conn: psycopg.Connection, entity: Entity, source_system: str, stream: str,
-                  snapshot_id: str) -> int:
-    """The snapshot is complete: close current records of the stream it did not contain."""
+                  snapshot_id: str, *, min_ratio: float = 0.0) -> int:
+    """The snapshot is complete: close current records of the stream it did not contain.
+
+    A truncated export that is still a valid file (a header and ten rows) would
+    close nearly everyone. With `min_ratio`, a snapshot holding fewer records than
+    that share of the stream's current ones is refused: the batch rolls back, the
+    cursor stays, and the run fails with a message saying what to check.
+    """
     params = {"system": source_system, "stream": stream, "snapshot": snapshot_id}
+    if min_ratio > 0:
+        row = conn.execute(
+            sql.SQL(
+                "SELECT (SELECT count(*) FROM ops.snapshot_seen WHERE source_system = %(system)s"
+                " AND stream = %(stream)s AND snapshot_id = %(snapshot)s),"
+                " (SELECT count(*) FROM {} WHERE source_system = %(system)s"
+                " AND source_stream = %(stream)s AND valid_to IS NULL)"
+            ).format(sql.Identifier(*entity.table.split("."))),
+            params,
+        ).fetchone()
+        seen, current = row if row else (0, 0)
+        if current and seen < min_ratio * current:
+            raise SnapshotTooSmall(
+                f"{source_system}/{stream}: snapshot {snapshot_id} holds {seen:,} records where"
+                f" {current:,} are current; closing the rest would take more than"
+                f" {1 - min_ratio:.0%} of them off the register. Check the file; if the"
+                " drop is real, lower min_snapshot_ratio for this source and rerun."
+            )
     # Filled in this transaction, so without statistics: the planner would pick a
     # nested-loop anti join, quadratic in the snapshot's size.
     conn.execute("ANALYZE ops.snapshot_seen")
