@@ -255,6 +255,36 @@ class HttpApi:
                 self.sleep(delay)
 
 
+def code_envelope(
+    *,
+    ok: object,
+    retryable: Callable[[Any], bool],
+    auth_expired: object | None = None,
+    normalise: Callable[[Any], Any] = lambda code: code,
+    payload: Callable[[dict[str, Any]], Any] = lambda body: body.get("data"),
+) -> Callable[[Any], Any]:
+    """`check_body` for the usual Chinese platform envelope {"code", "msg", "data"}.
+
+    Platforms differ only in their codes: which one means success, which mean "try
+    again" (system busy) and which one an expired token; `payload` picks (and may
+    check) what a good answer carries.
+    """
+
+    def check(body: Any) -> Any:
+        if not isinstance(body, dict) or "code" not in body:
+            raise RetryableResponse(f"body without a code: {str(body)[:200]}")
+        code = normalise(body["code"])
+        if code == ok:
+            return payload(body)
+        if auth_expired is not None and code == auth_expired:
+            raise AuthExpired(f"body code {code}")
+        if retryable(code):
+            raise RetryableResponse(f"body code {code}: {body.get('msg')}")
+        raise SourceError(f"platform error {code}: {body.get('msg')}")
+
+    return check
+
+
 def _retry_after(headers: Mapping[str, str]) -> float | None:
     """Retry-After as seconds: either a number or an HTTP date (RFC 9110)."""
     value = headers.get("retry-after")

@@ -14,7 +14,6 @@ import httpx
 from pydantic import Field, SecretStr
 
 from connectors.base import (
-    AuthExpired,
     Connector,
     Extract,
     HttpApi,
@@ -24,6 +23,7 @@ from connectors.base import (
     Stream,
     UpdatedSinceSettings,
     UpdatedWindow,
+    code_envelope,
     records_table,
 )
 
@@ -41,17 +41,10 @@ class Hotline12345Settings(HttpSettings, UpdatedSinceSettings):
     )
 
 
-def _check_body(body: Any) -> Any:
-    if not isinstance(body, dict) or "code" not in body:
-        raise RetryableResponse(f"body without a code: {str(body)[:200]}")
-    code = body["code"]
-    if code == OK:
-        return body.get("data")
-    if code == TOKEN_EXPIRED:
-        raise AuthExpired(f"body code {code}")
-    if isinstance(code, int) and code >= 50000:
-        raise RetryableResponse(f"body code {code}: {body.get('msg')}")
-    raise SourceError(f"platform error {code}: {body.get('msg')}")
+_check_body = code_envelope(
+    ok=OK, auth_expired=TOKEN_EXPIRED,
+    retryable=lambda code: isinstance(code, int) and code >= 50000,
+)
 
 
 class Hotline12345(Connector):

@@ -28,9 +28,9 @@ from connectors.base import (
     Extract,
     HttpApi,
     HttpSettings,
-    RetryableResponse,
     SourceError,
     Stream,
+    code_envelope,
     records_table,
 )
 from connectors.mqtt_collector import MqttSettings
@@ -56,18 +56,16 @@ class VideoSettings(HttpSettings, MqttSettings):
         6, gt=0, description="alarmTime span per back-fill window (one cursor step)")
 
 
-def _check_body(body: Any) -> Any:
-    if not isinstance(body, dict) or "code" not in body:
-        raise RetryableResponse(f"body without a code: {str(body)[:200]}")
-    code = str(body["code"])
-    if code == OK:
-        data = body.get("data") or {}
-        if not isinstance(data.get("list"), list):
-            raise SourceError(f"page without a list: {str(data)[:200]}")
-        return data
-    if code.startswith("5"):
-        raise RetryableResponse(f"body code {code}: {body.get('msg')}")
-    raise SourceError(f"platform error {code}: {body.get('msg')}")
+def _listing(body: dict[str, Any]) -> Any:
+    data = body.get("data") or {}
+    if not isinstance(data.get("list"), list):
+        raise SourceError(f"page without a list: {str(data)[:200]}")
+    return data
+
+
+# Codes are strings here ("0"); 5xxxx are transient.
+_check_body = code_envelope(ok=OK, normalise=str, retryable=lambda code: code.startswith("5"),
+                            payload=_listing)
 
 
 class Video(Connector):
