@@ -22,12 +22,12 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any, ClassVar
-from zoneinfo import ZoneInfo
 
 import httpx
 import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
+from base import clock
 from hub.config import CityConfig, SourceConfig, resolve_secrets
 
 log = logging.getLogger(__name__)
@@ -54,6 +54,35 @@ class Stream:
     snapshot: bool = False
 
 
+@dataclass(frozen=True)
+class RowReject:
+    """A record the connector could read as bytes but not as a record (a row with the
+    wrong number of fields, no key, an unusable update time): it is quarantined with
+    its rule and reason, never dropped and never a crash of the run.
+
+    `reason` and `where` name the source's file or table and the line or row, and
+    hold no personal data (they are shown to operators); `payload` is the record as
+    read, stored masked like any quarantined payload.
+    """
+
+    rule: str
+    reason: str
+    where: str
+    payload: Mapping[str, str | None]
+    source_id: str | None = None
+
+
+@dataclass(frozen=True)
+class RejectedFile:
+    """A delivered file that was not loaded at all: unreadable as a whole, or a
+    snapshot refused as implausibly small. Recorded and skipped; the stream goes on."""
+
+    name: str
+    sha256: str
+    reason: str
+    kind: str = "unreadable"  # unreadable | too_small
+
+
 @dataclass
 class Extract:
     """Records as the platform sent them, and where the read stands after them."""
@@ -67,6 +96,27 @@ class Extract:
     # extract completes it (then the records it lacked are closed).
     snapshot_id: str | None = None
     snapshot_complete: bool = False
+    # Keys the whole snapshot holds with two or more different records: every one
+    # of those records is quarantined, whichever batch it falls in.
+    conflicting_keys: frozenset[str] = frozenset()
+    # Records that could not be read as records (quarantined by the pipeline).
+    rejects: list[RowReject] = field(default_factory=list)
+    # Files not loaded at all (recorded in ops.rejected_file by the pipeline).
+    rejected_files: list[RejectedFile] = field(default_factory=list)
+    # What an operator should know and nothing blocks on (files matching no pattern,
+    # rows without an update time): kept in the run record, shown by `hub status`.
+    warnings: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class ReadContext:
+    """What the warehouse knows that a read needs, handed to the connector (which
+    never queries the warehouse itself)."""
+
+    # Current records of the stream: a complete snapshot far smaller is refused.
+    current_records: int = 0
+    # Snapshots (`Extract.snapshot_id`) an operator accepted despite the size guard.
+    accepted_snapshots: frozenset[str] = frozenset()
 
 
 class SourceSettings(BaseModel):
@@ -112,10 +162,12 @@ class Connector(ABC):
                        f"{', '.join(s.name for s in cls.streams)}")
 
     def now_local(self) -> datetime:
-        return datetime.now(ZoneInfo(self.settings.timezone)).replace(tzinfo=None, microsecond=0)
+        """The hub clock in the platform's local time (its times are local and unzoned)."""
+        return clock.local_now(self.settings.timezone)
 
     @abstractmethod
-    def extract(self, stream: Stream, state: Mapping[str, Any] | None) -> Iterator[Extract]:
+    def extract(self, stream: Stream, state: Mapping[str, Any] | None,
+                context: ReadContext | None = None) -> Iterator[Extract]:
         """Read `stream` from after `state` (None: first run), in bounded pieces."""
 
 

@@ -30,6 +30,7 @@ from connectors.base import (
     LOCAL_TIME_FORMAT,
     Connector,
     Extract,
+    ReadContext,
     SourceError,
     SourceSettings,
     Stream,
@@ -150,7 +151,8 @@ class CityMgmt(Connector):
             raise SourceError(f"table {name!r} lacks the column(s) {', '.join(missing)}")
         return table
 
-    def extract(self, stream: Stream, state: Mapping[str, Any] | None) -> Iterator[Extract]:
+    def extract(self, stream: Stream, state: Mapping[str, Any] | None,
+                context: ReadContext | None = None) -> Iterator[Extract]:
         # The current second is still being written on the platform: it belongs to the
         # next run (otherwise a row saved in it could be read at its old and new place).
         now = self.now_local() - timedelta(seconds=1)

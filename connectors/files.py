@@ -45,6 +45,7 @@ from pydantic import Field, field_validator
 from connectors.base import (
     Connector,
     Extract,
+    ReadContext,
     SourceError,
     SourceSettings,
     Stream,
@@ -321,7 +322,8 @@ class FileDropConnector(Connector):
             return read_xlsx(path, fields, chunk_rows=s.chunk_rows)
         return read_geojson(path, fields, chunk_rows=s.chunk_rows)
 
-    def extract_files(self, stream: FileStream, state: Mapping[str, Any] | None) -> Iterator[Extract]:
+    def extract_files(self, stream: FileStream, state: Mapping[str, Any] | None,
+                      context: ReadContext) -> Iterator[Extract]:
         """Every new complete file, oldest first, each as one snapshot."""
         record = ProcessedFiles.from_state(state)
         plan = self._plan(stream, record)

@@ -23,6 +23,7 @@ from connectors.base import (
     Extract,
     HttpApi,
     HttpSettings,
+    ReadContext,
     RetryableResponse,
     SourceError,
     Stream,
@@ -90,9 +91,10 @@ class GridMgmt(FileDropConnector):
         "grids": r"grids_(?P<date>\d{8})\.geojson",
     }
 
-    def extract(self, stream: Stream, state: Mapping[str, Any] | None) -> Iterator[Extract]:
+    def extract(self, stream: Stream, state: Mapping[str, Any] | None,
+                context: ReadContext | None = None) -> Iterator[Extract]:
         if isinstance(stream, FileStream):
-            return self.extract_files(stream, state)
+            return self.extract_files(stream, state, context or ReadContext())
         return self._events(stream, state)
 
     def add_fields(self, stream: FileStream, records: pa.Table) -> pa.Table:

@@ -18,6 +18,7 @@ from connectors.base import (
     Extract,
     HttpApi,
     HttpSettings,
+    ReadContext,
     RetryableResponse,
     SourceError,
     Stream,
@@ -78,7 +79,8 @@ class Hotline12345(Connector):
     def api(self) -> HttpApi:
         return HttpApi(self.settings, check_body=_check_body, get_token=self._token)
 
-    def extract(self, stream: Stream, state: Mapping[str, Any] | None) -> Iterator[Extract]:
+    def extract(self, stream: Stream, state: Mapping[str, Any] | None,
+                context: ReadContext | None = None) -> Iterator[Extract]:
         window = UpdatedWindow.for_run(state, self.settings, self.now_local())
         api = self.api()
 

@@ -28,6 +28,7 @@ from connectors.base import (
     Extract,
     HttpApi,
     HttpSettings,
+    ReadContext,
     SourceError,
     Stream,
     code_envelope,
@@ -80,7 +81,8 @@ class Video(Connector):
         Stream(name="alarm_backfill", key_field="alarmId", fields=ALARM_FIELDS),
     )
 
-    def extract(self, stream: Stream, state: Mapping[str, Any] | None) -> Iterator[Extract]:
+    def extract(self, stream: Stream, state: Mapping[str, Any] | None,
+                context: ReadContext | None = None) -> Iterator[Extract]:
         if stream.name == "alarms":
             yield from self._landed(stream, state)
             return
