@@ -19,7 +19,7 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any, ClassVar
 
@@ -52,6 +52,10 @@ class Stream:
     fields: tuple[str, ...]
     key_field: str
     snapshot: bool = False
+    # The record's version (its update time, as text that sorts in time): a key seen
+    # twice in one batch with two update times was updated while being read, and the
+    # later one stands. Without it, two different records under one key conflict.
+    updated_field: str | None = None
 
 
 @dataclass(frozen=True)
@@ -122,7 +126,8 @@ class ReadContext:
 class SourceSettings(BaseModel):
     """Settings every connector has. Secrets are `SecretStr` fields of subclasses."""
 
-    model_config = ConfigDict(extra="forbid")
+    # A refused value may be a secret: errors name the setting, never repeat it.
+    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
 
     timezone: str = Field("Asia/Shanghai", description="time zone of the platform's local times")
     min_snapshot_ratio: float = Field(
@@ -338,15 +343,24 @@ def code_envelope(
 
 
 def _retry_after(headers: Mapping[str, str]) -> float | None:
-    """Retry-After as seconds: either a number or an HTTP date (RFC 9110)."""
+    """Retry-After as seconds: either a number or an HTTP date (RFC 9110); None (the
+    backoff decides) for anything else a platform may send ("soon")."""
     value = headers.get("retry-after")
     if not value:
         return None
     try:
         return max(0.0, float(value))
     except ValueError:
+        pass
+    try:
         parsed = email.utils.parsedate_to_datetime(value)
-        return max(0.0, parsed.timestamp() - time.time())
+    except (TypeError, ValueError):
+        return None
+    if parsed.tzinfo is None:  # "-0000": a time in UTC by RFC 5322
+        parsed = parsed.replace(tzinfo=UTC)
+    # The server's date against this machine's wall clock, not the hub clock: both
+    # sides of this subtraction are real time.
+    return max(0.0, parsed.timestamp() - time.time())
 
 
 # ------------------------------------------------------------------- time cursor
@@ -361,20 +375,37 @@ class UpdatedSinceSettings(BaseModel):
     start_from: str = Field("2026-01-01 00:00:00", description="where the first run starts")
 
 
+@dataclass(frozen=True)
+class Page:
+    """One page of a paged read: its records, and the platform's count of all the
+    records matching the query at the moment it served this page (`data.total`)."""
+
+    records: list[dict[str, Any]]
+    total: int
+
+
 @dataclass
 class UpdatedWindow:
-    """An incremental read by update time, immune to pages shifting underneath it.
+    """An incremental read by update time that neither misses a record nor yields
+    one version of it twice while records are updated (and pages shift) under it.
 
     The window's end is fixed when the run starts, so records updated during the
-    read move past it and wait for the next run instead of shifting pages. Within
-    the window, every request restarts from the last update time seen (keyset by
-    time) rather than asking for page n+1: a record that moves never makes the
-    read skip one. Page numbers are used only to step through records that share
-    one update time.
+    read normally move past it and wait for the next run. Within the window every
+    request restarts from the last update time reached (keyset by time) instead of
+    asking for page n+1, so a record that moves never makes the read skip one.
+
+    A crowd of records sharing one update time that is longer than a page (a bulk
+    update) cannot be keyset-stepped with a time-only query: it is read as its own
+    window `[t, t]`, by page number, pass after pass, until one pass saw the crowd
+    hold still and found nothing new; the read then goes on from t + 1 s. See
+    `_tie_group` for why that is enough, and its one limit.
     """
 
     start: datetime
     end: datetime
+    # Passes over one crowd before the read gives up: a crowd that never holds
+    # still fails the run, with the cursor still before it, so a rerun loses nothing.
+    max_tie_passes: ClassVar[int] = 50
 
     @classmethod
     def for_run(cls, state: Mapping[str, Any] | None, settings: UpdatedSinceSettings,
@@ -388,7 +419,7 @@ class UpdatedWindow:
 
     def pages(
         self,
-        fetch: Callable[[str, str, int], list[dict[str, Any]]],
+        fetch: Callable[[str, str, int], Page],
         *,
         page_size: int,
         key: str,
@@ -397,26 +428,138 @@ class UpdatedWindow:
         """Yield (new records, cursor time reached, rereads) per page.
 
         `fetch(updated_from, updated_to, page_no)` returns one page ordered by
-        update time then key, bounds inclusive.
+        update time then key, bounds inclusive, at second resolution, with the
+        count of all records matching.
+
+        The cursor reached is a time before which every record has been yielded
+        (records at the cursor time itself may not all have been: bounds are
+        inclusive, so a read resuming from the cursor reads them again). A run
+        that stops after any page and resumes from that page's cursor, minus the
+        overlap, therefore loses nothing. A record is yielded once per version
+        (key and update time) in a run: read again at the same update time it is
+        counted as a reread; updated meanwhile, its new version is yielded too
+        (the pipeline keeps the latest of a key).
         """
-        end = self.end.strftime(LOCAL_TIME_FORMAT)
-        position = self.start.strftime(LOCAL_TIME_FORMAT)
-        seen_at_position: set[str] = set()
-        page_no = 1
+        end = self.end
+        end_text = end.strftime(LOCAL_TIME_FORMAT)
+        position = self.start
+        # Keys of the records at `position` already yielded: a request restarting
+        # from `position` returns them again.
+        seen: set[str] = set()
         while True:
-            records = fetch(position, end, page_no)
-            fresh = [r for r in records
-                     if not (r.get(updated) == position and str(r.get(key)) in seen_at_position)]
-            full_page = len(records) >= page_size
-            if records:
-                last = str(records[-1].get(updated))
-                if last == position:
-                    page_no += 1  # a crowd sharing one update time: step through it by page
-                else:
-                    position, page_no, seen_at_position = last, 1, set()
-                seen_at_position.update(str(r.get(key)) for r in records
-                                        if r.get(updated) == position)
-            reached = position if full_page else end
-            yield fresh, reached, len(records) - len(fresh)
-            if not full_page:
+            page = fetch(position.strftime(LOCAL_TIME_FORMAT), end_text, 1)
+            records = page.records
+            times = [_local_time(r.get(updated)) for r in records]
+            fresh: list[dict[str, Any]] = []
+            for record, at in zip(records, times, strict=True):
+                if at == position:
+                    k = str(record.get(key))
+                    if k in seen:
+                        continue
+                    seen.add(k)
+                fresh.append(record)
+            reread = len(records) - len(fresh)
+            if len(records) < page_size:
+                # Everything from `position` to the end, as it stood, was on this page.
+                yield fresh, end_text, reread
                 return
+            last = times[-1]
+            if last is None or not position <= last <= end:
+                raise SourceError(
+                    f"page from {position:%Y-%m-%d %H:%M:%S} to {end_text} ends with a record "
+                    f"updated {records[-1].get(updated)!r}, outside the window asked for")
+            if last > position:
+                # Every record before `last` was on this page (it started at `position`
+                # and is ordered), so `last` is a safe cursor; the rest of the records
+                # at `last` come with the next request, which starts there.
+                position = last
+                seen = {str(r.get(key)) for r, at in zip(records, times, strict=True)
+                        if at == last}
+                yield fresh, last.strftime(LOCAL_TIME_FORMAT), reread
+                continue
+            # A full page all at `position`: the crowd there is longer than a page and
+            # a request from `position` would return its first page forever.
+            yield fresh, position.strftime(LOCAL_TIME_FORMAT), reread
+            yield from self._tie_group(fetch, position, seen, page_size=page_size, key=key)
+            # The whole crowd at `position` has been yielded. Go on strictly after it,
+            # from the next second (times have second resolution): a record that left
+            # the crowd while it was read was updated to a later time, which is at or
+            # after that second, inside the window or past its end (the next run's),
+            # so nothing that left is lost. A record *joining* the crowd's past second
+            # after its last pass would be a late commit, which the next run's overlap
+            # re-reads. Restarting from `position` itself would only serve the crowd's
+            # first page again, with no way past it.
+            position, seen = position + timedelta(seconds=1), set()
+            if position > end:
+                return  # the crowd was at the window's last second: its cursor is the end
+
+    def _tie_group(
+        self,
+        fetch: Callable[[str, str, int], Page],
+        at: datetime,
+        seen: set[str],
+        *,
+        page_size: int,
+        key: str,
+    ) -> Iterator[tuple[list[dict[str, Any]], str, int]]:
+        """Read every record updated at `at` (its own window `[at, at]`) by page number.
+
+        Page numbers over a crowd that changes are unreliable: a record leaving it
+        (updated to a later time) moves every later record one place up, so the one
+        at the next page's first place is never served in this pass; one joining it
+        moves them down, so one is served twice. The crowd is therefore read pass
+        after pass until a pass is *settled*: the platform's `total` was the same on
+        every one of its pages and it served exactly `total` different keys (a record
+        leaving lowers `total`, so a pass during which none left read the crowd as it
+        stood), and it found no key not yielded before (the check that a pass which
+        only seemed settled, say one record leaving while another joined, has not
+        hidden one). `seen` (the keys at `at` already yielded) is updated in place.
+
+        Records leave a crowd at a past second (updates stamp the platform's current
+        time), and then one settled pass is proof. Only records joining it, which
+        means reading the second the platform is writing, could fool two passes in a
+        row: the window's end bounds that to its last seconds, which the next run's
+        overlap reads again.
+
+        The cursor stays at `at` throughout: until the crowd is done, a record at `at`
+        may not have been yielded yet.
+        """
+        at_text = at.strftime(LOCAL_TIME_FORMAT)
+        for _ in range(self.max_tie_passes):
+            totals: set[int] = set()
+            served = 0
+            pass_keys: set[str] = set()
+            found_new = False
+            page_no = 1
+            while True:
+                page = fetch(at_text, at_text, page_no)
+                totals.add(page.total)
+                fresh: list[dict[str, Any]] = []
+                for record in page.records:
+                    k = str(record.get(key))
+                    pass_keys.add(k)
+                    if k not in seen:
+                        seen.add(k)
+                        fresh.append(record)
+                served += len(page.records)
+                found_new = found_new or bool(fresh)
+                yield fresh, at_text, len(page.records) - len(fresh)
+                if len(page.records) < page_size:
+                    break
+                if page_no * page_size > max(totals) + page_size:
+                    raise SourceError(f"the platform keeps serving full pages at {at_text}"
+                                      f" past the {max(totals)} records it counts there")
+                page_no += 1
+            settled = len(totals) == 1 and served == len(pass_keys) == next(iter(totals))
+            if settled and not found_new:
+                return
+        raise SourceError(f"the {len(seen)}+ records updated at {at_text} kept changing through"
+                          f" {self.max_tie_passes} passes; the next run reads them again")
+
+
+def _local_time(value: Any) -> datetime | None:
+    """A platform's local time text as a datetime; None if it is not one."""
+    try:
+        return datetime.strptime(str(value).strip(), LOCAL_TIME_FORMAT)
+    except ValueError:
+        return None

@@ -18,6 +18,7 @@ from connectors.base import (
     Extract,
     HttpApi,
     HttpSettings,
+    Page,
     ReadContext,
     RetryableResponse,
     SourceError,
@@ -61,6 +62,7 @@ class Hotline12345(Connector):
             "deadline", "finishTime", "status", "satisfaction", "isUrgent", "updateTime",
         ),
         key_field="orderNo",
+        updated_field="updateTime",
     ),)
 
     def _token(self, client: httpx.Client) -> tuple[str, float]:
@@ -84,7 +86,7 @@ class Hotline12345(Connector):
         window = UpdatedWindow.for_run(state, self.settings, self.now_local())
         api = self.api()
 
-        def fetch(updated_from: str, updated_to: str, page_no: int) -> list[dict[str, Any]]:
+        def fetch(updated_from: str, updated_to: str, page_no: int) -> Page:
             data = api.get("/api/v1/workorders", {
                 "updatedFrom": updated_from, "updatedTo": updated_to,
                 "pageNo": page_no, "pageSize": self.settings.page_size,
@@ -92,7 +94,15 @@ class Hotline12345(Connector):
             records = (data or {}).get("records")
             if not isinstance(records, list):
                 raise SourceError(f"work order page without records: {str(data)[:200]}")
-            return records
+            # The count of all orders matching: how the read tells that a crowd of
+            # orders sharing one update time held still while it was paged through.
+            total = data.get("total")
+            if isinstance(total, bool) or not isinstance(total, int | str):
+                raise SourceError(f"work order page without a total: {str(data)[:200]}")
+            try:
+                return Page(records, int(total))
+            except ValueError:
+                raise SourceError(f"work order page with a total of {total!r}") from None
 
         try:
             for records, reached, reread in window.pages(
