@@ -7,16 +7,32 @@ What every file platform shares, so a file connector only declares its streams:
 - Complete-file detection: only names matching the pattern count. Platforms
   write under a temporary name and rename when done, so a half-written
   `….csv.part` never matches; for drops written in place, `min_age_seconds`
-  leaves a file alone until it has stopped changing for that long.
+  leaves a file alone until it has stopped changing for that long. Other files
+  in the folder (matching no stream's pattern) are reported as a warning.
 - The record of processed files lives in the stream's cursor state (committed
   with the data, so it is never ahead of or behind what was loaded): file name,
   sha256 and what became of it. A file is read once; the same bytes sent again
   (same name, or the next day's name with yesterday's content) are skipped, and a
   file dated before the last one loaded is skipped as stale: loading an older
   snapshot after a newer one would undo the newer one.
-- Readers in bounded memory: GBK/GB 18030 CSV through pyarrow's streaming reader,
-  xlsx through openpyxl's read-only mode, GeoJSON feature by feature. Every value
-  comes out as text, as the file holds it, for the conform step to judge.
+- Each file is read twice: a pre-pass (keys and row hashes only) and then the
+  read that yields records. The pre-pass finds what would make the file unusable
+  before any of it is loaded: a file that cannot be read as a whole (bytes that
+  are not text in its encoding, a truncated workbook, broken GeoJSON, a missing
+  column) is rejected as a file, and a snapshot far smaller than the records now
+  current is refused until an operator accepts it (`hub snapshot accept`).
+  Either way nothing of it is loaded, it is recorded and skipped from then on,
+  and the stream goes on with its next file. The pre-pass also finds keys held
+  by two different records (`Extract.conflicting_keys`).
+- A CSV row with the wrong number of fields is no reason to drop the file: it
+  becomes a `RowReject` (quarantined) and the other rows load.
+- Readers in bounded memory: GBK/GB 18030 CSV through pyarrow's streaming reader
+  (a byte-order mark overrides the configured encoding; a field of any size is
+  read: the block grows when a record outgrows it), xlsx through openpyxl's
+  read-only mode, GeoJSON feature by feature. Every value comes out as text, as the
+  file holds it, for the conform step to judge.
+- Reasons and warnings name the file and the line, never the content: they are
+  shown to operators, and a row's content is a resident's personal data.
 
 Each file becomes one snapshot: `Extract.snapshot_id` is its name and checksum,
 and its last chunk is `snapshot_complete`, so the pipeline closes the records the
@@ -25,20 +41,26 @@ file no longer holds.
 
 from __future__ import annotations
 
+import codecs
 import csv
 import hashlib
+import io
 import json
 import logging
 import re
 import time
-from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+import zipfile
+import zlib
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, replace
 from datetime import date, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
 
+import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 from pydantic import Field, field_validator
 
@@ -46,6 +68,8 @@ from connectors.base import (
     Connector,
     Extract,
     ReadContext,
+    RejectedFile,
+    RowReject,
     SourceError,
     SourceSettings,
     Stream,
@@ -57,6 +81,16 @@ log = logging.getLogger(__name__)
 FileFormat = Literal["csv", "xlsx", "geojson"]
 # GeoJSON features: their properties are the fields, the geometry comes as JSON text.
 GEOMETRY_FIELD = "geometry"
+# Names a platform writes under before renaming, and lock/hidden files: never a drop.
+TEMPORARY_PREFIXES = (".", "~$")
+TEMPORARY_SUFFIXES = (".part", ".tmp", ".partial", ".filepart", ".swp")
+# Unmatched files named one by one in a warning; the rest are counted.
+MAX_NAMED_UNMATCHED = 20
+
+
+class UnreadableFile(SourceError):
+    """A file that cannot be read as a whole. The message names the file and the
+    position, never the content."""
 
 
 @dataclass(frozen=True)
@@ -72,6 +106,14 @@ class FileStream(Stream):
         return tuple(f for f in self.fields if f not in self.derived_fields)
 
 
+def _known_encoding(name: str) -> str:
+    try:
+        codecs.lookup(name)
+    except LookupError:
+        raise ValueError(f"unknown text encoding {name!r}") from None
+    return name
+
+
 class FileDropSettings(SourceSettings):
     folder: str = Field(description="the landing folder the platform drops its files in")
     file_patterns: dict[str, str] = Field(
@@ -80,7 +122,11 @@ class FileDropSettings(SourceSettings):
                     "with a group `date` (yyyyMMdd); unset streams use the connector's default",
     )
     csv_encoding: str = Field("gb18030", description="text encoding of CSV files (GB 18030 "
-                              "reads GBK files too: it is a superset)")
+                              "reads GBK files too: it is a superset); a byte-order mark in a "
+                              "file (UTF-8, UTF-16) wins")
+    csv_encodings: dict[str, str] = Field(
+        default_factory=dict,
+        description="stream → text encoding of its CSV files, where it differs from csv_encoding")
     csv_delimiter: str = Field(",", min_length=1, max_length=1)
     chunk_rows: int = Field(10_000, ge=1, description="records read from a file per piece")
     min_age_seconds: float = Field(
@@ -95,6 +141,18 @@ class FileDropSettings(SourceSettings):
             if "date" not in re.compile(pattern).groupindex:
                 raise ValueError(f"file pattern of {stream!r} needs a group (?P<date>…)")
         return patterns
+
+    @field_validator("csv_encoding")
+    @classmethod
+    def _encoding_exists(cls, name: str) -> str:
+        return _known_encoding(name)
+
+    @field_validator("csv_encodings")
+    @classmethod
+    def _encodings_exist(cls, encodings: dict[str, str]) -> dict[str, str]:
+        for name in encodings.values():
+            _known_encoding(name)
+        return encodings
 
 
 @dataclass(frozen=True)
@@ -111,6 +169,21 @@ class LandedFile:
         return (self.day.isoformat(), self.name)
 
 
+def is_temporary(name: str) -> bool:
+    """A name under which a file is still being written, or a hidden or lock file."""
+    return name.startswith(TEMPORARY_PREFIXES) or name.lower().endswith(TEMPORARY_SUFFIXES)
+
+
+def _file_day(regex: re.Pattern[str], name: str) -> date | None:
+    m = regex.fullmatch(name)
+    if not m:
+        return None
+    try:
+        return datetime.strptime(m.group("date"), "%Y%m%d").date()
+    except ValueError:
+        return None
+
+
 def landed_files(folder: Path, pattern: str, min_age_seconds: float = 0.0) -> list[LandedFile]:
     """Complete files in `folder` whose names match `pattern`, oldest first."""
     if not folder.is_dir():
@@ -119,12 +192,10 @@ def landed_files(folder: Path, pattern: str, min_age_seconds: float = 0.0) -> li
     now = time.time()
     found = []
     for path in folder.iterdir():
-        m = regex.fullmatch(path.name)
-        if not m or not path.is_file():
+        if not regex.fullmatch(path.name) or not path.is_file():
             continue
-        try:
-            day = datetime.strptime(m.group("date"), "%Y%m%d").date()
-        except ValueError:
+        day = _file_day(regex, path.name)
+        if day is None:
             log.warning("%s: no date in its name; ignored", path.name)
             continue
         if min_age_seconds and now - path.stat().st_mtime < min_age_seconds:
@@ -151,44 +222,276 @@ def _text_table(fields: Sequence[str], columns: Mapping[str, list[str | None]]) 
 
 
 def _missing(path: Path, fields: Sequence[str], header: Sequence[str]) -> None:
+    # The header is not quoted back: a file without one has a person's record there.
     missing = [f for f in fields if f not in header]
+    if not header:
+        raise UnreadableFile(f"{path.name}: the file is empty (no header row)")
     if missing:
-        raise SourceError(f"{path.name}: column(s) {', '.join(missing)} missing; the file has "
-                          f"{', '.join(map(str, header))}")
+        raise UnreadableFile(f"{path.name}: column(s) {', '.join(missing)} missing from its "
+                             f"header row ({len(header)} columns)")
+
+
+# CSV: pyarrow's block must hold a whole record; it starts at this and grows.
+CSV_BLOCK_BYTES = 1 << 20
+MAX_CSV_BLOCK_BYTES = 1 << 30
+# Byte-order marks, longest first (a UTF-32 LE mark starts like a UTF-16 LE one).
+_BOMS = ((codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"),
+         (codecs.BOM_UTF8, "utf-8-sig"), (codecs.BOM_UTF16_LE, "utf-16"),
+         (codecs.BOM_UTF16_BE, "utf-16"))
+
+
+def text_encoding(path: Path, declared: str) -> tuple[str, str]:
+    """(encoding, where it comes from): the file's byte-order mark's, else `declared`."""
+    with open(path, "rb") as f:
+        head = f.read(4)
+    for bom, encoding in _BOMS:
+        if head.startswith(bom):
+            return encoding, "its byte-order mark"
+    return declared, "configured"
+
+
+def locate_decode_error(path: Path, encoding: str) -> tuple[int | None, int] | None:
+    """(line, byte offset) of the first bytes of `path` that are not `encoding` text
+    (line None where lines cannot be told apart without decoding), or None."""
+    if encoding.lower().replace("_", "-") in ("utf-8-sig", "utf8-sig"):
+        encoding = "utf-8"  # the mark is valid UTF-8, and it would not encode alone
+    line_based = "\n,".encode(encoding) == b"\n,"
+    with open(path, "rb") as f:
+        if line_based:
+            # ASCII-compatible encodings (GBK, GB 18030, UTF-8): no multibyte character
+            # holds a newline byte, so each line decodes on its own.
+            offset = 0
+            for number, line in enumerate(f, 1):
+                try:
+                    line.decode(encoding)
+                except UnicodeDecodeError as exc:
+                    return number, offset + exc.start
+                offset += len(line)
+            return None
+        decoder = codecs.getincrementaldecoder(encoding)()
+        offset = 0
+        while block := f.read(1 << 20):
+            buffered = len(decoder.getstate()[0])
+            try:
+                decoder.decode(block)
+            except UnicodeDecodeError as exc:
+                return None, offset - buffered + exc.start
+            offset += len(block)
+        buffered = len(decoder.getstate()[0])
+        try:
+            decoder.decode(b"", final=True)
+        except UnicodeDecodeError as exc:
+            return None, offset - buffered + exc.start
+    return None
+
+
+@dataclass(frozen=True)
+class InvalidCsvRow:
+    """A CSV record with the wrong number of fields, as pyarrow found it. `text` is the
+    row's content: payload only, never for a message."""
+
+    expected: int
+    actual: int
+    text: str
+
+
+@dataclass(frozen=True)
+class MalformedRow:
+    """Where a CSV record with the wrong number of fields is: its first line, and how
+    many good records come before it (which chunk it belongs with)."""
+
+    line: int | None
+    fields: int
+    good_before: int | None
+
+
+def _arrow_summary(exc: Exception) -> str:
+    # pyarrow's CSV errors end in the row's text ("… got 13: 张三,…"): keep the kind only.
+    return str(exc).split(":", 1)[0].strip()[:80] or type(exc).__name__
+
+
+class CsvFile:
+    """One CSV file, ready to be read as often as needed: its encoding decided (a
+    byte-order mark wins over the configured one), its header read and checked.
+
+    The pyarrow block a record must fit in grows when a record outgrows it, and
+    stays grown for the next read of the same file.
+    """
+
+    def __init__(self, path: Path, fields: Sequence[str], *, encoding: str,
+                 delimiter: str = ",", block_size: int = CSV_BLOCK_BYTES):
+        self.path = path
+        self.fields = tuple(fields)
+        self.delimiter = delimiter
+        self.encoding, self.encoding_from = text_encoding(path, encoding)
+        self.block_size = block_size
+        self.header = self._read_header()
+        _missing(path, self.fields, self.header)
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    @property
+    def _arrow_encoding(self) -> str:
+        # pyarrow reads UTF-8 itself (and skips the mark); anything else it transcodes.
+        return "utf8" if self.encoding == "utf-8-sig" else self.encoding
+
+    def _text(self, raw: io.BufferedReader) -> io.TextIOWrapper:
+        return io.TextIOWrapper(raw, encoding=self.encoding, newline="")
+
+    def _read_header(self) -> list[str]:
+        try:
+            with open(self.path, "rb") as raw:
+                first = next(csv.reader(self._text(raw), delimiter=self.delimiter), [])
+        except UnicodeDecodeError:
+            raise UnreadableFile(self.decode_error()) from None
+        except csv.Error as exc:  # its messages name the problem, not the content
+            raise UnreadableFile(f"{self.name}: header row unreadable as CSV ({exc})") from None
+        return [h.strip() for h in first]
+
+    def decode_error(self) -> str:
+        """Why the file is not text: where the first bad bytes are."""
+        where = locate_decode_error(self.path, self.encoding)
+        what = f"{self.name}: not valid {self.encoding} text ({self.encoding_from})"
+        if where is None:
+            return what
+        line, offset = where
+        at = f"line {line}, byte {offset}" if line is not None else f"byte {offset}"
+        return f"{what} at {at}; check the file's encoding (csv_encodings sets it per stream)"
+
+    def _max_block(self) -> int:
+        # Transcoded to UTF-8, text grows by half at most: four times the file holds any record.
+        return min(MAX_CSV_BLOCK_BYTES, max(CSV_BLOCK_BYTES, 4 * self.path.stat().st_size))
+
+    def chunks(self, chunk_rows: int,
+               on_invalid_row: Callable[[InvalidCsvRow], None] | None = None
+               ) -> Iterator[pa.Table]:
+        """The file as text tables of `fields`, about `chunk_rows` rows at a time.
+
+        Rows with the wrong number of fields go to `on_invalid_row` (by default they
+        are logged, without their content, and skipped), in file order. Raises
+        `UnreadableFile` when the file as a whole cannot be read.
+        """
+        delivered = 0  # rows yielded: a read restarted with a bigger block skips them
+        reported = 0  # invalid rows passed on: not again after a restart
+        seen = [0]  # invalid rows met by the current attempt
+
+        def handle(row: Any) -> str:
+            nonlocal reported
+            seen[0] += 1
+            if seen[0] > reported:
+                reported = seen[0]
+                invalid = InvalidCsvRow(row.expected_columns, row.actual_columns, row.text)
+                if on_invalid_row is None:
+                    log.warning("%s: a row with %d fields where the header has %d; skipped",
+                                self.name, invalid.actual, invalid.expected)
+                else:
+                    on_invalid_row(invalid)
+            return "skip"
+
+        while True:
+            seen[0] = 0
+            skip = delivered
+            try:
+                reader = pacsv.open_csv(
+                    self.path,
+                    # One thread: invalid rows are reported strictly in file order (the
+                    # n-th is matched with the n-th the pre-pass located).
+                    read_options=pacsv.ReadOptions(
+                        encoding=self._arrow_encoding, block_size=self.block_size,
+                        column_names=self.header, skip_rows=1, use_threads=False),
+                    parse_options=pacsv.ParseOptions(
+                        delimiter=self.delimiter, newlines_in_values=True,
+                        invalid_row_handler=handle),
+                    convert_options=pacsv.ConvertOptions(
+                        column_types={h: pa.string() for h in self.header},
+                        include_columns=list(self.fields),
+                        strings_can_be_null=False, quoted_strings_can_be_null=False),
+                )
+                pending: list[pa.RecordBatch] = []
+                size = 0
+                for batch in reader:
+                    if skip:
+                        if batch.num_rows <= skip:
+                            skip -= batch.num_rows
+                            continue
+                        batch, skip = batch.slice(skip), 0
+                    pending.append(batch)
+                    size += batch.num_rows
+                    while size >= chunk_rows:
+                        table = pa.Table.from_batches(pending)
+                        rest = table.slice(chunk_rows)
+                        pending, size = rest.to_batches(), rest.num_rows
+                        delivered += chunk_rows
+                        yield table.slice(0, chunk_rows).combine_chunks()
+                if size:
+                    delivered += size
+                    yield pa.Table.from_batches(pending).combine_chunks()
+                return
+            except UnicodeDecodeError:  # raised by the transcoding of a non-UTF-8 file
+                raise UnreadableFile(self.decode_error()) from None
+            except pa.ArrowInvalid as exc:
+                message = str(exc)
+                if "straddl" in message or "block size" in message:
+                    limit = self._max_block()
+                    if self.block_size >= limit:
+                        raise UnreadableFile(
+                            f"{self.name}: a record longer than {limit >> 20} MiB (an unclosed "
+                            "quote?)") from None
+                    self.block_size = min(self.block_size * 4, limit)
+                    log.info("%s: a record larger than the read block; reading again with "
+                             "blocks of %d MiB", self.name, self.block_size >> 20)
+                    continue
+                if "UTF8" in message or "UTF-8" in message:
+                    raise UnreadableFile(self.decode_error()) from None
+                raise UnreadableFile(
+                    f"{self.name}: unreadable as CSV ({_arrow_summary(exc)})") from None
+
+    def malformed_lines(self) -> tuple[list[MalformedRow], int]:
+        """Each record whose number of fields differs from the header's, in file order,
+        and the number of good records (pyarrow does not know lines when values may
+        hold newlines; Python's csv module counts them)."""
+        limit = csv.field_size_limit()
+        csv.field_size_limit(2**31 - 1)
+        try:
+            found = []
+            good = 0
+            with open(self.path, "rb") as raw:
+                reader = csv.reader(self._text(raw), delimiter=self.delimiter)
+                next(reader, None)
+                last = reader.line_num
+                width = len(self.header)
+                for record in reader:
+                    if len(record) == width:
+                        good += 1
+                    elif record:
+                        found.append(MalformedRow(last + 1, len(record), good))
+                    last = reader.line_num
+            return found, good
+        finally:
+            csv.field_size_limit(limit)
+
+    def row_payload(self, text: str) -> dict[str, str | None]:
+        """An invalid row's fields under the header's names (extra fields numbered)."""
+        try:
+            values = next(csv.reader(io.StringIO(text, newline=""), delimiter=self.delimiter))
+        except (csv.Error, StopIteration):
+            return {"_text": text}
+        payload: dict[str, str | None] = {}
+        for i, value in enumerate(values):
+            name = self.header[i] if i < len(self.header) else ""
+            payload[name if name and name not in payload else f"_field_{i + 1}"] = value
+        return payload
 
 
 def read_csv(path: Path, fields: Sequence[str], *, encoding: str, chunk_rows: int,
-             delimiter: str = ",") -> Iterator[pa.Table]:
+             delimiter: str = ",",
+             on_invalid_row: Callable[[InvalidCsvRow], None] | None = None
+             ) -> Iterator[pa.Table]:
     """A CSV file as text tables of `fields`, about `chunk_rows` rows at a time."""
-    with open(path, "rb") as f:
-        first = f.readline()
-    header = _csv_header(first, encoding, delimiter)
-    _missing(path, fields, header)
-    reader = pacsv.open_csv(
-        path,
-        read_options=pacsv.ReadOptions(encoding=encoding, block_size=1 << 20),
-        parse_options=pacsv.ParseOptions(delimiter=delimiter, newlines_in_values=True),
-        convert_options=pacsv.ConvertOptions(
-            column_types={h: pa.string() for h in header}, include_columns=list(fields),
-            strings_can_be_null=False, quoted_strings_can_be_null=False),
-    )
-    pending: list[pa.RecordBatch] = []
-    size = 0
-    for batch in reader:
-        pending.append(batch)
-        size += batch.num_rows
-        while size >= chunk_rows:
-            table = pa.Table.from_batches(pending)
-            yield table.slice(0, chunk_rows).combine_chunks()
-            rest = table.slice(chunk_rows)
-            pending, size = rest.to_batches(), rest.num_rows
-    if size:
-        yield pa.Table.from_batches(pending).combine_chunks()
-
-
-def _csv_header(first_line: bytes, encoding: str, delimiter: str) -> list[str]:
-    text = first_line.decode(encoding).lstrip("\ufeff").rstrip("\r\n")
-    return [h.strip() for h in next(csv.reader([text], delimiter=delimiter), [])]
+    yield from CsvFile(path, fields, encoding=encoding, delimiter=delimiter).chunks(
+        chunk_rows, on_invalid_row)
 
 
 def read_xlsx(path: Path, fields: Sequence[str], *, chunk_rows: int,
@@ -237,11 +540,18 @@ def read_geojson(path: Path, fields: Sequence[str], *, chunk_rows: int) -> Itera
     try:
         with open(path, encoding="utf-8-sig") as f:
             collection = json.load(f)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise SourceError(f"{path.name}: not a GeoJSON file: {exc}") from None
+    except json.JSONDecodeError as exc:  # msg, line and column: no content
+        raise UnreadableFile(f"{path.name}: not a GeoJSON file ({exc.msg} at line {exc.lineno},"
+                             f" column {exc.colno})") from None
+    except UnicodeDecodeError as exc:
+        raise UnreadableFile(f"{path.name}: not a GeoJSON file (not UTF-8 text at byte "
+                             f"{exc.start})") from None
     features = collection.get("features") if isinstance(collection, dict) else None
     if not isinstance(features, list):
-        raise SourceError(f"{path.name}: not a GeoJSON FeatureCollection")
+        raise UnreadableFile(f"{path.name}: not a GeoJSON FeatureCollection")
+    for number, feature in enumerate(features, 1):
+        if not isinstance(feature, dict) or not isinstance(feature.get("properties") or {}, dict):
+            raise UnreadableFile(f"{path.name}: feature {number} is not a GeoJSON feature")
     for start in range(0, len(features), chunk_rows):
         columns: dict[str, list[str | None]] = {f: [] for f in fields}
         for feature in features[start:start + chunk_rows]:
@@ -249,8 +559,92 @@ def read_geojson(path: Path, fields: Sequence[str], *, chunk_rows: int) -> Itera
             for name in fields:
                 value = feature.get(GEOMETRY_FIELD) if name == GEOMETRY_FIELD else props.get(name)
                 columns[name].append(None if value is None else value if isinstance(value, str)
-                                  else json.dumps(value, ensure_ascii=False))
+                                     else json.dumps(value, ensure_ascii=False))
         yield _text_table(fields, columns)
+
+
+# Errors whose messages say what is wrong and where, never what a file holds.
+_SAFE_MESSAGES: tuple[type[BaseException], ...] = (zipfile.BadZipFile, zlib.error, EOFError,
+                                                   SyntaxError)  # xml ParseError is one
+
+
+def _unreadable(name: str, file_format: str, exc: Exception) -> UnreadableFile:
+    if isinstance(exc, UnreadableFile):
+        return exc
+    detail = type(exc).__name__
+    if isinstance(exc, _SAFE_MESSAGES) and str(exc):
+        detail = f"{detail}: {str(exc)[:200]}"
+    return UnreadableFile(f"{name}: not a readable {file_format} file ({detail})")
+
+
+def _guarded(name: str, file_format: str,
+             read: Callable[[], Iterator[pa.Table]]) -> Iterator[pa.Table]:
+    """`read()`'s chunks, any error of the reader turned into `UnreadableFile`.
+
+    A missing file or a failing disk is no verdict on the file: those fail the run,
+    which tries again next time.
+    """
+    try:
+        chunks = iter(read())
+    except (OSError, MemoryError):
+        raise
+    except Exception as exc:
+        raise _unreadable(name, file_format, exc) from None
+    while True:
+        try:
+            chunk = next(chunks)
+        except StopIteration:
+            return
+        except (OSError, MemoryError):
+            raise
+        except Exception as exc:
+            raise _unreadable(name, file_format, exc) from None
+        yield chunk
+
+
+# ------------------------------------------------------------------ the pre-pass
+
+
+def row_hashes(table: pa.Table, fields: Sequence[str]) -> pa.Array:
+    """A 64-bit hash of each row's values of `fields` (null and empty told apart)."""
+    joined = pc.binary_join_element_wise(
+        *(table[f] for f in fields), "\x1f", null_handling="replace", null_replacement="\x00")
+    values = joined.to_numpy(zero_copy_only=False)
+    return pa.array(pd.util.hash_array(values, categorize=False), pa.uint64())
+
+
+class KeyScan:
+    """The keys of a snapshot and a hash of each record, in bounded memory (a key and
+    a 64-bit hash per row, as Arrow arrays): how many keys it holds, and which keys
+    it holds with two or more different records. Identical repeated rows are one."""
+
+    def __init__(self, key_field: str, fields: Sequence[str]):
+        self.key_field = key_field
+        self.fields = tuple(fields)
+        self.rows = 0
+        self._keys: list[pa.Array] = []
+        self._hashes: list[pa.Array] = []
+
+    def add(self, records: pa.Table) -> None:
+        self.rows += records.num_rows
+        if not records.num_rows:
+            return
+        keys = records[self.key_field]
+        # The column as it is (no copy): for a derived key, the read reuses it.
+        self._keys.append(keys.chunk(0) if keys.num_chunks == 1 else keys.combine_chunks())
+        self._hashes.append(row_hashes(records, self.fields))
+
+    def result(self) -> tuple[int, frozenset[str]]:
+        """(distinct keys, keys held by two or more different records)."""
+        if not self._keys:
+            return 0, frozenset()
+        pairs = pa.table({"k": pa.chunked_array(self._keys).cast(pa.string()),
+                          "h": pa.chunked_array(self._hashes, pa.uint64())})
+        pairs = pairs.filter(pc.not_equal(pairs["k"], ""))  # null and blank keys: no key
+        distinct = pairs.group_by(["k", "h"]).aggregate([])
+        per_key = distinct.group_by("k").aggregate([("h", "count")])
+        conflicting = per_key.filter(pc.greater(per_key["h_count"], 1))["k"]
+        return per_key.num_rows, frozenset(conflicting.to_pylist())
 
 
 # ----------------------------------------------------------- processed-files record
@@ -260,9 +654,10 @@ def read_geojson(path: Path, fields: Sequence[str], *, chunk_rows: int) -> Itera
 class ProcessedFiles:
     """A stream's record of the files it has dealt with: its cursor state.
 
-    `files`: name → {"sha256", "outcome" (loaded / identical / stale), "rows"};
-    `last`: the name of the last file loaded, whose date and bytes new files are
-    compared with.
+    `files`: name → {"sha256", "date", "outcome", "rows", and "reason" where one is
+    due}; outcomes: loaded, identical, stale, rejected (unreadable) and refused (a
+    snapshot too small, until accepted); `last`: the name of the last file loaded,
+    whose date and bytes new files are compared with.
     """
 
     files: dict[str, dict[str, Any]]
@@ -280,6 +675,9 @@ class ProcessedFiles:
     def seen(self, name: str, sha256: str) -> bool:
         return self.files.get(name, {}).get("sha256") == sha256
 
+    def outcome(self, name: str) -> str | None:
+        return self.files.get(name, {}).get("outcome")
+
     def verdict(self, landed: LandedFile, sha256: str) -> str:
         """load, identical (the same bytes as the last file loaded) or stale."""
         last = self.files.get(self.last) if self.last else None
@@ -291,11 +689,34 @@ class ProcessedFiles:
             return "stale"
         return "load"
 
-    def note(self, landed: LandedFile, sha256: str, outcome: str, rows: int = 0) -> None:
+    def note(self, landed: LandedFile, sha256: str, outcome: str, rows: int = 0,
+             reason: str | None = None) -> None:
         self.files[landed.name] = {"sha256": sha256, "date": landed.day.isoformat(),
                                    "outcome": outcome, "rows": rows}
+        if reason is not None:
+            self.files[landed.name]["reason"] = reason
         if outcome == "loaded":
             self.last = landed.name
+
+
+# ---------------------------------------------------------------------- connector
+
+
+@dataclass(frozen=True)
+class PreparedFile:
+    """A file through its pre-pass: what the read that yields its records needs."""
+
+    rows: int
+    keys: int
+    conflicting_keys: frozenset[str]
+    # CSV: the file as the pre-pass opened it (encoding, header, block size settled)
+    # and where each row with the wrong number of fields is, in file order.
+    csv_file: CsvFile | None = None
+    malformed: tuple[MalformedRow, ...] = ()
+    # The derived fields of each chunk (`add_fields` is costly for residents: a keyed
+    # hash of each ID number) and the column order they make: the read reuses them.
+    derived: tuple[pa.Table, ...] = ()
+    columns: tuple[str, ...] = ()
 
 
 class FileDropConnector(Connector):
@@ -308,91 +729,283 @@ class FileDropConnector(Connector):
     def pattern(self, stream: FileStream) -> str:
         return self.settings.file_patterns.get(stream.name) or self.default_patterns[stream.name]
 
+    def file_streams(self) -> list[FileStream]:
+        return [s for s in self.streams if isinstance(s, FileStream)]
+
+    def csv_encoding(self, stream: FileStream) -> str:
+        """The configured encoding of the stream's CSV files (a byte-order mark wins)."""
+        return self.settings.csv_encodings.get(stream.name) or self.settings.csv_encoding
+
     def add_fields(self, stream: FileStream, records: pa.Table) -> pa.Table:
-        """Append `stream.derived_fields` to records read from a file (none by default)."""
+        """Append `stream.derived_fields` to records read from a file (none by default).
+
+        Called on each chunk of the pre-pass; the read that yields the records reuses
+        the columns it added (a function of each row alone)."""
         return records
 
-    def read_file(self, stream: FileStream, path: Path) -> Iterator[pa.Table]:
+    def read_file(self, stream: FileStream, path: Path, *, csv_file: CsvFile | None = None,
+                  on_invalid_row: Callable[[InvalidCsvRow], None] | None = None
+                  ) -> Iterator[pa.Table]:
+        """A landed file's records in chunks of text (`csv_file`: the file as opened before)."""
         s = self.settings
         fields = stream.file_fields
         if stream.format == "csv":
-            return read_csv(path, fields, encoding=s.csv_encoding, chunk_rows=s.chunk_rows,
-                            delimiter=s.csv_delimiter)
+            source = csv_file or CsvFile(path, fields, encoding=self.csv_encoding(stream),
+                                         delimiter=s.csv_delimiter)
+            return source.chunks(s.chunk_rows, on_invalid_row)
         if stream.format == "xlsx":
             return read_xlsx(path, fields, chunk_rows=s.chunk_rows)
         return read_geojson(path, fields, chunk_rows=s.chunk_rows)
 
+    # ---- the landing folder -----------------------------------------------------
+
+    def unmatched_files(self) -> list[str]:
+        """Files in the landing folder that no stream reads (temporary names aside)."""
+        folder = Path(self.settings.folder)
+        if not folder.is_dir():
+            return []
+        regexes = [re.compile(self.pattern(s)) for s in self.file_streams()]
+        return sorted(
+            p.name for p in folder.iterdir()
+            if not is_temporary(p.name) and p.is_file()
+            and all(_file_day(r, p.name) is None for r in regexes))
+
+    def folder_warnings(self) -> list[str]:
+        names = self.unmatched_files()
+        warnings = [f"{n}: in the landing folder but matches no stream's file name pattern "
+                    "(with a valid date); not read" for n in names[:MAX_NAMED_UNMATCHED]]
+        if len(names) > MAX_NAMED_UNMATCHED:
+            warnings.append(f"{len(names) - MAX_NAMED_UNMATCHED} more files in the landing "
+                            "folder match no stream's file name pattern; not read")
+        return warnings
+
+    # ---- reading ----------------------------------------------------------------
+
     def extract_files(self, stream: FileStream, state: Mapping[str, Any] | None,
                       context: ReadContext) -> Iterator[Extract]:
-        """Every new complete file, oldest first, each as one snapshot."""
+        """Every new complete file, oldest first, each as one snapshot, or rejected."""
         record = ProcessedFiles.from_state(state)
-        plan = self._plan(stream, record)
         keep = self.settings.remembered_files
-        loads = [i for i, (_, _, verdict) in enumerate(plan) if verdict == "load"]
-        for landed, sha256, verdict in plan[:loads[0] if loads else 0]:
-            record.note(landed, sha256, verdict)  # skipped before the first load
-        for i, (landed, sha256, verdict) in enumerate(plan):
-            if verdict != "load":
-                continue
-            # Files skipped up to the next load are decided already: their notes ride
-            # on this file's cursor instead of costing a batch of their own.
-            following: list[tuple[LandedFile, str, str]] = []
-            for item in plan[i + 1:]:
-                if item[2] == "load":
-                    break
-                following.append(item)
-            yield from self._snapshot(stream, landed, sha256, record, keep, following)
-        if plan and not loads:
-            for landed, sha256, verdict in plan:
-                record.note(landed, sha256, verdict)
-            # Nothing to load, but the decisions are committed like any cursor.
-            yield Extract(_empty(stream.fields), record.to_state(keep))
+        # Files no stream reads are reported once per run: with the first file stream.
+        first = self.file_streams()
+        warnings = self.folder_warnings() if first and first[0].name == stream.name else []
+        queue = self._new_files(stream, record, context)
+        position = 0
 
-    def _plan(self, stream: FileStream,
-              record: ProcessedFiles) -> list[tuple[LandedFile, str, str]]:
-        """(file, sha256, verdict) of each file not dealt with yet, oldest first."""
-        folder = Path(self.settings.folder)
-        simulated = ProcessedFiles(dict(record.files), record.last)
-        plan = []
-        for landed in landed_files(folder, self.pattern(stream), self.settings.min_age_seconds):
+        def note_skips() -> None:
+            # Files skipped up to the next one to read are decided already: their notes
+            # ride on the extract at hand instead of costing a batch of their own.
+            nonlocal position
+            while position < len(queue):
+                landed, sha256 = queue[position]
+                verdict = record.verdict(landed, sha256)
+                if verdict == "load":
+                    return
+                if verdict == "identical":  # a resend, or a day without changes
+                    log.info("%s: the same bytes as %s; skipped", landed.name, record.last)
+                else:
+                    log.warning("%s: older than %s, which is loaded already; skipped as stale",
+                                landed.name, record.last)
+                record.note(landed, sha256, verdict)
+                position += 1
+
+        note_skips()
+        carried = not queue  # whether the last extract holds every decision in `record`
+        while position < len(queue):
+            landed, sha256 = queue[position]
+            position += 1
+            carried = False
+            for extract in self._file(stream, landed, sha256, record, keep, context, note_skips):
+                if warnings:
+                    extract.warnings[:0] = warnings
+                    warnings = []
+                carried = extract.snapshot_complete or bool(extract.rejected_files)
+                yield extract
+        if not carried or warnings:
+            # Nothing read, but the decisions are committed like any cursor.
+            yield Extract(_empty(stream.fields), record.to_state(keep), warnings=warnings)
+
+    def _new_files(self, stream: FileStream, record: ProcessedFiles,
+                   context: ReadContext) -> list[tuple[LandedFile, str]]:
+        """(file, sha256) of each file not dealt with yet, oldest first."""
+        found = []
+        for landed in landed_files(Path(self.settings.folder), self.pattern(stream),
+                                   self.settings.min_age_seconds):
             try:
                 sha256 = sha256_of(landed.path)
             except FileNotFoundError:
                 log.warning("%s vanished before it was read; skipped", landed.name)
                 continue
-            if simulated.seen(landed.name, sha256):
-                continue
-            verdict = simulated.verdict(landed, sha256)
-            if verdict == "identical":  # a resend, or a day without changes
-                log.info("%s: the same bytes as %s; skipped", landed.name, simulated.last)
-            elif verdict == "stale":
-                log.warning("%s: older than %s, which is loaded already; skipped as stale",
-                            landed.name, simulated.last)
-            simulated.note(landed, sha256, "loaded" if verdict == "load" else verdict)
-            plan.append((landed, sha256, verdict))
-        return plan
+            if record.seen(landed.name, sha256):
+                accepted = f"{landed.name}#{sha256}" in context.accepted_snapshots
+                if not (record.outcome(landed.name) == "refused" and accepted):
+                    continue
+                log.info("%s: refused before, accepted by an operator since; read again",
+                         landed.name)
+            found.append((landed, sha256))
+        return found
 
-    def _snapshot(self, stream: FileStream, landed: LandedFile, sha256: str,
-                  record: ProcessedFiles, keep: int,
-                  skipped_after: list[tuple[LandedFile, str, str]]) -> Iterator[Extract]:
+    def prepare(self, stream: FileStream, landed: LandedFile) -> PreparedFile:
+        """The pre-pass over a file: read it all, keeping keys and row hashes only.
+
+        Raises `UnreadableFile` when the file cannot be read as a whole, before any
+        record of it is yielded.
+        """
+        name, file_format = landed.name, stream.format.upper()
+        csv_file = None
+        if stream.format == "csv":
+            try:
+                csv_file = CsvFile(landed.path, stream.file_fields,
+                                   encoding=self.csv_encoding(stream),
+                                   delimiter=self.settings.csv_delimiter)
+            except (OSError, MemoryError):
+                raise
+            except Exception as exc:
+                raise _unreadable(name, file_format, exc) from None
+        invalid: list[int] = []
+        scan = KeyScan(stream.key_field, stream.file_fields)
+        derived: list[pa.Table] = []
+        columns: tuple[str, ...] = ()
+        chunks = _guarded(name, file_format, lambda: self.read_file(
+            stream, landed.path, csv_file=csv_file,
+            on_invalid_row=lambda row: invalid.append(row.actual)))
+        for chunk in chunks:
+            added = self.add_fields(stream, chunk)
+            scan.add(added)
+            if stream.derived_fields:
+                derived.append(added.select(list(stream.derived_fields)))
+                columns = tuple(added.column_names)
+        malformed: list[MalformedRow] = []
+        if invalid and csv_file is not None:
+            try:
+                malformed, good = csv_file.malformed_lines()
+            except (UnicodeDecodeError, csv.Error):
+                good = -1
+            # Python's csv module and pyarrow must have seen the same records.
+            if [m.fields for m in malformed] != invalid or good != scan.rows:
+                log.info("%s: could not tell the lines of its %d malformed rows", name,
+                         len(invalid))
+                malformed = [MalformedRow(None, n, None) for n in invalid]
+        keys, conflicting = scan.result()
+        return PreparedFile(scan.rows, keys, conflicting, csv_file, tuple(malformed),
+                            tuple(derived), columns)
+
+    def _with_derived(self, stream: FileStream, chunk: pa.Table, prepared: PreparedFile,
+                      index: int) -> pa.Table:
+        """A chunk of the read with the fields the pre-pass derived for it (chunks are
+        the same in both passes: `chunk_rows` records each, in file order)."""
+        if index < len(prepared.derived) and prepared.derived[index].num_rows == chunk.num_rows:
+            derived = prepared.derived[index]
+            for name in derived.column_names:
+                chunk = chunk.append_column(name, derived[name])
+            return chunk.select(list(prepared.columns))
+        return self.add_fields(stream, chunk)
+
+    def _file(self, stream: FileStream, landed: LandedFile, sha256: str,
+              record: ProcessedFiles, keep: int, context: ReadContext,
+              note_skips: Callable[[], None]) -> Iterator[Extract]:
+        """One file: its snapshot in chunks, or one extract rejecting it."""
         snapshot_id = f"{landed.name}#{sha256}"
+        try:
+            prepared = self.prepare(stream, landed)
+        except UnreadableFile as exc:
+            yield self._reject(stream, landed, sha256, record, keep, note_skips, str(exc),
+                               "unreadable")
+            return
+        except FileNotFoundError:
+            log.warning("%s vanished before it was read; skipped", landed.name)
+            return
+        if prepared.conflicting_keys:
+            log.warning("%s: %d keys hold two or more different records", landed.name,
+                        len(prepared.conflicting_keys))
+
+        current, ratio = context.current_records, self.settings.min_snapshot_ratio
+        if (stream.snapshot and ratio > 0 and current and prepared.keys < ratio * current
+                and snapshot_id not in context.accepted_snapshots):
+            reason = (
+                f"{landed.name}: holds {prepared.keys:,} records where {current:,} are "
+                f"current, less than {ratio:.0%} of them: taken for a truncated export, it is "
+                "not loaded and closes nothing. If the drop is real, an operator can accept "
+                f"it: hub snapshot accept {self.source.name} {stream.name} {snapshot_id}")
+            yield self._reject(stream, landed, sha256, record, keep, note_skips, reason,
+                               "too_small")
+            return
+
         before = record.to_state(keep)  # a crash mid-file re-reads the whole file next run
+        # Rejected rows not yet given to an extract, with the good records before each:
+        # a reject goes with the chunk holding the record after it.
+        found: list[tuple[int | None, RowReject]] = []
+        rejected_rows = 0
+
+        def on_invalid_row(row: InvalidCsvRow) -> None:
+            nonlocal rejected_rows
+            known = prepared.malformed
+            where = known[rejected_rows] if rejected_rows < len(known) else None
+            rejected_rows += 1
+            found.append((where.good_before if where else None,
+                          self._row_reject(landed.name, prepared.csv_file, row,
+                                           where.line if where else None)))
+
         rows = 0
-        previous: pa.Table | None = None
-        for chunk in self.read_file(stream, landed.path):
-            chunk = self.add_fields(stream, chunk)
+        previous: tuple[pa.Table, list[RowReject]] | None = None
+        chunks = _guarded(landed.name, stream.format.upper(), lambda: self.read_file(
+            stream, landed.path, csv_file=prepared.csv_file, on_invalid_row=on_invalid_row))
+        for index, chunk in enumerate(chunks):
+            chunk = self._with_derived(stream, chunk, prepared, index)
             if previous is not None:
-                yield Extract(previous, before, snapshot_id=snapshot_id)
+                yield Extract(previous[0], before, snapshot_id=snapshot_id,
+                              conflicting_keys=prepared.conflicting_keys, rejects=previous[1])
             rows += chunk.num_rows
-            previous = chunk
+            mine = [r for before_it, r in found if before_it is None or before_it < rows]
+            found = [(b, r) for b, r in found if not (b is None or b < rows)]
+            previous = (chunk, self._keyed(stream, mine))
         record.note(landed, sha256, "loaded", rows)
-        for skipped, skipped_sha, verdict in skipped_after:
-            record.note(skipped, skipped_sha, verdict)
-        log.info("%s: %d records, snapshot complete", landed.name, rows)
+        if rejected_rows:
+            record.files[landed.name]["rejected_rows"] = rejected_rows
+        note_skips()
+        log.info("%s: %d records, %d rows unreadable, snapshot complete", landed.name, rows,
+                 rejected_rows)
         if previous is None:  # a file with a header and no records: everyone has gone
-            previous = self.add_fields(stream, _empty(stream.file_fields))
-        yield Extract(previous, record.to_state(keep), snapshot_id=snapshot_id,
-                      snapshot_complete=True)
+            previous = (self.add_fields(stream, _empty(stream.file_fields)), [])
+        yield Extract(previous[0], record.to_state(keep), snapshot_id=snapshot_id,
+                      snapshot_complete=True, conflicting_keys=prepared.conflicting_keys,
+                      rejects=previous[1] + self._keyed(stream, [r for _, r in found]))
+
+    def _reject(self, stream: FileStream, landed: LandedFile, sha256: str,
+                record: ProcessedFiles, keep: int, note_skips: Callable[[], None],
+                reason: str, kind: str) -> Extract:
+        """The extract that records a file as not loaded: no records, no snapshot."""
+        log.warning("%s", reason)
+        record.note(landed, sha256, "rejected" if kind == "unreadable" else "refused",
+                    reason=reason)
+        note_skips()
+        return Extract(_empty(stream.fields), record.to_state(keep),
+                       rejected_files=[RejectedFile(landed.name, sha256, reason, kind)])
+
+    def _keyed(self, stream: FileStream, rejects: list[RowReject]) -> list[RowReject]:
+        """Rejected rows with the key their fields give (`add_fields` derives it where the
+        stream's key is derived), so quarantine knows whose row it was."""
+        if not rejects:
+            return rejects
+        table = pa.table({f: pa.array([r.payload.get(f) for r in rejects], pa.string())
+                          for f in stream.file_fields})
+        try:
+            keys = self.add_fields(stream, table)[stream.key_field].to_pylist()
+        except (KeyError, pa.ArrowException):
+            return rejects
+        return [replace(r, source_id=k) if isinstance(k, str) and k.strip() else r
+                for r, k in zip(rejects, keys, strict=True)]
+
+    @staticmethod
+    def _row_reject(name: str, csv_file: CsvFile | None, row: InvalidCsvRow,
+                    line: int | None) -> RowReject:
+        where = f"{name} line {line}" if line is not None else f"{name} (line unknown)"
+        return RowReject(
+            rule="row_readable",
+            reason=f"{where}: {row.actual} field{'s' if row.actual != 1 else ''} where "
+                   f"the header has {row.expected}",
+            where=where,
+            payload=csv_file.row_payload(row.text) if csv_file else {"_text": row.text})
 
 
 def _empty(fields: Sequence[str]) -> pa.Table:

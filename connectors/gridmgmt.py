@@ -63,6 +63,7 @@ EVENTS = Stream(
     fields=("eventId", "gridCode", "reporterId", "reportTime", "eventType", "description",
             "longitude", "latitude", "partyIdNos", "status", "updateTime"),
     key_field="eventId",
+    updated_field="updateTime",
 )
 
 
