@@ -14,7 +14,6 @@ Protocol (shared/design/sources.md §4). Three streams:
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime
 from typing import Any
@@ -22,6 +21,7 @@ from zoneinfo import ZoneInfo
 
 from pydantic import Field
 
+from base import clock
 from connectors.base import (
     LOCAL_TIME_FORMAT,
     Connector,
@@ -74,7 +74,8 @@ class Video(Connector):
     settings_model = VideoSettings
     settings: VideoSettings
     streams = (
-        Stream(name="devices", key_field="deviceId", snapshot=True, fields=(
+        Stream(name="devices", key_field="deviceId", snapshot=True, updated_field="updateTime",
+               fields=(
             "deviceId", "name", "civilCode", "longitude", "latitude", "status", "owner",
             "address", "updateTime")),
         Stream(name="alarms", key_field="alarmId", fields=ALARM_FIELDS),
@@ -158,7 +159,7 @@ class Video(Connector):
             start = int(first.replace(tzinfo=ZoneInfo(s.timezone)).timestamp() * 1000)
         # The window's end is fixed when the run starts: alarms raised during the
         # read wait for the next run instead of shifting pages.
-        end = int(time.time() * 1000)
+        end = int(clock.now().timestamp() * 1000)
         step = int(s.backfill_window_hours * 3_600_000)
         reached = start - 1
         for lo in range(start, end + 1, step):
