@@ -10,7 +10,7 @@ from typing import ClassVar
 import numpy as np
 import pyarrow as pa
 
-from conform.values import Column
+from conform.values import Column, fold_divisions
 from hub.config import CityConfig
 from schemas.arrow import conformed_schema
 from schemas.model import Entity
@@ -50,9 +50,39 @@ class Conformer(ABC):
         return {}
 
 
+FOLDED = "division_code"
+AS_SENT = "source_division_code"
+
+
+def fold_division(columns: Mapping[str, Column | pa.Scalar | None], n: int
+                  ) -> dict[str, Column | pa.Scalar | None]:
+    """`division_code` as the current code: a retired county code becomes the code that
+    replaced it (schemas/reference), and the code as given goes to
+    `source_division_code` unless the caller gave that column itself (a derived
+    entity passing on its record's). The rule division_code_known still judges the
+    code as sent: a retired code is reported, but the districts in the marts are
+    today's."""
+    out = dict(columns)
+    given = out.get(FOLDED)
+    if given is None:
+        return out
+    if isinstance(given, pa.Scalar):
+        given = pa.array([given.as_py()] * n, pa.string())
+    if out.get(AS_SENT) is None:
+        out[AS_SENT] = given
+    out[FOLDED] = fold_divisions(given.cast(pa.string()))
+    return out
+
+
 def build(entity: Entity, columns: Mapping[str, Column | pa.Scalar | None], n: int) -> pa.Table:
-    """A conformed table of `entity`: given columns, NULL for the rest, model types."""
+    """A conformed table of `entity`: given columns, NULL for the rest, model types.
+
+    Where the entity keeps a division code, it is folded to the current code (see
+    `fold_division`).
+    """
     schema = conformed_schema(entity)
+    if AS_SENT in schema.names:
+        columns = fold_division(columns, n)
     arrays = []
     for f in schema:
         value = columns.get(f.name)

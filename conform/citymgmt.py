@@ -114,8 +114,13 @@ class CityMgmtCaseConformer(Conformer):
         status = v.map_codes(raw["status"], status_mapping(PLATFORM))
         cols["status"] = status
         cols["source_status"] = raw["status"]
-        cols["closed_at"] = pc.if_else(
-            pc.equal(status, "closed"), pc.coalesce(close, check), close)
+        is_closed = pc.equal(status, "closed")
+        cols["closed_at"] = pc.if_else(is_closed, pc.coalesce(close, check), close)
+        # A closed case without a close time is taken as closed at its check: the hub's
+        # time, not the platform's (its order is a warning, see derived_time_order).
+        cols["derived_times"] = v.listing(
+            {"closed_at": pc.and_(is_closed, pc.and_(pc.is_null(close), pc.is_valid(check)))},
+            raw.num_rows)
 
         category = pc.binary_join_element_wise(
             *(v.trimmed(raw[c]) for c in ("class_type", "big_class", "small_class")), "/")

@@ -148,7 +148,7 @@ class OrgsConformer(Conformer):
 
     def conform(self, raw: pa.Table) -> Conformed:
         cols = _location(raw, "所属网格")
-        code = pc.utf8_upper(pc.replace_substring_regex(raw["统一社会信用代码"], r"\s", ""))
+        code = pc.utf8_upper(pc.replace_substring_regex(v.nfkc(raw["统一社会信用代码"]), r"\s", ""))
         cols.update({
             "source_id": raw["统一社会信用代码"],
             "org_name": v.trimmed(raw["名称"]),
@@ -215,12 +215,24 @@ def _geodesic_areas(shapes: np.ndarray) -> np.ndarray:
 # ------------------------------------------------------------------------ events
 
 
+# Hub statuses that say an event was taken in (受理) or got further.
+ACCEPTED_OR_LATER = ("accepted", "dispatched", "in_progress", "resolved", "closed")
+
+
 class EventsConformer(Conformer):
     """Grid events → core.event; the parties they name → core.person (role party).
 
-    The platform gives the report and last-update times only: an event's
-    `resolved_at` / `closed_at` is its update time when that update made it
-    resolved (已办结) / closed (已归档).
+    The platform gives the report and last-update times only (sources.md §3). So:
+    - `accepted_at` (受理) is the report time once the status is past 上报 (受理,
+      处置中, 已办结, 已归档): the platform says the event was accepted but not when; a
+      grid worker's report enters the platform as it is made, and the report time is
+      the one sent time that does not move as the event goes on (the update time of
+      the step that accepted it is overwritten by the next step). Without it no grid
+      event would count in 办结率 (closed / accepted).
+    - `resolved_at` / `closed_at` is the update time when that update made the event
+      resolved (已办结) / closed (已归档).
+    All three are the hub's, listed in `derived_times`: their order is a warning, never
+    a reason to quarantine (rule derived_time_order).
     """
 
     primary = EVENT
@@ -243,8 +255,13 @@ class EventsConformer(Conformer):
         no_time = pa.scalar(None, v.UTC_TIMESTAMP)
         cols["status"] = status
         cols["source_status"] = v.trimmed(raw["status"])
+        accepted = pc.is_in(status, value_set=pa.array(ACCEPTED_OR_LATER, pa.string()))
+        cols["accepted_at"] = pc.if_else(accepted, cols["reported_at"], no_time)
         cols["resolved_at"] = pc.if_else(pc.equal(status, "resolved"), updated, no_time)
         cols["closed_at"] = pc.if_else(pc.equal(status, "closed"), updated, no_time)
+        cols["derived_times"] = v.listing(
+            {name: pc.is_valid(cols[name]) for name in ("accepted_at", "resolved_at", "closed_at")},
+            raw.num_rows)
         cols["category_code"] = v.map_codes(
             raw["eventType"], category_mapping(PLATFORM, "source_event_type"))
         cols["source_category"] = v.trimmed(raw["eventType"])
@@ -274,6 +291,7 @@ class EventsConformer(Conformer):
             "id_number": normal,
             "grid_code": events["grid_code"].take(at),
             "division_code": events["division_code"].take(at),
+            "source_division_code": events["source_division_code"].take(at),
             "street_code": events["street_code"].take(at),
             "updated": events["source_updated_at"].take(at),
         })

@@ -5,6 +5,12 @@ Lifecycle mapping (the hotline has no separate report or callback time):
 受理 acceptTime is both the report and the acceptance; 派单 dispatchTime; 办结
 finishTime is `resolved_at`; an order in 已回访 (callback done) is closed at its last
 update. Categories and statuses map through schemas/mappings/hotline12345/.
+
+Two of those times are the hub's, not the platform's: `reported_at` (a copy of
+acceptTime) and `closed_at` (updateTime taken as the callback time). They are listed
+in `derived_times`, so their order is a warning (derived_time_order), never a reason
+to quarantine an order: a platform whose updateTime lags its finishTime has sent
+nothing wrong.
 """
 
 from __future__ import annotations
@@ -55,6 +61,9 @@ class Hotline12345Conformer(Conformer):
         cols["source_status"] = raw["status"]
         cols["closed_at"] = pc.if_else(pc.equal(status, "closed"), cols["source_updated_at"],
                                        pa.scalar(None, v.UTC_TIMESTAMP))
+        cols["derived_times"] = v.listing({"reported_at": pc.is_valid(cols["reported_at"]),
+                                           "closed_at": pc.is_valid(cols["closed_at"])},
+                                          raw.num_rows)
         cols["category_code"] = v.map_codes(raw["categoryCode"], category_mapping(PLATFORM))
         cols["source_category"] = pc.binary_join_element_wise(
             pc.fill_null(raw["categoryCode"], ""), pc.fill_null(raw["categoryName"], ""), " "
@@ -101,6 +110,7 @@ class Hotline12345Conformer(Conformer):
             "id_number": ids.filter(pa.array(keep)),
             "phone": phones.filter(pa.array(keep)),
             "division_code": events["division_code"].filter(pa.array(keep)),
+            "source_division_code": events["source_division_code"].filter(pa.array(keep)),
             "street_code": events["street_code"].filter(pa.array(keep)),
             "updated": events["source_updated_at"].filter(pa.array(keep)),
         })

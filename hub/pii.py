@@ -9,14 +9,16 @@ against it. Hashing runs once per distinct value of a batch, not once per row.
 from __future__ import annotations
 
 import hashlib
+import os
 import secrets
 from collections.abc import Callable
 from functools import lru_cache
+from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from conform.values import citizen_id_identity, per_distinct
+from conform.values import citizen_id_identity, per_distinct, phone_identity
 from hub.config import settings
 from schemas.arrow import load_schema
 from schemas.model import Entity, Pii
@@ -40,9 +42,20 @@ def pii_key() -> bytes:
     path = s.home / "pii.key"
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(secrets.token_hex(32))
-        path.chmod(0o600)
+        write_private(path, secrets.token_hex(32))
     return hashlib.sha256(path.read_text().strip().encode()).digest()
+
+
+def write_private(path: Path, text: str) -> None:
+    """Create `path` readable by its owner only from the first byte (no window in which
+    another user could read a key); an existing file is left alone (another process won
+    the race, and its key stands)."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
 
 
 def keyed_hash(value: str, key: bytes | None = None) -> str:
@@ -101,8 +114,13 @@ def mask_name(values: pa.Array | pa.ChunkedArray) -> pa.Array:
 
 
 MASKS = {Pii.ID_NUMBER: mask_id_number, Pii.PHONE: mask_phone}
-# What a value is hashed as: the same person must hash the same on every platform.
-IDENTITY: dict[Pii, Callable[[str], str]] = {Pii.ID_NUMBER: citizen_id_identity, Pii.PHONE: str}
+# What a value is hashed as: the same person must hash the same on every platform,
+# whichever way the number was keyed in (full-width digits, spaces, dashes, +86, a
+# legacy 15-digit ID). Conform normalises already; the identity forms normalise again
+# (cheaply when there is nothing to do), so a hash never depends on a conformer
+# having done so.
+IDENTITY: dict[Pii, Callable[[str], str]] = {Pii.ID_NUMBER: citizen_id_identity,
+                                             Pii.PHONE: phone_identity}
 
 
 def protect(entity: Entity, conformed: pa.Table) -> pa.Table:

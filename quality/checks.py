@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import shapely
 
 NOT_EVALUATED = -1
 PASSED = 0
@@ -119,6 +120,8 @@ class Strings:
         self.data = np.zeros(0, np.uint8) if buf is None else np.frombuffer(buf, dtype=np.uint8)
         self._present: np.ndarray | None = None
         self._digits: np.ndarray | None = None
+        self._geometries: np.ndarray | None = None
+        self.listings: dict[tuple[str, ...], list[np.ndarray]] = {}
 
     def __len__(self) -> int:
         return len(self.arr)
@@ -159,6 +162,17 @@ class Strings:
 
     def equals(self, value: str) -> np.ndarray:
         return _bool(pc.equal(self.arr, value))
+
+    def geometries(self) -> np.ndarray:
+        """The values read as WKT (shapely, vectorised in GEOS); None where a value is
+        blank or not readable. Parsed once per column and batch, shared by the
+        geometry checks."""
+        if self._geometries is None:
+            values = np.asarray(self.arr.to_numpy(zero_copy_only=False), dtype=object)
+            values[~self.present()] = None
+            self._geometries = np.asarray(shapely.from_wkt(values, on_invalid="ignore"),
+                                          dtype=object).reshape(len(self))
+        return self._geometries
 
     def isin(self, value_set: pa.Array) -> np.ndarray:
         return _bool(pc.is_in(self.arr, value_set=value_set))
@@ -242,11 +256,14 @@ def required(values: Any) -> np.ndarray:
     return np.where(present(values), PASSED, 1).astype(CODE_DTYPE)
 
 
-LAST_IN_BATCH_REASONS = ("superseded",)
+UNIQUE_KEY_REASONS = ("duplicate", "conflicting")
 
 
-def last_in_batch(keys: Any) -> np.ndarray:
-    """1 for every occurrence of a key except its last one in the batch.
+def unique_keys(keys: Any, conflicting: Collection[str] | pa.Array | None = None) -> np.ndarray:
+    """1 for every row whose key occurs more than once in the batch (every occurrence:
+    which of two different records is right is not for the hub to guess), 2 for a key
+    in `conflicting` (keys a whole snapshot holds with different records, which may
+    have fallen in other batches).
 
     Hashes are compared first (a sort of 64-bit fingerprints); only rows whose
     fingerprint repeats are compared as strings.
@@ -254,25 +271,24 @@ def last_in_batch(keys: Any) -> np.ndarray:
     s = strings(keys)
     given = s.present()
     codes = _evaluated_where(given)
-    if len(s) < 2:
-        return codes
-    h = s.fingerprint()
-    ordered = np.sort(h[given])
-    repeated = np.unique(ordered[1:][ordered[1:] == ordered[:-1]])
-    if repeated.size == 0:
-        return codes
-    # A bitmap on the low hash bits narrows the rows to look up to about the repeats.
-    low = np.uint64((1 << 22) - 1)
-    bucket = np.zeros(1 << 22, dtype=bool)
-    bucket[(repeated & low).astype(np.int64)] = True
-    maybe = np.flatnonzero(given & bucket[(h & low).astype(np.int64)])
-    pos = np.minimum(np.searchsorted(repeated, h[maybe]), repeated.size - 1)
-    rows = maybe[repeated[pos] == h[maybe]]
-    encoded = pc.dictionary_encode(s.arr.take(pa.array(rows)))
-    idx = np.asarray(encoded.indices.to_numpy(zero_copy_only=False), dtype=np.int64)
-    last = np.full(len(encoded.dictionary), -1, dtype=np.int64)
-    np.maximum.at(last, idx, np.arange(rows.size))
-    codes[rows[last[idx] != np.arange(rows.size)]] = 1
+    if len(s) >= 2:
+        h = s.fingerprint()
+        ordered = np.sort(h[given])
+        repeated = np.unique(ordered[1:][ordered[1:] == ordered[:-1]])
+        if repeated.size:
+            # A bitmap on the low hash bits narrows the rows to look up to about the repeats.
+            low = np.uint64((1 << 22) - 1)
+            bucket = np.zeros(1 << 22, dtype=bool)
+            bucket[(repeated & low).astype(np.int64)] = True
+            maybe = np.flatnonzero(given & bucket[(h & low).astype(np.int64)])
+            pos = np.minimum(np.searchsorted(repeated, h[maybe]), repeated.size - 1)
+            rows = maybe[repeated[pos] == h[maybe]]
+            encoded = pc.dictionary_encode(s.arr.take(pa.array(rows)))
+            idx = np.asarray(encoded.indices.to_numpy(zero_copy_only=False), dtype=np.int64)
+            counts = np.bincount(idx, minlength=len(encoded.dictionary))
+            codes[rows[counts[idx] > 1]] = 1
+    if conflicting is not None and len(conflicting):
+        _mark(codes, given & s.isin(as_value_set(conflicting)), 2)
     return codes
 
 
@@ -398,6 +414,30 @@ def known_code(
     return codes
 
 
+def sent_or(values: Any, sent: Any) -> Strings:
+    """`sent` where it is given, else `values`: the code as the platform sent it where
+    conform kept it beside the value it put in its place (a retired division code
+    folded to its successor)."""
+    folded, original = strings(values), strings(sent)
+    given = original.present()
+    if not given.any():
+        return folded
+    if given.all():
+        return original
+    return Strings(pc.if_else(pa.array(given), original.arr, folded.arr))
+
+
+def known_division(
+    values: Any,
+    sent: Any,
+    known: Collection[str] | pa.Array | None,
+    retired: Collection[str] | pa.Array | None = None,
+) -> np.ndarray:
+    """`known_code` of the division code as the platform sent it (see `sent_or`): a
+    retired code conform folded to its successor is still reported as retired."""
+    return known_code(sent_or(values, sent), known, retired)
+
+
 MAPPED_REASONS = ("unmapped", "unknown")
 UNMAPPED = "unmapped"
 
@@ -492,28 +532,68 @@ def not_after(columns: Sequence[Any], latest: datetime) -> np.ndarray:
     return codes
 
 
-def in_order(columns: Sequence[Any]) -> np.ndarray:
+def listed(values: Any, names: Sequence[str]) -> list[np.ndarray]:
+    """For each of `names`, the rows whose comma-separated `values` list it (e.g. the
+    lifecycle times an event's `derived_times` names). Such a column holds a handful
+    of distinct values: each is split once, and rows look theirs up. Computed once
+    per column and batch, shared by the rules that read it."""
+    s = strings(values)
+    key = tuple(names)
+    if key not in s.listings:
+        if not s.present().any():
+            s.listings[key] = [np.zeros(len(s), dtype=bool) for _ in names]
+        else:
+            encoded = pc.dictionary_encode(s.arr)
+            idx = np.asarray(pc.fill_null(encoded.indices, -1).to_numpy(zero_copy_only=False),
+                             dtype=np.int64)
+            parts = [{p.strip() for p in v.split(",")}
+                     for v in encoded.dictionary.to_pylist()]  # distinct values, not rows
+            out = []
+            for name in names:
+                has = np.array([name in p for p in parts] + [False], dtype=bool)
+                out.append(has[idx])  # index -1 (null) picks the trailing False
+            s.listings[key] = out
+    return s.listings[key]
+
+
+def in_order(columns: Sequence[Any], skip: Sequence[np.ndarray] | None = None) -> np.ndarray:
     """Code k where the k-th column (1-based) is the first to hold a time earlier than
-    a time in a column before it; missing times are skipped."""
+    a time in a column before it; missing times are skipped, and so are the times
+    `skip[k-1]` marks (the ones the hub derived rather than the platform sent)."""
     n = len(columns[0]) if columns else 0
     codes = np.full(n, NOT_EVALUATED, dtype=CODE_DTYPE)
     running = np.full(n, _NULL_TIME, dtype=np.int64)
     for k, col in enumerate(columns, start=1):
         t, ok = micros(col)
+        if skip is not None:
+            ok = ok & ~skip[k - 1]
         codes[ok & (codes == NOT_EVALUATED)] = PASSED
         _mark(codes, ok & (t < running), k)
         running = np.where(ok, np.maximum(running, t), running)
     return codes
 
 
-def latest_before(columns: Sequence[Any], rows: np.ndarray, k: int) -> np.ndarray:
+def derived_in_order(columns: Sequence[Any], derived: Sequence[np.ndarray]) -> np.ndarray:
+    """`in_order` over every time, the derived ones included, for the rows whose sent
+    times are in order: code k where a time the hub derived is out of order (or a sent
+    one is out of order with a derived one). Rows whose sent times are themselves out
+    of order are not evaluated: `in_order(columns, derived)` reports them."""
+    codes = in_order(columns)
+    codes[in_order(columns, derived) > PASSED] = NOT_EVALUATED
+    return codes
+
+
+def latest_before(columns: Sequence[Any], rows: np.ndarray, k: int,
+                  skip: Sequence[np.ndarray] | None = None) -> np.ndarray:
     """For `rows`, the index (0-based) of the column before column k (1-based) that holds
-    the latest time: the partner of an `in_order` failure."""
+    the latest time: the partner of an `in_order` failure (with the same `skip`)."""
     best = np.full(rows.size, -1, dtype=np.int64)
     best_t = np.full(rows.size, _NULL_TIME, dtype=np.int64)
     for j in range(k - 1):
         t, ok = micros(columns[j])
         t, ok = t[rows], ok[rows]
+        if skip is not None:
+            ok = ok & ~skip[j][rows]
         later = ok & (t > best_t)
         best = np.where(later, j, best)
         best_t = np.where(later, t, best_t)
@@ -582,6 +662,105 @@ def unit_grid_code(values: Any, grid_types: Any) -> np.ndarray:
     unit = strings(grid_types).equals(UNIT_GRID_TYPE)
     ok = ((s.lens == 14) | (s.lens == 15)) & s.digits()
     _mark(codes, unit & ~ok, 1)
+    return codes
+
+
+# ---------------------------------------------------------------- grid boundaries
+
+BOUNDARY_REASONS = ("unreadable", "not_polygon", "empty", "invalid")
+_POLYGONAL = (3, 6)  # GEOS type ids of Polygon and MultiPolygon
+
+
+def _shape_flags(s: Strings) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per row: given, parsed, polygonal and non-empty, valid (GEOS rules)."""
+    given = s.present()
+    if not given.any():
+        none = np.zeros(len(s), dtype=bool)
+        return given, none, none, none
+    g = s.geometries()
+    parsed = given & ~np.asarray(shapely.is_missing(g), dtype=bool)
+    polygon = parsed & np.isin(shapely.get_type_id(g), _POLYGONAL) & ~shapely.is_empty(g)
+    valid = polygon & np.asarray(shapely.is_valid(g), dtype=bool)
+    return given, parsed, polygon, valid
+
+
+def boundary(values: Any) -> np.ndarray:
+    """A boundary is a non-empty, valid (OGC: closed rings, no self-intersection)
+    Polygon or MultiPolygon in WKT. Reasons: 1 not readable as WKT, 2 not a polygon,
+    3 empty, 4 not valid. A missing boundary is not evaluated."""
+    s = strings(values)
+    given, parsed, polygon, valid = _shape_flags(s)
+    codes = _evaluated_where(given)
+    if not given.any():
+        return codes
+    g = s.geometries()
+    _mark(codes, given & ~parsed, 1)
+    _mark(codes, parsed & ~np.isin(shapely.get_type_id(g), _POLYGONAL), 2)
+    _mark(codes, parsed & ~polygon, 3)
+    _mark(codes, polygon & ~valid, 4)
+    return codes
+
+
+BOUNDARY_EXTENT_REASONS = ("outside", "swapped")
+
+
+def boundary_in_extent(values: Any, extent: Sequence[float], tolerance: float = 0.0) -> np.ndarray:
+    """The boundary's bounding box lies in the extent (min_lon, min_lat, max_lon, max_lat)
+    widened by `tolerance` degrees. Reasons: 1 outside, 2 longitude and latitude swapped
+    (the swapped boundary would be inside). Evaluated for readable, non-empty shapes."""
+    s = strings(values)
+    _, parsed, _, _ = _shape_flags(s)
+    if not parsed.any():
+        return _codes(len(s))
+    b = np.asarray(shapely.bounds(s.geometries()), dtype=np.float64).reshape(len(s), 4)
+    judged = parsed & ~np.isnan(b).any(axis=1)
+    codes = _evaluated_where(judged)
+    min_lon, min_lat, max_lon, max_lat = (float(v) for v in extent)
+    min_lon, min_lat = min_lon - tolerance, min_lat - tolerance
+    max_lon, max_lat = max_lon + tolerance, max_lat + tolerance
+    with np.errstate(invalid="ignore"):
+        inside = (b[:, 0] >= min_lon) & (b[:, 1] >= min_lat) & (b[:, 2] <= max_lon) \
+            & (b[:, 3] <= max_lat)
+        swapped = (b[:, 1] >= min_lon) & (b[:, 0] >= min_lat) & (b[:, 3] <= max_lon) \
+            & (b[:, 2] <= max_lat)
+    _mark(codes, judged & ~inside & swapped, 2)
+    _mark(codes, judged & ~inside, 1)
+    return codes
+
+
+BOUNDARY_AREA_REASONS = ("too_small", "too_large")
+_METRES_PER_DEGREE = 6_371_008.8 * np.pi / 180  # on the sphere of the earth's mean radius
+
+
+def approximate_areas(geometries: np.ndarray) -> np.ndarray:
+    """Areas in m² of longitude/latitude polygons: the planar area in square degrees,
+    scaled at each shape's centroid latitude (a sphere of the earth's mean radius).
+    Within about 0.5 % of the geodesic area for shapes of a grid's size; NaN where a
+    shape has no area to measure."""
+    with np.errstate(invalid="ignore"):
+        lat = np.asarray(shapely.get_y(shapely.centroid(geometries)), dtype=np.float64)
+        return (np.asarray(shapely.area(geometries), dtype=np.float64)
+                * _METRES_PER_DEGREE ** 2 * np.cos(np.radians(lat)))
+
+
+def boundary_area(values: Any, smallest: float, largest: float) -> np.ndarray:
+    """The area a valid longitude/latitude boundary encloses lies in [smallest, largest]
+    m². Reasons: 1 too small, 2 too large. Evaluated for valid polygons with plausible
+    coordinates (|lon| <= 180, |lat| <= 90); the other geometry checks judge the rest."""
+    s = strings(values)
+    _, _, _, valid = _shape_flags(s)
+    if not valid.any():
+        return _codes(len(s))
+    g = s.geometries()
+    b = np.asarray(shapely.bounds(g), dtype=np.float64).reshape(len(s), 4)
+    with np.errstate(invalid="ignore"):
+        judged = valid & (np.abs(b[:, [0, 2]]) <= 180).all(axis=1) \
+            & (np.abs(b[:, [1, 3]]) <= 90).all(axis=1)
+    codes = _evaluated_where(judged)
+    area = np.full(len(s), np.nan)
+    area[judged] = approximate_areas(g[judged])
+    _mark(codes, judged & (area < smallest), 1)
+    _mark(codes, judged & (area > largest), 2)
     return codes
 
 

@@ -64,7 +64,9 @@ from great_expectations.expectations.metrics.map_metric_provider.multicolumn_con
 from hub.pii import MASKS
 from quality import checks
 from quality.rules import (
+    BOUNDARY_TOLERANCE_DEG,
     CLOSED_STATUS,
+    GRID_AREA_M2,
     NEUTRAL_SATISFACTION,
     AppliedRule,
     Evaluation,
@@ -145,6 +147,7 @@ def suite_parameters(ctx: RuleContext) -> dict[str, Any]:
         "retired_division_codes": put(ctx.retired_divisions.keys()),
         "street_codes": put(ctx.street_codes),
         "grid_codes": None if ctx.grid_codes is None else put(ctx.grid_codes),
+        "conflicting_keys": put(ctx.conflicting_keys),
     }
 
 
@@ -175,13 +178,15 @@ class ColumnValuesPresent(ColumnMapMetricProvider):
         return _meets(checks.required(column))
 
 
-class ColumnValuesLastOfKey(ColumnMapMetricProvider):
-    condition_metric_name = "column_values.hub_last_of_key"
+class ColumnValuesUniqueKey(ColumnMapMetricProvider):
+    condition_metric_name = "column_values.hub_unique_key"
+    condition_value_keys = ("conflicting_keys",)
     filter_column_isnull = False
 
     @column_condition_partial(engine=PandasExecutionEngine)
-    def _pandas(cls, column: pd.Series, **kwargs: Any) -> np.ndarray:
-        return _meets(checks.last_in_batch(column))
+    def _pandas(cls, column: pd.Series, conflicting_keys: str | None = None,
+                **kwargs: Any) -> np.ndarray:
+        return _meets(checks.unique_keys(column, REFERENCE_SETS.get(conflicting_keys)))
 
 
 class ColumnValuesCitizenId(ColumnMapMetricProvider):
@@ -273,12 +278,21 @@ class TimestampsNotInFuture(MulticolumnMapMetricProvider):
 
 
 class TimestampsInOrder(MulticolumnMapMetricProvider):
+    """column_list: the lifecycle times, then the column listing the derived ones.
+    `times` "sent": the sent times in order (derived ones skipped); "derived": the
+    derived ones in order with the rest, where the sent ones are."""
+
     condition_metric_name = "multicolumn_values.hub_in_order"
+    condition_value_keys = ("times",)
 
     @multicolumn_condition_partial(engine=PandasExecutionEngine)
-    def _pandas(cls, column_list: pd.DataFrame, **kwargs: Any) -> np.ndarray:
+    def _pandas(cls, column_list: pd.DataFrame, times: str = "sent", **kwargs: Any) -> np.ndarray:
         cols = [_column(column_list, i) for i in range(column_list.shape[1])]
-        return _meets(checks.in_order(cols))
+        *steps, derived_column = cols
+        derived = checks.listed(derived_column, list(column_list.columns[:-1]))
+        if times == "derived":
+            return _meets(checks.derived_in_order(steps, derived))
+        return _meets(checks.in_order(steps, derived))
 
 
 class TimestampNotBefore(MulticolumnMapMetricProvider):
@@ -306,6 +320,51 @@ class UnitGridCodes(MulticolumnMapMetricProvider):
     @multicolumn_condition_partial(engine=PandasExecutionEngine)
     def _pandas(cls, column_list: pd.DataFrame, **kwargs: Any) -> np.ndarray:
         return _meets(checks.unit_grid_code(_column(column_list, 0), _column(column_list, 1)))
+
+
+class KnownDivisionCodes(MulticolumnMapMetricProvider):
+    """column_list: the (folded) division code, then the code as the platform sent it."""
+
+    condition_metric_name = "multicolumn_values.hub_known_division"
+    condition_value_keys = ("codes", "retired_codes")
+
+    @multicolumn_condition_partial(engine=PandasExecutionEngine)
+    def _pandas(cls, column_list: pd.DataFrame, codes: str | None,
+                retired_codes: str | None = None, **kwargs: Any) -> np.ndarray:
+        known, retired = REFERENCE_SETS.get(codes), REFERENCE_SETS.get(retired_codes)
+        return _meets(checks.known_division(_column(column_list, 0), _column(column_list, 1),
+                                            known, retired))
+
+
+class ColumnValuesBoundary(ColumnMapMetricProvider):
+    condition_metric_name = "column_values.hub_boundary"
+    filter_column_isnull = False
+
+    @column_condition_partial(engine=PandasExecutionEngine)
+    def _pandas(cls, column: pd.Series, **kwargs: Any) -> np.ndarray:
+        return _meets(checks.boundary(column))
+
+
+class ColumnValuesBoundaryInExtent(ColumnMapMetricProvider):
+    condition_metric_name = "column_values.hub_boundary_in_extent"
+    condition_value_keys = ("extent", "tolerance")
+    filter_column_isnull = False
+
+    @column_condition_partial(engine=PandasExecutionEngine)
+    def _pandas(cls, column: pd.Series, extent: Sequence[float], tolerance: float = 0.0,
+                **kwargs: Any) -> np.ndarray:
+        return _meets(checks.boundary_in_extent(column, extent, tolerance))
+
+
+class ColumnValuesBoundaryArea(ColumnMapMetricProvider):
+    condition_metric_name = "column_values.hub_boundary_area"
+    condition_value_keys = ("min_m2", "max_m2")
+    filter_column_isnull = False
+
+    @column_condition_partial(engine=PandasExecutionEngine)
+    def _pandas(cls, column: pd.Series, min_m2: float, max_m2: float,
+                **kwargs: Any) -> np.ndarray:
+        return _meets(checks.boundary_area(column, min_m2, max_m2))
 
 
 class ThingCodes(MulticolumnMapMetricProvider):
@@ -356,10 +415,15 @@ class ExpectColumnValuesToBePresent(ExpectColumnValuesToNotBeNull):
     map_metric = "column_values.hub_present"
 
 
-class ExpectColumnValuesToBeLastOfTheirKey(ColumnMapExpectation):
-    """A source key occurs once per batch; every occurrence but the last is unexpected."""
+class ExpectColumnValuesToBeUniqueSourceKeys(ColumnMapExpectation):
+    """A source key holds one record per batch: every row of a key that occurs more than
+    once is unexpected (all of them), and so is every row of a key in
+    `conflicting_keys` (a code set digest: keys the whole snapshot holds with different
+    records)."""
 
-    map_metric = "column_values.hub_last_of_key"
+    conflicting_keys: CodeSetRef = None
+    map_metric = "column_values.hub_unique_key"
+    success_keys = ("mostly", "conflicting_keys")
 
 
 class ExpectColumnValuesToBeValidCitizenIdNumbers(_MasksPersonalData, ColumnMapExpectation):
@@ -438,9 +502,14 @@ class ExpectTimestampsToNotBeInTheFuture(_HubMulticolumn):
 
 
 class ExpectTimestampsToBeInLifecycleOrder(_HubMulticolumn):
-    """The times of the listed steps never go backwards; missing steps are skipped."""
+    """The times of the listed steps never go backwards; missing steps are skipped. The
+    last column lists, per row, the times the hub derived: `times` "sent" judges the
+    others only, "derived" the derived ones against the rest (rows whose sent times are
+    out of order are left to "sent")."""
 
+    times: Literal["sent", "derived"] = "sent"
     map_metric = "multicolumn_values.hub_in_order"
+    success_keys = ("mostly", "times")
 
 
 class ExpectTimestampToNotPrecedeOther(_HubMulticolumn):
@@ -463,6 +532,41 @@ class ExpectUnitGridCodesToBeWellFormed(_HubMulticolumn):
     """Grid codes of type 单元 are 15 digits (14 in older systems)."""
 
     map_metric = "multicolumn_values.hub_unit_grid_code"
+
+
+class ExpectDivisionCodesToBeKnown(_HubMulticolumn):
+    """column_list [division_code, source_division_code]: the code as the platform sent it
+    (source_division_code where given) is in the division table; retired codes are
+    reported as retired by quality.rules but are unexpected here all the same."""
+
+    codes: CodeSetRef
+    retired_codes: CodeSetRef = None
+    map_metric = "multicolumn_values.hub_known_division"
+    success_keys = ("mostly", "codes", "retired_codes")
+
+
+class ExpectBoundariesToBeValidPolygons(ColumnMapExpectation):
+    """WKT of a non-empty, valid Polygon or MultiPolygon (missing boundaries pass)."""
+
+    map_metric = "column_values.hub_boundary"
+
+
+class ExpectBoundariesToBeInExtent(ColumnMapExpectation):
+    """The boundary's bounding box lies in `extent` widened by `tolerance` degrees."""
+
+    extent: list | dict
+    tolerance: float = 0.0
+    map_metric = "column_values.hub_boundary_in_extent"
+    success_keys = ("mostly", "extent", "tolerance")
+
+
+class ExpectBoundaryAreasToBeBetween(ColumnMapExpectation):
+    """The area a valid boundary encloses lies in [min_m2, max_m2] square metres."""
+
+    min_m2: float
+    max_m2: float
+    map_metric = "column_values.hub_boundary_area"
+    success_keys = ("mostly", "min_m2", "max_m2")
 
 
 class ExpectThingCodesToFollowTheirStandard(_HubMulticolumn):
@@ -490,13 +594,14 @@ def _cols(rule: AppliedRule) -> list[str]:
 
 BUILDERS: Mapping[str, Builder] = {
     "required_present": lambda r: ExpectColumnValuesToBePresent(column=_col(r)),
-    "source_key_unique": lambda r: ExpectColumnValuesToBeLastOfTheirKey(column=_col(r)),
+    "source_key_unique": lambda r: ExpectColumnValuesToBeUniqueSourceKeys(
+        column=_col(r), conflicting_keys=_param("conflicting_keys")),
     "citizen_id_valid": lambda r: ExpectColumnValuesToBeValidCitizenIdNumbers(
         column=_col(r), today=_param("today")),
     "uscc_valid": lambda r: ExpectColumnValuesToBeValidUsccs(column=_col(r)),
     "phone_format": lambda r: ExpectColumnValuesToBeValidPhoneNumbers(column=_col(r)),
-    "division_code_known": lambda r: ExpectColumnValuesToBeKnownCodes(
-        column=_col(r), codes=_param("division_codes"),
+    "division_code_known": lambda r: ExpectDivisionCodesToBeKnown(
+        column_list=_cols(r), codes=_param("division_codes"),
         retired_codes=_param("retired_division_codes")),
     "street_code_known": lambda r: ExpectColumnValuesToBeKnownCodes(
         column=_col(r), codes=_param("street_codes")),
@@ -516,11 +621,19 @@ BUILDERS: Mapping[str, Builder] = {
         retired_codes=_param("retired_division_codes")),
     "grid_assigned": lambda r: ExpectRecordsToLieInAGrid(
         column_list=_cols(r), extent=_param("extent"), grid_codes=_param("grid_codes")),
-    "lifecycle_order": lambda r: ExpectTimestampsToBeInLifecycleOrder(column_list=_cols(r)),
+    "lifecycle_order": lambda r: ExpectTimestampsToBeInLifecycleOrder(
+        column_list=_cols(r), times="sent"),
+    "derived_time_order": lambda r: ExpectTimestampsToBeInLifecycleOrder(
+        column_list=_cols(r), times="derived"),
     "deadline_after_accept": lambda r: ExpectTimestampToNotPrecedeOther(column_list=_cols(r)),
     "satisfaction_only_if_evaluated": lambda r: ExpectValueOnlyWithStatus(
         column_list=_cols(r), neutral_values=list(NEUTRAL_SATISFACTION),
         required_status=CLOSED_STATUS),
+    "boundary_valid": lambda r: ExpectBoundariesToBeValidPolygons(column=_col(r)),
+    "boundary_in_city": lambda r: ExpectBoundariesToBeInExtent(
+        column=_col(r), extent=_param("extent"), tolerance=BOUNDARY_TOLERANCE_DEG),
+    "boundary_area_plausible": lambda r: ExpectBoundaryAreasToBeBetween(
+        column=_col(r), min_m2=GRID_AREA_M2[0], max_m2=GRID_AREA_M2[1]),
 }
 
 _SEVERITY = {Severity.BLOCKING: FailureSeverity.CRITICAL, Severity.WARNING: FailureSeverity.WARNING}
@@ -672,8 +785,8 @@ def _without_batch_fingerprint() -> Iterator[None]:
 
 def sample(table: pa.Table, rows: int, blocks: int = 20) -> pa.Table:
     """A deterministic sample of about `rows` rows: `blocks` evenly spaced runs of
-    consecutive rows (slices, so no copy; batch order kept, so "last occurrence of a
-    key" keeps its meaning within the sample)."""
+    consecutive rows (slices, so no copy; batch order kept). A key repeated in the batch
+    but not within the sample passes there: sampled counts are the sample's own."""
     n = table.num_rows
     if n <= rows:
         return table

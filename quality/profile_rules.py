@@ -200,7 +200,9 @@ def synthetic_events(n: int, seed: int = 0, now: datetime = NOW) -> pa.Table:
     updated = pa.array(now_us - rng.integers(0, 3600, n) * us).cast(ts)
     cols["source_updated_at"] = _replace(updated, bad(0.001), None)
     cols["cluster_key"] = pa.nulls(n, pa.string())
-    return pa.Table.from_arrays([cols[f.name] for f in schema], schema=schema)
+    # Fields the generator leaves alone (the model may gain some) are null.
+    return pa.Table.from_arrays([cols.get(f.name, pa.nulls(n, f.type)) for f in schema],
+                                schema=schema)
 
 
 def main() -> None:

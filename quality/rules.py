@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import shapely
 import yaml
 
 from hub.pii import MASKS
@@ -48,6 +49,15 @@ REQUIRED = "required_present"
 SOURCE_KEY = "source_key_unique"
 KEY_COLUMN = "source_id"
 LIFECYCLE = ("reported_at", "accepted_at", "dispatched_at", "resolved_at", "closed_at")
+# Which lifecycle times of an event the hub derived rather than the platform sent.
+DERIVED_COLUMN = "derived_times"
+# The division code as the platform sent it, beside the current code conform put in
+# division_code (a retired code folded to its successor).
+SOURCE_DIVISION_COLUMN = "source_division_code"
+# Grid boundaries: how far past the city extent an edge grid may reach (degrees, about
+# a kilometre), and the area a grid may plausibly have (m²).
+BOUNDARY_TOLERANCE_DEG = 0.01
+GRID_AREA_M2 = (1_000.0, 50_000_000.0)
 CLOSED_STATUS = "closed"
 NEUTRAL_SATISFACTION = ("未评价",)
 
@@ -145,6 +155,10 @@ class RuleContext:
     grid_codes: frozenset[str] | None  # None: grids not loaded yet, grid rule not evaluated
     extent: tuple[float, float, float, float]  # min_lon, min_lat, max_lon, max_lat
     now: datetime  # tz-aware; "future" means later than now + FUTURE_TOLERANCE
+    # Source keys a whole file snapshot holds with two or more different records, as
+    # the pipeline found them for the batch at hand (they may fall in other batches):
+    # `source_key_unique` quarantines every record under them.
+    conflicting_keys: frozenset[str] = frozenset()
 
     def __post_init__(self) -> None:
         if self.now.tzinfo is None:
@@ -207,6 +221,10 @@ class RuleContext:
     def grid_set(self) -> pa.Array | None:
         return None if self.grid_codes is None else checks.as_value_set(self.grid_codes)
 
+    @cached_property
+    def conflicting_set(self) -> pa.Array | None:
+        return checks.as_value_set(self.conflicting_keys) if self.conflicting_keys else None
+
 
 # ---------------------------------------------------------------- rule implementations
 
@@ -248,15 +266,17 @@ def _value(rule: AppliedRule, table: pa.Table, rows: np.ndarray, codes: np.ndarr
 
 def _division_value(rule: AppliedRule, table: pa.Table, rows: np.ndarray, codes: np.ndarray,
                     ctx: RuleContext) -> dict[str, Any]:
-    out = _value(rule, table, rows, codes, ctx)
-    values = pc.take(checks.as_strings(table.column(rule.columns[0])), pa.array(rows))
+    """The code as the platform sent it (see checks.sent_or) and its replacement."""
+    folded, sent = rule.columns
+    values = pc.take(checks.sent_or(table.column(folded), table.column(sent)).arr,
+                     pa.array(rows, pa.int64()))
     keys = list(ctx.retired_divisions)
     replacement = pc.take(
         pa.array([ctx.retired_divisions[k] for k in keys], pa.string()),
         pc.index_in(values, value_set=pa.array(keys, pa.string())),
     )
-    out["replacement"] = pc.fill_null(replacement, "?")
-    return out
+    return {"field": folded, "value": pc.fill_null(values, NULL_TEXT),
+            "replacement": pc.fill_null(replacement, "?")}
 
 
 def _with(**companions: str) -> Placeholders:
@@ -298,17 +318,80 @@ def _future(rule: AppliedRule, table: pa.Table, rows: np.ndarray, codes: np.ndar
     return {"field": names, "value": values}
 
 
-def _lifecycle(rule: AppliedRule, table: pa.Table, rows: np.ndarray, codes: np.ndarray,
-               ctx: RuleContext) -> dict[str, Any]:
-    cols = [table.column(c) for c in rule.columns]
-    earlier = np.zeros(rows.size, dtype=np.int64)
-    for k in np.unique(codes):  # at most one pass per lifecycle step
-        sel = codes == k
-        earlier[sel] = checks.latest_before(cols, rows[sel], int(k))
-    names, values = _nth_column(rule, table, rows, codes.astype(np.int64) - 1)
-    earlier_names, earlier_values = _nth_column(rule, table, rows, earlier)
-    return {"field": names, "value": values,
-            "earlier_field": earlier_names, "earlier_value": earlier_values}
+def _lifecycle_columns(rule: AppliedRule, table: pa.Table | Batch
+                       ) -> tuple[list[Any], list[np.ndarray]]:
+    """The lifecycle times a rule reads and, per time, the rows where the hub derived it."""
+    batch = table if isinstance(table, Batch) else Batch(table)
+    *times, derived = rule.columns
+    return [batch.column(c) for c in times], checks.listed(batch.column(derived), times)
+
+
+def _lifecycle_placeholders(skip_derived: bool) -> Placeholders:
+    """{field} {value}: the time out of order; {earlier_field} {earlier_value}: the latest
+    time before it (among the sent ones only, for lifecycle_order)."""
+
+    def placeholders(rule: AppliedRule, table: pa.Table, rows: np.ndarray, codes: np.ndarray,
+                     ctx: RuleContext) -> dict[str, Any]:
+        cols, derived = _lifecycle_columns(rule, table)
+        skip = derived if skip_derived else None
+        earlier = np.zeros(rows.size, dtype=np.int64)
+        for k in np.unique(codes):  # at most one pass per lifecycle step
+            sel = codes == k
+            earlier[sel] = checks.latest_before(cols, rows[sel], int(k), skip)
+        names, values = _nth_column(rule, table, rows, codes.astype(np.int64) - 1)
+        earlier_names, earlier_values = _nth_column(rule, table, rows, earlier)
+        return {"field": names, "value": values,
+                "earlier_field": earlier_names, "earlier_value": earlier_values}
+
+    return placeholders
+
+
+def _sent_in_order(cols: Columns, ctx: RuleContext) -> np.ndarray:
+    *times, derived = cols
+    return checks.in_order(times, checks.listed(derived, LIFECYCLE[:len(times)]))
+
+
+def _derived_in_order(cols: Columns, ctx: RuleContext) -> np.ndarray:
+    *times, derived = cols
+    return checks.derived_in_order(times, checks.listed(derived, LIFECYCLE[:len(times)]))
+
+
+BOUNDARY_SHOWN = 120  # characters of a boundary's WKT shown in a reason
+
+
+def _boundary_value(rule: AppliedRule, table: pa.Table, rows: np.ndarray, codes: np.ndarray,
+                    ctx: RuleContext) -> dict[str, Any]:
+    col = rule.columns[0]
+    wkt = checks.as_strings(table.column(col)).take(pa.array(rows, pa.int64()))
+    long = pc.fill_null(pc.greater(pc.utf8_length(wkt), BOUNDARY_SHOWN), False)
+    shown = pc.if_else(long, pc.binary_join_element_wise(
+        pc.utf8_slice_codeunits(wkt, 0, BOUNDARY_SHOWN), "…", ""), wkt)
+    shapes = shapely.from_wkt(np.asarray(wkt.to_numpy(zero_copy_only=False), dtype=object),
+                              on_invalid="ignore")
+    detail = pa.array(np.asarray(shapely.is_valid_reason(shapes), dtype=object), pa.string())
+    return {"field": col, "value": pc.fill_null(shown, NULL_TEXT),
+            "detail": pc.fill_null(detail, "?")}
+
+
+def _boundary_bounds(rule: AppliedRule, table: pa.Table, rows: np.ndarray, codes: np.ndarray,
+                     ctx: RuleContext) -> dict[str, Any]:
+    wkt = checks.as_strings(table.column(rule.columns[0])).take(pa.array(rows, pa.int64()))
+    shapes = shapely.from_wkt(np.asarray(wkt.to_numpy(zero_copy_only=False), dtype=object),
+                              on_invalid="ignore")
+    bounds = np.asarray(shapely.bounds(shapes), dtype=np.float64).reshape(rows.size, 4)
+    parts: list[Any] = ["("]
+    for i in range(4):  # four corners, not rows
+        parts += [pc.round(pa.array(bounds[:, i]), 6).cast(pa.string()), ", " if i < 3 else ")"]
+    return {"bounds": pc.binary_join_element_wise(*parts, "")}
+
+
+def _boundary_area(rule: AppliedRule, table: pa.Table, rows: np.ndarray, codes: np.ndarray,
+                   ctx: RuleContext) -> dict[str, Any]:
+    wkt = checks.as_strings(table.column(rule.columns[0])).take(pa.array(rows, pa.int64()))
+    shapes = shapely.from_wkt(np.asarray(wkt.to_numpy(zero_copy_only=False), dtype=object),
+                              on_invalid="ignore")
+    area = np.round(checks.approximate_areas(shapes)).astype(np.int64)
+    return {"area": pa.array(area).cast(pa.string())}
 
 
 def _mapped_placeholders(rule: AppliedRule, table: pa.Table, rows: np.ndarray,
@@ -329,7 +412,8 @@ def _mapped(cols: Columns, ctx: RuleContext, field_name: str) -> np.ndarray:
 IMPLS: dict[str, Impl] = {
     REQUIRED: Impl(checks.PRESENT_REASONS, lambda c, ctx: checks.required(c[0]),
                    _one_per_field(), _value),
-    SOURCE_KEY: Impl(checks.LAST_IN_BATCH_REASONS, lambda c, ctx: checks.last_in_batch(c[0]),
+    SOURCE_KEY: Impl(checks.UNIQUE_KEY_REASONS,
+                     lambda c, ctx: checks.unique_keys(c[0], ctx.conflicting_set),
                      _fixed(KEY_COLUMN), _value),
     "citizen_id_valid": Impl(checks.CITIZEN_ID_REASONS,
                              lambda c, ctx: checks.citizen_id(c[0], ctx.today),
@@ -340,8 +424,8 @@ IMPLS: dict[str, Impl] = {
                          _one_per_field(), _value),
     "division_code_known": Impl(
         checks.KNOWN_CODE_REASONS,
-        lambda c, ctx: checks.known_code(c[0], ctx.division_set, ctx.retired_set),
-        _one_per_field(), _division_value),
+        lambda c, ctx: checks.known_division(c[0], c[1], ctx.division_set, ctx.retired_set),
+        _one_per_field(SOURCE_DIVISION_COLUMN), _division_value),
     "street_code_known": Impl(
         checks.KNOWN_CODE_REASONS, lambda c, ctx: checks.known_code(c[0], ctx.street_set),
         _one_per_field(), _value),
@@ -372,8 +456,11 @@ IMPLS: dict[str, Impl] = {
                                               ctx.grid_codes is not None),
         _fixed("grid_code", "longitude", "latitude"),
         _with(longitude="longitude", latitude="latitude")),
-    "lifecycle_order": Impl(("out_of_order",), lambda c, ctx: checks.in_order(c),
-                            _fixed(*LIFECYCLE), _lifecycle),
+    "lifecycle_order": Impl(("out_of_order",), _sent_in_order,
+                            _fixed(*LIFECYCLE, DERIVED_COLUMN), _lifecycle_placeholders(True)),
+    "derived_time_order": Impl(("out_of_order",), _derived_in_order,
+                               _fixed(*LIFECYCLE, DERIVED_COLUMN),
+                               _lifecycle_placeholders(False)),
     "deadline_after_accept": Impl(
         checks.NOT_BEFORE_REASONS, lambda c, ctx: checks.not_before(c[0], c[1]),
         _fixed("deadline_at", "accepted_at"), _with(accepted="accepted_at")),
@@ -381,6 +468,16 @@ IMPLS: dict[str, Impl] = {
         checks.ONLY_WHEN_REASONS,
         lambda c, ctx: checks.only_when(c[0], c[1], NEUTRAL_SATISFACTION, CLOSED_STATUS),
         _fixed("satisfaction", "status"), _with(status="status")),
+    "boundary_valid": Impl(checks.BOUNDARY_REASONS, lambda c, ctx: checks.boundary(c[0]),
+                           _one_per_field(), _boundary_value),
+    "boundary_in_city": Impl(
+        checks.BOUNDARY_EXTENT_REASONS,
+        lambda c, ctx: checks.boundary_in_extent(c[0], ctx.extent, BOUNDARY_TOLERANCE_DEG),
+        _one_per_field(), _boundary_bounds),
+    "boundary_area_plausible": Impl(
+        checks.BOUNDARY_AREA_REASONS,
+        lambda c, ctx: checks.boundary_area(c[0], *GRID_AREA_M2),
+        _one_per_field(), _boundary_area),
 }
 
 

@@ -87,8 +87,16 @@ LINEAGE_COLUMNS: tuple[tuple[str, Kind, str], ...] = (
 F = Field
 T, FL, B, D, TS = Kind.TEXT, Kind.FLOAT, Kind.BOOL, Kind.DATE, Kind.TIMESTAMP
 
+_DIVISION_DOC = ("GB/T 2260 6-digit county code, current: a retired code the platform sent is "
+                 "folded to its successor (the code as sent is in source_division_code)")
+_SOURCE_DIVISION = F(
+    "source_division_code", T,
+    "the county code as the platform sent it (or as read off its grid code), before a retired "
+    "code was folded to its successor in division_code")
+
 _LOCATION = (
-    F("division_code", T, "GB/T 2260 6-digit county code", rules=("division_code_known",)),
+    F("division_code", T, _DIVISION_DOC, rules=("division_code_known",)),
+    _SOURCE_DIVISION,
     F("street_code", T, "9-digit street (乡级) code", rules=("street_code_known",)),
     F("grid_code", T, "网格 code", rules=("grid_code_known",)),
     F("longitude", FL, "WGS84/CGCS2000 longitude", rules=("coordinates_in_city",)),
@@ -121,10 +129,12 @@ GRID = Entity(
           rules=("unit_grid_code_format",)),
         F("grid_name", T, "grid name"),
         F("grid_type", T, "综合 / 专属 / 单元", required=True),
-        F("division_code", T, "county code", rules=("division_code_known",)),
+        F("division_code", T, _DIVISION_DOC, rules=("division_code_known",)),
+        _SOURCE_DIVISION,
         F("street_code", T, "street code", rules=("street_code_known",)),
         F("community_name", T, "所属社区"),
-        F("boundary_wkt", T, "boundary polygon, WGS84 WKT"),
+        F("boundary_wkt", T, "boundary polygon, WGS84 WKT", required=True,
+          rules=("boundary_valid", "boundary_in_city", "boundary_area_plausible")),
         F("area_m2", FL, "area in square metres"),
         F("worker_name", T, "网格员"),
         F("worker_phone", T, "网格员电话", pii=Pii.PHONE, rules=("phone_format",)),
@@ -144,7 +154,7 @@ HOUSE = Entity(
         F("room", T, "房号"),
         F("usage", T, "用途"),
         F("owner_id_number", T, "产权人身份号码", pii=Pii.ID_NUMBER, rules=("citizen_id_valid",)),
-        *_LOCATION[:3],
+        *_LOCATION[:4],
     ),
 )
 
@@ -166,7 +176,7 @@ PERSON = Entity(
         F("population_type", T, "户籍 / 流动 / 境外"),
         F("special_groups", T, "特殊人群 tags, comma-separated"),
         F("role", T, "resident / caller / party: how the source knows the person", required=True),
-        *_LOCATION[:3],
+        *_LOCATION[:4],
         F("person_key", T, "key of the golden person this record resolves to"),
     ),
 )
@@ -183,7 +193,7 @@ ORGANIZATION = Entity(
         F("legal_rep", T, "法定代表人"),
         F("phone", T, "联系电话", pii=Pii.PHONE, rules=("phone_format",)),
         F("address", T, "地址"),
-        *_LOCATION[:3],
+        *_LOCATION[:4],
         F("org_key", T, "key of the golden organization"),
     ),
 )
@@ -229,11 +239,19 @@ EVENT = Entity(
         F("address", T, "address as reported"),
         *_LOCATION,
         F("is_urgent", B, "urgent flag"),
-        F("reported_at", TS, "first report", rules=("not_in_future",)),
-        F("accepted_at", TS, "受理/立案", rules=("not_in_future",)),
+        F("reported_at", TS, "first report (12345: the acceptance time, the hotline has no "
+          "separate report time)", rules=("not_in_future",)),
+        F("accepted_at", TS, "受理/立案, per platform: 12345 acceptTime; 数字城管 register_time "
+          "(立案); grid events the report time once the platform's status is past 上报 (the "
+          "platform sends no acceptance time, and a grid worker's report is taken in as it "
+          "arrives); video alarms none (an alarm is a report)", rules=("not_in_future",)),
         F("dispatched_at", TS, "派单/派遣", rules=("not_in_future",)),
         F("resolved_at", TS, "办结/处置完成", rules=("not_in_future",)),
         F("closed_at", TS, "结案/回访完成", rules=("not_in_future",)),
+        F("derived_times", T, "lifecycle times the hub derived rather than the platform sent "
+          "as that step's time, comma-separated (e.g. reported_at,closed_at for a 12345 order "
+          "closed at its last update); NULL = every time as sent. Derived times never "
+          "quarantine a record for their order (rule derived_time_order warns)"),
         F("deadline_at", TS, "办理时限"),
         F("handling_org", T, "承办单位 name"),
         F("satisfaction", T, "满意/基本满意/不满意/未评价"),
@@ -244,8 +262,8 @@ EVENT = Entity(
         F("source_updated_at", TS, "last update on the platform", required=True),
         F("cluster_key", T, "key shared by reports of the same incident"),
     ),
-    row_rules=("lifecycle_order", "deadline_after_accept", "satisfaction_only_if_evaluated",
-               "grid_assigned"),
+    row_rules=("lifecycle_order", "derived_time_order", "deadline_after_accept",
+               "satisfaction_only_if_evaluated", "grid_assigned"),
 )
 
 ENTITIES: tuple[Entity, ...] = (DIVISION, GRID, HOUSE, PERSON, ORGANIZATION, THING, EVENT)

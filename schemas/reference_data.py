@@ -63,3 +63,18 @@ def street_codes() -> frozenset[str]:
 def retired_divisions() -> dict[str, str]:
     """Retired code -> the code that replaced it."""
     return {r["code"]: r["replaced_by"] for r in _read("divisions_retired.csv")}
+
+
+@lru_cache(maxsize=1)
+def successor_divisions() -> dict[str, str]:
+    """Retired code -> the current code it lives on as, following chains of renumbering
+    (a code retired into one that was retired in its turn)."""
+    retired = retired_divisions()
+    out: dict[str, str] = {}
+    for code in retired:
+        seen, current = {code}, retired[code]
+        while current in retired and current not in seen:
+            seen.add(current)
+            current = retired[current]
+        out[code] = current
+    return out

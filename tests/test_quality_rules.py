@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import random
 import string
+from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -214,27 +215,55 @@ def test_satisfaction_rules():
     assert ev.result("satisfaction_only_if_evaluated").evaluated == 2
 
 
-def test_duplicate_source_keys_keep_the_last_occurrence():
+def test_every_record_under_a_repeated_source_key_is_quarantined():
+    # Re-reads and superseded versions are dropped before validation: two rows under
+    # one key here are different records, and the hub does not guess which is right.
     table = events({"source_id": "A"}, {"source_id": "B"}, {"source_id": "A"},
                    {"source_id": "A"}, {"source_id": "C"})
     ev = evaluate(EVENT, table, CTX)
     found = ev.findings.to_pylist()
     assert [(f["row_index"], f["rule"]) for f in found] == [
-        (0, "source_key_unique"), (2, "source_key_unique")]
-    assert "superseded by a later row: A" in found[0]["reason"]
-    assert ev.blocking_failed.tolist() == [True, False, True, False, False]
+        (0, "source_key_unique"), (2, "source_key_unique"), (3, "source_key_unique")]
+    assert all(f["severity"] == "blocking" for f in found)
+    assert found[0]["reason"] == (
+        "同一批次内同一源记录键有多条不同记录，全部隔离 / two or more different records under"
+        " one source key in this batch; all are quarantined: A")
+    assert ev.blocking_failed.tolist() == [True, False, True, True, False]
+    assert ev.result("source_key_unique").failed == 3
 
 
-def test_last_in_batch_matches_pandas_on_long_and_colliding_keys():
+def test_keys_the_snapshot_holds_twice_are_quarantined_in_every_batch():
+    # "B" occurs once in this batch, but the file snapshot holds another, different
+    # record under it (in another batch): both go to quarantine, wherever they fall.
+    ctx = replace(CTX, conflicting_keys=frozenset({"B", "Z"}))
+    table = events({"source_id": "A"}, {"source_id": "B"}, {"source_id": "A"},
+                   {"source_id": "C"})
+    ev = evaluate(EVENT, table, ctx)
+    found = {f["row_index"]: f["reason"] for f in ev.findings.to_pylist()}
+    assert sorted(found) == [0, 1, 2]
+    assert "in this batch; all are quarantined: A" in found[0]
+    assert found[1] == (
+        "同一快照内同一源记录键有多条不同记录（可能在其他批次），全部隔离 / the snapshot holds two"
+        " or more different records under this source key (possibly in other batches);"
+        " all are quarantined: B")
+    assert ev.blocking_failed.tolist() == [True, True, True, False]
+    # The default context knows no conflicts.
+    assert CTX.conflicting_keys == frozenset()
+    assert not evaluate(EVENT, events({"source_id": "B"}), CTX).blocking_failed.any()
+
+
+def test_unique_keys_match_pandas_on_long_and_colliding_keys():
     import pandas as pd
 
     rng = random.Random(7)
     pool = ["x" * 70 + str(i) for i in range(50)] + ["", "a", "ab", "abcdefgh", "abcdefghi"]
-    keys = [rng.choice(pool) for _ in range(3000)] + [None, None]
-    codes = checks.last_in_batch(pa.array(keys))
+    keys = [rng.choice(pool) for _ in range(3000)] + [None, None] + ["once", "conflict"]
+    codes = checks.unique_keys(pa.array(keys), frozenset({"conflict", "a"}))
     s = pd.Series(keys)
-    expected = s.duplicated(keep="last") & s.notna() & (s != "")
-    assert ((codes == 1) == expected.to_numpy()).all()
+    repeated = s.duplicated(keep=False) & s.notna() & (s != "")
+    assert ((codes == 1) == repeated.to_numpy()).all()
+    assert ((codes == 2) == (s == "conflict").to_numpy()).all()
+    assert (codes[-4:-2] == checks.NOT_EVALUATED).all()
 
 
 def test_coordinates_both_missing_is_not_evaluated():
@@ -326,6 +355,8 @@ def test_unit_grid_codes():
         {"source_id": "g6", "grid_code": "2111030010010", "grid_type": "专属",
          "worker_phone": "13912345678"},
     ]
+    square = "POLYGON ((122 41, 122.01 41, 122.01 41.01, 122 41.01, 122 41))"  # ~0.93 km²
+    rows = [{**r, "boundary_wkt": square} for r in rows]
     found = findings_of(conformed_table(GRID, rows), GRID)
     assert [(f["row_index"], f["rule"]) for f in found] == [
         (2, "unit_grid_code_format"), (3, "unit_grid_code_format")]
@@ -511,7 +542,7 @@ def test_every_rule_named_in_the_model_is_defined():
     assert set(IMPLS) == set(defs) - {TRANSFER_RULE}
     blocking = {n for n, d in defs.items() if d.severity is Severity.BLOCKING}
     assert blocking == {"required_present", "source_key_unique", "not_in_future",
-                        "lifecycle_order"}
+                        "lifecycle_order", "boundary_valid", "boundary_in_city"}
 
 
 def test_context_from_reference():
