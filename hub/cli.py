@@ -126,9 +126,60 @@ def status(
             (limit,),
         ).fetchall()
         cursors = conn.execute("SELECT source_system, state::text FROM ops.cursor").fetchall()
+        rejected = conn.execute(
+            "SELECT source_system, stream, file_name, kind, attempts,"
+            " to_char(last_seen_at AT TIME ZONE 'Asia/Shanghai', 'YYYY-MM-DD HH24:MI'), reason"
+            " FROM ops.rejected_file f WHERE NOT EXISTS (SELECT 1 FROM ops.snapshot_acceptance a"
+            "   WHERE a.source_system = f.source_system AND a.stream = f.stream"
+            "   AND a.snapshot_id = f.file_name || '#' || f.sha256)"
+            " ORDER BY last_seen_at DESC LIMIT 50").fetchall()
+        warnings = conn.execute(
+            "SELECT source_system, run_id, w FROM (SELECT *, row_number() OVER (PARTITION BY"
+            "   source_system ORDER BY started_at DESC) AS n FROM ops.run) r,"
+            " jsonb_array_elements_text(r.warnings) w WHERE n = 1"
+            " ORDER BY source_system").fetchall()
     print_table(["source", "run", "outcome", "started (CST)", "seconds", "extracted", "loaded",
                  "quarantined", "new", "changed", "error"], rows, title="recent runs")
     print_table(["source", "cursor"], cursors, title="cursors")
+    if rejected:
+        print_table(["source", "stream", "file", "kind", "attempts", "last seen (CST)", "reason"],
+                    rejected, title="files rejected as a whole (not loaded)")
+    if warnings:
+        print_table(["source", "run", "warning"], warnings, title="warnings of the latest runs")
+
+
+snapshot_app = typer.Typer(help="Complete snapshots the size guard refused.", no_args_is_help=True)
+app.add_typer(snapshot_app, name="snapshot")
+
+
+@snapshot_app.command("accept")
+def snapshot_accept(
+    source: str, stream: str,
+    snapshot_id: Annotated[str, typer.Argument(help="as `hub status` and the refusal name it:"
+                                               " <file name>#<sha256>, or the file name alone")],
+    reason: Annotated[str, typer.Option(help="why the drop is real (kept with the decision)")],
+) -> None:
+    """Accept a refused snapshot: the next run loads it and closes the records it lacks."""
+    import getpass
+
+    from warehouse import ops
+    from warehouse.db import connect
+    from warehouse.migrate import migrate as do_migrate
+
+    do_migrate()
+    with connect() as conn:
+        if "#" not in snapshot_id:
+            found = conn.execute(
+                "SELECT file_name || '#' || sha256 FROM ops.rejected_file WHERE source_system = %s"
+                " AND stream = %s AND file_name = %s AND kind = 'too_small'"
+                " ORDER BY last_seen_at DESC LIMIT 1", (source, stream, snapshot_id)).fetchone()
+            if found is None:
+                raise typer.BadParameter(f"no refused snapshot {snapshot_id!r} of {source}/{stream}"
+                                         "; see `hub status`")
+            snapshot_id = found[0]
+        ops.accept_snapshot(conn, source, stream, snapshot_id, getpass.getuser(), reason)
+    console.print(f"accepted {snapshot_id} of {source}/{stream}; the next run loads it"
+                  " and closes the records it lacks")
 
 
 quarantine_app = typer.Typer(help="Records held back by blocking rules: list, inspect, replay.",

@@ -15,9 +15,11 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Iterator
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl, urlsplit
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
@@ -69,7 +71,8 @@ class CityConfig(BaseModel):
 class SourceConfig(BaseModel):
     """One platform instance: which connector speaks to it and how."""
 
-    model_config = ConfigDict(extra="forbid")
+    # A refused value may be a secret: errors name the setting, never repeat it.
+    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
 
     name: str
     connector: str
@@ -80,9 +83,52 @@ class SourceConfig(BaseModel):
     tags: list[str] = []
     settings: dict[str, Any] = {}
 
+    @field_validator("settings")
+    @classmethod
+    def _no_credential_in_urls(cls, values: dict[str, Any]) -> dict[str, Any]:
+        for where, url in _urls(values):
+            problem = url_credential(url)
+            if problem:
+                # The message names the setting, never the secret itself.
+                raise ValueError(f"settings.{where}: {problem}; URLs in the sources file must "
+                                 "carry no credential (set the connector's secret field "
+                                 "through the environment or an Airflow connection)")
+        return values
+
+
+# Query parameters that carry a credential, whatever the platform calls them.
+# Refusing a harmless parameter costs a rename; accepting a secret costs a leak.
+_CREDENTIAL_PARAM = re.compile(
+    r"pass|pwd|secret|token|key|sign|auth|credential|session|ticket", re.IGNORECASE)
+
+
+def url_credential(url: str) -> str | None:
+    """What credential a URL carries (a password in its user-info, a secret-looking query
+    parameter), or None. A user name alone (reader@db) is no credential."""
+    parts = urlsplit(url)
+    if "@" in parts.netloc and ":" in parts.netloc.rsplit("@", 1)[0]:
+        return "the URL carries a password in its user-info"
+    for name, _ in parse_qsl(parts.query, keep_blank_values=True):
+        if _CREDENTIAL_PARAM.search(name):
+            return f"the URL carries a credential in its query parameter {name!r}"
+    return None
+
+
+def _urls(value: Any, where: str = "") -> Iterator[tuple[str, str]]:
+    """(setting path, text) of every URL-like string in a settings tree."""
+    if isinstance(value, str):
+        if "://" in value:
+            yield where, value
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            yield from _urls(v, f"{where}.{k}" if where else str(k))
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            yield from _urls(v, f"{where}[{i}]")
+
 
 class SourcesFile(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
 
     city: CityConfig
     sources: dict[str, SourceConfig]

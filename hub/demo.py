@@ -18,6 +18,7 @@ import yaml
 from psycopg import sql
 from rich.console import Console
 
+from base import clock
 from hub.config import load_sources, settings
 
 
@@ -90,7 +91,7 @@ def run_demo(*, scale: float, days: int, console: Console) -> None:
 
     with console.status("writing the weekly quality report"):
         # The simulators' history is the days up to today: report the current week.
-        path = build_report(_iso_week(date.today()))
+        path = build_report(_iso_week(clock.local_now(config.city.timezone).date()))
     console.print(f"\nthe weekly quality report: {path}\n(open it in a browser; "
                   "`hub report --week YYYY-Www [--pdf]` writes any week's)")
 

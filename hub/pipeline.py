@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -24,17 +24,19 @@ import psycopg
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from conform.base import Conformer, last_per_key
+from conform.base import Conformer
 from conform.grid_assign import GridIndex
 from conform.registry import conformer_class
-from connectors.base import Connector, Extract, Stream
+from connectors.base import Connector, Extract, ReadContext, Stream
 from connectors.registry import connector_class
 from hub.config import SourceConfig, SourcesFile, load_sources, settings
+from hub.dedupe import drop_rereads
 from hub.failpoints import failpoint
 from hub.pii import protect
 from quality import store
 from quality.consistency import run_checks
 from quality.context import rule_context
+from quality.display import mask_text
 from quality.rules import RuleContext
 from quality.validate import Validated, validate
 from schemas.model import Entity, entity
@@ -60,6 +62,8 @@ class RunSummary:
     updated: int = 0
     unchanged: int = 0
     closed: int = 0
+    rejected_files: int = 0
+    warnings: list[str] = field(default_factory=list)
     seconds: float = 0.0
     timings: dict[str, float] = field(default_factory=dict)
     http: dict[str, int] = field(default_factory=dict)
@@ -117,7 +121,9 @@ def execute(
             with connect() as conn:
                 run_checks(conn, src.connector, source, run_id)
         except BaseException as exc:
-            summary.outcome, summary.error = "failed", f"{type(exc).__name__}: {exc}"
+            # Shown by `hub status` to every operator: no personal data, whatever the
+            # message quotes (a driver error may quote a row).
+            summary.outcome, summary.error = "failed", mask_text(f"{type(exc).__name__}: {exc}")
             summary.seconds = time.monotonic() - started
             ops.finish_run(run_id, "failed", summary.error, {"total_s": round(summary.seconds, 3)})
             raise
@@ -155,12 +161,24 @@ class Run:
         self.grids = None
         with connect() as conn:
             state = ops.read_cursor(conn, self.src.name, stream.name)
+            context = self.read_context(conn, stream, conformer)
         clock = time.monotonic()
-        for batch in _batches(self.connector.extract(stream, state), settings().batch_rows):
+        for batch in _batches(self.connector.extract(stream, state, context),
+                              settings().batch_rows):
             self._tick("extract_s", clock)
             failpoint("after_extract")
             self.load_batch(stream, conformer, batch)
             clock = time.monotonic()
+
+    def read_context(self, conn: psycopg.Connection, stream: Stream,
+                     conformer: Conformer) -> ReadContext:
+        """What the connector needs to know of the warehouse to read `stream`."""
+        if not stream.snapshot:
+            return ReadContext()
+        return ReadContext(
+            current_records=ops.current_records(conn, conformer.primary.table, self.src.name,
+                                                stream.name),
+            accepted_snapshots=ops.accepted_snapshots(conn, self.src.name, stream.name))
 
     def _tick(self, what: str, since: float) -> float:
         now = time.monotonic()
@@ -175,9 +193,8 @@ class Run:
         and the entries it loads are resolved as 'replayed'.
         """
         clock = time.monotonic()
-        # A record seen twice in one batch (updated while we read): its latest state stands.
-        raw = last_per_key(batch.records, stream.key_field)
-        reread = batch.reread + batch.records.num_rows - raw.num_rows
+        raw, superseded = drop_rereads(batch.records, stream.key_field, stream.updated_field)
+        reread = batch.reread + superseded
         conformed = conformer.conform(raw)
         clock = self._tick("conform_s", clock)
 
@@ -187,12 +204,20 @@ class Run:
                 self.ctx = rule_context(conn, self.config.city)
                 self.grids = grid_index(conn)
         table = assign_grids(conformed.table, self.grids)
-        checked = validate(primary, table, self.ctx, conformed.unparseable, raw)
+        ctx = self.ctx
+        if batch.conflicting_keys:
+            # Keys the whole snapshot holds twice with different records: whichever
+            # batch a record falls in, it goes to quarantine with the others.
+            conflicting = pc.is_in(raw[stream.key_field],
+                                   value_set=pa.array(sorted(batch.conflicting_keys), pa.string()))
+            ctx = replace(ctx, conflicting_keys=frozenset(
+                table["source_id"].filter(conflicting).drop_null().to_pylist()))
+        checked = validate(primary, table, ctx, conformed.unparseable, raw)
         passed = ~checked.quarantine
         derived: dict[str, Validated] = {}
         for name, rows in conformer.derive(raw.filter(pa.array(passed)),
                                            table.filter(pa.array(passed))).items():
-            derived[name] = validate(entity(name), rows, self.ctx)
+            derived[name] = validate(entity(name), rows, ctx)
         clock = self._tick("validate_s", clock)
 
         source, run_id = self.src.name, self.summary.run_id
@@ -201,24 +226,32 @@ class Run:
             fixed = "replayed" if replay else "superseded"
             counts = store_validated(conn, primary, checked, source=source, stream=stream.name,
                                      run_id=run_id, payload=raw, fixed_state=fixed)
+            store.record_rejects(conn, run_id, source, stream.name, primary, batch.rejects)
+            ops.record_rejected_files(conn, run_id, source, stream.name, batch.rejected_files)
+            ops.add_warnings(conn, run_id, batch.warnings)
             for name, result in derived.items():
                 store_validated(conn, entity(name), result, source=source, stream=stream.name,
                                 run_id=run_id, payload=None, fixed_state=fixed)
             if batch.snapshot_id is not None:
-                # Quarantined records were in the snapshot too: present, not gone.
-                record_seen(conn, source, stream.name, batch.snapshot_id, raw[stream.key_field])
+                # Quarantined records were in the snapshot too: present, not gone; so
+                # were rows held as unreadable whose key could still be told.
+                unreadable = [r.source_id for r in batch.rejects if r.source_id is not None]
+                record_seen(conn, source, stream.name, batch.snapshot_id, pa.concat_arrays([
+                    raw[stream.key_field].combine_chunks().cast(pa.string()),
+                    pa.array(unreadable, pa.string())]))
                 if batch.snapshot_complete:
                     closed = close_missing(
                         conn, primary, source, stream.name, batch.snapshot_id,
                         min_ratio=self.connector.settings.min_snapshot_ratio)
             if stream.name not in self.gx_done:
-                store.record_gx(conn, run_id, primary, self.summary.batches, checked, self.ctx)
+                store.record_gx(conn, run_id, primary, self.summary.batches, checked, ctx)
                 self.gx_done.add(stream.name)
             failpoint("after_merge")
+            # Rows the connector could not read as records are extracted and quarantined.
             counts_now = {
-                "extracted": raw.num_rows,
+                "extracted": raw.num_rows + len(batch.rejects),
                 "loaded": int(passed.sum()),
-                "quarantined": int(checked.quarantine.sum()),
+                "quarantined": int(checked.quarantine.sum()) + len(batch.rejects),
                 "reread": reread,
                 "inserted": counts.inserted,
                 "updated": counts.updated,
@@ -233,6 +266,8 @@ class Run:
         for k, v in counts_now.items():
             setattr(self.summary, k, getattr(self.summary, k) + v)
         self.summary.batches += 1
+        self.summary.rejected_files += len(batch.rejected_files)
+        self.summary.warnings.extend(batch.warnings)
         failpoint("after_commit")
         if self.progress:
             self.progress(self.summary)
@@ -293,7 +328,11 @@ def _batches(extracts: Iterator[Extract], rows: int) -> Iterator[Extract]:
     def flush() -> Extract:
         last = pending[-1]
         return Extract(pa.concat_tables([e.records for e in pending]), last.cursor,
-                       sum(e.reread for e in pending), last.snapshot_id, last.snapshot_complete)
+                       sum(e.reread for e in pending), last.snapshot_id, last.snapshot_complete,
+                       conflicting_keys=frozenset().union(*(e.conflicting_keys for e in pending)),
+                       rejects=[r for e in pending for r in e.rejects],
+                       rejected_files=[f for e in pending for f in e.rejected_files],
+                       warnings=[w for e in pending for w in e.warnings])
 
     for ex in extracts:
         if pending and ex.snapshot_id != pending[-1].snapshot_id:

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 import psycopg
 
+from base import clock
 from hub.config import CityConfig
 from quality.rules import RuleContext
 
@@ -26,5 +25,5 @@ def rule_context(conn: psycopg.Connection, city: CityConfig) -> RuleContext:
         # No grids loaded yet (no grid platform configured): the grid rule can't judge.
         grid_codes=frozenset(grids) if grids else None,
         extent=city.extent,
-        now=datetime.now(UTC),
+        now=clock.now(),
     )

@@ -29,6 +29,7 @@ from typing import Any
 import jinja2
 from psycopg.types.json import Jsonb
 
+from base import clock
 from hub.config import settings
 from quality import report_charts
 from quality.display import mask_text
@@ -111,7 +112,7 @@ def build(week: str | None = None, *, pdf: bool = False, out_dir: Path | None = 
             f"{', '.join(CHROMIUM_NAMES)}); install it (Debian: apt-get install chromium) "
             "or leave out --pdf for the HTML report")
     the_week = Week.parse(week) if week else Week.last_complete(now)
-    generated_at = now or datetime.now(BEIJING)
+    generated_at = now or clock.now()
     migrate()  # the marts and quality.report, on a warehouse no pipeline has run against yet
     with connect(autocommit=True) as conn:
         # Fresh statistics: just after a load (or on a new warehouse) the planner would

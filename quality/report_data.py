@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo
 import psycopg
 from psycopg.rows import dict_row
 
+from base import clock
 from quality.rules import DIMENSIONS, definitions
 
 BEIJING = ZoneInfo("Asia/Shanghai")
@@ -50,7 +51,7 @@ class Week:
     @classmethod
     def last_complete(cls, now: datetime | None = None) -> Week:
         """The week before the one `now` (default: the current time) falls in."""
-        return cls.containing((now or datetime.now(BEIJING)) - timedelta(days=7))
+        return cls.containing((now or clock.now()) - timedelta(days=7))
 
     def __str__(self) -> str:
         return f"{self.year}-W{self.number:02d}"
@@ -86,6 +87,7 @@ class ReportData:
     freshness: list[Row]
     reconciliation: list[Row]
     bad_runs: list[Row]
+    rejected_files: list[Row]
     top_rules: list[Row]
     unmapped: list[Row]
     unknown_codes: list[Row]
@@ -103,7 +105,7 @@ def _rows(conn: psycopg.Connection, query: str, params: dict[str, Any]) -> list[
 
 
 def collect(conn: psycopg.Connection, week: Week, now: datetime | None = None) -> ReportData:
-    now = now or datetime.now(BEIJING)
+    now = now or clock.now()
     as_of = min(now, week.end)
     params: dict[str, Any] = {"start": week.start, "end": week.end, "prev_start": week.previous.start,
               "as_of": as_of, "week": str(week)}
@@ -117,6 +119,7 @@ def collect(conn: psycopg.Connection, week: Week, now: datetime | None = None) -
         freshness=_rows(conn, FRESHNESS, params),
         reconciliation=_rows(conn, RECONCILIATION, params),
         bad_runs=_rows(conn, BAD_RUNS, params),
+        rejected_files=_rows(conn, REJECTED_FILES, params),
         top_rules=_top_rules(conn, params),
         unmapped=_rows(conn, UNMAPPED, params),
         unknown_codes=_rows(conn, UNKNOWN_CODES, params),
@@ -213,6 +216,18 @@ SELECT run_id, source_system, trigger, started_at, finished_at, outcome, extract
   FROM ops.run
  WHERE started_at >= %(start)s AND started_at < %(end)s AND outcome IN ('failed', 'abandoned')
  ORDER BY started_at
+"""
+
+
+# Files rejected as a whole and met during the week, unless accepted since.
+REJECTED_FILES = """
+SELECT f.source_system, f.stream, f.file_name, f.kind, f.reason, f.attempts, f.last_seen_at
+  FROM ops.rejected_file f
+ WHERE f.last_seen_at >= %(start)s AND f.first_seen_at < %(end)s
+   AND NOT EXISTS (SELECT 1 FROM ops.snapshot_acceptance a
+                    WHERE a.source_system = f.source_system AND a.stream = f.stream
+                      AND a.snapshot_id = f.file_name || '#' || f.sha256)
+ ORDER BY f.last_seen_at
 """
 
 

@@ -7,6 +7,7 @@ vanish together: a record is always either loaded or quarantined, never neither.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 
 import numpy as np
 import psycopg
@@ -15,8 +16,9 @@ import pyarrow.compute as pc
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
+from connectors.base import RowReject
 from quality.gx_suite import run_suite
-from quality.rules import RuleContext
+from quality.rules import SOURCE_KEY, RuleContext
 from quality.validate import Validated
 from schemas.model import Entity
 from warehouse.loader import copy_arrow
@@ -74,7 +76,8 @@ def _quarantine(conn: psycopg.Connection, run_id: int, source: str, stream: str,
     conn.execute("ANALYZE quarantine_stage")
     # Seen again (overlap window, a rerun, a replay) exactly as it was: the open entry
     # stands, with the verdict of today's rules. Changed on the platform and still
-    # bad: the new entry replaces it.
+    # bad: the new entry replaces it — unless both are records conflicting under one
+    # key (they may arrive in different batches of one file): those stay side by side.
     conn.execute(
         "UPDATE quality.quarantine q SET rule = s.rule, reason = s.reason,"
         " failed_rules = s.failed_rules FROM quarantine_stage s WHERE q.state = 'open'"
@@ -86,6 +89,8 @@ def _quarantine(conn: psycopg.Connection, run_id: int, source: str, stream: str,
         " resolved_at = now() FROM quarantine_stage s WHERE q.state = 'open'"
         " AND q.source_system = s.source_system AND q.entity = s.entity"
         " AND q.source_id = s.source_id AND q.payload <> s.payload"
+        " AND NOT (q.rule = %(conflict)s AND s.rule = %(conflict)s)",
+        {"conflict": SOURCE_KEY},
     )
     conn.execute(
         "INSERT INTO quality.quarantine (source_system, stream, source_id, entity, run_id, rule,"
@@ -93,7 +98,7 @@ def _quarantine(conn: psycopg.Connection, run_id: int, source: str, stream: str,
         " entity, run_id, rule, reason, failed_rules, payload, payload_kind"
         " FROM quarantine_stage s WHERE NOT EXISTS (SELECT 1 FROM"
         " quality.quarantine q WHERE q.state = 'open' AND q.source_system = s.source_system"
-        " AND q.entity = s.entity AND q.source_id = s.source_id)"
+        " AND q.entity = s.entity AND q.source_id = s.source_id AND q.payload = s.payload)"
     )
     conn.execute("DROP TABLE quarantine_stage")
 
@@ -174,3 +179,27 @@ def record_gx(conn: psycopg.Connection, run_id: int, entity: Entity, batch_no: i
         " VALUES (%s, %s, %s, %s, %s) ON CONFLICT (run_id, entity, batch_no) DO NOTHING",
         (run_id, entity.name, batch_no, report.success, Jsonb(report.to_json_dict())),
     )
+
+
+def record_rejects(conn: psycopg.Connection, run_id: int, source: str, stream: str,
+                   entity: Entity, rejects: Sequence[RowReject]) -> None:
+    """Quarantine rows the connector could not read as records, with where they were.
+
+    Met again (a file re-read after a crash, the same bad row in the next read), an
+    open entry with the same rule and payload stands instead of piling up.
+    """
+    if not rejects:
+        return
+    with conn.cursor() as cur:
+        cur.executemany(
+            "INSERT INTO quality.quarantine (source_system, stream, source_id, entity, run_id,"
+            " rule, reason, failed_rules, payload, payload_kind)"
+            " SELECT %(source)s, %(stream)s, %(source_id)s, %(entity)s, %(run_id)s, %(rule)s,"
+            " %(reason)s, %(failed)s, %(payload)s, 'unreadable' WHERE NOT EXISTS (SELECT 1"
+            " FROM quality.quarantine WHERE state = 'open' AND source_system = %(source)s"
+            " AND stream = %(stream)s AND rule = %(rule)s AND payload = %(payload)s)",
+            [{"source": source, "stream": stream, "source_id": r.source_id, "entity": entity.name,
+              "run_id": run_id, "rule": r.rule, "reason": r.reason,
+              "failed": Jsonb([{"rule": r.rule, "severity": "blocking", "reason": r.reason,
+                                "where": r.where}]),
+              "payload": Jsonb(dict(r.payload))} for r in rejects])

@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from base import clock
 from conform.coords import wgs84_to_gcj02
 from sandbox import city as citymod
 from sandbox.city import City, Grid, Person
@@ -161,8 +162,8 @@ def parse_local(text: str) -> datetime:
 
 
 def now_local() -> datetime:
-    """Wall-clock Asia/Shanghai time, naive, truncated to seconds."""
-    return datetime.now(SHANGHAI).replace(tzinfo=None, microsecond=0)
+    """The hub clock in Asia/Shanghai time, naive, truncated to seconds."""
+    return clock.local_now("Asia/Shanghai")
 
 
 def default_end() -> datetime:

