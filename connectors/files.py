@@ -49,6 +49,7 @@ import json
 import logging
 import re
 import time
+import uuid
 import zipfile
 import zlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -189,7 +190,7 @@ def landed_files(folder: Path, pattern: str, min_age_seconds: float = 0.0) -> li
     if not folder.is_dir():
         raise SourceError(f"landing folder {folder} does not exist or is not a folder")
     regex = re.compile(pattern)
-    now = time.time()
+    now = folder_now(folder) if min_age_seconds else 0.0
     found = []
     for path in folder.iterdir():
         if not regex.fullmatch(path.name) or not path.is_file():
@@ -204,6 +205,22 @@ def landed_files(folder: Path, pattern: str, min_age_seconds: float = 0.0) -> li
             continue
         found.append(LandedFile(path, day))
     return sorted(found, key=lambda f: f.order)
+
+
+def folder_now(folder: Path) -> float:
+    """Now as the landing folder's file system tells time, for comparing with its files'
+    modification times: an SFTP or NFS server keeps its own clock, and a skew of
+    minutes would make a half-written file look settled. A folder the hub may not
+    write to falls back to this machine's clock."""
+    probe = folder / f".hub-clock-{uuid.uuid4().hex}"
+    try:
+        probe.touch()
+        try:
+            return probe.stat().st_mtime
+        finally:
+            probe.unlink()
+    except OSError:
+        return time.time()
 
 
 def sha256_of(path: Path) -> str:

@@ -154,6 +154,7 @@ HOTLINE_KEY, HOTLINE_SECRET = "test-app-key", "test-app-secret"
 # The end of the simulated history: fixed, so every test sees the same orders.
 SIM_END = "2026-11-20 00:00:00"
 SHANGHAI = ZoneInfo("Asia/Shanghai")
+SIM_END_AT = datetime.fromisoformat(SIM_END).replace(tzinfo=SHANGHAI)
 
 
 def write_sources(path: Path, name: str, base_url: str, **settings: object) -> Path:
@@ -188,7 +189,7 @@ def hotline_data_factory():
 def sim_clock() -> Iterator[datetime]:
     """The hub clock held at the end of the simulated history: the planted "future"
     times stay in the future and windows end where the data ends, on any date."""
-    with clock.pinned(datetime.fromisoformat(SIM_END).replace(tzinfo=SHANGHAI)) as at:
+    with clock.pinned(SIM_END_AT) as at:
         yield at
 
 

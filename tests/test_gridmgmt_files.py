@@ -9,7 +9,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from datetime import date, datetime
 from pathlib import Path
 
@@ -116,8 +115,10 @@ def test_only_complete_files_count_oldest_first(tmp_path):
     assert [f.name for f in found] == ["residents_20261101.csv", "residents_20261103.csv"]
     young = landed_files(tmp_path, r"residents_(?P<date>\d{8})\.csv", min_age_seconds=60)
     assert young == []
-    old = time.time() - 120
-    os.utime(tmp_path / "residents_20261101.csv", (old, old))
+    # Two minutes older, as the file system tells time (not this process's clock).
+    settled = tmp_path / "residents_20261101.csv"
+    old = settled.stat().st_mtime - 120
+    os.utime(settled, (old, old))
     young = landed_files(tmp_path, r"residents_(?P<date>\d{8})\.csv", min_age_seconds=60)
     assert [f.name for f in young] == ["residents_20261101.csv"]
     with pytest.raises(SourceError, match="does not exist"):

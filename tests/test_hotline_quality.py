@@ -7,6 +7,7 @@ from collections import defaultdict
 
 import pytest
 
+from base import clock
 from hub.pipeline import run_source
 from sandbox.hotline12345 import DEFECT_KINDS
 
@@ -48,7 +49,7 @@ def outcome(hotline_data_factory, warehouse, tmp_path_factory):
     """One run over the simulator's dirty history: rules fired per order."""
     import os
 
-    from conftest import HOTLINE_KEY, HOTLINE_SECRET, write_sources
+    from conftest import HOTLINE_KEY, HOTLINE_SECRET, SIM_END_AT, write_sources
 
     from sandbox.hotline_server import HotlineServer
     from warehouse.db import connect
@@ -59,7 +60,9 @@ def outcome(hotline_data_factory, warehouse, tmp_path_factory):
     os.environ[f"HUB_{name.upper()}_APP_SECRET"] = HOTLINE_SECRET
     with HotlineServer(data, HOTLINE_KEY, HOTLINE_SECRET) as server:
         config = write_sources(tmp_path_factory.mktemp("recall") / "s.yaml", name, server.url)
-        run_source(name, config)
+        # The simulated history ends at SIM_END: its planted "future" times are after it.
+        with clock.pinned(SIM_END_AT):
+            run_source(name, config)
     fired: dict[str, set[str]] = defaultdict(set)
     with connect() as conn:
         for sid, rule in conn.execute(
