@@ -48,7 +48,7 @@ def _point_at_bench_database() -> str:
     info["dbname"] = BENCH_DB
     os.environ["HUB_WAREHOUSE_URL"] = psycopg.conninfo.make_conninfo(**info)  # type: ignore[arg-type]
     os.environ.setdefault("HUB_PII_KEY", "bench-only-key")
-    from hub.config import settings
+    from base.settings import settings
 
     settings.cache_clear()
     db.conninfo.cache_clear()
@@ -139,8 +139,8 @@ def generate_residents(n: int, offset: int, rng: np.random.Generator,
                        city: dict[str, np.ndarray]) -> pa.Table:
     """n conformed residents of a grid platform's daily snapshot; ~2% with a wrong
     check digit, as the grid platform's files carry them."""
+    from base.pii import keyed_hash
     from conform.base import build
-    from hub.pii import keyed_hash
     from sandbox.city import SURNAMES, citizen_id, wrong_check_digit
     from schemas.model import PERSON
 
@@ -184,8 +184,8 @@ def run_kind(kind: str, rows: int, chunk: int) -> dict[str, float]:
     """Load `rows` of one kind both ways; returns the timings and counts."""
     from psycopg import sql
 
-    from hub.config import CityConfig
-    from hub.pii import protect
+    from base.settings import CityConfig
+    from conform.protect import protect
     from hub.pipeline import store_validated
     from quality.context import rule_context
     from quality.validate import validate
@@ -267,7 +267,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     admin = _point_at_bench_database()
-    from hub.config import settings
+    from base.settings import settings
     from warehouse.migrate import migrate
 
     chunk = args.chunk or settings().batch_rows

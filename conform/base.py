@@ -10,8 +10,8 @@ from typing import ClassVar
 import numpy as np
 import pyarrow as pa
 
+from base.settings import CityConfig
 from conform.values import Column, fold_divisions
-from hub.config import CityConfig
 from schemas.arrow import conformed_schema
 from schemas.model import Entity
 

@@ -26,11 +26,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import shapely
 
+from base import identity
+from base.pii import keyed_hash
 from conform import values as v
 from conform.base import Conformed, Conformer, build, last_per_key
 from conform.coords import gcj02_columns_to_wgs84
 from conform.mappings import MAPPINGS, category_mapping, status_mapping
-from hub.pii import keyed_hash
 from schemas.model import EVENT, GRID, HOUSE, ORGANIZATION, PERSON
 
 PLATFORM = "gridmgmt"
@@ -50,19 +51,19 @@ def resident_keys(raw: pa.Table) -> pa.Array:
     A record without an ID number is keyed by name, birth date and address, the
     best the platform offers.
     """
-    ids = v.citizen_ids(v.blank_to_null(raw["公民身份号码"]))
+    ids = identity.citizen_ids(v.blank_to_null(raw["公民身份号码"]))
     by_id = pc.binary_join_element_wise(
-        "resident:", v.per_distinct(ids, lambda s: keyed_hash(v.citizen_id_identity(s))), "")
+        "resident:", identity.per_distinct(ids, lambda s: keyed_hash(identity.citizen_id_identity(s))), "")
     fallback = pc.binary_join_element_wise(
         pc.fill_null(raw["姓名"], ""), pc.fill_null(raw["出生日期"], ""),
         pc.fill_null(raw["现住址"], ""), "|")
     by_details = pc.binary_join_element_wise(
-        "resident:noid:", v.per_distinct(fallback, keyed_hash), "")
+        "resident:noid:", identity.per_distinct(fallback, keyed_hash), "")
     return pc.coalesce(by_id, by_details)
 
 
 def party_key(id_number: str) -> str:
-    return "party:" + keyed_hash(v.citizen_id_identity(id_number))
+    return "party:" + keyed_hash(identity.citizen_id_identity(id_number))
 
 
 # ---------------------------------------------------------------- shared columns
@@ -109,9 +110,9 @@ class ResidentsConformer(Conformer):
             "source_id": raw[RESIDENT_KEY],
             "name": v.trimmed(raw["姓名"]),
             "gender": v.trimmed(raw["性别"]),
-            "id_number": v.citizen_ids(v.blank_to_null(raw["公民身份号码"])),
+            "id_number": identity.citizen_ids(v.blank_to_null(raw["公民身份号码"])),
             "ethnicity": v.trimmed(raw["民族"]),
-            "phone": v.phones(raw["联系电话"]),
+            "phone": identity.phones(raw["联系电话"]),
             "household_address": v.blank_to_null(raw["户籍地址"]),
             "current_address": v.blank_to_null(raw["现住址"]),
             "population_type": v.trimmed(raw["人口类型"]),
@@ -136,7 +137,7 @@ class HousesConformer(Conformer):
             "unit": v.trimmed(raw["单元"]),
             "room": v.trimmed(raw["房号"]),
             "usage": v.trimmed(raw["用途"]),
-            "owner_id_number": v.citizen_ids(v.blank_to_null(raw["产权人身份号码"])),
+            "owner_id_number": identity.citizen_ids(v.blank_to_null(raw["产权人身份号码"])),
         })
         return Conformed(build(HOUSE, cols, raw.num_rows))
 
@@ -148,14 +149,14 @@ class OrgsConformer(Conformer):
 
     def conform(self, raw: pa.Table) -> Conformed:
         cols = _location(raw, "所属网格")
-        code = pc.utf8_upper(pc.replace_substring_regex(v.nfkc(raw["统一社会信用代码"]), r"\s", ""))
+        code = pc.utf8_upper(pc.replace_substring_regex(identity.nfkc(raw["统一社会信用代码"]), r"\s", ""))
         cols.update({
             "source_id": raw["统一社会信用代码"],
             "org_name": v.trimmed(raw["名称"]),
             "uscc": v.blank_to_null(code),
             "org_type": v.map_codes(raw["类型"], org_type_mapping()),
             "legal_rep": v.trimmed(raw["法定代表人"]),
-            "phone": v.phones(raw["联系电话"]),
+            "phone": identity.phones(raw["联系电话"]),
             "address": v.blank_to_null(raw["地址"]),
         })
         return Conformed(build(ORGANIZATION, cols, raw.num_rows))
@@ -186,7 +187,7 @@ class GridsConformer(Conformer):
             "boundary_wkt": pa.array(shapely.to_wkt(shapes, rounding_precision=7), pa.string()),
             "area_m2": pa.array(_geodesic_areas(shapes), pa.float64(), from_pandas=True),
             "worker_name": v.trimmed(raw["网格员"]),
-            "worker_phone": v.phones(raw["网格员电话"]),
+            "worker_phone": identity.phones(raw["网格员电话"]),
         })
         return Conformed(build(GRID, cols, raw.num_rows),
                          {"geometry": present & ~polygonal})
@@ -285,9 +286,9 @@ class EventsConformer(Conformer):
         if not ids:
             return build(PERSON, {}, 0)
         at = pa.array(rows, pa.int64())
-        normal = v.citizen_ids(pa.array(ids, pa.string()))
+        normal = identity.citizen_ids(pa.array(ids, pa.string()))
         table = pa.table({
-            "source_id": v.per_distinct(normal, party_key),
+            "source_id": identity.per_distinct(normal, party_key),
             "id_number": normal,
             "grid_code": events["grid_code"].take(at),
             "division_code": events["division_code"].take(at),

@@ -19,11 +19,12 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from base import identity
+from base.pii import keyed_hash, mask_name
 from conform import values as v
 from conform.base import Conformed, Conformer, build, last_per_key
 from conform.coords import gcj02_columns_to_wgs84
 from conform.mappings import category_mapping, status_mapping
-from hub.pii import keyed_hash, mask_name
 from schemas.model import EVENT, ORGANIZATION, PERSON
 
 PLATFORM = "hotline12345"
@@ -81,8 +82,8 @@ class Hotline12345Conformer(Conformer):
         cols["handling_org"] = v.trimmed(raw["handleDept"])
         cols["satisfaction"] = v.trimmed(raw["satisfaction"])
         cols["reporter_name_masked"] = mask_name(v.blank_to_null(raw["callerName"]))
-        cols["reporter_phone"] = v.phones(raw["callerPhone"])
-        cols["reporter_id_number"] = v.citizen_ids(v.blank_to_null(raw["callerIdNo"]))
+        cols["reporter_phone"] = identity.phones(raw["callerPhone"])
+        cols["reporter_id_number"] = identity.citizen_ids(v.blank_to_null(raw["callerIdNo"]))
         return Conformed(build(EVENT, cols, raw.num_rows), unparseable)
 
     def derive(self, raw: pa.Table, primary: pa.Table) -> dict[str, pa.Table]:
@@ -95,17 +96,18 @@ class Hotline12345Conformer(Conformer):
         identifies the caller (ID number, else phone): never by the number itself.
         """
         ids, phones = events["reporter_id_number"], events["reporter_phone"]
-        identity = pc.coalesce(
-            pc.binary_join_element_wise("id:", v.per_distinct(ids, v.citizen_id_identity), ""),
+        who = pc.coalesce(
+            pc.binary_join_element_wise(
+                "id:", identity.per_distinct(ids, identity.citizen_id_identity), ""),
             pc.binary_join_element_wise("tel:", phones, ""),
         )
-        keep = np.asarray(pc.is_valid(identity), dtype=bool)
+        keep = np.asarray(pc.is_valid(who), dtype=bool)
         if not keep.any():
             return build(PERSON, {}, 0)
         table = pa.table({
             "source_id": pc.binary_join_element_wise(
-                "caller:", v.per_distinct(identity.filter(pa.array(keep)),
-                                          lambda s: keyed_hash(s)[:32]), ""),
+                "caller:", identity.per_distinct(who.filter(pa.array(keep)),
+                                                 lambda s: keyed_hash(s)[:32]), ""),
             "name": v.trimmed(raw["callerName"]).filter(pa.array(keep)),
             "id_number": ids.filter(pa.array(keep)),
             "phone": phones.filter(pa.array(keep)),

@@ -28,7 +28,7 @@ import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from base import clock
-from hub.config import CityConfig, SourceConfig, resolve_secrets
+from base.settings import CityConfig, SourceConfig, resolve_secrets
 
 log = logging.getLogger(__name__)
 

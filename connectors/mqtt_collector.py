@@ -214,8 +214,8 @@ def collect(source_name: str, sources_path: Path | str | None = None,
     """Collect the MQTT alarms of one configured source until `stop_event` is set
     (or, without one, until SIGINT/SIGTERM). `ready_event` is set once the broker
     has confirmed the subscription. Returns what it did."""
+    from base.settings import load_sources, resolve_secrets
     from connectors.registry import connector_class
-    from hub.config import load_sources, resolve_secrets
     from warehouse.migrate import migrate
 
     config = load_sources(sources_path)

@@ -27,7 +27,7 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
-from hub.config import PROJECT_ROOT, settings
+from base.settings import PROJECT_ROOT, settings
 
 AIRFLOW_BIN = Path(sys.executable).parent / "airflow"
 PROJECT_DAGS_FOLDER = PROJECT_ROOT / "dags"

@@ -14,7 +14,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from hub.config import SourceConfig, load_sources
+from base.settings import SourceConfig, load_sources
 
 if TYPE_CHECKING:
     from airflow.sdk import DAG, Asset

@@ -19,7 +19,7 @@ from psycopg import sql
 from rich.console import Console
 
 from base import clock
-from hub.config import load_sources, settings
+from base.settings import load_sources, settings
 
 
 def _demo_sources(config_path: Path, settings_by_source: dict[str, dict]) -> Path:

@@ -24,15 +24,15 @@ import psycopg
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from base.settings import SourceConfig, SourcesFile, load_sources, settings
 from conform.base import Conformer
 from conform.grid_assign import GridIndex
+from conform.protect import protect
 from conform.registry import conformer_class
 from connectors.base import Connector, Extract, ReadContext, Stream
 from connectors.registry import connector_class
-from hub.config import SourceConfig, SourcesFile, load_sources, settings
 from hub.dedupe import drop_rereads
 from hub.failpoints import failpoint
-from hub.pii import protect
 from quality import store
 from quality.consistency import run_checks
 from quality.context import rule_context

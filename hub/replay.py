@@ -13,8 +13,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
+from base.settings import load_sources, settings
 from connectors.base import Extract, Stream, records_table
-from hub.config import load_sources, settings
 from hub.pipeline import Progress, Run, RunSummary, execute
 from warehouse.db import connect
 from warehouse.migrate import migrate

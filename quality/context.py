@@ -5,7 +5,7 @@ from __future__ import annotations
 import psycopg
 
 from base import clock
-from hub.config import CityConfig
+from base.settings import CityConfig
 from quality.rules import RuleContext
 
 

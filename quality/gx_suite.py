@@ -61,7 +61,7 @@ from great_expectations.expectations.metrics.map_metric_provider.multicolumn_con
     multicolumn_condition_partial,
 )
 
-from hub.pii import MASKS
+from base.pii import MASKS
 from quality import checks
 from quality.rules import (
     BOUNDARY_TOLERANCE_DEG,

@@ -30,7 +30,7 @@ import jinja2
 from psycopg.types.json import Jsonb
 
 from base import clock
-from hub.config import settings
+from base.settings import settings
 from quality import report_charts
 from quality.display import mask_text
 from quality.report_data import BEIJING, DIMENSIONS, ReportData, Week, collect

@@ -30,7 +30,7 @@ import pyarrow.compute as pc
 import shapely
 import yaml
 
-from hub.pii import MASKS
+from base.pii import MASKS
 from quality import checks
 from schemas.model import Entity, Pii
 
@@ -85,7 +85,7 @@ class RuleDefinition:
 @cache
 def definitions() -> Mapping[str, RuleDefinition]:
     # A deployment may keep its own copy (stricter or looser severities): HUB_RULES_FILE.
-    from hub.config import settings
+    from base.settings import settings
 
     raw = yaml.safe_load((settings().rules_file or RULES_FILE).read_text(encoding="utf-8"))
     out: dict[str, RuleDefinition] = {}

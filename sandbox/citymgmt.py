@@ -787,7 +787,7 @@ def start_for_demo(city: City, days: int, workdir: Path, source: str = "citymgmt
                    ) -> DemoPlatform:
     """The platform as a SQLite file under `workdir`: the embedded demo needs no server.
     (A MariaDB-backed one: `CityMgmtDatabase(data, "mysql+pymysql://root@host:3306")`.)"""
-    from hub.config import secret_env_var
+    from base.settings import secret_env_var
 
     workdir.mkdir(parents=True, exist_ok=True)
     db = CityMgmtDatabase(CityMgmtData(city, days=days),

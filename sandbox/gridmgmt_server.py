@@ -38,7 +38,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from hub.config import secret_env_var
+from base.settings import secret_env_var
 from sandbox.city import City
 from sandbox.gridmgmt import GridData, Landing
 from sandbox.hotline12345 import now_local, parse_local

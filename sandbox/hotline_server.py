@@ -402,7 +402,7 @@ if __name__ == "__main__":
 def start_for_demo(city: City, days: int, workdir: Path, source: str = "hotline12345"
                    ) -> DemoPlatform:
     """The platform on a free port with fresh credentials, as `hub demo` runs it."""
-    from hub.config import secret_env_var
+    from base.settings import secret_env_var
 
     key, secret = secrets.token_hex(8), secrets.token_hex(16)
     server = HotlineServer(HotlineData(city, days=days), key, secret).start()

@@ -1,7 +1,7 @@
 """Arrow schemas of the conformed rows, derived from `schemas.model`.
 
 Two stages: a conform step produces `conformed_schema` (personal data still in
-clear, so validation can check it); `hub.pii` turns it into `load_schema`, where
+clear, so validation can check it); `base.pii` turns it into `load_schema`, where
 each personal-data field is a keyed hash plus a masked value.
 """
 

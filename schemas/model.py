@@ -13,6 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from base.pii import Pii
+
 
 class Kind(StrEnum):
     """Logical column types; `schemas.ddl` and `schemas.arrow` map them."""
@@ -24,13 +26,6 @@ class Kind(StrEnum):
     DATE = "date"
     TIMESTAMP = "timestamptz"
     JSON = "json"
-
-
-class Pii(StrEnum):
-    """Personal data: stored as a keyed hash plus a masked value, never in clear."""
-
-    ID_NUMBER = "id_number"
-    PHONE = "phone"
 
 
 @dataclass(frozen=True)

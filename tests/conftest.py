@@ -213,7 +213,7 @@ def hotline(tmp_path, monkeypatch, hotline_data_factory, warehouse, sim_clock):
         path = write_sources(tmp_path / f"{name}.yaml", name, server.url, **settings)
         return name, path, server
 
-    from hub.config import settings
+    from base.settings import settings
 
     settings.cache_clear()
     yield start

@@ -19,8 +19,8 @@ import yaml
 from conftest import assert_one_current_row_each, findings, quarantined
 from psycopg import sql
 
+from base.settings import load_sources, secret_env_var
 from connectors.citymgmt import CityMgmt
-from hub.config import load_sources, secret_env_var
 from hub.pipeline import RunSummary, run_source
 from sandbox.city import City
 from sandbox.citymgmt import CityMgmtData, CityMgmtDatabase, mariadb_reachable
@@ -53,7 +53,7 @@ def write_sources(path: Path, name: str, url: str, **settings: object) -> Path:
 @contextmanager
 def _platforms(folder: Path, monkeypatch: pytest.MonkeyPatch, data: CityMgmtData
                ) -> Iterator[Callable[..., Started]]:
-    from hub.config import settings
+    from base.settings import settings
 
     started: list[CityMgmtDatabase] = []
     monkeypatch.setenv("HUB_BATCH_ROWS", "400")

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
+from base.settings import PROJECT_ROOT
 from conform.mappings import category_mapping, status_mapping
-from hub.config import PROJECT_ROOT
 from sandbox.city import City
 from sandbox.citymgmt import (
     CASE_FAMILIES,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from hub.config import SourceConfig
+from base.settings import SourceConfig
 
 
 def source(**settings: object) -> SourceConfig:

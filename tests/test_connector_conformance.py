@@ -10,9 +10,9 @@ from __future__ import annotations
 import pytest
 import yaml
 
+from base.settings import load_sources
 from conform.registry import conformer_class
 from connectors.registry import CONNECTORS, connector_class
-from hub.config import load_sources
 from hub.pipeline import run_source
 from sandbox.city import City
 from sandbox.platform import STARTERS, start

@@ -18,8 +18,8 @@ from typing import Any
 import pytest
 import yaml
 
+from base.settings import DEFAULT_SOURCES_FILE, SourceConfig, load_sources
 from hub.airflow_runner import PROJECT_DAGS_FOLDER, DagBagReport, LocalAirflow
-from hub.config import DEFAULT_SOURCES_FILE, SourceConfig, load_sources
 from hub.dag_factory import ASSET_URI_PREFIX, INGEST_DAG_PREFIX, RETRY_BACKOFF, ingest_dag_id
 
 # Airflow's start-up plus the DAG file; the DAG file alone must be far quicker.

@@ -18,10 +18,10 @@ from typing import Any
 import pyarrow as pa
 import pytest
 
+from base.settings import CityConfig
 from conform.citymgmt import CityMgmtCaseConformer
 from conform.gridmgmt import EventsConformer, GridsConformer
 from conform.hotline12345 import Hotline12345Conformer
-from hub.config import CityConfig
 from quality.profile_rules import conformed_table, panjin_context, panjin_grids
 from quality.rules import evaluate
 from quality.validate import validate

@@ -15,10 +15,10 @@ from pathlib import Path
 import openpyxl
 import pytest
 
+from base.settings import CityConfig, SourceConfig
 from connectors.base import Extract, ReadContext
 from connectors.files import CsvFile, FileStream
 from connectors.gridmgmt import GRIDS, HOUSES, ORGS, RESIDENT_KEY, RESIDENTS, GridMgmt
-from hub.config import CityConfig, SourceConfig
 
 CITY = CityConfig(code="2111", extent=(121.42, 40.65, 122.52, 41.45))
 HEADER = list(RESIDENTS.file_fields)

@@ -17,8 +17,8 @@ import pyarrow as pa
 import pytest
 import shapely
 
+from base.settings import CityConfig
 from conform.gridmgmt import GridsConformer
-from hub.config import CityConfig
 from quality import checks
 from quality.gx_suite import run_suite
 from quality.profile_rules import PANJIN_EXTENT, conformed_table, panjin_context

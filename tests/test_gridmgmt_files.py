@@ -17,6 +17,7 @@ import openpyxl
 import pyarrow as pa
 import pytest
 
+from base.settings import CityConfig, SourceConfig
 from conform.gridmgmt import ResidentsConformer, party_id_numbers
 from connectors.base import SourceError
 from connectors.files import (
@@ -28,7 +29,6 @@ from connectors.files import (
     read_xlsx,
 )
 from connectors.gridmgmt import RESIDENTS, GridMgmt
-from hub.config import CityConfig, SourceConfig
 from quality import checks
 from sandbox.city import City
 from sandbox.gridmgmt import RESIDENT_HEADERS, GridData, Landing, file_name, render

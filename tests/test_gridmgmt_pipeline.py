@@ -63,7 +63,7 @@ class Sources:
 
 @contextmanager
 def running_platform(folder: Path, days: int = 4, drop_all: bool = True) -> Iterator[Sources]:
-    from hub.config import settings
+    from base.settings import settings
 
     data = GridData(City("2111", scale=SCALE), days=days, end=SIM_END)
     with pytest.MonkeyPatch.context() as mp, \
@@ -128,7 +128,7 @@ def residents_on(data: GridData, day: date) -> set[str]:
 
 
 def resident_key(city: City, index: int) -> str:
-    from hub.pii import keyed_hash
+    from base.pii import keyed_hash
 
     return "resident:" + keyed_hash(city.person(index).id_number)
 
@@ -201,7 +201,7 @@ def test_first_run_loads_every_file_and_event_and_counts_reconcile(db, loaded):
 
 
 def test_one_resident_one_id_whichever_way_a_file_spells_it(db, loaded):
-    from hub.pii import keyed_hash
+    from base.pii import keyed_hash
 
     data = loaded.data
     person = data.city.person(data.truth.id_forms)

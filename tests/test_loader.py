@@ -9,7 +9,7 @@ import pyarrow as pa
 import pytest
 
 from conform.base import build
-from hub.pii import protect
+from conform.protect import protect
 from schemas.model import EVENT, PERSON
 from warehouse.db import connect
 from warehouse.loader import SnapshotTooSmall, close_missing, merge, record_seen

@@ -19,9 +19,9 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
+from base.settings import settings
 from conform.gridmgmt import resident_keys
 from hub.cli import app
-from hub.config import settings
 from hub.pipeline import run_source
 from sandbox.city import City
 from sandbox.gridmgmt import RESIDENT_HEADERS, GridData, file_name, render

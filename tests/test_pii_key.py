@@ -5,8 +5,8 @@ from __future__ import annotations
 import os
 import stat
 
-from hub.config import settings
-from hub.pii import pii_key, write_private
+from base.pii import pii_key, write_private
+from base.settings import settings
 
 
 def test_the_key_file_is_created_owner_only_even_under_a_permissive_umask(tmp_path, monkeypatch):

@@ -15,7 +15,7 @@ import pytest
 from stdnum import exceptions as stdnum_errors
 from stdnum.cn import ric, uscc
 
-from hub.pii import mask_id_number, mask_phone
+from base.pii import mask_id_number, mask_phone
 from quality import checks
 from quality.consistency import TRANSFER_RULE
 from quality.profile_rules import (

@@ -13,9 +13,9 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
+from base.settings import settings
 from conform import mappings
 from hub.cli import app
-from hub.config import settings
 from hub.pipeline import run_source
 from hub.replay import replay
 from quality import rules

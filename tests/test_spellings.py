@@ -9,8 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from stdnum.cn import ric
 
-from conform import values as v
-from hub.pii import IDENTITY, hash_array
+from base import identity
+from base.pii import IDENTITY, hash_array
 from schemas.model import Pii
 
 FULL_WIDTH = {chr(c): chr(c + 0xFEE0) for c in range(0x21, 0x7F)}  # ASCII → ＡＳＣＩＩ
@@ -57,8 +57,8 @@ def id_numbers(draw: st.DrawFn) -> tuple[str, str]:
 @given(id_numbers())
 def test_every_spelling_of_an_id_number_is_its_normal_form(case):
     normal, sent = case
-    assert v.citizen_id(sent) == normal
-    assert v.citizen_ids(pa.array([sent, normal])).to_pylist() == [normal, normal]
+    assert identity.citizen_id(sent) == normal
+    assert identity.citizen_ids(pa.array([sent, normal])).to_pylist() == [normal, normal]
 
 
 @settings(max_examples=200, deadline=None)
@@ -67,7 +67,7 @@ def test_every_spelling_of_an_id_number_has_one_hash(case):
     # Through conform (normalise, then hash its identity) and hashed as sent (the
     # identity form normalises on its own): one hash, the normal form's.
     normal, sent = case
-    conformed = v.citizen_ids(pa.array([sent, normal]))
+    conformed = identity.citizen_ids(pa.array([sent, normal]))
     hashed = hash_array(conformed, IDENTITY[Pii.ID_NUMBER]).to_pylist()
     as_sent = hash_array(pa.array([sent]), IDENTITY[Pii.ID_NUMBER]).to_pylist()
     assert hashed[0] == hashed[1] == as_sent[0]
@@ -78,13 +78,13 @@ def test_id_numbers_spelled_by_hand():
     for sent in ["２１１１０３１９９００１０１１０４Ｘ", "211103-19900101-104x",
                  "211103\u300019900101\u3000104ｘ", " 211103 199001 01104X ", "211103900101104",
                  "２１１１０３９００１０１１０４", "211103·19900101·104X"]:
-        assert v.citizen_id(sent) == normal, sent
+        assert identity.citizen_id(sent) == normal, sent
     hashes = set(hash_array(pa.array([normal, "２１１１０３１９９００１０１１０４ｘ"]),
                             IDENTITY[Pii.ID_NUMBER]).to_pylist())
     assert len(hashes) == 1
     # Not a number in another spelling: kept (cleaned) for the rule to flag.
-    assert v.citizen_id("21110319900101104") == "21110319900101104"
-    assert v.citizen_id("－ ") is None
+    assert identity.citizen_id("21110319900101104") == "21110319900101104"
+    assert identity.citizen_id("－ ") is None
 
 
 # ---------------------------------------------------------------- phones
@@ -123,15 +123,15 @@ def landlines(draw: st.DrawFn) -> tuple[str, str]:
 @given(st.one_of(mobiles(), landlines()))
 def test_every_spelling_of_a_phone_is_its_national_form(case):
     national, sent = case
-    assert v.phones(pa.array([sent])).to_pylist() == [national], sent
-    assert v.phone_identity(sent) == national
+    assert identity.phones(pa.array([sent])).to_pylist() == [national], sent
+    assert identity.phone_identity(sent) == national
 
 
 @settings(max_examples=200, deadline=None)
 @given(st.one_of(mobiles(), landlines()))
 def test_every_spelling_of_a_phone_has_one_hash(case):
     national, sent = case
-    conformed = v.phones(pa.array([sent, national]))
+    conformed = identity.phones(pa.array([sent, national]))
     hashed = hash_array(conformed, IDENTITY[Pii.PHONE]).to_pylist()
     as_sent = hash_array(pa.array([sent]), IDENTITY[Pii.PHONE]).to_pylist()
     assert hashed[0] == hashed[1] == as_sent[0]
@@ -149,8 +149,8 @@ def test_phones_spelled_by_hand():
         "（０４２７）２８１２３４５": "04272812345",
         "0427-2812345": "04272812345",
     }
-    assert v.phones(pa.array(list(cases))).to_pylist() == list(cases.values())
+    assert identity.phones(pa.array(list(cases))).to_pylist() == list(cases.values())
     assert len(set(hash_array(pa.array(list(cases)[:5]), IDENTITY[Pii.PHONE]).to_pylist())) == 1
     assert len(set(hash_array(pa.array(list(cases)[5:]), IDENTITY[Pii.PHONE]).to_pylist())) == 1
     # Nothing a phone rule could read: kept as sent, for the rule to show.
-    assert v.phones(pa.array(["无", "  "])).to_pylist() == ["无", None]
+    assert identity.phones(pa.array(["无", "  "])).to_pylist() == ["无", None]

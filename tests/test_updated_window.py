@@ -39,9 +39,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from base import clock
+from base.settings import load_sources, secret_env_var
 from connectors.base import Connector
 from connectors.registry import connector_class
-from hub.config import load_sources, secret_env_var
 
 FMT = "%Y-%m-%d %H:%M:%S"
 ZONE = ZoneInfo("Asia/Shanghai")

@@ -25,8 +25,8 @@ import psycopg
 import pytest
 
 import tests.test_video_pipeline as vp
+from base.settings import PROJECT_ROOT
 from connectors.mqtt_collector import CollectorStats, collect, discard_session
-from hub.config import PROJECT_ROOT
 from hub.pipeline import run_source
 from sandbox.city import City
 from sandbox.video import VideoData, VideoPlatform
@@ -78,7 +78,7 @@ class Collector:
 
 @pytest.fixture
 def mqtt_video(tmp_path, monkeypatch, warehouse) -> Iterator[Any]:
-    from hub.config import settings
+    from base.settings import settings
 
     monkeypatch.setenv("HUB_BATCH_ROWS", "500")
     settings.cache_clear()

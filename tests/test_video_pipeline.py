@@ -84,7 +84,7 @@ class _Platforms:
 
 @pytest.fixture(scope="module")
 def _env(warehouse) -> Iterator[None]:
-    from hub.config import settings
+    from base.settings import settings
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("HUB_BATCH_ROWS", "500")

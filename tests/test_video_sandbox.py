@@ -99,8 +99,8 @@ def test_the_demo_platform_and_the_collector_work_on_the_embedded_broker(tmp_pat
     lands what the demo publishes while it listens."""
     import yaml
 
+    from base.settings import settings
     from connectors.mqtt_collector import collect
-    from hub.config import settings
 
     settings.cache_clear()
     demo = start_for_demo(City("2111", scale=0.005), 1, tmp_path / "demo")

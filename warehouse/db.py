@@ -15,7 +15,7 @@ from functools import lru_cache
 
 import psycopg
 
-from hub.config import settings
+from base.settings import settings
 
 MIN_SERVER_VERSION = 150000
 

@@ -12,16 +12,22 @@ import hashlib
 import os
 import secrets
 from collections.abc import Callable
+from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from conform.values import citizen_id_identity, per_distinct, phone_identity
-from hub.config import settings
-from schemas.arrow import load_schema
-from schemas.model import Entity, Pii
+from base.identity import citizen_id_identity, per_distinct, phone_identity
+from base.settings import settings
+
+
+class Pii(StrEnum):
+    """Personal data: stored as a keyed hash plus a masked value, never in clear."""
+
+    ID_NUMBER = "id_number"
+    PHONE = "phone"
 
 
 @lru_cache(maxsize=1)
@@ -121,19 +127,3 @@ MASKS = {Pii.ID_NUMBER: mask_id_number, Pii.PHONE: mask_phone}
 # having done so.
 IDENTITY: dict[Pii, Callable[[str], str]] = {Pii.ID_NUMBER: citizen_id_identity,
                                              Pii.PHONE: phone_identity}
-
-
-def protect(entity: Entity, conformed: pa.Table) -> pa.Table:
-    """The conformed table as it is loaded: every personal-data field hashed and masked."""
-    columns: dict[str, pa.Array | pa.ChunkedArray] = {"source_id": conformed["source_id"]}
-    for f in entity.fields:
-        col = conformed[f.name]
-        if f.pii is None:
-            columns[f.name] = col
-        else:
-            columns[f"{f.name}_hash"] = hash_array(col, IDENTITY[f.pii])
-            columns[f"{f.name}_masked"] = MASKS[f.pii](col)
-    for name, _ in entity.extra_columns:
-        columns[name] = conformed[name]
-    schema = load_schema(entity)
-    return pa.table([columns[n] for n in schema.names], schema=schema)
