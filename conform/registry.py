@@ -17,6 +17,7 @@ from conform.gridmgmt import (
 )
 from conform.hotline12345 import Hotline12345Conformer
 from conform.video import VideoAlarmConformer, VideoDeviceConformer
+from conform.zongzhi import ZongzhiDisputes, ZongzhiMediationOrgs
 
 # (connector name, stream name) → the conform step for its records.
 CONFORMERS: dict[tuple[str, str], type[Conformer]] = {
@@ -32,6 +33,8 @@ CONFORMERS: dict[tuple[str, str], type[Conformer]] = {
     ("gridmgmt", "orgs"): OrgsConformer,
     ("gridmgmt", "residents"): ResidentsConformer,
     ("gridmgmt", "events"): EventsConformer,
+    ("zongzhi", "mediation_orgs"): ZongzhiMediationOrgs,
+    ("zongzhi", "disputes"): ZongzhiDisputes,
 }
 
 

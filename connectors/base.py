@@ -21,7 +21,9 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
+from enum import StrEnum
 from typing import Any, ClassVar
+from zoneinfo import ZoneInfo
 
 import httpx
 import pyarrow as pa
@@ -563,3 +565,354 @@ def _local_time(value: Any) -> datetime | None:
         return datetime.strptime(str(value).strip(), LOCAL_TIME_FORMAT)
     except ValueError:
         return None
+
+
+# --------------------------------------------------------- declared HTTP streams
+#
+# A platform speaking HTTP JSON declares what sets it apart and the loops live here:
+# how it authenticates (`ApiKeyHeader`, `BearerToken`), how an answer says it
+# succeeded (`CodeEnvelope`, `SuccessEnvelope`), how it writes times (`TimeFormat`),
+# and per stream its path and how it pages (`UpdatedWindowPages`, `CursorTokenPages`,
+# `FullList`). A `DeclaredHttpConnector` is those declarations and nothing else.
+
+
+class CursorExpired(Exception):
+    """The platform has forgotten the server-side cursor a read was following."""
+
+
+class TimeFormat(StrEnum):
+    """How a platform writes times, in its records and in its query parameters."""
+
+    LOCAL = "local"  # yyyy-MM-dd HH:mm:ss in the source's `timezone`
+    ISO8601 = "iso8601"  # 2026-11-20T09:30:00+08:00: an instant, whatever the offset
+
+    def parse(self, value: Any, timezone: str) -> datetime | None:
+        """A platform's time text as an aware datetime; None if it is not one (an ISO
+        time without an offset names no instant)."""
+        text = "" if value is None else str(value).strip()
+        try:
+            if self is TimeFormat.LOCAL:
+                return datetime.strptime(text, LOCAL_TIME_FORMAT).replace(tzinfo=ZoneInfo(timezone))
+            parsed = datetime.fromisoformat(text)
+        except ValueError:
+            return None
+        return parsed if parsed.tzinfo is not None else None
+
+    def render(self, at: datetime, timezone: str) -> str:
+        local = at.astimezone(ZoneInfo(timezone))
+        if self is TimeFormat.LOCAL:
+            return local.strftime(LOCAL_TIME_FORMAT)
+        return local.isoformat(timespec="seconds")
+
+
+@dataclass(frozen=True)
+class ApiKeyHeader:
+    """A key sent in a header with every request; no token exchange."""
+
+    secret_field: str
+    header: str = "X-Api-Key"
+
+
+@dataclass(frozen=True)
+class BearerToken:
+    """`Authorization: Bearer <token>`. With `path` the token is exchanged: `body` (JSON
+    member → secret field) is POSTed there, and the envelope's payload holds the token
+    at `token` and its lifetime in seconds at `expires_in`. Without, the token is the
+    secret field itself."""
+
+    secret_field: str | None = None
+    path: str | None = None
+    body: Mapping[str, str] = field(default_factory=dict)
+    token: str = "accessToken"
+    expires_in: str = "expiresIn"
+
+
+@dataclass(frozen=True)
+class CodeEnvelope:
+    """`{"code", "msg", "data"}`, as `code_envelope` checks it; the payload is `payload`."""
+
+    ok: object = 0
+    retryable: Callable[[Any], bool] = lambda code: False
+    auth_expired: object | None = None
+    normalise: Callable[[Any], Any] = lambda code: code
+    payload: str = "data"
+
+    def check(self, body: Any) -> Any:
+        return code_envelope(ok=self.ok, retryable=self.retryable, auth_expired=self.auth_expired,
+                             normalise=self.normalise, payload=lambda b: b.get(self.payload))(body)
+
+
+@dataclass(frozen=True)
+class SuccessEnvelope:
+    """`{"success": bool, "errorCode", "errorMessage", "result"}`: a failed answer's code
+    says what to do: wait and ask again, restart the read, get a new token, or give up."""
+
+    payload: str = "result"
+    retryable: tuple[str, ...] = ()
+    cursor_expired: tuple[str, ...] = ()
+    auth_expired: tuple[str, ...] = ()
+    success: str = "success"
+    code: str = "errorCode"
+    message: str = "errorMessage"
+
+    def check(self, body: Any) -> Any:
+        if not isinstance(body, dict) or not isinstance(body.get(self.success), bool):
+            raise RetryableResponse(f"body without a {self.success} flag: {str(body)[:200]}")
+        if body[self.success]:
+            return body.get(self.payload)
+        code, message = body.get(self.code), body.get(self.message)
+        if code in self.cursor_expired:
+            raise CursorExpired(f"{self.code} {code}: {message}")
+        if code in self.auth_expired:
+            raise AuthExpired(f"{self.code} {code}")
+        if code in self.retryable:
+            raise RetryableResponse(f"{self.code} {code}: {message}")
+        raise SourceError(f"platform error {code}: {message}")
+
+
+@dataclass
+class DeclaredHttpApi(HttpApi):
+    """`HttpApi` with headers on every request (an API key) and a swappable transport
+    (a test replays recorded pages through it)."""
+
+    headers: Mapping[str, str] = field(default_factory=dict)
+    transport: httpx.BaseTransport | None = None
+
+    @property
+    def client(self) -> httpx.Client:
+        if self._client is None:
+            self._client = httpx.Client(base_url=self.settings.base_url, transport=self.transport,
+                                        timeout=self.settings.timeout_seconds)
+        return self._client
+
+    def _auth_headers(self) -> dict[str, str]:
+        return {**self.headers, **super()._auth_headers()}
+
+
+class DeclaredHttpSettings(HttpSettings, UpdatedSinceSettings):
+    page_size: int = Field(200, ge=1, description="records per request")
+
+
+class Paginator(ABC):
+    """How one stream's records are asked for, page after page, and what its cursor is."""
+
+    @abstractmethod
+    def read(self, source: DeclaredHttpConnector, stream: HttpStream,
+             state: Mapping[str, Any] | None, api: HttpApi) -> Iterator[Extract]: ...
+
+    def misdeclared(self, stream: HttpStream, time_format: TimeFormat) -> str | None:
+        """What is wrong with declaring `stream` with this paginator, if anything."""
+        return None if stream.updated_field else "needs the stream's updated_field"
+
+
+@dataclass(frozen=True)
+class HttpStream(Stream):
+    """A stream served by one GET endpoint: its path, how it pages, fixed parameters."""
+
+    path: str = ""
+    paginator: Paginator | None = None
+    params: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class FullList(Paginator):
+    """The whole list in one answer, every run: a snapshot, and what it lacks is gone."""
+
+    items: str = "items"
+
+    def read(self, source: DeclaredHttpConnector, stream: HttpStream,
+             state: Mapping[str, Any] | None, api: HttpApi) -> Iterator[Extract]:
+        snapshot = source.now_local().strftime("%Y%m%dT%H%M%S")
+        records = _items(api.get(stream.path, dict(stream.params)), self.items, stream.path)
+        yield Extract(records_table(stream, records), {"snapshot_id": snapshot, "complete": True},
+                      snapshot_id=snapshot, snapshot_complete=True)
+
+    def misdeclared(self, stream: HttpStream, time_format: TimeFormat) -> str | None:
+        return None if stream.snapshot else "a full list is a snapshot: declare snapshot=True"
+
+
+@dataclass(frozen=True)
+class UpdatedWindowPages(Paginator):
+    """Incremental by an update-time window paged by number, with the platform's count
+    of all matching records (the 12345 style; see `UpdatedWindow`). Local times only."""
+
+    updated_from: str = "updatedFrom"
+    updated_to: str = "updatedTo"
+    page: str = "pageNo"
+    size: str = "pageSize"
+    records: str = "records"
+    total: str = "total"
+
+    def read(self, source: DeclaredHttpConnector, stream: HttpStream,
+             state: Mapping[str, Any] | None, api: HttpApi) -> Iterator[Extract]:
+        size = source.settings.page_size
+        window = UpdatedWindow.for_run(state, source.settings, source.now_local())
+
+        def fetch(updated_from: str, updated_to: str, page_no: int) -> Page:
+            data = api.get(stream.path, {**stream.params, self.updated_from: updated_from,
+                                         self.updated_to: updated_to, self.page: page_no,
+                                         self.size: size})
+            records = _items(data, self.records, stream.path)
+            total = data.get(self.total)
+            if isinstance(total, bool) or not str(total).isdigit():
+                raise SourceError(f"GET {stream.path}: a page without a {self.total}: {total!r}")
+            return Page(records, int(total))
+
+        assert stream.updated_field is not None  # misdeclared() holds it
+        for records, reached, reread in window.pages(fetch, page_size=size, key=stream.key_field,
+                                                     updated=stream.updated_field):
+            yield Extract(records_table(stream, records), {"updated_to": reached}, reread)
+
+    def misdeclared(self, stream: HttpStream, time_format: TimeFormat) -> str | None:
+        if time_format is not TimeFormat.LOCAL:
+            return "an update-time window is read in local times"
+        return super().misdeclared(stream, time_format)
+
+
+@dataclass(frozen=True)
+class CursorTokenPages(Paginator):
+    """Incremental by update time through a server-side cursor: the first request asks
+    for what was updated since the cursor time, each answer hands the token of the next
+    page (null at the end). The pages hold still while the token is followed, so after
+    a page everything updated before its last update time has been read: that time is
+    the cursor. A token the platform has forgotten (`CursorExpired`) restarts the read
+    from the time reached, a second early (a platform whose `since` is exclusive serves
+    the rest of that second too); what was read already at those times is skipped and
+    counted as re-read, so nothing is lost and nothing comes twice.
+    """
+
+    since: str = "updatedSince"
+    token: str = "nextToken"
+    limit: str = "limit"
+    items: str = "items"
+    next_token: str = "nextToken"
+    # Restarts in a row that got no further: the platform forgets cursors faster than
+    # a page can be read; the run fails with its cursor where it was.
+    max_restarts: int = 10
+
+    def read(self, source: DeclaredHttpConnector, stream: HttpStream,
+             state: Mapping[str, Any] | None, api: HttpApi) -> Iterator[Extract]:
+        fmt, tz, s = source.time_format, source.settings.timezone, source.settings
+        updated, key = stream.updated_field, stream.key_field
+        assert updated is not None  # misdeclared() holds it
+        committed = fmt.parse((state or {}).get("updated_since"), tz)
+        if committed is not None:
+            start = committed - timedelta(minutes=s.overlap_minutes)
+        else:
+            start = datetime.fromisoformat(s.start_from)
+            start = start if start.tzinfo else start.replace(tzinfo=ZoneInfo(tz))
+        # The latest update time this read has reached, and the versions (key, update
+        # time) it read from a second before it on: what a restart serves again.
+        since, reached = start, None
+        seen: dict[tuple[str, str], datetime | None] = {}
+        token: str | None = None
+        restarts = 0
+        while True:
+            params: dict[str, Any] = {**stream.params, self.limit: s.page_size}
+            params.update({self.token: token} if token else {self.since: fmt.render(since, tz)})
+            try:
+                result = api.get(stream.path, params)
+            except CursorExpired as exc:
+                restarts += 1
+                api.stats["cursor_expired"] = api.stats.get("cursor_expired", 0) + 1
+                if restarts > self.max_restarts:
+                    raise SourceError(f"GET {stream.path}: the cursor expired {restarts} times"
+                                      " in a row without getting further") from exc
+                since, token = (reached - timedelta(seconds=1) if reached else start), None
+                continue
+            records = _items(result, self.items, stream.path)
+            fresh = []
+            for record in records:
+                at = fmt.parse(record.get(updated), tz)
+                version = (str(record.get(key)), str(record.get(updated)))
+                if version not in seen:
+                    seen[version] = at
+                    fresh.append(record)
+                if at is not None and (reached is None or at > reached):
+                    reached, restarts = at, 0
+            if reached is not None:
+                floor = reached - timedelta(seconds=1)
+                seen = {v: at for v, at in seen.items() if at is None or at >= floor}
+            # Never behind what an earlier run committed: re-reading its overlap moves nothing.
+            position = max((t for t in (reached, committed) if t is not None), default=start)
+            cursor = {"updated_since": fmt.render(position, tz)}
+            yield Extract(records_table(stream, fresh), cursor, len(records) - len(fresh))
+            next_token = result.get(self.next_token) or None
+            if next_token is None:
+                return
+            if next_token == token:
+                raise SourceError(f"GET {stream.path}: the platform handed back the same token")
+            token = next_token
+
+
+class DeclaredHttpConnector(Connector):
+    """A platform whose HTTP JSON streams are declared: `auth`, `envelope` and
+    `time_format` once for the platform, path and paginator per `HttpStream`."""
+
+    settings_model: ClassVar[type[DeclaredHttpSettings]]
+    settings: DeclaredHttpSettings
+    envelope: ClassVar[CodeEnvelope | SuccessEnvelope]
+    auth: ClassVar[ApiKeyHeader | BearerToken | None] = None
+    time_format: ClassVar[TimeFormat] = TimeFormat.LOCAL
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        for s in cls.__dict__.get("streams", ()):
+            problem = (s.paginator.misdeclared(s, cls.time_format)
+                       if isinstance(s, HttpStream) and s.paginator and s.path
+                       else "declare it as an HttpStream with a path and a paginator")
+            if problem:
+                raise TypeError(f"{cls.__name__} stream {s.name!r}: {problem}")
+
+    def __init__(self, source: SourceConfig, city: CityConfig):
+        super().__init__(source, city)
+        # What a test swaps: the wire (recorded pages) and the waiting between retries.
+        self.transport: httpx.BaseTransport | None = None
+        self.sleep: Callable[[float], None] = time.sleep
+
+    def api(self) -> HttpApi:
+        headers = ({self.auth.header: self._secret(self.auth.secret_field)}
+                   if isinstance(self.auth, ApiKeyHeader) else {})
+        return DeclaredHttpApi(self.settings, check_body=self.envelope.check,
+                               get_token=self._token if isinstance(self.auth, BearerToken) else None,
+                               sleep=self.sleep, headers=headers, transport=self.transport)
+
+    def extract(self, stream: Stream, state: Mapping[str, Any] | None,
+                context: ReadContext | None = None) -> Iterator[Extract]:
+        assert isinstance(stream, HttpStream) and stream.paginator is not None
+        api = self.api()
+        try:
+            yield from stream.paginator.read(self, stream, state, api)
+        finally:
+            for k, n in api.stats.items():
+                self.http_stats[k] = self.http_stats.get(k, 0) + n
+            api.close()
+
+    def _secret(self, name: str | None) -> str:
+        value = getattr(self.settings, name or "")
+        return value.get_secret_value() if isinstance(value, SecretStr) else str(value)
+
+    def _token(self, client: httpx.Client) -> tuple[str, float]:
+        auth = self.auth
+        assert isinstance(auth, BearerToken)
+        if auth.path is None:
+            return self._secret(auth.secret_field), 365 * 86400.0
+        response = client.post(auth.path, json={k: self._secret(v) for k, v in auth.body.items()})
+        if response.status_code == 429 or response.status_code >= 500:
+            raise RetryableResponse(f"token: HTTP {response.status_code}")
+        try:
+            payload = self.envelope.check(response.json()) if response.status_code == 200 else None
+        except SourceError as exc:
+            raise SourceError(f"token refused by the platform: {exc}") from None
+        except ValueError:
+            raise RetryableResponse("token: unparseable body") from None
+        if not isinstance(payload, dict) or not payload.get(auth.token):
+            raise SourceError(f"token refused by the platform: HTTP {response.status_code}")
+        return str(payload[auth.token]), float(payload.get(auth.expires_in) or 7200)
+
+
+def _items(payload: Any, name: str, path: str) -> list[dict[str, Any]]:
+    items = payload.get(name) if isinstance(payload, dict) else None
+    if not isinstance(items, list) or not all(isinstance(r, dict) for r in items):
+        raise SourceError(f"GET {path}: an answer without a list of {name}: {str(payload)[:200]}")
+    return items

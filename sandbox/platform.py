@@ -30,8 +30,9 @@ class DemoPlatform:
 STARTERS: dict[str, str] = {
     "hotline12345": "sandbox.hotline_server:start_for_demo",
     "citymgmt": "sandbox.citymgmt:start_for_demo",
-    "video": "sandbox.video:start_for_demo",
+    "video": "sandbox.video_platform:start_for_demo",
     "gridmgmt": "sandbox.gridmgmt_server:start_for_demo",
+    "zongzhi": "sandbox.zongzhi_server:start_for_demo",
 }
 
 

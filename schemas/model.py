@@ -249,6 +249,9 @@ EVENT = Entity(
           "quarantine a record for their order (rule derived_time_order warns)"),
         F("deadline_at", TS, "办理时限"),
         F("handling_org", T, "承办单位 name"),
+        F("transfer_ref", T, "the originating platform's key of a transferred event (e.g. the "
+          "12345 order number of a dispute transferred to 综治): links one incident across "
+          "platforms"),
         F("satisfaction", T, "满意/基本满意/不满意/未评价"),
         F("reporter_name_masked", T, "reporter's name, masked"),
         F("reporter_phone", T, "reporter's phone", pii=Pii.PHONE, rules=("phone_format",)),
