@@ -27,6 +27,21 @@ class Conformed:
     unparseable: dict[str, np.ndarray] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class Lookups:
+    """Records of the warehouse a conformer maps with (the cameras an alarm names…).
+
+    Conform is pure: it never queries. A conformer names what it needs in `needs`;
+    the pipeline reads those once per stream and passes them in. A lookup not given
+    is empty: nothing is known, and the conformer maps without it.
+    """
+
+    # Current cameras and NVRs of the video network, one row per device code:
+    # thing_code, longitude, latitude, address, division_code, street_code, grid_code
+    # as core.thing holds them (GB/T 28181 ids are national: whichever source loaded them).
+    cameras: pa.Table | None = None
+
+
 class Conformer(ABC):
     """Maps one platform's records onto the unified model.
 
@@ -38,10 +53,13 @@ class Conformer(ABC):
 
     primary: ClassVar[Entity]
     derived: ClassVar[tuple[Entity, ...]] = ()
+    # The `Lookups` fields this conformer maps with (the pipeline reads only those).
+    needs: ClassVar[frozenset[str]] = frozenset()
 
-    def __init__(self, settings: object, city: CityConfig):
+    def __init__(self, settings: object, city: CityConfig, lookups: Lookups | None = None):
         self.settings = settings
         self.city = city
+        self.lookups = lookups or Lookups()
 
     @abstractmethod
     def conform(self, raw: pa.Table) -> Conformed: ...

@@ -35,7 +35,7 @@ from conform.mappings import MAPPINGS, category_mapping, status_mapping
 from schemas.model import EVENT, GRID, HOUSE, ORGANIZATION, PERSON
 
 PLATFORM = "gridmgmt"
-RESIDENT_KEY = "residentKey"  # added by the connector: the record's key in the snapshot
+RESIDENT_KEY = "residentKey"  # added by the connector: the record's key, its source_id
 EVENT_CHANNEL = "网格员"
 ORG_TYPES = frozenset({"enterprise", "individual_business", "social", "department"})
 WGS84 = "EPSG:4326"
@@ -49,7 +49,11 @@ def resident_keys(raw: pa.Table) -> pa.Array:
     """The key of each resident record: `resident:` + keyed hash of the ID's identity.
 
     A record without an ID number is keyed by name, birth date and address, the
-    best the platform offers.
+    best the platform offers. The connector adds this key to each record
+    (`residentKey`, connectors.gridmgmt.resident_keys: the snapshot's pre-pass needs
+    it) and the conformer takes it from there; this is the same computation, for
+    whoever holds residents' records without the connector's field. The two are
+    tested to agree (tests/test_resident_keys.py).
     """
     ids = identity.citizen_ids(v.blank_to_null(raw["公民身份号码"]))
     by_id = pc.binary_join_element_wise(

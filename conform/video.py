@@ -11,8 +11,9 @@ Alarms (from the MQTT landing or the back-fill, the same way): one event per
 alarmId on channel 视频, reported at alarmTime, status `reported` (an alarm is a
 report; handling happens on the platforms it is dispatched to). alarmType maps
 through schemas/mappings/video/categories.csv. An alarm without coordinates of its
-own is placed at its camera, looked up among the cameras the hub has loaded; the
-camera also gives the address and division. The confidence and snapshot URL go
+own is placed at its camera, looked up among the cameras the hub has loaded (the
+`cameras` lookup, read by the pipeline and passed in); the camera also gives the
+address and division. The confidence and snapshot URL go
 into the description.
 """
 
@@ -36,6 +37,10 @@ ALARM_STATUS = "告警"  # the platform has no status of its own: every alarm is
 DEFAULT_THING_TYPE = "camera"
 DEVICE_LOCATION = ("longitude", "latitude", "address", "division_code", "street_code",
                    "grid_code")
+# The `cameras` lookup (conform.base.Lookups): one row per device code.
+CAMERAS = pa.schema([("thing_code", pa.string()), ("longitude", pa.float64()),
+                     ("latitude", pa.float64())]
+                    + [(name, pa.string()) for name in DEVICE_LOCATION[2:]])
 
 
 @cache
@@ -105,6 +110,7 @@ class VideoDeviceConformer(Conformer):
 
 class VideoAlarmConformer(Conformer):
     primary = EVENT
+    needs = frozenset({"cameras"})
 
     def conform(self, raw: pa.Table) -> Conformed:
         n = raw.num_rows
@@ -139,31 +145,19 @@ class VideoAlarmConformer(Conformer):
 
     def _devices(self, device_ids: v.Column) -> pa.Table:
         """Location of each alarm's camera (row-aligned; nulls for unknown cameras),
-        from the current devices in core.thing: one query per batch.
+        from the `cameras` lookup.
 
         GB/T 28181 ids are national, so a camera is looked up by id whichever
         source loaded it; (0, 0) is a placeholder, not a location.
         """
-        from warehouse.db import connect
-
-        ids = pc.unique(device_ids).drop_null().to_pylist()
-        found: list[tuple[object, ...]] = []
-        if ids:
-            with connect() as conn:
-                found = conn.execute(
-                    "SELECT DISTINCT ON (thing_code) thing_code,"
-                    " CASE WHEN longitude = 0 AND latitude = 0 THEN NULL ELSE longitude END,"
-                    " CASE WHEN longitude = 0 AND latitude = 0 THEN NULL ELSE latitude END,"
-                    " address, division_code, street_code, grid_code FROM core.thing"
-                    " WHERE valid_to IS NULL AND thing_type IN ('camera', 'nvr')"
-                    " AND thing_code = ANY(%s) ORDER BY thing_code, valid_from DESC",
-                    (ids,),
-                ).fetchall()
-        known = pa.table({
-            "code": pa.array([r[0] for r in found], pa.string()),
-            **{name: pa.array([r[i + 1] for r in found],
-                              pa.float64() if i < 2 else pa.string())
-               for i, name in enumerate(DEVICE_LOCATION)},
-        })
-        index = pc.index_in(device_ids, value_set=known["code"])
-        return pa.table({name: pc.take(known[name], index) for name in DEVICE_LOCATION})
+        known = self.lookups.cameras
+        if known is None:
+            known = CAMERAS.empty_table()
+        known = known.select(CAMERAS.names).cast(CAMERAS).combine_chunks()
+        index = pc.index_in(device_ids, value_set=known["thing_code"].combine_chunks())
+        found = {name: pc.take(known[name].combine_chunks(), index) for name in DEVICE_LOCATION}
+        nowhere = pc.fill_null(pc.and_(pc.equal(found["longitude"], 0.0),
+                                       pc.equal(found["latitude"], 0.0)), False)
+        for axis in ("longitude", "latitude"):
+            found[axis] = pc.if_else(nowhere, pa.scalar(None, pa.float64()), found[axis])
+        return pa.table(found)

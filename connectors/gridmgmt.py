@@ -17,8 +17,11 @@ from typing import Any, Literal
 
 import httpx
 import pyarrow as pa
+import pyarrow.compute as pc
 from pydantic import Field, SecretStr
 
+from base import identity
+from base.pii import keyed_hash
 from connectors.base import (
     Extract,
     HttpApi,
@@ -33,11 +36,35 @@ from connectors.files import GEOMETRY_FIELD, FileDropConnector, FileDropSettings
 
 RESIDENT_KEY = "residentKey"
 
+
+def resident_keys(records: pa.Table) -> pa.Array:
+    """The key of each resident record: `resident:` + keyed hash of the ID's identity.
+
+    The ID number itself is personal data and no key (a file spells one number in
+    many ways: `…104X`, `… 104x`, legacy 15 digits, a mistyped check character); its
+    identity form is (base.identity). A record without an ID number is keyed by name,
+    birth date and address, the best the platform offers. The connector adds it to
+    each record (`residentKey`) because a snapshot's pre-pass needs a key to find the
+    keys held twice and to count the records; the conform step takes it as the
+    record's source_id.
+    """
+    ids = identity.citizen_ids(identity.blank_to_null(records["公民身份号码"]))
+    by_id = pc.binary_join_element_wise(
+        "resident:",
+        identity.per_distinct(ids, lambda s: keyed_hash(identity.citizen_id_identity(s))), "")
+    fallback = pc.binary_join_element_wise(
+        pc.fill_null(records["姓名"], ""), pc.fill_null(records["出生日期"], ""),
+        pc.fill_null(records["现住址"], ""), "|")
+    by_details = pc.binary_join_element_wise(
+        "resident:noid:", identity.per_distinct(fallback, keyed_hash), "")
+    return pc.coalesce(by_id, by_details)
+
+
 RESIDENTS = FileStream(
     name="residents",
     fields=("姓名", "性别", "公民身份号码", "出生日期", "民族", "联系电话", "户籍地址", "现住址",
             "人口类型", "特殊人群", "所属网格", "更新时间", RESIDENT_KEY),
-    # The ID number is personal data and no key: a keyed hash of it is (see add_fields).
+    # The ID number is personal data and no key: a keyed hash of it is (resident_keys).
     key_field=RESIDENT_KEY,
     snapshot=True,
     format="csv",
@@ -101,10 +128,6 @@ class GridMgmt(FileDropConnector):
     def add_fields(self, stream: FileStream, records: pa.Table) -> pa.Table:
         if stream.name != RESIDENTS.name:
             return records
-        # The pipeline notes a snapshot's keys from the raw records, so the key the
-        # conformer uses as source_id must already be there.
-        from conform.gridmgmt import resident_keys
-
         return records.append_column(RESIDENT_KEY, resident_keys(records))
 
     # ---- events ----------------------------------------------------------------

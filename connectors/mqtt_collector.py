@@ -1,17 +1,24 @@
-"""The durable MQTT alarm collector: lands every alarm in the warehouse, loses none.
+"""MQTT alarms, the protocol side: subscribe, hand each message to a landing, acknowledge.
 
-A long-running process (`hub collect <source>`), one per source: the broker pushes
-alarms whenever they happen, while the ingest runs on a schedule, so something
-must be listening in between. It holds a persistent session (fixed client id,
-clean_session=False) with a QoS 1 subscription, so the broker queues alarms while
-the collector is down and delivers them when it is back. Each alarm is inserted
-into `raw.video_alarm` (`ON CONFLICT DO NOTHING`: a redelivered alarm is a no-op)
-and acknowledged to the broker only once that insert has committed: a crash before
-the commit means the broker delivers it again, never that it is lost. The ingest
-then reads the landed alarms incrementally (the `alarms` stream of connectors.video).
+The broker pushes alarms whenever they happen while the ingest runs on a schedule,
+so something must be listening in between: the collector (`hub collect <source>`,
+hub.collector), one long-running process per source. This module is what it knows
+of MQTT and nothing of the warehouse:
+
+- `AlarmCollector` holds a persistent session (fixed client id, clean_session=False)
+  with a QoS 1 subscription, so the broker queues alarms while the collector is
+  down and delivers them when it is back. Each message goes to the `land` callable
+  it is given, and is acknowledged to the broker only once `land` returned: a
+  landing that failed (`LandingFailed`) is retried with backoff and never
+  acknowledged meanwhile, so a crash before the landing committed means the broker
+  delivers the message again, never that it is lost.
+- `landing_row` turns a message into what is landed (key, device, JSON payload).
+- `LandedStream` marks a connector's stream whose records are what the collector
+  landed; the pipeline reads the landing for it and hands the reader to the
+  connector in a `LandingContext` (`LandedAlarm`s after a landing id, in order).
 
 Only one collector per source may run: the broker drops the older of two clients
-that share a client id, and arrival order (landing_id) is the ingest's cursor.
+that share a client id, and arrival order (the landing id) is the ingest's cursor.
 """
 
 from __future__ import annotations
@@ -19,23 +26,18 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import signal
 import threading
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any
 
-import psycopg
-from psycopg.types.json import Jsonb
+import paho.mqtt.client as mqtt
 from pydantic import BaseModel, Field, SecretStr
 
-log = logging.getLogger(__name__)
+from connectors.base import ReadContext, Stream
 
-LANDING_SQL = (
-    "INSERT INTO raw.video_alarm (source_system, alarm_id, device_id, payload)"
-    " VALUES (%s, %s, %s, %s) ON CONFLICT (source_system, alarm_id) DO NOTHING"
-)
+log = logging.getLogger(__name__)
 
 
 class MqttSettings(BaseModel):
@@ -56,13 +58,55 @@ class MqttSettings(BaseModel):
     reconnect_max_seconds: int = Field(60, ge=1)
 
 
+# ---------------------------------------------------------------- the landed stream
+
+
+@dataclass(frozen=True)
+class LandedStream(Stream):
+    """A stream whose records the collector lands as they are pushed: the ingest reads
+    the landing (through `LandingContext.landed`) instead of asking the platform."""
+
+
+@dataclass(frozen=True)
+class LandedAlarm:
+    """One landed message: its arrival order, key, device and payload as landed."""
+
+    landing_id: int
+    alarm_id: str
+    device_id: str | None
+    payload: Any
+
+
+# (after landing id, at most this many, leave what landed this recently) → the landed
+# messages after that id in arrival order. Supplied by the pipeline (hub.collector).
+LandedReader = Callable[[int, int, float], Sequence[LandedAlarm]]
+
+
+@dataclass(frozen=True)
+class LandingContext(ReadContext):
+    """The read context of a `LandedStream`: how to read what the collector landed."""
+
+    landed: LandedReader | None = None
+
+
+# ------------------------------------------------------------------------ messages
+
+
+class LandingFailed(Exception):
+    """The landing could not store a message now; it is retried, and not acknowledged."""
+
+
+# (alarm id, device id, JSON payload) → True if new, False if landed before.
+Landing = Callable[[str, str | None, Any], bool]
+
+
 @dataclass
 class CollectorStats:
     received: int = 0  # messages delivered by the broker, redeliveries included
     landed: int = 0  # new alarms inserted
     duplicates: int = 0  # alarms already landed (QoS 1 redelivery, publisher retries)
     unparseable: int = 0  # landed with their text kept, for the ingest to quarantine
-    db_errors: int = 0  # inserts that failed and were retried (never acknowledged)
+    db_errors: int = 0  # landings that failed and were retried (never acknowledged)
     connects: int = 0
 
     def as_dict(self) -> dict[str, int]:
@@ -92,19 +136,17 @@ def landing_row(payload: bytes, topic: str, key_field: str) -> tuple[str, str | 
 class AlarmCollector:
     """Subscribes, lands, acknowledges. `run` blocks until `stop` is set."""
 
-    def __init__(self, source: str, settings: MqttSettings):
+    def __init__(self, source: str, settings: MqttSettings, land: Landing):
         self.source = source
         self.settings = settings
+        self.land = land
         self.stats = CollectorStats()
-        self._conn: psycopg.Connection | None = None
         self._stop = threading.Event()
         # Set once the broker confirmed the subscription: from then on nothing
         # published is lost, whether this process runs or not.
         self.subscribed = threading.Event()
 
     def run(self, stop: threading.Event) -> CollectorStats:
-        import paho.mqtt.client as mqtt
-
         self._stop = stop
         s = self.settings
         client = mqtt.Client(
@@ -130,9 +172,6 @@ class AlarmCollector:
         finally:
             client.disconnect()
             client.loop_stop()
-            if self._conn is not None:
-                self._conn.close()
-                self._conn = None
             log.info("%s: collector stopped: %s", self.source, self.stats.as_dict())
         return self.stats
 
@@ -169,14 +208,13 @@ class AlarmCollector:
         delay = float(self.settings.reconnect_min_seconds)
         while True:
             try:
-                inserted = self._land(alarm_id, device_id, body)
+                inserted = self.land(alarm_id, device_id, body)
                 break
-            except psycopg.Error as exc:
+            except LandingFailed as exc:
                 # Not acknowledged: if we give up (stop), the broker redelivers it
                 # to the next session. Until then keep trying, with backoff.
                 self.stats.db_errors += 1
                 log.warning("%s: landing alarm %s failed: %s", self.source, alarm_id, exc)
-                self._reset_db()
                 if self._stop.wait(delay):
                     return
                 delay = min(delay * 2, float(self.settings.reconnect_max_seconds))
@@ -188,63 +226,10 @@ class AlarmCollector:
             self.stats.duplicates += 1
         client.ack(message.mid, message.qos)
 
-    # ---- the landing ------------------------------------------------------------------
-
-    def _land(self, alarm_id: str, device_id: str | None, body: Any) -> bool:
-        from warehouse.db import connect
-
-        if self._conn is None or self._conn.closed:
-            self._conn = connect(application_name=f"hub-collect-{self.source}")
-        with self._conn.transaction():
-            cur = self._conn.execute(LANDING_SQL, (self.source, alarm_id, device_id, Jsonb(body)))
-            return cur.rowcount == 1
-
-    def _reset_db(self) -> None:
-        if self._conn is not None:
-            try:
-                self._conn.close()
-            except psycopg.Error:
-                pass
-            self._conn = None
-
-
-def collect(source_name: str, sources_path: Path | str | None = None,
-            stop_event: threading.Event | None = None,
-            ready_event: threading.Event | None = None) -> CollectorStats:
-    """Collect the MQTT alarms of one configured source until `stop_event` is set
-    (or, without one, until SIGINT/SIGTERM). `ready_event` is set once the broker
-    has confirmed the subscription. Returns what it did."""
-    from base.settings import load_sources, resolve_secrets
-    from connectors.registry import connector_class
-    from warehouse.migrate import migrate
-
-    config = load_sources(sources_path)
-    src = config.source(source_name)
-    model = connector_class(src.connector).settings_model
-    if not issubclass(model, MqttSettings):
-        raise ValueError(f"source {source_name!r} ({src.connector}) has no MQTT alarms to collect")
-    settings = model.model_validate(resolve_secrets(src, model.secret_fields()))
-    migrate()
-    stop = stop_event or _stop_on_signals()
-    collector = AlarmCollector(source_name, settings)
-    if ready_event is not None:
-        collector.subscribed = ready_event
-    return collector.run(stop)
-
-
-def _stop_on_signals() -> threading.Event:
-    stop = threading.Event()
-    if threading.current_thread() is threading.main_thread():
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(sig, lambda *_: stop.set())
-    return stop
-
 
 def discard_session(host: str, port: int, client_id: str, timeout: float = 5.0) -> None:
     """End a persistent session and drop what the broker queued for it (connect once
     with clean_session=True): for retiring a collector's client id."""
-    import paho.mqtt.client as mqtt
-
     client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id,
                          clean_session=True)
     client.connect(host, port, keepalive=10)
@@ -254,29 +239,3 @@ def discard_session(host: str, port: int, client_id: str, timeout: float = 5.0) 
         time.sleep(0.02)
     client.disconnect()
     client.loop_stop()
-
-
-def main(argv: list[str] | None = None) -> None:
-    """`python -m connectors.mqtt_collector <source> [sources file]`: the collector
-    without the CLI. Prints `subscribed` on stdout once the broker confirmed it."""
-    import argparse
-
-    p = argparse.ArgumentParser(prog="python -m connectors.mqtt_collector",
-                                description="Land a source's MQTT alarms in the warehouse.")
-    p.add_argument("source")
-    p.add_argument("sources_file", nargs="?")
-    args = p.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    ready = threading.Event()
-    threading.Thread(target=lambda: ready.wait() and print("subscribed", flush=True),
-                     daemon=True).start()
-    stats = collect(args.source, args.sources_file, ready_event=ready)
-    print(json.dumps(stats.as_dict()), flush=True)
-
-
-if __name__ == "__main__":
-    # Run the importable module's main, not this __main__ copy: the connectors'
-    # settings subclass connectors.mqtt_collector.MqttSettings, not ours.
-    from connectors.mqtt_collector import main as _main
-
-    _main()

@@ -3,9 +3,9 @@
 Protocol (shared/design/sources.md §4). Three streams:
 - `devices`: `GET /vms/api/devices`, paged; the platform gives the complete list
   each time, so each run is a full snapshot and a device missing from it is closed.
-- `alarms`: what the collector (connectors.mqtt_collector) landed in
-  `raw.video_alarm`, read by arrival order (landing_id). The warehouse is the
-  landing zone, so this stream reads it with the hub's own connection.
+- `alarms`: what the collector (hub.collector, over connectors.mqtt_collector)
+  landed, read in arrival order (landing id) through the reader the pipeline hands
+  over in a `LandingContext`: the connector itself never touches the warehouse.
 - `alarm_backfill`: `GET /vms/api/alarms` by alarmTime window, from where the
   last run got to minus an overlap: whatever the collector missed (it was down,
   the broker lost its queue). Alarms are keyed by alarmId in both streams, so an
@@ -34,7 +34,12 @@ from connectors.base import (
     code_envelope,
     records_table,
 )
-from connectors.mqtt_collector import MqttSettings
+from connectors.mqtt_collector import (
+    LandedAlarm,
+    LandedStream,
+    LandingContext,
+    MqttSettings,
+)
 
 OK = "0"
 ALARM_FIELDS = ("alarmId", "deviceId", "alarmType", "alarmTime", "confidence", "imageUrl",
@@ -47,7 +52,8 @@ MAX_PASSES = 3
 class VideoSettings(HttpSettings, MqttSettings):
     page_size: int = Field(500, ge=1, le=1000, description="records per page")
     landing_settle_seconds: float = Field(
-        2, ge=0, description="leave alarms landed this recently for the next run (see _landed)")
+        2, ge=0, description="leave alarms landed this recently for the next run: one landed"
+                             " a moment ago may still have an earlier one in flight")
     backfill: bool = Field(True, description="read the alarm back-fill API each run")
     backfill_start_from: str = Field("2026-01-01 00:00:00",
                                      description="local time the first back-fill starts at")
@@ -78,14 +84,14 @@ class Video(Connector):
                fields=(
             "deviceId", "name", "civilCode", "longitude", "latitude", "status", "owner",
             "address", "updateTime")),
-        Stream(name="alarms", key_field="alarmId", fields=ALARM_FIELDS),
+        LandedStream(name="alarms", key_field="alarmId", fields=ALARM_FIELDS),
         Stream(name="alarm_backfill", key_field="alarmId", fields=ALARM_FIELDS),
     )
 
     def extract(self, stream: Stream, state: Mapping[str, Any] | None,
                 context: ReadContext | None = None) -> Iterator[Extract]:
-        if stream.name == "alarms":
-            yield from self._landed(stream, state)
+        if isinstance(stream, LandedStream):
+            yield from self._landed(stream, state, context)
             return
         if stream.name == "alarm_backfill" and not self.settings.backfill:
             return
@@ -121,31 +127,25 @@ class Video(Connector):
 
     # ---- alarms the collector landed -----------------------------------------------
 
-    def _landed(self, stream: Stream, state: Mapping[str, Any] | None) -> Iterator[Extract]:
-        from warehouse.db import connect
-
-        # landing_id is handed out when an insert starts, so a reader could see id 10
-        # committed while id 9 is still in flight and move its cursor past 9. The
-        # collector commits one alarm at a time within milliseconds; leaving the last
-        # couple of seconds of arrivals for the next run closes that window.
+    def _landed(self, stream: Stream, state: Mapping[str, Any] | None,
+                context: ReadContext | None) -> Iterator[Extract]:
         after = int((state or {}).get("landing_id", 0))
-        settle = self.settings.landing_settle_seconds
-        with connect(autocommit=True) as conn:
-            while True:
-                rows = conn.execute(
-                    "SELECT landing_id, alarm_id, device_id, payload FROM raw.video_alarm"
-                    " WHERE source_system = %s AND landing_id > %s"
-                    " AND received_at <= now() - make_interval(secs => %s)"
-                    " ORDER BY landing_id LIMIT %s",
-                    (self.source.name, after, settle, self.settings.page_size),
-                ).fetchall()
-                records = [_landed_record(alarm_id, device_id, payload, self.settings)
-                           for _, alarm_id, device_id, payload in rows]
-                if rows:
-                    after = int(rows[-1][0])
-                yield Extract(records_table(stream, records), {"landing_id": after})
-                if len(rows) < self.settings.page_size:
-                    return
+        if not isinstance(context, LandingContext) or context.landed is None:
+            # Nothing to read the landing with: the cursor stays where it is, and the
+            # run says so (what landed waits for a run that can read it).
+            yield Extract(records_table(stream, []), {"landing_id": after}, warnings=[
+                f"{self.source.name}/{stream.name}: no reader of the collector's landing was"
+                " given; the landed alarms were not read"])
+            return
+        size = self.settings.page_size
+        while True:
+            landed = context.landed(after, size, self.settings.landing_settle_seconds)
+            records = [_landed_record(alarm) for alarm in landed]
+            if landed:
+                after = landed[-1].landing_id
+            yield Extract(records_table(stream, records), {"landing_id": after})
+            if len(landed) < size:
+                return
 
     # ---- back-fill by alarmTime window -------------------------------------------------
 
@@ -175,15 +175,14 @@ class Video(Connector):
             yield Extract(records_table(stream, []), {"alarm_time_to": reached})
 
 
-def _landed_record(alarm_id: str, device_id: str | None, payload: Any,
-                   settings: VideoSettings) -> dict[str, Any]:
-    if not isinstance(payload, dict) or "_unparseable" in payload:
+def _landed_record(alarm: LandedAlarm) -> dict[str, Any]:
+    if not isinstance(alarm.payload, dict) or "_unparseable" in alarm.payload:
         # Kept under its landing key with nothing else: the conform step finds the
-        # required fields missing and quarantines it (its text stays in raw.video_alarm).
-        return {"alarmId": alarm_id, "deviceId": device_id}
-    record = dict(payload)
-    record["alarmId"] = alarm_id
-    record.setdefault("deviceId", device_id)
+        # required fields missing and quarantines it (its text stays in the landing).
+        return {"alarmId": alarm.alarm_id, "deviceId": alarm.device_id}
+    record = dict(alarm.payload)
+    record["alarmId"] = alarm.alarm_id
+    record.setdefault("deviceId", alarm.device_id)
     return record
 
 

@@ -1,21 +1,38 @@
-"""`hub`: run the pipeline, query the warehouse, look after quality, run the demo."""
+"""`hub`: run the pipeline, query the warehouse, look after quality, run the demo.
+
+Only `hub migrate` (and the demo) changes the warehouse's schema. Commands that read
+(`sql`, `status`, `quarantine list|show`) never migrate, so they answer while a load
+holds its locks; commands that write (`run`, `quarantine replay`, `collect`,
+`snapshot accept`) refuse a warehouse that is behind, saying to run `hub migrate`.
+"""
 
 from __future__ import annotations
 
 import csv
+import getpass
+import json
 import logging
 import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
-from rich.table import Table
+
+from hub.collector import collect as run_collector
+from hub.console import console, err, print_table
+from hub.pipeline import RunSummary, run_source
+from hub.replay import replay
+from quality.display import mask_payload
+from quality.report import build
+from warehouse import ops
+from warehouse.db import connect, describe
+from warehouse.migrate import SchemaNotCurrent, require_current
+from warehouse.migrate import migrate as do_migrate
+
+__all__ = ["app", "console", "err", "main", "print_table"]
 
 app = typer.Typer(help="The governance data hub (人地事物组织 shared base database).",
                   no_args_is_help=True, add_completion=False)
-console = Console()
-err = Console(stderr=True)
 
 ConfigOption = Annotated[
     Path | None,
@@ -30,12 +47,13 @@ def _main(verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False) -> 
 
 
 @app.command()
-def migrate() -> None:
+def migrate(
+    force: Annotated[bool, typer.Option(
+        "--force", help="compare every core table with the model even if the warehouse"
+                        " records it is current (after a change by hand)")] = False,
+) -> None:
     """Create or upgrade the warehouse schemas and load the reference tables."""
-    from warehouse.db import describe
-    from warehouse.migrate import migrate as do_migrate
-
-    applied = do_migrate()
+    applied = do_migrate(force=force)
     console.print(f"warehouse {describe()}: " + (f"applied {', '.join(applied)}" if applied
                                                  else "up to date"))
 
@@ -45,9 +63,7 @@ def run(
     source: Annotated[str, typer.Argument(help="source name from the sources file")],
     config: ConfigOption = None,
 ) -> None:
-    """Run one source's pipeline now, without a scheduler."""
-    from hub.pipeline import RunSummary, run_source
-
+    """Run one source's pipeline now, without a scheduler (on a migrated warehouse)."""
     with console.status(f"{source}: starting") as status:
         def progress(s: RunSummary) -> None:
             status.update(f"{source}: batch {s.batches}, {s.extracted:,} extracted, "
@@ -72,10 +88,6 @@ def sql_command(
     as_csv: Annotated[bool, typer.Option("--csv", help="CSV on stdout, for machines")] = False,
 ) -> None:
     """Run a query against the configured warehouse and print the result."""
-    from warehouse.db import connect
-    from warehouse.migrate import migrate as do_migrate
-
-    do_migrate()
     with connect() as conn, conn.cursor() as cur:
         try:
             cur.execute(query.encode())  # the user's own query, run with the user's rights
@@ -95,25 +107,11 @@ def sql_command(
     print_table(columns, rows)
 
 
-def print_table(columns: list[str], rows: list[tuple], title: str | None = None) -> None:
-    table = Table(title=title, show_lines=False)
-    for c in columns:
-        table.add_column(c, overflow="fold")
-    for r in rows:
-        table.add_row(*("" if v is None else str(v) for v in r))
-    console.print(table)
-    console.print(f"({len(rows)} row{'s' if len(rows) != 1 else ''})")
-
-
 @app.command()
 def status(
     limit: Annotated[int, typer.Option(help="runs shown per source")] = 5,
 ) -> None:
     """Recent runs per source, with counts and outcomes."""
-    from warehouse.db import connect
-    from warehouse.migrate import migrate as do_migrate
-
-    do_migrate()
     with connect() as conn:
         rows = conn.execute(
             "SELECT source_system, run_id, outcome, to_char(started_at AT TIME ZONE"
@@ -160,13 +158,7 @@ def snapshot_accept(
     reason: Annotated[str, typer.Option(help="why the drop is real (kept with the decision)")],
 ) -> None:
     """Accept a refused snapshot: the next run loads it and closes the records it lacks."""
-    import getpass
-
-    from warehouse import ops
-    from warehouse.db import connect
-    from warehouse.migrate import migrate as do_migrate
-
-    do_migrate()
+    _require_current()
     with connect() as conn:
         if "#" not in snapshot_id:
             found = conn.execute(
@@ -193,10 +185,6 @@ def quarantine_list(
     all_states: Annotated[bool, typer.Option("--all", help="replayed/superseded too")] = False,
 ) -> None:
     """Quarantined records grouped by source and rule, with counts."""
-    from warehouse.db import connect
-    from warehouse.migrate import migrate as do_migrate
-
-    do_migrate()
     with connect() as conn:
         rows = conn.execute(
             "SELECT source_system, entity, rule, state, count(*), min(quarantine_id),"
@@ -221,11 +209,6 @@ def quarantine_show(
     )] = False,
 ) -> None:
     """One quarantined record: why it was held and what the platform sent."""
-    import json
-
-    from quality.display import mask_payload
-    from warehouse.db import connect
-
     with connect() as conn:
         row = conn.execute(
             "SELECT quarantine_id, source_system, stream, entity, source_id, run_id, rule, reason,"
@@ -257,8 +240,6 @@ def quarantine_replay(
     config: ConfigOption = None,
 ) -> None:
     """Run held records through conform, validate and load again (after a fix)."""
-    from hub.replay import replay
-
     try:
         summaries = replay(source, rule, config)
     except Exception as exc:
@@ -281,8 +262,7 @@ def collect(
     It lands every alarm in raw.video_alarm as it arrives (persistent session,
     QoS 1, acknowledged only after the insert committed); the ingest DAG loads them.
     """
-    from connectors.mqtt_collector import collect as run_collector
-
+    _require_current()
     stats = run_collector(source, config)
     console.print(f"collector of {source} stopped: {stats}")
 
@@ -296,8 +276,6 @@ def report(
                    ] = None,
 ) -> None:
     """Write the weekly quality report (one self-contained HTML file) and archive it."""
-    from quality.report import build
-
     try:
         built = build(week, pdf=pdf, out_dir=out)
     except (RuntimeError, ValueError) as exc:
@@ -308,17 +286,12 @@ def report(
         console.print(str(built.pdf_path))
 
 
-@app.command()
-def demo(
-    scale: Annotated[float, typer.Option(
-        help="simulated city size: 1 = all of 盘锦 (1.4 M residents, ~1,000 orders and "
-             "~20,000 alarms a day); the default 0.05 runs in a few minutes")] = 0.05,
-    days: Annotated[int, typer.Option(help="days of history the simulators serve")] = 3,
-) -> None:
-    """Start the simulators, run the real ingest DAG with Airflow, print a summary."""
-    from hub.demo import run_demo
-
-    run_demo(scale=scale, days=days, console=console)
+def _require_current() -> None:
+    try:
+        require_current()
+    except SchemaNotCurrent as exc:
+        err.print(f"[red]{exc}[/red]")
+        raise typer.Exit(1) from None
 
 
 def main() -> None:  # pragma: no cover - console entry point

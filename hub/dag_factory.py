@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from base.settings import SourceConfig, load_sources
+from hub.lineage import tables_written
 
 if TYPE_CHECKING:
     from airflow.sdk import DAG, Asset
@@ -57,13 +58,6 @@ def core_asset(table: str) -> Asset:
     return Asset(name=table, uri=f"{ASSET_URI_PREFIX}{schema}/{name}")
 
 
-def tables_written(connector: str) -> tuple[str, ...]:
-    """The core tables a connector writes, from the connector registry (no I/O)."""
-    from connectors.registry import tables_written as registry_tables
-
-    return registry_tables(connector)
-
-
 def build_ingest_dag(
     source: SourceConfig,
     tables: Iterable[str],
@@ -71,7 +65,8 @@ def build_ingest_dag(
     timezone: str = "Asia/Shanghai",
     sources_path: Path | str | None = None,
 ) -> DAG:
-    """One DAG, `hub_ingest_<source>`, whose single task runs `hub.pipeline.run_source`.
+    """One DAG, `hub_ingest_<source>`: `migrate` (the warehouse up to date), then `ingest`
+    (`hub.pipeline.run_source`).
 
     `max_active_runs=1` because runs of a source share its cursor; `catchup=False`
     because a run reads everything since the cursor, so a missed interval is
@@ -101,13 +96,21 @@ def build_ingest_dag(
         },
     )
     def ingest_dag() -> None:
+        # Migrating is an explicit step: here, before a load, and cheap when the
+        # warehouse is current (two small reads, no lock).
+        @task(task_id="migrate")
+        def migrate_warehouse() -> list[str]:
+            from warehouse.migrate import migrate
+
+            return migrate()
+
         @task(task_id="ingest", outlets=[core_asset(t) for t in tables])
         def ingest() -> dict[str, Any]:
             from hub.pipeline import run_source
 
             return run_source(source_name, path, trigger="airflow").as_dict()
 
-        ingest()
+        migrate_warehouse() >> ingest()
 
     return ingest_dag()
 

@@ -1,11 +1,23 @@
-"""One source, end to end: extract → conform → validate → quarantine / merge, per batch.
+"""One source, end to end: each batch goes through the stages dedupe → conform → enrich →
+validate → store.
 
-Each batch is one transaction holding everything it changes: the merged core
-rows, its quarantined records and findings, its rule counts, the run's counters
-and the source's cursor. A crash between two batches loses nothing (the next run
-resumes from the committed cursor, minus the overlap window); a crash inside a
-batch leaves no trace of it. Extracted = loaded + quarantined, per batch, hence
-per run (ops.run has a CHECK constraint on it).
+Each stage is a function from one small value to the next (`Deduped`, `ConformedBatch`,
+`Enriched`, `Checked`, `BatchCounts`); only the store stage touches the warehouse,
+and it runs in one transaction holding everything the batch changes: the merged
+core rows, its quarantined records and findings, its rule counts, the run's
+counters and the source's cursor. A crash between two batches loses nothing (the
+next run resumes from the committed cursor, minus the overlap window); a crash
+inside a batch leaves no trace of it. Extracted = loaded + quarantined, per batch,
+hence per run (ops.run has a CHECK constraint on it).
+
+What the stages need from the warehouse is read once per stream, before its first
+batch: the cursor, what the connector's read needs (`ReadContext`; for a stream the
+collector lands, a reader of the landing), the lookups the conformer maps with
+(`Lookups`), and what the rules check against and grids are assigned from
+(`Reference`). Connectors and conformers never query the warehouse themselves.
+
+The warehouse must be migrated (`hub migrate`): a run checks that cheaply and
+refuses to start otherwise.
 
 The same function runs from the CLI (`hub run`), from Airflow, and from tests.
 """
@@ -14,7 +26,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -24,13 +37,15 @@ import psycopg
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from base.settings import SourceConfig, SourcesFile, load_sources, settings
-from conform.base import Conformer
+from base.settings import CityConfig, SourceConfig, SourcesFile, load_sources, settings
+from conform.base import Conformed, Conformer, Lookups
 from conform.grid_assign import GridIndex
 from conform.protect import protect
 from conform.registry import conformer_class
 from connectors.base import Connector, Extract, ReadContext, Stream
+from connectors.mqtt_collector import LandedStream, LandingContext
 from connectors.registry import connector_class
+from hub.collector import LandingReader
 from hub.dedupe import drop_rereads
 from hub.failpoints import failpoint
 from quality import store
@@ -43,7 +58,7 @@ from schemas.model import Entity, entity
 from warehouse import ops
 from warehouse.db import connect
 from warehouse.loader import MergeCounts, close_missing, merge, record_seen
-from warehouse.migrate import migrate
+from warehouse.migrate import require_current
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +121,7 @@ def execute(
     if not src.enabled:
         raise RuntimeError(f"source {source!r} is disabled in the sources file")
     connector = connector_class(src.connector)(src, config.city)
-    migrate()
+    require_current()
     with ops.source_lock(source):
         with connect() as conn:
             abandoned = ops.abandon_stale_runs(conn, source)
@@ -137,6 +152,9 @@ def execute(
 
 
 class Run:
+    """One recorded run of a source: reads each stream and takes its batches through
+    the stages, keeping the run's counters."""
+
     def __init__(self, src: SourceConfig, config: SourcesFile, connector: Connector,
                  summary: RunSummary, progress: Progress | None):
         self.src = src
@@ -144,126 +162,78 @@ class Run:
         self.connector = connector
         self.summary = summary
         self.progress = progress
-        self.ctx: RuleContext | None = None
-        self.grids: GridIndex | None = None
+        # What the stream at hand is checked and enriched against (None: not read yet).
+        self.reference: Reference | None = None
         # Streams whose batch has been through GX in this run (once is the record).
         self.gx_done: set[str] = set()
 
-    def conformer(self, stream: Stream) -> Conformer:
-        return conformer_class(self.connector.name, stream.name)(
-            self.connector.settings, self.config.city)
+    def open_stream(self, stream: Stream, conn: psycopg.Connection | None = None) -> Conformer:
+        """The stream's conformer with the lookups it maps with, read now; what its
+        batches are checked against is read afresh (an earlier stream of this run may
+        have just loaded the grids that this one's records refer to)."""
+        self.reference = None
+        cls = conformer_class(self.connector.name, stream.name)
+        with ExitStack() as stack:
+            if conn is None:
+                conn = stack.enter_context(connect())
+            lookups = read_lookups(conn, cls.needs)
+        return cls(self.connector.settings, self.config.city, lookups)
 
     def load_stream(self, stream: Stream) -> None:
-        conformer = self.conformer(stream)
-        # Re-read what rules check against: an earlier stream of this run may have
-        # just loaded the grids that this one's records refer to.
-        self.ctx = None
-        self.grids = None
         with connect() as conn:
             state = ops.read_cursor(conn, self.src.name, stream.name)
-            context = self.read_context(conn, stream, conformer)
-        clock = time.monotonic()
-        for batch in _batches(self.connector.extract(stream, state, context),
-                              settings().batch_rows):
-            self._tick("extract_s", clock)
-            failpoint("after_extract")
-            self.load_batch(stream, conformer, batch)
+            conformer = self.open_stream(stream, conn)
+            context = read_context(conn, self.src.name, stream, conformer.primary)
+            self.reference = read_reference(conn, self.config.city)
+        with ExitStack() as stack:
+            if isinstance(stream, LandedStream):
+                # What the collector landed, read on a connection held while the stream is.
+                context = LandingContext(
+                    current_records=context.current_records,
+                    accepted_snapshots=context.accepted_snapshots,
+                    landed=stack.enter_context(LandingReader(self.src.name)))
             clock = time.monotonic()
-
-    def read_context(self, conn: psycopg.Connection, stream: Stream,
-                     conformer: Conformer) -> ReadContext:
-        """What the connector needs to know of the warehouse to read `stream`."""
-        if not stream.snapshot:
-            return ReadContext()
-        return ReadContext(
-            current_records=ops.current_records(conn, conformer.primary.table, self.src.name,
-                                                stream.name),
-            accepted_snapshots=ops.accepted_snapshots(conn, self.src.name, stream.name))
+            for batch in _batches(self.connector.extract(stream, state, context),
+                                  settings().batch_rows):
+                self._tick("extract_s", clock)
+                failpoint("after_extract")
+                self.load_batch(stream, conformer, batch)
+                clock = time.monotonic()
 
     def _tick(self, what: str, since: float) -> float:
         now = time.monotonic()
         self.summary.timings[what] = self.summary.timings.get(what, 0.0) + now - since
         return now
 
+    def _reference(self) -> Reference:
+        if self.reference is None:
+            with connect() as conn:
+                self.reference = read_reference(conn, self.config.city)
+        return self.reference
+
     def load_batch(self, stream: Stream, conformer: Conformer, batch: Extract, *,
                    replay: bool = False) -> None:
-        """Conform, validate and load one batch, and commit it with its cursor.
+        """Take one batch through the stages and commit it with its cursor.
 
         A replay loads records taken back out of quarantine: it moves no cursor,
         and the entries it loads are resolved as 'replayed'.
         """
         clock = time.monotonic()
-        raw, superseded = drop_rereads(batch.records, stream.key_field, stream.updated_field)
-        reread = batch.reread + superseded
-        conformed = conformer.conform(raw)
+        conformed = conform(dedupe(batch, stream), conformer)
         clock = self._tick("conform_s", clock)
-
-        primary = conformer.primary
-        if self.ctx is None:
-            with connect() as conn:
-                self.ctx = rule_context(conn, self.config.city)
-                self.grids = grid_index(conn)
-        table = assign_grids(conformed.table, self.grids)
-        ctx = self.ctx
-        if batch.conflicting_keys:
-            # Keys the whole snapshot holds twice with different records: whichever
-            # batch a record falls in, it goes to quarantine with the others.
-            conflicting = pc.is_in(raw[stream.key_field],
-                                   value_set=pa.array(sorted(batch.conflicting_keys), pa.string()))
-            ctx = replace(ctx, conflicting_keys=frozenset(
-                table["source_id"].filter(conflicting).drop_null().to_pylist()))
-        checked = validate(primary, table, ctx, conformed.unparseable, raw)
-        passed = ~checked.quarantine
-        derived: dict[str, Validated] = {}
-        for name, rows in conformer.derive(raw.filter(pa.array(passed)),
-                                           table.filter(pa.array(passed))).items():
-            derived[name] = validate(entity(name), rows, ctx)
+        checked = validate_batch(enrich(conformed, stream, self._reference()), conformer)
         clock = self._tick("validate_s", clock)
 
-        source, run_id = self.src.name, self.summary.run_id
-        closed = 0
+        target = Target(source=self.src.name, stream=stream.name, run_id=self.summary.run_id,
+                        batch_no=self.summary.batches, replay=replay,
+                        gx=stream.name not in self.gx_done,
+                        min_snapshot_ratio=self.connector.settings.min_snapshot_ratio)
         with connect() as conn:
-            fixed = "replayed" if replay else "superseded"
-            counts = store_validated(conn, primary, checked, source=source, stream=stream.name,
-                                     run_id=run_id, payload=raw, fixed_state=fixed)
-            store.record_rejects(conn, run_id, source, stream.name, primary, batch.rejects)
-            ops.record_rejected_files(conn, run_id, source, stream.name, batch.rejected_files)
-            ops.add_warnings(conn, run_id, batch.warnings)
-            for name, result in derived.items():
-                store_validated(conn, entity(name), result, source=source, stream=stream.name,
-                                run_id=run_id, payload=None, fixed_state=fixed)
-            if batch.snapshot_id is not None:
-                # Quarantined records were in the snapshot too: present, not gone; so
-                # were rows held as unreadable whose key could still be told.
-                unreadable = [r.source_id for r in batch.rejects if r.source_id is not None]
-                record_seen(conn, source, stream.name, batch.snapshot_id, pa.concat_arrays([
-                    raw[stream.key_field].combine_chunks().cast(pa.string()),
-                    pa.array(unreadable, pa.string())]))
-                if batch.snapshot_complete:
-                    closed = close_missing(
-                        conn, primary, source, stream.name, batch.snapshot_id,
-                        min_ratio=self.connector.settings.min_snapshot_ratio)
-            if stream.name not in self.gx_done:
-                store.record_gx(conn, run_id, primary, self.summary.batches, checked, ctx)
-                self.gx_done.add(stream.name)
-            failpoint("after_merge")
-            # Rows the connector could not read as records are extracted and quarantined.
-            counts_now = {
-                "extracted": raw.num_rows + len(batch.rejects),
-                "loaded": int(passed.sum()),
-                "quarantined": int(checked.quarantine.sum()) + len(batch.rejects),
-                "reread": reread,
-                "inserted": counts.inserted,
-                "updated": counts.updated,
-                "unchanged": counts.unchanged,
-                "closed": closed,
-            }
+            counts = store_batch(conn, checked, target)
             self._tick("load_s", clock)
-            ops.add_batch(conn, run_id, counts_now, self.summary.timings)
-            if not replay:
-                ops.save_cursor(conn, source, stream.name, batch.cursor, run_id)
-            failpoint("before_commit")
-        for k, v in counts_now.items():
+            commit_position(conn, target, batch, counts, self.summary.timings)
+        self.gx_done.add(stream.name)
+        for k, v in counts.as_dict().items():
             setattr(self.summary, k, getattr(self.summary, k) + v)
         self.summary.batches += 1
         self.summary.rejected_files += len(batch.rejected_files)
@@ -271,6 +241,219 @@ class Run:
         failpoint("after_commit")
         if self.progress:
             self.progress(self.summary)
+
+
+# ------------------------------------------------- what is read once per stream
+
+
+@dataclass(frozen=True)
+class Reference:
+    """What a stream's batches are checked and enriched against."""
+
+    rules: RuleContext
+    grids: GridIndex | None
+
+
+def read_reference(conn: psycopg.Connection, city: CityConfig) -> Reference:
+    return Reference(rule_context(conn, city), grid_index(conn))
+
+
+# Readers of the lookups a conformer can name in `needs` (fields of conform.base.Lookups).
+LOOKUP_READERS: dict[str, Callable[[psycopg.Connection], pa.Table]] = {
+    "cameras": ops.current_cameras,
+}
+
+
+def read_lookups(conn: psycopg.Connection, needs: frozenset[str]) -> Lookups:
+    """The lookups a conformer maps with, read from the warehouse."""
+    unknown = needs - set(LOOKUP_READERS)
+    if unknown:
+        raise KeyError(f"no reader of the lookup(s) {sorted(unknown)}; known: "
+                       f"{sorted(LOOKUP_READERS)}")
+    return Lookups(**{name: LOOKUP_READERS[name](conn) for name in sorted(needs)})
+
+
+def read_context(conn: psycopg.Connection, source: str, stream: Stream,
+                 primary: Entity) -> ReadContext:
+    """What the connector needs to know of the warehouse to read `stream`."""
+    if not stream.snapshot:
+        return ReadContext()
+    return ReadContext(
+        current_records=ops.current_records(conn, primary.table, source, stream.name),
+        accepted_snapshots=ops.accepted_snapshots(conn, source, stream.name))
+
+
+# ------------------------------------------------------------------- the stages
+
+
+@dataclass(frozen=True)
+class Deduped:
+    """The batch without re-reads and superseded versions."""
+
+    batch: Extract
+    raw: pa.Table
+    reread: int  # the connector's and dedupe's
+
+
+@dataclass(frozen=True)
+class ConformedBatch:
+    """The batch's records and their model rows (row-aligned)."""
+
+    deduped: Deduped
+    entity: Entity  # the primary entity the records map to
+    conformed: Conformed
+
+
+@dataclass(frozen=True)
+class Enriched:
+    """Model rows with what the warehouse adds (grids by location), and the context
+    the rules judge this batch in (the snapshot's conflicting keys)."""
+
+    conformed: ConformedBatch
+    table: pa.Table
+    ctx: RuleContext
+
+
+@dataclass(frozen=True)
+class Checked:
+    """Every row's verdict: the primary entity's and the derived entities'."""
+
+    enriched: Enriched
+    primary: Validated
+    derived: dict[str, Validated]
+
+    @property
+    def batch(self) -> Extract:
+        return self.enriched.conformed.deduped.batch
+
+    @property
+    def raw(self) -> pa.Table:
+        return self.enriched.conformed.deduped.raw
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where a checked batch is stored, and how."""
+
+    source: str
+    stream: str
+    run_id: int
+    batch_no: int  # batches of the run before this one
+    replay: bool  # records back from quarantine: resolved 'replayed', no cursor moved
+    gx: bool  # the stream's first batch in this run: validated through GX too
+    min_snapshot_ratio: float
+
+
+@dataclass(frozen=True)
+class BatchCounts:
+    extracted: int
+    loaded: int
+    quarantined: int
+    reread: int
+    inserted: int
+    updated: int
+    unchanged: int
+    closed: int
+
+    def as_dict(self) -> dict[str, int]:
+        return asdict(self)
+
+
+def dedupe(batch: Extract, stream: Stream) -> Deduped:
+    """A record read twice is loaded once (hub.dedupe)."""
+    raw, superseded = drop_rereads(batch.records, stream.key_field, stream.updated_field)
+    return Deduped(batch, raw, batch.reread + superseded)
+
+
+def conform(deduped: Deduped, conformer: Conformer) -> ConformedBatch:
+    """Platform records → model rows, one per record, in the same order."""
+    return ConformedBatch(deduped, conformer.primary, conformer.conform(deduped.raw))
+
+
+def enrich(conformed: ConformedBatch, stream: Stream, reference: Reference) -> Enriched:
+    """Grids assigned by location, and the keys the whole snapshot holds twice."""
+    table = assign_grids(conformed.conformed.table, reference.grids)
+    ctx = reference.rules
+    batch, raw = conformed.deduped.batch, conformed.deduped.raw
+    if batch.conflicting_keys:
+        # Keys the whole snapshot holds twice with different records: whichever
+        # batch a record falls in, it goes to quarantine with the others.
+        conflicting = pc.is_in(raw[stream.key_field],
+                               value_set=pa.array(sorted(batch.conflicting_keys), pa.string()))
+        ctx = replace(ctx, conflicting_keys=frozenset(
+            table["source_id"].filter(conflicting).drop_null().to_pylist()))
+    return Enriched(conformed, table, ctx)
+
+
+def validate_batch(enriched: Enriched, conformer: Conformer) -> Checked:
+    """Every row judged by the rules; the entities the passing records mention, derived
+    and judged too."""
+    raw = enriched.conformed.deduped.raw
+    checked = validate(enriched.conformed.entity, enriched.table, enriched.ctx,
+                       enriched.conformed.conformed.unparseable, raw)
+    passed = pa.array(~checked.quarantine)
+    derived = {name: validate(entity(name), rows, enriched.ctx)
+               for name, rows in conformer.derive(raw.filter(passed),
+                                                  enriched.table.filter(passed)).items()}
+    return Checked(enriched, checked, derived)
+
+
+def store_batch(conn: psycopg.Connection, checked: Checked, target: Target) -> BatchCounts:
+    """Quarantine what failed and merge what passed, note the snapshot's keys and close
+    what a complete snapshot lacked: on the caller's transaction."""
+    batch, raw, primary = checked.batch, checked.raw, checked.primary
+    entity_ = checked.enriched.conformed.entity
+    fixed = "replayed" if target.replay else "superseded"
+    counts = store_validated(conn, entity_, primary, source=target.source, stream=target.stream,
+                             run_id=target.run_id, payload=raw, fixed_state=fixed)
+    store.record_rejects(conn, target.run_id, target.source, target.stream, entity_,
+                         batch.rejects)
+    ops.record_rejected_files(conn, target.run_id, target.source, target.stream,
+                              batch.rejected_files)
+    ops.add_warnings(conn, target.run_id, batch.warnings)
+    for name, result in checked.derived.items():
+        store_validated(conn, entity(name), result, source=target.source, stream=target.stream,
+                        run_id=target.run_id, payload=None, fixed_state=fixed)
+    closed = 0
+    if batch.snapshot_id is not None:
+        record_seen(conn, target.source, target.stream, batch.snapshot_id,
+                    snapshot_keys(checked))
+        if batch.snapshot_complete:
+            closed = close_missing(conn, entity_, target.source, target.stream,
+                                   batch.snapshot_id, min_ratio=target.min_snapshot_ratio)
+    if target.gx:
+        store.record_gx(conn, target.run_id, entity_, target.batch_no, primary,
+                        checked.enriched.ctx)
+    failpoint("after_merge")
+    # Rows the connector could not read as records are extracted and quarantined.
+    return BatchCounts(
+        extracted=raw.num_rows + len(batch.rejects),
+        loaded=int((~primary.quarantine).sum()),
+        quarantined=int(primary.quarantine.sum()) + len(batch.rejects),
+        reread=checked.enriched.conformed.deduped.reread,
+        inserted=counts.inserted, updated=counts.updated, unchanged=counts.unchanged,
+        closed=closed)
+
+
+def snapshot_keys(checked: Checked) -> pa.Array:
+    """The keys a snapshot batch contained, as the model knows them (the conformed rows'
+    source_id): loaded or quarantined, its records were in the snapshot, not gone; so
+    were rows held as unreadable whose key could still be told."""
+    ids = checked.enriched.table["source_id"]
+    if isinstance(ids, pa.ChunkedArray):
+        ids = ids.combine_chunks()
+    unreadable = [r.source_id for r in checked.batch.rejects if r.source_id is not None]
+    return pa.concat_arrays([ids.cast(pa.string()).drop_null(),
+                             pa.array(unreadable, pa.string())])
+
+
+def commit_position(conn: psycopg.Connection, target: Target, batch: Extract,
+                    counts: BatchCounts, timings: Mapping[str, float]) -> None:
+    """The run's counters and the stream's cursor, in the batch's transaction."""
+    ops.add_batch(conn, target.run_id, counts.as_dict(), timings)
+    if not target.replay:
+        ops.save_cursor(conn, target.source, target.stream, batch.cursor, target.run_id)
+    failpoint("before_commit")
 
 
 def grid_index(conn: psycopg.Connection) -> GridIndex | None:

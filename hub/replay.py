@@ -17,7 +17,7 @@ from base.settings import load_sources, settings
 from connectors.base import Extract, Stream, records_table
 from hub.pipeline import Progress, Run, RunSummary, execute
 from warehouse.db import connect
-from warehouse.migrate import migrate
+from warehouse.migrate import require_current
 
 
 def replay(
@@ -27,8 +27,10 @@ def replay(
     *,
     progress: Progress | None = None,
 ) -> list[RunSummary]:
-    """Replay open quarantine entries, optionally of one source and/or one rule."""
-    migrate()
+    """Replay open quarantine entries, optionally of one source and/or one rule.
+
+    Like any run, it needs a migrated warehouse (`hub migrate`)."""
+    require_current()
     config = load_sources(sources_path)
     with connect() as conn:
         pending = conn.execute(
@@ -46,7 +48,7 @@ def replay(
     for (name,) in pending:
         def body(run: Run) -> None:
             for stream in run.connector.streams:
-                conformer = run.conformer(stream)
+                conformer = run.open_stream(stream)
                 for batch in _held(run.src.name, stream, rule):
                     run.load_batch(stream, conformer, batch, replay=True)
 

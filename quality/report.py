@@ -35,7 +35,7 @@ from quality import report_charts
 from quality.display import mask_text
 from quality.report_data import BEIJING, DIMENSIONS, ReportData, Week, collect
 from warehouse.db import connect
-from warehouse.migrate import migrate
+from warehouse.migrate import require_current
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +61,7 @@ _PERSONAL_KEY = re.compile(r"name|phone|tel|mobile|idno|id_?number|id_?card|cert
                            re.IGNORECASE)
 
 
-def mask_payload(payload: Mapping[str, Any] | None) -> list[tuple[str, str]]:
+def payload_excerpt(payload: Mapping[str, Any] | None) -> list[tuple[str, str]]:
     """A few fields of a quarantined record, safe to show: personal fields masked whole."""
     if not payload:
         return []
@@ -113,7 +113,7 @@ def build(week: str | None = None, *, pdf: bool = False, out_dir: Path | None = 
             "or leave out --pdf for the HTML report")
     the_week = Week.parse(week) if week else Week.last_complete(now)
     generated_at = now or clock.now()
-    migrate()  # the marts and quality.report, on a warehouse no pipeline has run against yet
+    require_current()  # reading never migrates: `hub migrate` is an explicit step
     with connect(autocommit=True) as conn:
         # Fresh statistics: just after a load (or on a new warehouse) the planner would
         # take the event table for empty and join the 45,000 division codes row by row.
@@ -198,7 +198,7 @@ def _environment() -> jinja2.Environment:
                              autoescape=jinja2.select_autoescape(["html", "j2"]),
                              undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
     env.filters.update(pct=_pct, delta=_delta, hours=_hours, when=_when, grade=_grade,
-                       mask=mask_text, payload=mask_payload)
+                       mask=mask_text, payload=payload_excerpt)
     return env
 
 

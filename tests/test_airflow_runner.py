@@ -1,4 +1,4 @@
-"""`hub.airflow_runner`: real `airflow dags test` runs on a throw-away Airflow home.
+"""`sandbox.airflow_runner`: real `airflow dags test` runs on a throw-away Airflow home.
 
 Each run pays Airflow's start-up (about 12 s here), hence the module-scoped
 installation and the `slow` mark.
@@ -11,13 +11,13 @@ from pathlib import Path
 
 import pytest
 
-from hub.airflow_runner import PROJECT_DAGS_FOLDER, LocalAirflow
 from hub.dag_factory import ingest_dag_id
+from sandbox.airflow_runner import PROJECT_DAGS_FOLDER, LocalAirflow
 
 pytestmark = pytest.mark.slow
 
 DAGS = '''
-"""Tiny DAGs for the tests of hub.airflow_runner."""
+"""Tiny DAGs for the tests of sandbox.airflow_runner."""
 
 import os
 from datetime import timedelta
@@ -151,7 +151,7 @@ def test_the_real_ingest_dag_runs_the_pipeline(hotline, db, tmp_path: Path) -> N
     )
 
     assert result.ok, "\n".join(result.errors) or result.log_tail
-    assert result.task_states == {"ingest": "success"}
+    assert result.task_states == {"migrate": "success", "ingest": "success"}
     summary = result.return_values["ingest"]
     assert summary["source"] == source and summary["outcome"] == "succeeded"
     assert summary["extracted"] == len(server.data.orders) > 0

@@ -26,10 +26,12 @@ import pytest
 
 import tests.test_video_pipeline as vp
 from base.settings import PROJECT_ROOT
-from connectors.mqtt_collector import CollectorStats, collect, discard_session
+from connectors.mqtt_collector import CollectorStats, discard_session
+from hub.collector import collect
 from hub.pipeline import run_source
 from sandbox.city import City
-from sandbox.video import VideoData, VideoPlatform
+from sandbox.video import VideoData
+from sandbox.video_platform import VideoPlatform
 
 MOSQUITTO = ("127.0.0.1", 1883)
 SIM_END = datetime(2026, 11, 20)
@@ -162,7 +164,7 @@ def test_alarms_published_while_the_collector_is_killed_are_not_lost(db, mqtt_vi
     log = tmp_path / "collector.log"
     with open(log, "w") as err:
         process = subprocess.Popen(
-            [sys.executable, "-m", "connectors.mqtt_collector", src.name, str(src.config)],
+            [sys.executable, "-m", "hub.collector", src.name, str(src.config)],
             stdout=subprocess.PIPE, stderr=err, text=True, cwd=PROJECT_ROOT)
     try:
         assert process.stdout is not None

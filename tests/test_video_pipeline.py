@@ -23,7 +23,8 @@ from psycopg import sql
 
 from hub.pipeline import run_source
 from sandbox.city import City
-from sandbox.video import VideoData, VideoPlatform
+from sandbox.video import VideoData
+from sandbox.video_platform import VideoPlatform
 
 SIM_END = datetime(2026, 11, 20)
 CORE = ("core.thing", "core.organization", "core.event")

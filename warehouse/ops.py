@@ -9,6 +9,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import psycopg
+import pyarrow as pa
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
@@ -110,6 +111,22 @@ def current_records(conn: psycopg.Connection, table: str, source: str, stream: s
                 " AND valid_to IS NULL").format(sql.Identifier(*table.split("."))),
         (source, stream)).fetchone()
     return int(row[0]) if row else 0
+
+
+def current_cameras(conn: psycopg.Connection) -> pa.Table:
+    """The current cameras and NVRs, one row per device code (the latest version where
+    two sources loaded one code): the `cameras` lookup of conform.base.Lookups."""
+    rows = conn.execute(
+        "SELECT DISTINCT ON (thing_code) thing_code, longitude, latitude, address,"
+        " division_code, street_code, grid_code FROM core.thing"
+        " WHERE valid_to IS NULL AND thing_type IN ('camera', 'nvr') AND thing_code IS NOT NULL"
+        " ORDER BY thing_code, valid_from DESC").fetchall()
+    names = ("thing_code", "longitude", "latitude", "address", "division_code", "street_code",
+             "grid_code")
+    return pa.table({name: pa.array([r[i] for r in rows],
+                                    pa.float64() if name in ("longitude", "latitude")
+                                    else pa.string())
+                     for i, name in enumerate(names)})
 
 
 def accepted_snapshots(conn: psycopg.Connection, source: str, stream: str) -> frozenset[str]:
