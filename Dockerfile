@@ -27,6 +27,7 @@ RUN useradd --create-home --uid 50000 --gid 0 --shell /bin/bash hub
 WORKDIR /opt/hub/src
 # Only what the package is built from: never .env, .hub/ or a venv.
 COPY pyproject.toml README.md ./
+COPY base ./base
 COPY hub ./hub
 COPY warehouse ./warehouse
 COPY schemas ./schemas

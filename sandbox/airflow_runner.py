@@ -42,7 +42,7 @@ _QUIET_WARNINGS = (
 # delay (minutes, growing) before the run ends. Local runs fail fast instead,
 # through an Airflow cluster policy that Airflow imports from <home>/config.
 NO_RETRIES_ENV = "HUB_AIRFLOW_NO_RETRIES"
-_LOCAL_SETTINGS = f'''"""Written by hub.airflow_runner for this local Airflow; rewritten before each run.
+_LOCAL_SETTINGS = f'''"""Written by sandbox.airflow_runner for this local Airflow; rewritten before each run.
 
 With {NO_RETRIES_ENV}=1 (set by `dags_test`) tasks get no retries, so a failed
 task ends its one-off `airflow dags test` run at once.

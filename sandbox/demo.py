@@ -1,4 +1,4 @@
-"""`hub demo`: the real pipeline on embedded defaults, end to end, in one command.
+"""`make demo` (`python -m sandbox demo`): the real pipeline on embedded defaults, end to end, in one command.
 
 Starts a simulator for every enabled source of the sources file, points a copy of
 that file at them, runs each source's real ingest DAG with `airflow dags test` (an
@@ -20,6 +20,16 @@ from rich.console import Console
 
 from base import clock
 from base.settings import load_sources, settings
+from hub.console import print_table
+from hub.dag_factory import ingest_dag_id
+from hub.pipeline import run_source
+from quality.report import build_report
+from sandbox.airflow_runner import dags_test
+from sandbox.city import City
+from sandbox.platform import STARTERS, DemoPlatform, start
+from schemas.model import ENTITIES
+from warehouse.db import connect, describe
+from warehouse.migrate import migrate
 
 
 def _demo_sources(config_path: Path, settings_by_source: dict[str, dict]) -> Path:
@@ -29,19 +39,12 @@ def _demo_sources(config_path: Path, settings_by_source: dict[str, dict]) -> Pat
         raw["sources"][name].setdefault("settings", {}).update(values)
     path = settings().home / "demo-sources.yaml"
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("# written by `hub demo`: the sources file pointed at the simulators\n"
+    path.write_text("# written by `make demo`: the sources file pointed at the simulators\n"
                     + yaml.safe_dump(raw, allow_unicode=True, sort_keys=False), encoding="utf-8")
     return path
 
 
 def run_demo(*, scale: float, days: int, console: Console) -> None:
-    from hub.airflow_runner import dags_test
-    from hub.dag_factory import ingest_dag_id
-    from hub.pipeline import run_source
-    from sandbox.city import City
-    from sandbox.platform import STARTERS, DemoPlatform, start
-    from warehouse.db import describe
-    from warehouse.migrate import migrate
 
     console.rule("governance data hub: demo")
     with console.status("preparing the embedded warehouse"):
@@ -87,7 +90,6 @@ def run_demo(*, scale: float, days: int, console: Console) -> None:
             console.print(f"{src.name}: {changed} records changed on the platform")
             _print_run(console, summary.as_dict())
     summarise(console)
-    from quality.report import build_report
 
     with console.status("writing the weekly quality report"):
         # The simulators' history is the days up to today: report the current week.
@@ -118,9 +120,6 @@ def _print_run(console: Console, summary: object) -> None:
 
 def summarise(console: Console) -> None:
     """What is in the warehouse now, and how to look at it."""
-    from hub.cli import print_table
-    from schemas.model import ENTITIES
-    from warehouse.db import connect, describe
 
     per_table = sql.SQL(" UNION ALL ").join(
         sql.SQL("SELECT {name} AS t, source_system, count(*) FILTER (WHERE valid_to IS NULL),"

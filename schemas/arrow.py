@@ -33,6 +33,3 @@ def conformed_schema(entity: Entity) -> pa.Schema:
 def load_schema(entity: Entity) -> pa.Schema:
     return pa.schema([KEY] + [pa.field(n, ARROW_TYPES[k]) for n, k in entity.data_columns()])
 
-
-def empty_conformed(entity: Entity) -> pa.Table:
-    return conformed_schema(entity).empty_table()

@@ -49,12 +49,6 @@ def division_rows() -> Iterator[DivisionRow]:
 
 
 @lru_cache(maxsize=1)
-def county_codes() -> frozenset[str]:
-    """Current 6-digit county codes."""
-    return frozenset(r["code"] for r in _read("areas.csv"))
-
-
-@lru_cache(maxsize=1)
 def street_codes() -> frozenset[str]:
     return frozenset(r["code"] for r in _read("streets.csv"))
 

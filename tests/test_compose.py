@@ -194,3 +194,15 @@ def test_docker_compose_accepts_the_file(tmp_path: Path) -> None:
         capture_output=True, text=True, timeout=120,
     )
     assert done.returncode != 0 and "in .env" in done.stderr
+
+
+def test_the_image_holds_every_package_the_product_is_built_from():
+    """A package added to the project (base/ was once forgotten) must reach the image."""
+    import tomllib
+
+    config = tomllib.loads((PROJECT_ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    packages = [p.rstrip("*") for p in config["tool"]["setuptools"]["packages"]["find"]["include"]]
+    dockerfile = DOCKERFILE.read_text(encoding="utf-8")
+    assert packages
+    for package in packages:
+        assert re.search(rf"^COPY\s+{package}\s+\./{package}\s*$", dockerfile, re.M), package

@@ -32,7 +32,7 @@ from hub.dag_reports import (
 )
 from hub.pipeline import run_source
 from quality.display import mask_text
-from quality.report import build, chromium_command, find_chromium, mask_payload
+from quality.report import build, chromium_command, find_chromium, payload_excerpt
 from quality.report_data import Week
 
 WEEK = "2026-W47"
@@ -254,7 +254,7 @@ def test_mask_text(text, masked):
 
 
 def test_payload_examples_mask_people_and_drop_free_text():
-    shown = dict(mask_payload({"orderNo": "2111261110000001", "callerName": "卢帅帆",
+    shown = dict(payload_excerpt({"orderNo": "2111261110000001", "callerName": "卢帅帆",
                                "callerPhone": "13466714525", "callerIdNo": "211103196908196579",
                                "content": "请联系 13466714525", "status": "已回访"}))
     assert shown == {"orderNo": "2111261110000001", "callerName": "卢**",
@@ -339,7 +339,7 @@ def test_the_report_is_mailed_through_the_airflow_smtp_connection(w47, monkeypat
 
 @pytest.mark.slow
 def test_the_dag_parses_with_its_schedule(tmp_path):
-    from hub.airflow_runner import PROJECT_DAGS_FOLDER, LocalAirflow
+    from sandbox.airflow_runner import PROJECT_DAGS_FOLDER, LocalAirflow
 
     report = LocalAirflow(home=tmp_path / "airflow", dags_folder=PROJECT_DAGS_FOLDER).list_dags(
         extra_env={"HUB_WAREHOUSE_URL": "postgresql://nobody@127.0.0.1:1/none",

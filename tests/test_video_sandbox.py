@@ -10,14 +10,8 @@ import httpx
 import pytest
 
 from sandbox.city import City
-from sandbox.video import (
-    ALARM_DEFECTS,
-    DEVICE_DEFECTS,
-    NVR_TYPE,
-    VideoData,
-    VideoPlatform,
-    start_for_demo,
-)
+from sandbox.video import ALARM_DEFECTS, DEVICE_DEFECTS, NVR_TYPE, VideoData
+from sandbox.video_platform import VideoPlatform, start_for_demo
 
 END = datetime(2026, 11, 20)
 
@@ -100,7 +94,7 @@ def test_the_demo_platform_and_the_collector_work_on_the_embedded_broker(tmp_pat
     import yaml
 
     from base.settings import settings
-    from connectors.mqtt_collector import collect
+    from hub.collector import collect
 
     settings.cache_clear()
     demo = start_for_demo(City("2111", scale=0.005), 1, tmp_path / "demo")

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import re
 import warnings
-from collections.abc import Iterator
-from contextlib import contextmanager
 from functools import lru_cache
 
 import psycopg
@@ -57,9 +55,3 @@ def connect(*, autocommit: bool = False, application_name: str = "hub") -> psyco
         raise RuntimeError(f"the warehouse needs PostgreSQL >= 15; {describe()} runs {version}")
     return conn
 
-
-@contextmanager
-def transaction() -> Iterator[psycopg.Connection]:
-    """A connection whose work commits on success and rolls back on any error."""
-    with connect() as conn:
-        yield conn
