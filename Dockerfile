@@ -34,7 +34,6 @@ COPY schemas ./schemas
 COPY connectors ./connectors
 COPY conform ./conform
 COPY quality ./quality
-COPY sandbox ./sandbox
 RUN pip install . \
         "apache-airflow[postgres]==${AIRFLOW_VERSION}" \
         apache-airflow-providers-fab \
@@ -44,6 +43,9 @@ RUN pip install . \
 # sources.yaml over the latter.
 COPY dags /opt/hub/dags
 COPY sources.yaml /opt/hub/sources.yaml
+# The simulators are development tools, not part of the installed hub: they sit
+# beside it for `--profile sandbox`, which puts them on PYTHONPATH.
+COPY sandbox /opt/hub/devtools/sandbox
 
 RUN mkdir -p /opt/airflow/logs /opt/hub/state \
     && chown -R hub:0 /opt/airflow /opt/hub/state \

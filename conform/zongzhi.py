@@ -14,113 +14,19 @@ sent, with no local-time assumption.
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from datetime import datetime
-from functools import cache
-from typing import Any, ClassVar
+from typing import Any
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import yaml
 
 from base import identity
-from base.pii import keyed_hash, mask_name
-from conform import mappings
+from base.pii import keyed_hash
 from conform import values as v
-from conform.base import Conformed, Conformer, build, last_per_key
-from schemas.arrow import conformed_schema
-from schemas.model import EVENT, ORGANIZATION, PERSON, Entity, entity
+from conform.base import build, last_per_key
+from conform.mapped import MappedConformer, json_objects, json_text
+from schemas.model import EVENT, ORGANIZATION, PERSON
 
 PLATFORM = "zongzhi"
-PARTIES = "person"  # the `to` of a list of parties: rows of core.person, not a column
-Mask = np.ndarray | None
-Parser = Callable[[v.Column, "FieldRule"], tuple[v.Column, Mask]]
-
-
-@dataclass(frozen=True)
-class FieldRule:
-    """One platform field → one unified column (None: not kept, `why` says why)."""
-
-    field: str
-    to: str | None
-    parse: str = "verbatim"
-    codes: Mapping[str, str] | None = None
-    key: str | None = None
-    pick: Mapping[str, str] | None = None
-    when: Mapping[str, tuple[str, ...]] | None = None
-    why: str | None = None
-
-
-@dataclass(frozen=True)
-class StreamMapping:
-    entity: Entity
-    rules: tuple[FieldRule, ...]
-    constants: Mapping[str, str]
-
-    @property
-    def fields(self) -> frozenset[str]:
-        return frozenset(r.field for r in self.rules)
-
-
-@cache
-def stream_mapping(platform: str, stream: str) -> StreamMapping:
-    """A stream's mapping, checked: known readers, columns of the entity, hub codes."""
-    path = mappings.MAPPINGS / platform / "mapping.yaml"
-    spec = yaml.safe_load(path.read_text(encoding="utf-8"))[stream]
-    target, codes = entity(spec["entity"]), spec.get("codes", {})
-    columns = set(conformed_schema(target).names) | {PARTIES}
-    vocab = {"category_code": mappings.hub_categories(), "status": mappings.hub_statuses()}
-    rules = []
-    for name, entries in spec["fields"].items():
-        for e in entries if isinstance(entries, list) else [entries]:
-            rule = FieldRule(name, e["to"], e.get("parse", "verbatim"), codes.get(e.get("codes")),
-                             e.get("key"), e.get("pick"),
-                             {k: tuple(x) for k, x in e["when"].items()} if "when" in e else None,
-                             e.get("why"))
-            bad = [f"no column {rule.to}"] if rule.to and rule.to not in columns else []
-            bad += [f"no reader {rule.parse}"] if rule.parse not in PARSERS else []
-            bad += [f"no code map {e.get('codes')}"] if rule.parse == "code" and not rule.codes else []
-            hub = vocab.get(rule.to or "")
-            bad += [f"{c!r} is no hub code" for c in (rule.codes or {}).values() if hub and c not in hub]
-            if bad:
-                raise ValueError(f"{path}: {stream}.{name}: {'; '.join(bad)}")
-            rules.append(rule)
-    return StreamMapping(target, tuple(rules), spec.get("constants", {}))
-
-
-class MappedConformer(Conformer):
-    """A conform step declared by a mapping file: schemas/mappings/<platform>/mapping.yaml."""
-
-    platform: ClassVar[str]
-    stream: ClassVar[str]
-
-    @property
-    def mapping(self) -> StreamMapping:
-        return stream_mapping(self.platform, self.stream)
-
-    def conform(self, raw: pa.Table) -> Conformed:
-        m, n = self.mapping, raw.num_rows
-        cols: dict[str, v.Column | pa.Scalar | None] = {c: pa.scalar(x) for c, x in m.constants.items()}
-        unparseable: dict[str, np.ndarray] = {}
-        for rule in m.rules:
-            values: v.Column = raw[rule.field]
-            bad: Mask = None
-            if rule.key or rule.pick:
-                values, bad = _member(values, rule.key, rule.pick)
-            parsed, failed = PARSERS[rule.parse](values, rule)
-            for mask in (bad, failed):
-                if mask is not None:
-                    unparseable[rule.field] = unparseable.get(rule.field, np.zeros(n, bool)) | mask
-            if rule.to is None or rule.to == PARTIES:
-                continue
-            for other, allowed in (rule.when or {}).items():
-                where = pc.is_in(v.trimmed(raw[other]), value_set=pa.array(allowed, pa.string()))
-                parsed = pc.if_else(pc.fill_null(where, False), parsed, pa.nulls(n, parsed.type))
-            cols[rule.to] = parsed
-        return Conformed(build(m.entity, cols, n), unparseable)
 
 
 class ZongzhiDisputes(MappedConformer):
@@ -129,7 +35,7 @@ class ZongzhiDisputes(MappedConformer):
     derived = (PERSON,)
 
     def derive(self, raw: pa.Table, primary: pa.Table) -> dict[str, pa.Table]:
-        field = next(r.field for r in self.mapping.rules if r.to == PARTIES)
+        field = next(r.field for r in self.mapping.rules if r.to == PERSON.name)
         return {"person": party_rows(raw[field], primary)}
 
 
@@ -143,14 +49,7 @@ class ZongzhiMediationOrgs(MappedConformer):
 
 def parties(text: str | None) -> list[dict[str, Any]] | None:
     """A `parties` value as sent: a JSON list of objects; None when it is not one."""
-    if text is None or not text.strip():
-        return []
-    try:
-        items = json.loads(text)
-    except ValueError:
-        return None
-    ok = isinstance(items, list) and all(isinstance(p, dict) for p in items)
-    return items if ok else None
+    return json_objects(text)
 
 
 def party_rows(values: v.Column, events: pa.Table) -> pa.Table:
@@ -163,9 +62,9 @@ def party_rows(values: v.Column, events: pa.Table) -> pa.Table:
     for i, text in enumerate(values.to_pylist()):
         for p in parties(text) or []:
             at.append(i)
-            names.append(_text(p.get("name")))
-            ids.append(_text(p.get("idNo")))
-            phones.append(_text(p.get("phone")))
+            names.append(json_text(p.get("name")))
+            ids.append(json_text(p.get("idNo")))
+            phones.append(json_text(p.get("phone")))
     id_numbers = identity.citizen_ids(v.blank_to_null(pa.array(ids, pa.string())))
     phone_numbers = identity.phones(pa.array(phones, pa.string()))
     who = pc.coalesce(
@@ -194,93 +93,3 @@ def party_rows(values: v.Column, events: pa.Table) -> pa.Table:
 # ------------------------------------------------------------------------ readers
 
 
-def _text(value: Any) -> str | None:
-    if value is None or isinstance(value, str):
-        return value
-    return json.dumps(value, ensure_ascii=False)
-
-
-def _member(values: v.Column, key: str | None, pick: Mapping[str, str] | None
-            ) -> tuple[pa.Array, np.ndarray]:
-    """A member (`key`) of a JSON-valued field, of its first list element whose members
-    have the `pick` values; a value that is no such JSON is a mask hit."""
-    out = [_dig(text, key, pick) for text in values.to_pylist()]
-    return (pa.array([x for x, _ in out], pa.string()),
-            np.array([not ok for _, ok in out], dtype=bool))
-
-
-def _dig(text: str | None, key: str | None, pick: Mapping[str, str] | None
-         ) -> tuple[str | None, bool]:
-    if text is None or not text.strip():
-        return None, True
-    try:
-        obj = json.loads(text)
-    except ValueError:
-        return None, False
-    if pick is not None:
-        if not isinstance(obj, list):
-            return None, False
-        obj = next((o for o in obj if isinstance(o, dict)
-                    and all(str(o.get(k)) == x for k, x in pick.items())), None)
-    if key is not None and obj is not None:
-        if not isinstance(obj, dict):
-            return None, False
-        obj = obj.get(key)
-    return _text(obj), True
-
-
-def _instants(values: v.Column) -> tuple[pa.Array, np.ndarray]:
-    """ISO 8601 times with an offset → UTC timestamps; one without an offset is refused."""
-    text = v.trimmed(values)
-    if isinstance(text, pa.ChunkedArray):
-        text = text.combine_chunks()
-    encoded = pc.dictionary_encode(text)
-
-    def one(s: str) -> datetime | None:
-        try:
-            at = datetime.fromisoformat(s)
-        except ValueError:
-            return None
-        return at if at.tzinfo is not None else None
-
-    parsed = pc.take(pa.array([one(s) for s in encoded.dictionary.to_pylist()], v.UTC_TIMESTAMP),
-                     encoded.indices)
-    bad = pc.fill_null(pc.and_(identity.present(values), pc.is_null(parsed)), False)
-    return parsed, np.asarray(bad, dtype=bool)
-
-
-def _county(values: v.Column) -> v.Column:
-    text = v.trimmed(values)
-    street = pc.fill_null(pc.match_substring_regex(text, r"^\d{9}$"), False)
-    return pc.if_else(street, pc.utf8_slice_codeunits(text, 0, 6), text)
-
-
-def _street(values: v.Column) -> v.Column:
-    text = v.trimmed(values)
-    street = pc.fill_null(pc.match_substring_regex(text, r"^\d{9}$"), False)
-    return pc.if_else(street, text, pa.scalar(None, pa.string()))
-
-
-def _uscc(values: v.Column) -> v.Column:
-    return v.blank_to_null(pc.utf8_upper(pc.replace_substring_regex(
-        identity.nfkc(values), r"\s", "")))
-
-
-def _party_lists(values: v.Column) -> np.ndarray:
-    return np.array([parties(t) is None for t in values.to_pylist()], dtype=bool)
-
-
-PARSERS: dict[str, Parser] = {
-    "verbatim": lambda c, r: (c, None),
-    "trimmed": lambda c, r: (v.trimmed(c), None),
-    "float": lambda c, r: v.floats(c),
-    "instant": lambda c, r: _instants(c),
-    "code": lambda c, r: (v.map_codes(c, r.codes or {}), None),
-    "county": lambda c, r: (_county(c), None),
-    "street": lambda c, r: (_street(c), None),
-    "uscc": lambda c, r: (_uscc(c), None),
-    "citizen_id": lambda c, r: (identity.citizen_ids(v.blank_to_null(c)), None),
-    "phone": lambda c, r: (identity.phones(c), None),
-    "masked_name": lambda c, r: (mask_name(v.blank_to_null(c)), None),
-    "parties": lambda c, r: (c, _party_lists(c)),
-}

@@ -167,6 +167,9 @@ def test_sandbox_profile_serves_the_configured_base_url(services: dict[str, dict
     assert sandbox["network_mode"] == "service:airflow-scheduler"
     command = command_of(sandbox)
     assert "python -m sandbox.hotline_server" in command
+    # The simulators are not installed in the image: they sit on the service's path.
+    devtools = env_of(sandbox)["PYTHONPATH"]
+    assert f"COPY sandbox {devtools}/sandbox" in DOCKERFILE.read_text(encoding="utf-8")
     base_url = urlsplit(load_sources().source("hotline12345").settings["base_url"])
     assert base_url.hostname == "127.0.0.1"
     assert f"--host 127.0.0.1 --port {base_url.port}" in command

@@ -21,7 +21,8 @@ import pytest
 
 from base.identity import citizen_id_identity
 from base.settings import CityConfig, SourceConfig
-from conform.zongzhi import ZongzhiDisputes, ZongzhiMediationOrgs, stream_mapping
+from conform.mapped import stream_mapping
+from conform.zongzhi import ZongzhiDisputes, ZongzhiMediationOrgs
 from connectors.base import Extract
 from connectors.zongzhi import DISPUTES, MEDIATION_ORGS, Zongzhi
 from quality.rules import RuleContext
