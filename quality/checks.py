@@ -8,10 +8,10 @@ int8 *code* per row:
 - ``PASSED`` (0);
 - ``k`` > 0: failed for the k-th reason of the check's ``*_REASONS`` tuple.
 
-`quality.rules` (row outcomes, quarantine reasons) and the custom expectations of
-`quality.gx_suite` (the recorded GX results) both call these functions, so the two
-count exactly the same failures. Nothing here loops over rows: strings of a fixed
-width are viewed as a byte matrix, sets are hashed by Arrow, times compared as int64.
+`quality.rules` binds each rule to one of these (row outcomes, quarantine reasons,
+and the counts `quality.gx_suite` records). Nothing here loops over rows: strings of
+a fixed width are viewed as a byte matrix, sets are hashed by Arrow, times compared
+as int64.
 
 A *blank* value (null, empty or whitespace only, or NaN for numbers) counts as
 missing everywhere: the required-field check fails it, every other check skips it.
@@ -19,8 +19,11 @@ missing everywhere: the required-field check fails it, every other check skips i
 
 from __future__ import annotations
 
+import csv
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from datetime import UTC, date, datetime, timedelta
+from functools import cache
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -765,16 +768,33 @@ def boundary_area(values: Any, smallest: float, largest: float) -> np.ndarray:
 
 
 THING_CODE_REASONS = ("component_format", "component_division", "device_format", "device_type")
-DEVICE_TYPES: Mapping[str, tuple[str, ...]] = {"camera": ("131", "132"), "nvr": ("118",)}
 COMPONENT = "component"
+# The GB/T 28181 type digits of the video network's devices, as conform reads them.
+DEVICE_TYPES_FILE = (Path(__file__).resolve().parent.parent / "schemas" / "mappings" / "video"
+                     / "device_types.csv")
+
+
+@cache
+def device_types() -> Mapping[str, tuple[str, ...]]:
+    """Thing type -> the type digits (11–13) its GB/T 28181 ids may carry, e.g.
+    camera -> 131, 132."""
+    out: dict[str, tuple[str, ...]] = {}
+    with DEVICE_TYPES_FILE.open(encoding="utf-8", newline="") as fh:
+        for row in csv.DictReader(fh):
+            out[row["thing_type"]] = (*out.get(row["thing_type"], ()), row["type_code"])
+    return out
 
 
 def thing_code(
-    values: Any, thing_types: Any, division_codes: Collection[str] | pa.Array
+    values: Any,
+    thing_types: Any,
+    division_codes: Collection[str] | pa.Array,
+    retired_codes: Collection[str] | pa.Array | None = None,
 ) -> np.ndarray:
-    """部件 codes: 16 digits (17 under GB/T 47678) whose first 6 are a division code;
-    cameras and NVRs: 20-digit GB/T 28181 ids whose type digits (11–13) are 131/132 or
-    118. Other thing types are not constrained.
+    """部件 codes: 16 digits (17 under GB/T 47678) whose first 6 are a division code
+    (current or retired); devices of the video network (`device_types`: cameras, NVRs):
+    20-digit GB/T 28181 ids whose type digits (11–13) are their type's. Other thing
+    types are not constrained.
     Reasons: 1 component format, 2 component division prefix, 3 device id format,
     4 device type digits.
     """
@@ -787,12 +807,15 @@ def thing_code(
     comp_ok = digits & ((s.lens == 16) | (s.lens == 17))
     _mark(codes, component & ~comp_ok, 1)
     prefix = Strings(pc.utf8_slice_codeunits(s.arr, 0, 6))
-    _mark(codes, component & comp_ok & ~prefix.isin(as_value_set(division_codes)), 2)
+    known = prefix.isin(as_value_set(division_codes))
+    if retired_codes is not None:
+        known |= prefix.isin(as_value_set(retired_codes))
+    _mark(codes, component & comp_ok & ~known, 2)
 
     device = np.zeros(len(s), dtype=bool)
     type_ok = np.zeros(len(s), dtype=bool)
     type_digits = Strings(pc.utf8_slice_codeunits(s.arr, 10, 13))
-    for kind, allowed in DEVICE_TYPES.items():  # two device kinds, not rows
+    for kind, allowed in device_types().items():  # two device kinds, not rows
         this = kinds.equals(kind)
         device |= this
         type_ok |= this & type_digits.isin(pa.array(allowed, pa.string()))
@@ -801,5 +824,3 @@ def thing_code(
     _mark(codes, device & dev_ok & ~type_ok, 4)
     return codes
 
-
-# ---------------------------------------------------------------- masking personal data

@@ -26,4 +26,5 @@ def rule_context(conn: psycopg.Connection, city: CityConfig) -> RuleContext:
         grid_codes=frozenset(grids) if grids else None,
         extent=city.extent,
         now=clock.now(),
+        timezone=city.timezone,
     )

@@ -1,11 +1,19 @@
 """Row-level validation of a conformed batch: every row gets an outcome.
 
-The rules that apply to an entity are derived from `schemas.model` (fields name
-their rules in `rules=`, entities their `row_rules`; every required field gets
-`required_present`, every entity `source_key_unique`); what a rule means, its
-severity, dimension and reason texts are data in `quality/rules.yaml`; the checks
-themselves are the vectorised functions of `quality.checks`, shared with the Great
-Expectations suite (`quality.gx_suite`) so both count the same failures.
+A rule is declared once, in two halves that meet by its name:
+
+- its data, in `quality/rules.yaml`: severity (a deployment may override it with
+  its own copy), dimension, descriptions, one reason template per way it can fail;
+- its code, in `RULES` below: the vectorised check (`quality.checks`), the reason
+  names of the check's codes, the columns it reads and the placeholders its reasons
+  fill. A check's keyword parameters name the values of the run it reads (`CONTEXT`:
+  today, the code tables, the city extent...).
+
+Which rules apply to an entity comes from `schemas.model` (fields name their rules
+in `rules=`, entities their `row_rules`; every required field gets
+`required_present`, every entity `source_key_unique`). The rest is derived from
+these: the findings and counts here, the Great Expectations record
+(`quality.gx_suite`), the weekly report.
 
 `evaluate` never loops over rows in Python: each rule is a handful of whole-column
 operations, and reasons are rendered with Arrow string kernels for the failing
@@ -15,14 +23,17 @@ rows only.
 from __future__ import annotations
 
 import csv
+import hashlib
+import inspect
 import string
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime, timedelta
 from enum import StrEnum
 from functools import cache, cached_property
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import numpy as np
 import pyarrow as pa
@@ -31,6 +42,7 @@ import shapely
 import yaml
 
 from base.pii import MASKS
+from base.settings import CityConfig, settings
 from quality import checks
 from schemas.model import Entity, Pii
 
@@ -42,7 +54,8 @@ SCHEMAS_DIR = REFERENCE_DIR.parent
 # much after `now` is accepted. Small on purpose: a platform whose local times are
 # read as UTC lands 8 hours in the future and must be caught.
 FUTURE_TOLERANCE = timedelta(minutes=10)
-BEIJING = timezone(timedelta(hours=8), "Asia/Shanghai")
+# The city's time zone when the context is not told (the city configuration's default).
+DEFAULT_TIMEZONE: str = CityConfig.model_fields["timezone"].default
 DIMENSIONS = ("完整性", "准确性", "有效性", "一致性", "及时性", "唯一性")
 
 REQUIRED = "required_present"
@@ -84,14 +97,15 @@ class RuleDefinition:
 
 @cache
 def definitions() -> Mapping[str, RuleDefinition]:
-    # A deployment may keep its own copy (stricter or looser severities): HUB_RULES_FILE.
-    from base.settings import settings
-
-    raw = yaml.safe_load((settings().rules_file or RULES_FILE).read_text(encoding="utf-8"))
+    """rules.yaml, or a deployment's own copy of it (stricter or looser severities):
+    HUB_RULES_FILE. Every rule of `RULES` must be there with a template for each of
+    its reasons; rules checked elsewhere (quality.consistency) are there too."""
+    path = settings().rules_file or RULES_FILE
+    raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     out: dict[str, RuleDefinition] = {}
     for name, spec in raw.items():
         if spec["dimension"] not in DIMENSIONS:
-            raise ValueError(f"rules.yaml: {name}: unknown dimension {spec['dimension']!r}")
+            raise ValueError(f"{path}: {name}: unknown dimension {spec['dimension']!r}")
         out[name] = RuleDefinition(
             name=name,
             severity=Severity(spec["severity"]),
@@ -100,6 +114,12 @@ def definitions() -> Mapping[str, RuleDefinition]:
             description_en=spec["description"]["en"],
             reasons=dict(spec["reasons"]),
         )
+    for name, rule in RULES.items():
+        if name not in out:
+            raise ValueError(f"{path}: rule {name!r} is not defined")
+        missing = [r for r in rule.reasons if r not in out[name].reasons]
+        if missing:
+            raise ValueError(f"{path}: {name}: no reason template for {', '.join(missing)}")
     return out
 
 
@@ -159,6 +179,9 @@ class RuleContext:
     # the pipeline found them for the batch at hand (they may fall in other batches):
     # `source_key_unique` quarantines every record under them.
     conflicting_keys: frozenset[str] = frozenset()
+    # The city's time zone (CityConfig.timezone): birth dates in ID numbers are local
+    # dates, and reasons show times in local time.
+    timezone: str = DEFAULT_TIMEZONE
 
     def __post_init__(self) -> None:
         if self.now.tzinfo is None:
@@ -166,6 +189,10 @@ class RuleContext:
         min_lon, min_lat, max_lon, max_lat = self.extent
         if not (min_lon < max_lon and min_lat < max_lat):
             raise ValueError(f"extent must be (min_lon, min_lat, max_lon, max_lat): {self.extent}")
+        try:
+            ZoneInfo(self.timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {self.timezone!r}") from None
 
     @classmethod
     def from_reference(
@@ -174,6 +201,7 @@ class RuleContext:
         extent: Sequence[float],
         now: datetime,
         grid_codes: Collection[str] | None = None,
+        timezone: str = DEFAULT_TIMEZONE,
     ) -> RuleContext:
         """A context from the code tables in schemas/reference (tests, and the fallback
         before core.division is loaded). Division and street codes are national: a
@@ -189,6 +217,7 @@ class RuleContext:
             grid_codes=None if grid_codes is None else frozenset(grid_codes),
             extent=(lo_lon, lo_lat, hi_lon, hi_lat),
             now=now,
+            timezone=timezone,
         )
 
     @property
@@ -197,8 +226,17 @@ class RuleContext:
 
     @property
     def today(self) -> date:
-        """Today in Beijing: birth dates in ID numbers are local dates."""
-        return self.now.astimezone(BEIJING).date()
+        """Today in the city."""
+        return self.now.astimezone(ZoneInfo(self.timezone)).date()
+
+    def value(self, name: str) -> Any:
+        """A value of the run as a check takes it (see `CONTEXT`)."""
+        return CONTEXT[name].value(self)
+
+    @cached_property
+    def recorded(self) -> Mapping[str, Any]:
+        """Every value of `CONTEXT` as the run's record states it (plain JSON)."""
+        return {name: v.recorded(self) for name, v in CONTEXT.items()}
 
     # Arrow value sets, built once per context.
     @cached_property
@@ -208,10 +246,6 @@ class RuleContext:
     @cached_property
     def retired_set(self) -> pa.Array:
         return checks.as_value_set(self.retired_divisions.keys())
-
-    @cached_property
-    def division_or_retired_set(self) -> pa.Array:
-        return checks.as_value_set(self.division_codes | set(self.retired_divisions))
 
     @cached_property
     def street_set(self) -> pa.Array:
@@ -226,42 +260,99 @@ class RuleContext:
         return checks.as_value_set(self.conflicting_keys) if self.conflicting_keys else None
 
 
-# ---------------------------------------------------------------- rule implementations
+def code_set_digest(codes: Collection[str]) -> str:
+    """A code table as the record names it: its content digest and size."""
+    ordered = sorted(codes)
+    digest = hashlib.sha256("\n".join(ordered).encode()).hexdigest()[:16]
+    return f"sha256:{digest}:{len(ordered)}"
+
+
+@dataclass(frozen=True)
+class ContextValue:
+    """A value of the run a check may read: as the check takes it, as it is recorded."""
+
+    value: Callable[[RuleContext], Any]
+    recorded: Callable[[RuleContext], Any]
+
+
+# The values of a run the checks may read, by the names their keyword parameters give
+# them. Code tables are recorded by digest (tens of thousands of codes).
+CONTEXT: Mapping[str, ContextValue] = {
+    "today": ContextValue(lambda c: c.today, lambda c: c.today.isoformat()),
+    "latest_allowed": ContextValue(lambda c: c.latest_allowed,
+                                   lambda c: c.latest_allowed.isoformat()),
+    "extent": ContextValue(lambda c: c.extent, lambda c: list(c.extent)),
+    "division_codes": ContextValue(lambda c: c.division_set,
+                                   lambda c: code_set_digest(c.division_codes)),
+    "retired_division_codes": ContextValue(lambda c: c.retired_set,
+                                           lambda c: code_set_digest(c.retired_divisions)),
+    "street_codes": ContextValue(lambda c: c.street_set,
+                                 lambda c: code_set_digest(c.street_codes)),
+    "grid_codes": ContextValue(
+        lambda c: c.grid_set,
+        lambda c: None if c.grid_codes is None else code_set_digest(c.grid_codes)),
+    "conflicting_keys": ContextValue(lambda c: c.conflicting_set,
+                                     lambda c: code_set_digest(c.conflicting_keys)),
+}
+
+
+# ---------------------------------------------------------------- rules in code
 
 Columns = Sequence[Any]  # Arrow columns, string columns as checks.Strings
-Check = Callable[[Columns, RuleContext], np.ndarray]
+# (columns, **values of the run it names) -> one code per row, see quality.checks
+Check = Callable[..., np.ndarray]
 # (rule, table, failing rows, their codes, ctx) -> placeholder values for the reasons
 Placeholders = Callable[
     ["AppliedRule", pa.Table, np.ndarray, np.ndarray, RuleContext], dict[str, Any]
 ]
+ColumnsOf = Callable[[tuple[str, ...]], list[tuple[str, ...]]]
 
 
-@dataclass(frozen=True)
-class Impl:
-    reasons: tuple[str, ...]  # reason names by code (code k -> reasons[k-1])
-    check: Check
-    # Columns a rule named on `fields` reads; one AppliedRule per tuple.
-    columns: Callable[[tuple[str, ...]], list[tuple[str, ...]]]
-    placeholders: Placeholders
-
-    def reason(self, code: int) -> str:
-        # Single-reason checks over several columns (not_after, in_order) use the code
-        # for the column that failed.
-        return self.reasons[0] if len(self.reasons) == 1 else self.reasons[code - 1]
-
-
-def _one_per_field(*companions: str) -> Callable[[tuple[str, ...]], list[tuple[str, ...]]]:
+def _one_per_field(*companions: str) -> ColumnsOf:
     return lambda fields: [(f, *companions) for f in fields]
 
 
-def _fixed(*columns: str) -> Callable[[tuple[str, ...]], list[tuple[str, ...]]]:
+def _fixed(*columns: str) -> ColumnsOf:
     return lambda fields: [columns]
+
+
+def _all_fields(fields: tuple[str, ...]) -> list[tuple[str, ...]]:
+    return [fields]
 
 
 def _value(rule: AppliedRule, table: pa.Table, rows: np.ndarray, codes: np.ndarray,
            ctx: RuleContext) -> dict[str, Any]:
     col = rule.columns[0]
-    return {"field": col, "value": text(table.column(col), rows, rule.pii(col))}
+    return {"field": col, "value": text(table.column(col), rows, ctx, rule.pii(col))}
+
+
+@dataclass(frozen=True)
+class Rule:
+    """How a rule of rules.yaml is checked: its one registration in code."""
+
+    # Vectorised: (the columns, **values of the run) -> one code per row (quality.checks).
+    check: Check
+    reasons: tuple[str, ...]  # reason names by code (code k -> reasons[k-1])
+    # The columns it reads, from the fields an entity names it on: one applied rule each.
+    columns: ColumnsOf = _one_per_field()
+    placeholders: Placeholders = _value
+
+    @cached_property
+    def context(self) -> tuple[str, ...]:
+        """The values of the run the check reads: its parameters after the columns."""
+        names = tuple(inspect.signature(self.check).parameters)[1:]
+        unknown = [n for n in names if n not in CONTEXT]
+        if unknown:
+            raise TypeError(f"a check reads {', '.join(unknown)}: not in quality.rules.CONTEXT")
+        return names
+
+    def run(self, columns: Columns, ctx: RuleContext) -> np.ndarray:
+        return self.check(columns, **{name: ctx.value(name) for name in self.context})
+
+    def reason(self, code: int) -> str:
+        # Single-reason checks over several columns (not_after, in_order) use the code
+        # for the column that failed.
+        return self.reasons[0] if len(self.reasons) == 1 else self.reasons[code - 1]
 
 
 def _division_value(rule: AppliedRule, table: pa.Table, rows: np.ndarray, codes: np.ndarray,
@@ -286,7 +377,7 @@ def _with(**companions: str) -> Placeholders:
                      ctx: RuleContext) -> dict[str, Any]:
         out = _value(rule, table, rows, codes, ctx)
         for name, col in companions.items():
-            out[name] = text(table.column(col), rows, rule.pii(col))
+            out[name] = text(table.column(col), rows, ctx, rule.pii(col))
         return out
 
     return placeholders
@@ -295,11 +386,11 @@ def _with(**companions: str) -> Placeholders:
 def _coordinates(rule: AppliedRule, table: pa.Table, rows: np.ndarray, codes: np.ndarray,
                  ctx: RuleContext) -> dict[str, Any]:
     lon, lat = rule.columns
-    return {"lon": text(table.column(lon), rows), "lat": text(table.column(lat), rows)}
+    return {"lon": text(table.column(lon), rows, ctx), "lat": text(table.column(lat), rows, ctx)}
 
 
-def _nth_column(rule: AppliedRule, table: pa.Table, rows: np.ndarray,
-                index: np.ndarray) -> tuple[pa.Array, pa.Array]:
+def _nth_column(rule: AppliedRule, table: pa.Table, rows: np.ndarray, index: np.ndarray,
+                ctx: RuleContext) -> tuple[pa.Array, pa.Array]:
     """Name and value of column `index[i]` (0-based into rule.columns) for each row."""
     names = pa.array(rule.columns, pa.string()).take(pa.array(index))
     positions: list[np.ndarray] = []
@@ -307,14 +398,14 @@ def _nth_column(rule: AppliedRule, table: pa.Table, rows: np.ndarray,
     for j in np.unique(index):  # one pass per column involved, not per row
         sel = np.flatnonzero(index == j)
         positions.append(sel)
-        texts.append(text(table.column(rule.columns[int(j)]), rows[sel]))
+        texts.append(text(table.column(rule.columns[int(j)]), rows[sel], ctx))
     order = np.argsort(np.concatenate(positions), kind="stable")
     return names, pa.concat_arrays(texts).take(pa.array(order))
 
 
 def _future(rule: AppliedRule, table: pa.Table, rows: np.ndarray, codes: np.ndarray,
             ctx: RuleContext) -> dict[str, Any]:
-    names, values = _nth_column(rule, table, rows, codes.astype(np.int64) - 1)
+    names, values = _nth_column(rule, table, rows, codes.astype(np.int64) - 1, ctx)
     return {"field": names, "value": values}
 
 
@@ -338,20 +429,20 @@ def _lifecycle_placeholders(skip_derived: bool) -> Placeholders:
         for k in np.unique(codes):  # at most one pass per lifecycle step
             sel = codes == k
             earlier[sel] = checks.latest_before(cols, rows[sel], int(k), skip)
-        names, values = _nth_column(rule, table, rows, codes.astype(np.int64) - 1)
-        earlier_names, earlier_values = _nth_column(rule, table, rows, earlier)
+        names, values = _nth_column(rule, table, rows, codes.astype(np.int64) - 1, ctx)
+        earlier_names, earlier_values = _nth_column(rule, table, rows, earlier, ctx)
         return {"field": names, "value": values,
                 "earlier_field": earlier_names, "earlier_value": earlier_values}
 
     return placeholders
 
 
-def _sent_in_order(cols: Columns, ctx: RuleContext) -> np.ndarray:
+def _sent_in_order(cols: Columns) -> np.ndarray:
     *times, derived = cols
     return checks.in_order(times, checks.listed(derived, LIFECYCLE[:len(times)]))
 
 
-def _derived_in_order(cols: Columns, ctx: RuleContext) -> np.ndarray:
+def _derived_in_order(cols: Columns) -> np.ndarray:
     *times, derived = cols
     return checks.derived_in_order(times, checks.listed(derived, LIFECYCLE[:len(times)]))
 
@@ -359,25 +450,28 @@ def _derived_in_order(cols: Columns, ctx: RuleContext) -> np.ndarray:
 BOUNDARY_SHOWN = 120  # characters of a boundary's WKT shown in a reason
 
 
+def _shapes(rule: AppliedRule, table: pa.Table, rows: np.ndarray) -> tuple[pa.Array, np.ndarray]:
+    """The failing rows' boundaries: their WKT, and read as shapes."""
+    wkt = checks.as_strings(table.column(rule.columns[0])).take(pa.array(rows, pa.int64()))
+    shapes = shapely.from_wkt(np.asarray(wkt.to_numpy(zero_copy_only=False), dtype=object),
+                              on_invalid="ignore")
+    return wkt, shapes
+
+
 def _boundary_value(rule: AppliedRule, table: pa.Table, rows: np.ndarray, codes: np.ndarray,
                     ctx: RuleContext) -> dict[str, Any]:
-    col = rule.columns[0]
-    wkt = checks.as_strings(table.column(col)).take(pa.array(rows, pa.int64()))
+    wkt, shapes = _shapes(rule, table, rows)
     long = pc.fill_null(pc.greater(pc.utf8_length(wkt), BOUNDARY_SHOWN), False)
     shown = pc.if_else(long, pc.binary_join_element_wise(
         pc.utf8_slice_codeunits(wkt, 0, BOUNDARY_SHOWN), "…", ""), wkt)
-    shapes = shapely.from_wkt(np.asarray(wkt.to_numpy(zero_copy_only=False), dtype=object),
-                              on_invalid="ignore")
     detail = pa.array(np.asarray(shapely.is_valid_reason(shapes), dtype=object), pa.string())
-    return {"field": col, "value": pc.fill_null(shown, NULL_TEXT),
+    return {"field": rule.columns[0], "value": pc.fill_null(shown, NULL_TEXT),
             "detail": pc.fill_null(detail, "?")}
 
 
 def _boundary_bounds(rule: AppliedRule, table: pa.Table, rows: np.ndarray, codes: np.ndarray,
                      ctx: RuleContext) -> dict[str, Any]:
-    wkt = checks.as_strings(table.column(rule.columns[0])).take(pa.array(rows, pa.int64()))
-    shapes = shapely.from_wkt(np.asarray(wkt.to_numpy(zero_copy_only=False), dtype=object),
-                              on_invalid="ignore")
+    _, shapes = _shapes(rule, table, rows)
     bounds = np.asarray(shapely.bounds(shapes), dtype=np.float64).reshape(rows.size, 4)
     parts: list[Any] = ["("]
     for i in range(4):  # four corners, not rows
@@ -387,97 +481,79 @@ def _boundary_bounds(rule: AppliedRule, table: pa.Table, rows: np.ndarray, codes
 
 def _boundary_area(rule: AppliedRule, table: pa.Table, rows: np.ndarray, codes: np.ndarray,
                    ctx: RuleContext) -> dict[str, Any]:
-    wkt = checks.as_strings(table.column(rule.columns[0])).take(pa.array(rows, pa.int64()))
-    shapes = shapely.from_wkt(np.asarray(wkt.to_numpy(zero_copy_only=False), dtype=object),
-                              on_invalid="ignore")
+    _, shapes = _shapes(rule, table, rows)
     area = np.round(checks.approximate_areas(shapes)).astype(np.int64)
     return {"area": pa.array(area).cast(pa.string())}
+
+
+SOURCE_COLUMNS = {"category_code": "source_category", "status": "source_status"}
 
 
 def _mapped_placeholders(rule: AppliedRule, table: pa.Table, rows: np.ndarray,
                          codes: np.ndarray, ctx: RuleContext) -> dict[str, Any]:
     out = _value(rule, table, rows, codes, ctx)
     source = SOURCE_COLUMNS.get(rule.columns[0])
-    out["source"] = text(table.column(source), rows) if source in table.column_names else "?"
+    out["source"] = text(table.column(source), rows, ctx) if source in table.column_names else "?"
     return out
 
 
-SOURCE_COLUMNS = {"category_code": "source_category", "status": "source_status"}
-
-
-def _mapped(cols: Columns, ctx: RuleContext, field_name: str) -> np.ndarray:
-    return checks.mapped(cols[0], hub_vocabulary()[field_name])
-
-
-IMPLS: dict[str, Impl] = {
-    REQUIRED: Impl(checks.PRESENT_REASONS, lambda c, ctx: checks.required(c[0]),
-                   _one_per_field(), _value),
-    SOURCE_KEY: Impl(checks.UNIQUE_KEY_REASONS,
-                     lambda c, ctx: checks.unique_keys(c[0], ctx.conflicting_set),
-                     _fixed(KEY_COLUMN), _value),
-    "citizen_id_valid": Impl(checks.CITIZEN_ID_REASONS,
-                             lambda c, ctx: checks.citizen_id(c[0], ctx.today),
-                             _one_per_field(), _value),
-    "uscc_valid": Impl(checks.USCC_REASONS, lambda c, ctx: checks.uscc(c[0]),
-                       _one_per_field(), _value),
-    "phone_format": Impl(checks.PHONE_REASONS, lambda c, ctx: checks.phone(c[0]),
-                         _one_per_field(), _value),
-    "division_code_known": Impl(
-        checks.KNOWN_CODE_REASONS,
-        lambda c, ctx: checks.known_division(c[0], c[1], ctx.division_set, ctx.retired_set),
-        _one_per_field(SOURCE_DIVISION_COLUMN), _division_value),
-    "street_code_known": Impl(
-        checks.KNOWN_CODE_REASONS, lambda c, ctx: checks.known_code(c[0], ctx.street_set),
-        _one_per_field(), _value),
-    "grid_code_known": Impl(
-        checks.KNOWN_CODE_REASONS, lambda c, ctx: checks.known_code(c[0], ctx.grid_set),
-        _one_per_field(), _value),
-    "coordinates_in_city": Impl(
-        checks.COORDINATE_REASONS, lambda c, ctx: checks.coordinates(c[0], c[1], ctx.extent),
-        _one_per_field("latitude"), _coordinates),
-    "not_in_future": Impl(
-        ("future",), lambda c, ctx: checks.not_after(c, ctx.latest_allowed),
-        lambda fields: [fields], _future),
-    "category_mapped": Impl(checks.MAPPED_REASONS,
-                            lambda c, ctx: _mapped(c, ctx, "category_code"),
-                            _one_per_field(), _mapped_placeholders),
-    "status_mapped": Impl(checks.MAPPED_REASONS, lambda c, ctx: _mapped(c, ctx, "status"),
-                          _one_per_field(), _mapped_placeholders),
-    "unit_grid_code_format": Impl(
-        checks.UNIT_GRID_REASONS, lambda c, ctx: checks.unit_grid_code(c[0], c[1]),
-        _one_per_field("grid_type"), _value),
-    "thing_code_format": Impl(
-        checks.THING_CODE_REASONS,
-        lambda c, ctx: checks.thing_code(c[0], c[1], ctx.division_or_retired_set),
-        _one_per_field("thing_type"), _with(thing_type="thing_type")),
-    "grid_assigned": Impl(
-        checks.GRID_ASSIGNED_REASONS,
-        lambda c, ctx: checks.located_in_grid(c[0], c[1], c[2], ctx.extent,
-                                              ctx.grid_codes is not None),
-        _fixed("grid_code", "longitude", "latitude"),
+# Every rule the hub checks row by row, by its name in rules.yaml. A check reads its
+# columns (`c`) and, by its keyword parameters, values of the run (`CONTEXT`).
+RULES: dict[str, Rule] = {
+    REQUIRED: Rule(lambda c: checks.required(c[0]), checks.PRESENT_REASONS),
+    SOURCE_KEY: Rule(lambda c, conflicting_keys: checks.unique_keys(c[0], conflicting_keys),
+                     checks.UNIQUE_KEY_REASONS, _fixed(KEY_COLUMN)),
+    "citizen_id_valid": Rule(lambda c, today: checks.citizen_id(c[0], today),
+                             checks.CITIZEN_ID_REASONS),
+    "uscc_valid": Rule(lambda c: checks.uscc(c[0]), checks.USCC_REASONS),
+    "phone_format": Rule(lambda c: checks.phone(c[0]), checks.PHONE_REASONS),
+    "division_code_known": Rule(
+        lambda c, division_codes, retired_division_codes: checks.known_division(
+            c[0], c[1], division_codes, retired_division_codes),
+        checks.KNOWN_CODE_REASONS, _one_per_field(SOURCE_DIVISION_COLUMN), _division_value),
+    "street_code_known": Rule(lambda c, street_codes: checks.known_code(c[0], street_codes),
+                              checks.KNOWN_CODE_REASONS),
+    "grid_code_known": Rule(lambda c, grid_codes: checks.known_code(c[0], grid_codes),
+                            checks.KNOWN_CODE_REASONS),
+    "coordinates_in_city": Rule(lambda c, extent: checks.coordinates(c[0], c[1], extent),
+                                checks.COORDINATE_REASONS, _one_per_field("latitude"),
+                                _coordinates),
+    "not_in_future": Rule(lambda c, latest_allowed: checks.not_after(c, latest_allowed),
+                          ("future",), _all_fields, _future),
+    "category_mapped": Rule(
+        lambda c: checks.mapped(c[0], hub_vocabulary()["category_code"]),
+        checks.MAPPED_REASONS, placeholders=_mapped_placeholders),
+    "status_mapped": Rule(lambda c: checks.mapped(c[0], hub_vocabulary()["status"]),
+                          checks.MAPPED_REASONS, placeholders=_mapped_placeholders),
+    "unit_grid_code_format": Rule(lambda c: checks.unit_grid_code(c[0], c[1]),
+                                  checks.UNIT_GRID_REASONS, _one_per_field("grid_type")),
+    "thing_code_format": Rule(
+        lambda c, division_codes, retired_division_codes: checks.thing_code(
+            c[0], c[1], division_codes, retired_division_codes),
+        checks.THING_CODE_REASONS, _one_per_field("thing_type"), _with(thing_type="thing_type")),
+    "grid_assigned": Rule(
+        lambda c, extent, grid_codes: checks.located_in_grid(c[0], c[1], c[2], extent,
+                                                             grid_codes is not None),
+        checks.GRID_ASSIGNED_REASONS, _fixed("grid_code", "longitude", "latitude"),
         _with(longitude="longitude", latitude="latitude")),
-    "lifecycle_order": Impl(("out_of_order",), _sent_in_order,
-                            _fixed(*LIFECYCLE, DERIVED_COLUMN), _lifecycle_placeholders(True)),
-    "derived_time_order": Impl(("out_of_order",), _derived_in_order,
+    "lifecycle_order": Rule(_sent_in_order, ("out_of_order",), _fixed(*LIFECYCLE, DERIVED_COLUMN),
+                            _lifecycle_placeholders(skip_derived=True)),
+    "derived_time_order": Rule(_derived_in_order, ("out_of_order",),
                                _fixed(*LIFECYCLE, DERIVED_COLUMN),
-                               _lifecycle_placeholders(False)),
-    "deadline_after_accept": Impl(
-        checks.NOT_BEFORE_REASONS, lambda c, ctx: checks.not_before(c[0], c[1]),
-        _fixed("deadline_at", "accepted_at"), _with(accepted="accepted_at")),
-    "satisfaction_only_if_evaluated": Impl(
-        checks.ONLY_WHEN_REASONS,
-        lambda c, ctx: checks.only_when(c[0], c[1], NEUTRAL_SATISFACTION, CLOSED_STATUS),
-        _fixed("satisfaction", "status"), _with(status="status")),
-    "boundary_valid": Impl(checks.BOUNDARY_REASONS, lambda c, ctx: checks.boundary(c[0]),
-                           _one_per_field(), _boundary_value),
-    "boundary_in_city": Impl(
-        checks.BOUNDARY_EXTENT_REASONS,
-        lambda c, ctx: checks.boundary_in_extent(c[0], ctx.extent, BOUNDARY_TOLERANCE_DEG),
-        _one_per_field(), _boundary_bounds),
-    "boundary_area_plausible": Impl(
-        checks.BOUNDARY_AREA_REASONS,
-        lambda c, ctx: checks.boundary_area(c[0], *GRID_AREA_M2),
-        _one_per_field(), _boundary_area),
+                               _lifecycle_placeholders(skip_derived=False)),
+    "deadline_after_accept": Rule(lambda c: checks.not_before(c[0], c[1]),
+                                  checks.NOT_BEFORE_REASONS, _fixed("deadline_at", "accepted_at"),
+                                  _with(accepted="accepted_at")),
+    "satisfaction_only_if_evaluated": Rule(
+        lambda c: checks.only_when(c[0], c[1], NEUTRAL_SATISFACTION, CLOSED_STATUS),
+        checks.ONLY_WHEN_REASONS, _fixed("satisfaction", "status"), _with(status="status")),
+    "boundary_valid": Rule(lambda c: checks.boundary(c[0]), checks.BOUNDARY_REASONS,
+                           placeholders=_boundary_value),
+    "boundary_in_city": Rule(
+        lambda c, extent: checks.boundary_in_extent(c[0], extent, BOUNDARY_TOLERANCE_DEG),
+        checks.BOUNDARY_EXTENT_REASONS, placeholders=_boundary_bounds),
+    "boundary_area_plausible": Rule(lambda c: checks.boundary_area(c[0], *GRID_AREA_M2),
+                                    checks.BOUNDARY_AREA_REASONS, placeholders=_boundary_area),
 }
 
 
@@ -489,7 +565,7 @@ class AppliedRule:
     """A rule as applied to one entity's columns."""
 
     name: str  # as recorded in findings and results, e.g. "citizen_id_valid"
-    base: str  # key into rules.yaml and IMPLS
+    base: str  # key into rules.yaml and RULES
     columns: tuple[str, ...]  # what the check reads, in order
     entity: Entity = field(repr=False, compare=False)
 
@@ -506,8 +582,8 @@ class AppliedRule:
         return self.definition.dimension
 
     @property
-    def impl(self) -> Impl:
-        return IMPLS[self.base]
+    def impl(self) -> Rule:
+        return RULES[self.base]
 
     def pii(self, column: str) -> Pii | None:
         try:
@@ -518,7 +594,7 @@ class AppliedRule:
     def check(self, table: pa.Table | Batch, ctx: RuleContext) -> np.ndarray:
         """Codes per row (see quality.checks): -1 not evaluated, 0 passed, k reason k."""
         batch = table if isinstance(table, Batch) else Batch(table)
-        return self.impl.check([batch.column(c) for c in self.columns], ctx)
+        return self.impl.run([batch.column(c) for c in self.columns], ctx)
 
 
 class Batch:
@@ -545,9 +621,9 @@ def _applied(entity: Entity) -> tuple[AppliedRule, ...]:
     out: list[AppliedRule] = []
 
     def add(base: str, fields: tuple[str, ...]) -> None:
-        if base not in IMPLS or base not in definitions():
+        if base not in RULES or base not in definitions():
             raise KeyError(f"{entity.table}: rule {base!r} is not defined in quality.rules")
-        tuples = IMPLS[base].columns(fields)
+        tuples = RULES[base].columns(fields)
         for cols in tuples:
             name = base if len(tuples) == 1 else f"{base}:{cols[0]}"
             out.append(AppliedRule(name=name, base=base, columns=cols, entity=entity))
@@ -600,17 +676,6 @@ class Evaluation:
     blocking_failed: np.ndarray  # bool per row: the row goes to quarantine
     findings: pa.Table  # one row per (row, failed rule), ordered by row then rule
     results: list[RuleResult]  # per rule, for the run's quality record
-
-    def first_blocking(self) -> tuple[np.ndarray, np.ndarray]:
-        """(rule, reason) of the first blocking failure of every quarantined row, in the
-        order of `np.flatnonzero(blocking_failed)`."""
-        blocking = self.findings.filter(pc.equal(self.findings["severity"], Severity.BLOCKING.value))
-        rows = blocking["row_index"].to_numpy()
-        _, first = np.unique(rows, return_index=True)
-        take = pa.array(first)
-        rules = blocking["rule"].take(take).to_numpy(zero_copy_only=False)
-        reasons = blocking["reason"].take(take).to_numpy(zero_copy_only=False)
-        return np.asarray(rules, dtype=object), np.asarray(reasons, dtype=object)
 
     def result(self, rule: str) -> RuleResult:
         for r in self.results:
@@ -685,14 +750,16 @@ def _findings(rules: Sequence[AppliedRule], rows: list[np.ndarray], pos: list[np
 NULL_TEXT = "NULL"
 
 
-def text(column: pa.Array | pa.ChunkedArray, rows: np.ndarray, pii: Pii | None = None) -> pa.Array:
-    """Display text of `column` at `rows`: times in Beijing time, personal data masked."""
+def text(column: pa.Array | pa.ChunkedArray, rows: np.ndarray, ctx: RuleContext,
+         pii: Pii | None = None) -> pa.Array:
+    """Display text of `column` at `rows`: times in the city's local time, to the second;
+    personal data masked."""
     arr = checks.as_array(column).take(pa.array(rows, pa.int64()))
     if pa.types.is_timestamp(arr.type):
-        local = pc.add(arr.cast(pa.timestamp("us", tz="UTC")).cast(pa.int64()),
-                       int(timedelta(hours=8) / timedelta(microseconds=1)))
-        seconds = local.cast(pa.timestamp("us")).cast(pa.timestamp("s"), safe=False)
-        out = pc.strftime(seconds, format="%Y-%m-%d %H:%M:%S")
+        # A time without a zone is UTC, as conform writes them.
+        utc = arr if arr.type.tz is not None else arr.cast(pa.timestamp(arr.type.unit, tz="UTC"))
+        local = utc.cast(pa.timestamp("s", tz=ctx.timezone), safe=False)
+        out = pc.strftime(local, format="%Y-%m-%d %H:%M:%S")
     elif pa.types.is_floating(arr.type):
         out = pc.round(arr, 6).cast(pa.string())
     else:

@@ -31,15 +31,14 @@ class Validated:
     evaluation: Evaluation
 
     def headline(self) -> tuple[list[str], list[str]]:
-        """Per quarantined row, in row order: its first blocking rule and reason."""
-        blocking = self.findings.filter(pc.equal(self.findings["severity"], Severity.BLOCKING))
-        first: dict[int, tuple[str, str]] = {}
-        for i, rule, reason in zip(blocking["row_index"].to_pylist(),
-                                   blocking["rule"].to_pylist(),
-                                   blocking["reason"].to_pylist(), strict=True):
-            first.setdefault(i, (rule, reason))
-        rows = np.flatnonzero(self.quarantine)
-        return [first[int(i)][0] for i in rows], [first[int(i)][1] for i in rows]
+        """Per quarantined row, in row order: its first blocking rule and reason (an
+        unreadable value first, then the rules in evaluation order)."""
+        blocking = self.findings.filter(pc.equal(self.findings["severity"],
+                                                 Severity.BLOCKING.value))
+        rows, first = np.unique(blocking["row_index"].to_numpy(), return_index=True)
+        # Every quarantined row has a blocking finding, and only those rows do.
+        take = pa.array(first[np.searchsorted(rows, np.flatnonzero(self.quarantine))])
+        return blocking["rule"].take(take).to_pylist(), blocking["reason"].take(take).to_pylist()
 
 
 def _unparseable_findings(unparseable: Mapping[str, np.ndarray],

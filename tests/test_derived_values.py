@@ -22,10 +22,10 @@ from base.settings import CityConfig
 from conform.citymgmt import CityMgmtCaseConformer
 from conform.gridmgmt import EventsConformer, GridsConformer
 from conform.hotline12345 import Hotline12345Conformer
-from quality.profile_rules import conformed_table, panjin_context, panjin_grids
 from quality.rules import evaluate
 from quality.validate import validate
 from schemas.model import EVENT, GRID
+from tests.support.profile_rules import conformed_table, panjin_context, panjin_grids
 
 CITY = CityConfig(code="2111", extent=(121.42, 40.65, 122.52, 41.45))
 CTX = panjin_context()  # now = 2026-11-22 08:00 UTC

@@ -21,10 +21,10 @@ from base.settings import CityConfig
 from conform.gridmgmt import GridsConformer
 from quality import checks
 from quality.gx_suite import run_suite
-from quality.profile_rules import PANJIN_EXTENT, conformed_table, panjin_context
 from quality.rules import GRID_AREA_M2, evaluate
 from quality.validate import validate
 from schemas.model import GRID
+from tests.support.profile_rules import PANJIN_EXTENT, conformed_table, panjin_context
 
 CTX = panjin_context()
 CITY = CityConfig(code="2111", extent=(121.42, 40.65, 122.52, 41.45))

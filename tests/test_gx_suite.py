@@ -10,16 +10,15 @@ import great_expectations as gx
 import pytest
 
 from quality.gx_suite import (
-    BUILDERS,
-    ExpectColumnValuesToBePresent,
+    ExpectRowsToPassHubRule,
     build_suite,
     run_suite,
     sample,
     suite_parameters,
 )
-from quality.profile_rules import NOW, conformed_table, panjin_context, synthetic_events
-from quality.rules import IMPLS, applied_rules, evaluate
+from quality.rules import CONTEXT, RULES, applied_rules, evaluate
 from schemas.model import ENTITIES, EVENT, GRID, HOUSE, ORGANIZATION, PERSON, THING
+from tests.support.profile_rules import NOW, conformed_table, panjin_context, synthetic_events
 
 CTX = panjin_context()
 
@@ -38,8 +37,8 @@ def test_one_expectation_per_rule_with_meta(entity):
         assert exp.severity.value == ("critical" if rule.severity == "blocking" else "warning")
         assert meta["columns"] == list(rule.columns)
     required = [f.name for f in entity.fields if f.required]
-    present = [e for e in suite.expectations if isinstance(e, ExpectColumnValuesToBePresent)]
-    assert [e.column for e in present] == required
+    present = [e for e in suite.expectations if e.rule == "required_present"]
+    assert [e.reads for e in present] == [[name] for name in required]
     # the recorded definition is plain JSON, reference tables only as parameters
     text = json.dumps(suite.to_json_dict(), ensure_ascii=False)
     assert "$PARAMETER" in text or entity.name == "division"
@@ -47,7 +46,12 @@ def test_one_expectation_per_rule_with_meta(entity):
 
 
 def test_every_rule_has_an_expectation():
-    assert set(BUILDERS) == set(IMPLS)
+    # One kind of expectation, parameterised by the rule; every rule is in some suite.
+    expectations = [e for entity in ENTITIES for e in build_suite(entity).expectations]
+    assert all(type(e) is ExpectRowsToPassHubRule for e in expectations)
+    assert {e.rule for e in expectations} == set(RULES)
+    # and it can name every value of the run a check may read
+    assert set(CONTEXT) <= set(ExpectRowsToPassHubRule.__fields__)
 
 
 def _assert_counts_match(entity, table, ctx=CTX):

@@ -12,13 +12,28 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pytest
+import yaml
 from stdnum import exceptions as stdnum_errors
 from stdnum.cn import ric, uscc
 
 from base.pii import mask_id_number, mask_phone
+from base.settings import settings
 from quality import checks
 from quality.consistency import TRANSFER_RULE
-from quality.profile_rules import (
+from quality.rules import (
+    FINDINGS_SCHEMA,
+    FUTURE_TOLERANCE,
+    RULES,
+    RULES_FILE,
+    RuleContext,
+    Severity,
+    applied_rules,
+    definitions,
+    evaluate,
+)
+from quality.validate import validate
+from schemas.model import ENTITIES, EVENT, GRID, ORGANIZATION, PERSON, THING
+from tests.support.profile_rules import (
     NOW,
     PANJIN_EXTENT,
     conformed_table,
@@ -27,17 +42,6 @@ from quality.profile_rules import (
     panjin_streets,
     synthetic_events,
 )
-from quality.rules import (
-    FINDINGS_SCHEMA,
-    FUTURE_TOLERANCE,
-    IMPLS,
-    RuleContext,
-    Severity,
-    applied_rules,
-    definitions,
-    evaluate,
-)
-from schemas.model import ENTITIES, EVENT, GRID, ORGANIZATION, PERSON, THING
 
 CTX = panjin_context()
 STREET = panjin_streets()[0]
@@ -191,6 +195,22 @@ def test_times_in_the_future_are_blocking_with_a_tolerance():
     assert found[0]["severity"] == "blocking"
 
 
+def test_dates_and_reasons_follow_the_city_time_zone():
+    late = datetime(2026, 11, 24, 17, 30, tzinfo=UTC)  # 01:30 the next day in Beijing
+    table = events({"closed_at": late})
+    now = datetime(2026, 11, 21, 17, 0, tzinfo=UTC)  # the 22nd in Beijing, the 21st in Ürümqi
+    urumqi = replace(CTX, now=now, timezone="Asia/Urumqi")
+    assert replace(CTX, now=now).today == date(2026, 11, 22)
+    assert urumqi.today == date(2026, 11, 21)
+    assert RuleContext.from_reference("2111", PANJIN_EXTENT, now, timezone="Asia/Urumqi") \
+        .today == date(2026, 11, 21)
+    assert only_finding(table)["reason"].endswith("2026-11-25 01:30:00")
+    future = [f for f in findings_of(table, ctx=urumqi) if f["rule"] == "not_in_future"]
+    assert future[0]["reason"].endswith("2026-11-24 23:30:00")
+    with pytest.raises(ValueError, match="unknown time zone 'Nowhere/City'"):
+        replace(CTX, timezone="Nowhere/City")
+
+
 def test_lifecycle_out_of_order_names_both_steps():
     table = events(
         {"resolved_at": t(49.5)},  # resolved before dispatched (and accepted)
@@ -280,7 +300,7 @@ def test_grid_rule_skipped_without_grids():
     assert ev.findings.num_rows == 0
 
 
-def test_first_blocking_is_the_first_blocking_rule_of_each_row():
+def test_the_headline_is_the_first_blocking_rule_of_each_row():
     table = events(
         {"division_code": "211121"},  # warning only
         {"channel": None, "source_updated_at": None, "resolved_at": t(49.5)},
@@ -288,8 +308,8 @@ def test_first_blocking_is_the_first_blocking_rule_of_each_row():
     )
     ev = evaluate(EVENT, table, CTX)
     assert ev.blocking_failed.tolist() == [False, True, True]
-    rules, reasons = ev.first_blocking()
-    assert rules.tolist() == ["required_present:channel", "not_in_future"]
+    rules, reasons = validate(EVENT, table, CTX).headline()
+    assert rules == ["required_present:channel", "not_in_future"]
     assert "channel" in reasons[0]
     # and findings keep every failure, ordered by row then rule
     assert [f["rule"] for f in ev.findings.to_pylist() if f["row_index"] == 1] == [
@@ -302,7 +322,7 @@ def test_empty_table():
     assert ev.findings.schema.equals(FINDINGS_SCHEMA)
     assert ev.findings.num_rows == 0
     assert all(r.evaluated == 0 and r.failed == 0 for r in ev.results)
-    rules, reasons = ev.first_blocking()
+    rules, reasons = validate(EVENT, conformed_table(EVENT, []), CTX).headline()
     assert len(rules) == len(reasons) == 0
 
 
@@ -539,10 +559,27 @@ def test_every_rule_named_in_the_model_is_defined():
             assert set(d.reasons) == set(rule.impl.reasons), rule.name
             assert d.severity in (Severity.BLOCKING, Severity.WARNING)
     # Every rule is checked row by row, except the cross-source ones (quality.consistency).
-    assert set(IMPLS) == set(defs) - {TRANSFER_RULE}
+    assert set(RULES) == set(defs) - {TRANSFER_RULE}
     blocking = {n for n, d in defs.items() if d.severity is Severity.BLOCKING}
     assert blocking == {"required_present", "source_key_unique", "not_in_future",
                         "lifecycle_order", "boundary_valid", "boundary_in_city"}
+
+
+def test_a_rules_file_names_every_rule_with_every_reason(tmp_path, monkeypatch):
+    spec = yaml.safe_load(RULES_FILE.read_text(encoding="utf-8"))
+    del spec["phone_format"]["reasons"]["format"]
+    path = tmp_path / "rules.yaml"
+    path.write_text(yaml.safe_dump(spec, allow_unicode=True), encoding="utf-8")
+    monkeypatch.setenv("HUB_RULES_FILE", str(path))
+    settings.cache_clear()
+    definitions.cache_clear()
+    try:
+        with pytest.raises(ValueError, match="phone_format: no reason template for format"):
+            definitions()
+    finally:
+        monkeypatch.undo()
+        settings.cache_clear()
+        definitions.cache_clear()
 
 
 def test_context_from_reference():

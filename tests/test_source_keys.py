@@ -6,9 +6,9 @@ from __future__ import annotations
 from dataclasses import replace
 
 from quality.gx_suite import run_suite, suite_parameters
-from quality.profile_rules import conformed_table, panjin_context, synthetic_events
 from quality.rules import evaluate
 from schemas.model import EVENT, PERSON
+from tests.support.profile_rules import conformed_table, panjin_context, synthetic_events
 
 CTX = panjin_context()
 

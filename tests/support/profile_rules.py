@@ -1,6 +1,6 @@
 """Time `quality.rules.evaluate` and `quality.gx_suite.run_suite` on synthetic events.
 
-    python -m quality.profile_rules --rows 1000000
+    python -m tests.support.profile_rules --rows 1000000
 
 `synthetic_events` builds a conformed core.event batch (盘锦, personal data in
 clear) with a realistic mix of about 5% bad rows: unmapped categories, retired and
@@ -23,6 +23,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from quality import checks
+from quality.gx_suite import run_suite
 from quality.rules import LIFECYCLE, RuleContext, evaluate, hub_vocabulary, reference_tables
 from schemas.arrow import conformed_schema
 from schemas.model import EVENT, Entity
@@ -231,8 +232,6 @@ def main() -> None:
         print(f"  {r.rule:45s} {r.severity:8s} evaluated={r.evaluated:>9,} failed={r.failed:>7,}")
     if args.no_gx:
         return
-
-    from quality.gx_suite import run_suite
 
     run_suite(EVENT, table.slice(0, 1000), ctx)  # GX context and suite set-up, once a process
     for label, max_rows in (("full batch", None), ("200k-row sample", 200_000)):

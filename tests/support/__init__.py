@@ -1,0 +1,1 @@
+"""Helpers the tests share: synthetic conformed batches and the contexts they are checked in."""
