@@ -20,6 +20,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
+from zoneinfo import ZoneInfo
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
@@ -58,13 +59,25 @@ class CityConfig(BaseModel):
     extent: tuple[float, float, float, float] = Field(
         description="WGS84 min_lon, min_lat, max_lon, max_lat: coordinates outside are findings"
     )
-    timezone: str = "Asia/Shanghai"
+    timezone: str = Field("Asia/Shanghai", description=(
+        "IANA time zone of the city: the platforms' local times, the marts' weeks and days, "
+        "the weekly report's week and schedule"))
 
     @field_validator("code")
     @classmethod
     def _four_digits(cls, v: str) -> str:
         if not re.fullmatch(r"\d{4}", v):
             raise ValueError(f"city code must be 4 digits, got {v!r}")
+        return v
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, v: str) -> str:
+        try:
+            ZoneInfo(v)
+        except (ValueError, KeyError):  # ZoneInfoNotFoundError is a KeyError
+            raise ValueError(f"unknown time zone {v!r}: use an IANA name such as "
+                             "Asia/Shanghai") from None
         return v
 
 
@@ -141,15 +154,31 @@ class SourcesFile(BaseModel):
                            f"{', '.join(self.sources) or 'none'}") from None
 
 
-def load_sources(path: Path | str | None = None) -> SourcesFile:
-    """Read and validate a sources file (default: `HUB_SOURCES_FILE` or ./sources.yaml)."""
+def _read_sources(path: Path | str | None) -> dict[str, Any]:
     path = Path(path) if path else settings().sources_file
     with open(path, encoding="utf-8") as f:
         raw = yaml.safe_load(f) or {}
+    if not isinstance(raw, dict):
+        raise ValueError(f"{path}: a sources file is a mapping with `city` and `sources`")
+    return raw
+
+
+def load_sources(path: Path | str | None = None) -> SourcesFile:
+    """Read and validate a sources file (default: `HUB_SOURCES_FILE` or ./sources.yaml)."""
+    raw = _read_sources(path)
     for name, src in (raw.get("sources") or {}).items():
         if isinstance(src, dict):
             src.setdefault("name", name)
     return SourcesFile.model_validate(raw)
+
+
+def load_city(path: Path | str | None = None) -> CityConfig:
+    """The sources file's `city` alone, validated: for what needs only the city (its time
+    zone: the report, the marts, the CLI's times) and must not fail on a source entry."""
+    raw = _read_sources(path)
+    if "city" not in raw:
+        raise ValueError(f"{path or settings().sources_file}: the sources file has no `city`")
+    return CityConfig.model_validate(raw["city"])
 
 
 def _airflow_connection_extra(source: str) -> dict[str, Any]:

@@ -1,9 +1,11 @@
 """`hub`: run the pipeline, query the warehouse, look after quality, run the demo.
 
-Only `hub migrate` (and the demo) changes the warehouse's schema. Commands that read
-(`sql`, `status`, `quarantine list|show`) never migrate, so they answer while a load
-holds its locks; commands that write (`run`, `quarantine replay`, `collect`,
+Only `hub migrate` (and the demo) changes the warehouse's schema; it also records the
+sources file's `city.timezone`, which the marts count weeks and days in. Commands that
+read (`sql`, `status`, `quarantine list|show`) never migrate, so they answer while a
+load holds its locks; commands that write (`run`, `quarantine replay`, `collect`,
 `snapshot accept`) refuse a warehouse that is behind, saying to run `hub migrate`.
+Times are shown in the city's time zone.
 """
 
 from __future__ import annotations
@@ -13,11 +15,14 @@ import getpass
 import json
 import logging
 import sys
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated
+from zoneinfo import ZoneInfo
 
 import typer
 
+from base.settings import load_city
 from hub.collector import collect as run_collector
 from hub.console import console, err, print_table
 from hub.pipeline import RunSummary, run_source
@@ -26,7 +31,7 @@ from quality.display import mask_payload
 from quality.report import build
 from warehouse import ops
 from warehouse.db import connect, describe
-from warehouse.migrate import SchemaNotCurrent, require_current
+from warehouse.migrate import SchemaNotCurrent, record_city_timezone, require_current
 from warehouse.migrate import migrate as do_migrate
 
 __all__ = ["app", "console", "err", "main", "print_table"]
@@ -46,16 +51,36 @@ def _main(verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False) -> 
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
+def _city_timezone(config: Path | None) -> str:
+    """The city's time zone from the sources file; UTC, said on stderr, when the file
+    cannot be read (a read command still answers)."""
+    try:
+        return load_city(config).timezone
+    except (OSError, ValueError) as exc:
+        err.print(f"[yellow]times in UTC: the sources file gives no city time zone ({exc})[/yellow]")
+        return "UTC"
+
+
 @app.command()
 def migrate(
     force: Annotated[bool, typer.Option(
         "--force", help="compare every core table with the model even if the warehouse"
                         " records it is current (after a change by hand)")] = False,
+    config: ConfigOption = None,
 ) -> None:
-    """Create or upgrade the warehouse schemas and load the reference tables."""
+    """Create or upgrade the warehouse schemas, load the reference tables, and record the
+    city's time zone (the sources file's city.timezone) for the marts."""
     applied = do_migrate(force=force)
     console.print(f"warehouse {describe()}: " + (f"applied {', '.join(applied)}" if applied
                                                  else "up to date"))
+    try:
+        timezone = load_city(config).timezone
+    except (OSError, ValueError) as exc:
+        err.print(f"[red]the city's time zone was not recorded:[/red] {exc}")
+        raise typer.Exit(1) from None
+    with connect() as conn:
+        if record_city_timezone(conn, timezone):
+            console.print(f"the marts now count weeks and days in {timezone}")
 
 
 @app.command()
@@ -110,37 +135,39 @@ def sql_command(
 @app.command()
 def status(
     limit: Annotated[int, typer.Option(help="runs shown per source")] = 5,
+    config: ConfigOption = None,
 ) -> None:
     """Recent runs per source, with counts and outcomes."""
+    tz = _city_timezone(config)
     with connect() as conn:
         rows = conn.execute(
             "SELECT source_system, run_id, outcome, to_char(started_at AT TIME ZONE"
-            " 'Asia/Shanghai', 'YYYY-MM-DD HH24:MI:SS'),"
+            " %(tz)s, 'YYYY-MM-DD HH24:MI:SS'),"
             " round(extract(epoch FROM finished_at - started_at)::numeric, 1),"
             " extracted, loaded, quarantined, inserted, updated, left(error, 80)"
             " FROM (SELECT *, row_number() OVER (PARTITION BY source_system"
             "   ORDER BY started_at DESC) AS n FROM ops.run) r"
-            " WHERE n <= %s ORDER BY source_system, started_at DESC",
-            (limit,),
+            " WHERE n <= %(limit)s ORDER BY source_system, started_at DESC",
+            {"tz": tz, "limit": limit},
         ).fetchall()
         cursors = conn.execute("SELECT source_system, state::text FROM ops.cursor").fetchall()
         rejected = conn.execute(
             "SELECT source_system, stream, file_name, kind, attempts,"
-            " to_char(last_seen_at AT TIME ZONE 'Asia/Shanghai', 'YYYY-MM-DD HH24:MI'), reason"
+            " to_char(last_seen_at AT TIME ZONE %s, 'YYYY-MM-DD HH24:MI'), reason"
             " FROM ops.rejected_file f WHERE NOT EXISTS (SELECT 1 FROM ops.snapshot_acceptance a"
             "   WHERE a.source_system = f.source_system AND a.stream = f.stream"
             "   AND a.snapshot_id = f.file_name || '#' || f.sha256)"
-            " ORDER BY last_seen_at DESC LIMIT 50").fetchall()
+            " ORDER BY last_seen_at DESC LIMIT 50", (tz,)).fetchall()
         warnings = conn.execute(
             "SELECT source_system, run_id, w FROM (SELECT *, row_number() OVER (PARTITION BY"
             "   source_system ORDER BY started_at DESC) AS n FROM ops.run) r,"
             " jsonb_array_elements_text(r.warnings) w WHERE n = 1"
             " ORDER BY source_system").fetchall()
-    print_table(["source", "run", "outcome", "started (CST)", "seconds", "extracted", "loaded",
+    print_table(["source", "run", "outcome", f"started ({tz})", "seconds", "extracted", "loaded",
                  "quarantined", "new", "changed", "error"], rows, title="recent runs")
     print_table(["source", "cursor"], cursors, title="cursors")
     if rejected:
-        print_table(["source", "stream", "file", "kind", "attempts", "last seen (CST)", "reason"],
+        print_table(["source", "stream", "file", "kind", "attempts", f"last seen ({tz})", "reason"],
                     rejected, title="files rejected as a whole (not loaded)")
     if warnings:
         print_table(["source", "run", "warning"], warnings, title="warnings of the latest runs")
@@ -183,18 +210,20 @@ app.add_typer(quarantine_app, name="quarantine")
 def quarantine_list(
     source: Annotated[str | None, typer.Option(help="only this source")] = None,
     all_states: Annotated[bool, typer.Option("--all", help="replayed/superseded too")] = False,
+    config: ConfigOption = None,
 ) -> None:
     """Quarantined records grouped by source and rule, with counts."""
+    tz = _city_timezone(config)
     with connect() as conn:
         rows = conn.execute(
             "SELECT source_system, entity, rule, state, count(*), min(quarantine_id),"
-            " to_char(max(quarantined_at) AT TIME ZONE 'Asia/Shanghai', 'YYYY-MM-DD HH24:MI'),"
+            " to_char(max(quarantined_at) AT TIME ZONE %(tz)s, 'YYYY-MM-DD HH24:MI'),"
             " left(min(reason), 70) FROM quality.quarantine"
             " WHERE (%(source)s::text IS NULL OR source_system = %(source)s)"
             " AND (%(all)s OR state = 'open') GROUP BY 1, 2, 3, 4 ORDER BY 1, 5 DESC",
-            {"source": source, "all": all_states},
+            {"source": source, "all": all_states, "tz": tz},
         ).fetchall()
-    print_table(["source", "entity", "rule", "state", "records", "first id", "latest (CST)",
+    print_table(["source", "entity", "rule", "state", "records", "first id", f"latest ({tz})",
                  "example reason"], rows, title="quality.quarantine")
     if rows:
         console.print("inspect one with `hub quarantine show <id>`; after a fix, "
@@ -207,8 +236,10 @@ def quarantine_show(
     unmasked: Annotated[bool, typer.Option(
         "--unmasked", help="show personal data in clear (the read is recorded in ops.pii_read)"
     )] = False,
+    config: ConfigOption = None,
 ) -> None:
     """One quarantined record: why it was held and what the platform sent."""
+    tz = _city_timezone(config)
     with connect() as conn:
         row = conn.execute(
             "SELECT quarantine_id, source_system, stream, entity, source_id, run_id, rule, reason,"
@@ -222,7 +253,7 @@ def quarantine_show(
                          ("quality.quarantine.payload", str(quarantine_id)))
     (qid, src, stream, ent, sid, run_id, rule, reason, failed, payload, state, at, resolved) = row
     console.print(f"[bold]quarantine {qid}[/bold]: {src}/{stream} {ent} {sid} (run {run_id},"
-                  f" {at:%Y-%m-%d %H:%M} UTC), state {state}"
+                  f" {_local(at, tz)}), state {state}"
                   + (f", resolved by run {resolved}" if resolved else ""))
     console.print(f"rule [bold]{rule}[/bold]: {reason}")
     for f in failed:
@@ -274,16 +305,23 @@ def report(
     pdf: Annotated[bool, typer.Option("--pdf", help="also a PDF (headless Chromium)")] = False,
     out: Annotated[Path | None, typer.Option("--out", help="folder (default: HUB_HOME/reports)")
                    ] = None,
+    config: ConfigOption = None,
 ) -> None:
-    """Write the weekly quality report (one self-contained HTML file) and archive it."""
+    """Write the weekly quality report (one self-contained HTML file) and archive it.
+
+    The week, its days and the times shown are the city's (the sources file's city.timezone)."""
     try:
-        built = build(week, pdf=pdf, out_dir=out)
-    except (RuntimeError, ValueError) as exc:
+        built = build(week, pdf=pdf, out_dir=out, timezone=load_city(config).timezone)
+    except (RuntimeError, ValueError, OSError) as exc:
         err.print(f"[red]report failed:[/red] {exc}")
         raise typer.Exit(1) from None
     console.print(str(built.html_path))
     if built.pdf_path:
         console.print(str(built.pdf_path))
+
+
+def _local(at: datetime, tz: str) -> str:
+    return f"{at.astimezone(ZoneInfo(tz)):%Y-%m-%d %H:%M} {tz}"
 
 
 def _require_current() -> None:

@@ -14,7 +14,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from base.settings import SourceConfig, load_sources
+from base.settings import SourceConfig, load_city, load_sources
 from hub.lineage import tables_written
 
 if TYPE_CHECKING:
@@ -100,9 +100,13 @@ def build_ingest_dag(
         # warehouse is current (two small reads, no lock).
         @task(task_id="migrate")
         def migrate_warehouse() -> list[str]:
-            from warehouse.migrate import migrate
+            from warehouse.db import connect
+            from warehouse.migrate import migrate, record_city_timezone
 
-            return migrate()
+            applied = migrate()
+            with connect() as conn:  # the marts count days in the city's time zone
+                record_city_timezone(conn, load_city(path).timezone)
+            return applied
 
         @task(task_id="ingest", outlets=[core_asset(t) for t in tables])
         def ingest() -> dict[str, Any]:

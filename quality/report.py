@@ -20,11 +20,12 @@ import re
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import jinja2
 from psycopg.types.json import Jsonb
@@ -33,7 +34,7 @@ from base import clock
 from base.settings import settings
 from quality import report_charts
 from quality.display import mask_text
-from quality.report_data import BEIJING, DIMENSIONS, ReportData, Week, collect
+from quality.report_data import DIMENSIONS, ReportData, Week, collect
 from warehouse.db import connect
 from warehouse.migrate import require_current
 
@@ -53,6 +54,8 @@ DIMENSION_NOTES = {
     "及时性": "数据是否按时到达（暂无逐行规则，见“数据时效”）",
     "唯一性": "同一记录是否重复",
 }
+# How the page names a time zone it knows by name; any other is shown by its IANA name.
+ZONE_NAMES = {"Asia/Shanghai": "北京时间", "Asia/Urumqi": "乌鲁木齐时间", "UTC": "协调世界时（UTC）"}
 
 # Free text (content, address) can name anyone and anywhere: left out of examples.
 _FREE_TEXT_KEY = re.compile(r"content|description|address|addr|title|remark|memo|内容|地址|描述",
@@ -93,17 +96,20 @@ class BuiltReport:
     pdf_path: Path | None
 
 
-def build_report(week: str | None = None, *, pdf: bool = False, out_dir: Path | None = None) -> Path:
+def build_report(week: str | None = None, *, pdf: bool = False, out_dir: Path | None = None,
+                 timezone: str | None = None) -> Path:
     """Write the quality report of an ISO week (default: last week), archive it, return the HTML path.
 
-    With `pdf=True` the PDF is written next to it (same name, .pdf) and archived too;
-    it needs Chromium and fails with a clear message without it.
+    The week, its days and the times shown are the city's local ones: `timezone`
+    (default: the sources file's city.timezone). With `pdf=True` the PDF is written next
+    to it (same name, .pdf) and archived too; it needs Chromium and fails with a clear
+    message without it.
     """
-    return build(week, pdf=pdf, out_dir=out_dir).html_path
+    return build(week, pdf=pdf, out_dir=out_dir, timezone=timezone).html_path
 
 
 def build(week: str | None = None, *, pdf: bool = False, out_dir: Path | None = None,
-          now: datetime | None = None) -> BuiltReport:
+          now: datetime | None = None, timezone: str | None = None) -> BuiltReport:
     """`build_report` with everything it did: the archive row and both paths."""
     chromium = find_chromium() if pdf else None
     if pdf and chromium is None:
@@ -111,7 +117,7 @@ def build(week: str | None = None, *, pdf: bool = False, out_dir: Path | None = 
             "--pdf needs headless Chromium, and none was found on PATH (looked for "
             f"{', '.join(CHROMIUM_NAMES)}); install it (Debian: apt-get install chromium) "
             "or leave out --pdf for the HTML report")
-    the_week = Week.parse(week) if week else Week.last_complete(now)
+    the_week = Week.parse(week, timezone) if week else Week.last_complete(now, timezone)
     generated_at = now or clock.now()
     require_current()  # reading never migrates: `hub migrate` is an explicit step
     with connect(autocommit=True) as conn:
@@ -152,6 +158,7 @@ def summary(data: ReportData) -> dict[str, Any]:
         "quarantine_open": sum(int(r["open_at_end"]) for r in data.quarantine),
         "unmapped_events": sum(int(r["events"]) for r in data.unmapped),
         "unknown_code_events": sum(int(r["events"]) for r in data.unknown_codes),
+        "timezone": data.week.timezone,
     }
 
 
@@ -180,10 +187,20 @@ def _hours(value: object) -> str:
     return f"{h:.1f} 小时" if h < 48 else f"{h / 24:.1f} 天"
 
 
-def _when(value: object) -> str:
-    if not isinstance(value, datetime):
-        return "—"
-    return value.astimezone(BEIJING).strftime("%Y-%m-%d %H:%M")
+def _when_in(zone: ZoneInfo) -> Callable[[object], str]:
+    """The `when` filter: an instant as the city's local time."""
+
+    def when(value: object) -> str:
+        if not isinstance(value, datetime):
+            return "—"
+        return value.astimezone(zone).strftime("%Y-%m-%d %H:%M")
+
+    return when
+
+
+def zone_name(timezone: str) -> str:
+    """The time zone as the page names it: 北京时间 for Asia/Shanghai."""
+    return ZONE_NAMES.get(timezone, f"{timezone} 时间")
 
 
 def _grade(score: object) -> str:
@@ -193,11 +210,11 @@ def _grade(score: object) -> str:
     return "good" if s >= 0.99 else "fair" if s >= 0.95 else "poor"
 
 
-def _environment() -> jinja2.Environment:
+def _environment(zone: ZoneInfo) -> jinja2.Environment:
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES),
                              autoescape=jinja2.select_autoescape(["html", "j2"]),
                              undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
-    env.filters.update(pct=_pct, delta=_delta, hours=_hours, when=_when, grade=_grade,
+    env.filters.update(pct=_pct, delta=_delta, hours=_hours, when=_when_in(zone), grade=_grade,
                        mask=mask_text, payload=payload_excerpt)
     return env
 
@@ -221,8 +238,9 @@ def render(data: ReportData, generated_at: datetime) -> str:
         "not_reconciled": [r["source_system"] for r in data.reconciliation if not r["reconciles"]],
         "events": sum(sum(d.values()) for d in data.daily_volume.values()),
     }
-    return _environment().get_template("report.html.j2").render(
-        data=data, week=data.week, generated_at=generated_at, charts=charts,
+    return _environment(data.week.zone).get_template("report.html.j2").render(
+        data=data, week=data.week, zone_name=zone_name(data.week.timezone),
+        generated_at=generated_at, charts=charts,
         dimensions=DIMENSIONS, dimension_notes=DIMENSION_NOTES, headline=headline,
         sources=sorted(set(data.sources) | set(data.scores)),
     )

@@ -1,26 +1,37 @@
 """What the weekly quality report shows, read from the warehouse for one ISO week.
 
-Every query takes the week as a half-open interval [start, end) of Beijing time.
-Run-based figures (scores, counts, quarantine) belong to the week the run
-started in; event volumes to the day an event was reported; the governance
-figures come from the marts (mart.governance_weekly_district). Nothing here
+Every query takes the week as a half-open interval [start, end) of the city's local
+time (`Week.timezone`: the sources file's `city.timezone` unless given). Run-based
+figures (scores, counts, quarantine) belong to the week the run started in; event
+volumes to the local day an event was reported; the governance figures come from the
+marts (mart.governance_weekly_district), read in the week's time zone. Nothing here
 formats or masks: quality.report does both.
+
+The marts count weeks and days in the city's time zone as the warehouse records it
+(ops.city_setting, read through mart.city_timezone()); `warehouse.migrate.record_city_timezone` keeps
+that equal to the sources file (`hub migrate` calls it), and `marts_in` lets one
+session read them in another zone.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import psycopg
+from psycopg.pq import TransactionStatus
 from psycopg.rows import dict_row
 
 from base import clock
+from base.settings import load_city
 from quality.rules import DIMENSIONS, definitions
 
-BEIJING = ZoneInfo("Asia/Shanghai")
+# The session setting mart.city_timezone() prefers to the recorded time zone.
+MART_TIMEZONE_SETTING = "hub.city_timezone"
 TOP_RULES = 10
 EXAMPLES_PER_RULE = 3
 Row = dict[str, Any]
@@ -28,30 +39,46 @@ Row = dict[str, Any]
 
 @dataclass(frozen=True)
 class Week:
-    """One ISO week in Beijing time, e.g. 2026-W47 = Mon 2026-11-16 .. Sun 2026-11-22."""
+    """One ISO week in the city's local time, e.g. 2026-W47 = Mon 2026-11-16 .. Sun 2026-11-22.
+
+    `timezone` (an IANA name) defaults to the sources file's `city.timezone`.
+    """
 
     year: int
     number: int
+    timezone: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.timezone:
+            object.__setattr__(self, "timezone", load_city().timezone)
+        try:  # an unknown time zone fails here, not in a query
+            ZoneInfo(self.timezone)
+        except (ValueError, KeyError):
+            raise ValueError(f"unknown time zone {self.timezone!r}") from None
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
 
     @classmethod
-    def parse(cls, text: str) -> Week:
+    def parse(cls, text: str, timezone: str | None = None) -> Week:
         try:
             year, _, num = text.strip().upper().partition("-W")
-            week = cls(int(year), int(num))
-            date.fromisocalendar(week.year, week.number, 1)
+            date.fromisocalendar(int(year), int(num), 1)
         except ValueError:
             raise ValueError(f"expected an ISO week like 2026-W47, got {text!r}") from None
-        return week
+        return cls(int(year), int(num), timezone or "")
 
     @classmethod
-    def containing(cls, moment: datetime) -> Week:
-        iso = moment.astimezone(BEIJING).isocalendar()
-        return cls(iso.year, iso.week)
+    def containing(cls, moment: datetime, timezone: str | None = None) -> Week:
+        zone = timezone or load_city().timezone
+        iso = moment.astimezone(ZoneInfo(zone)).isocalendar()
+        return cls(iso.year, iso.week, zone)
 
     @classmethod
-    def last_complete(cls, now: datetime | None = None) -> Week:
+    def last_complete(cls, now: datetime | None = None, timezone: str | None = None) -> Week:
         """The week before the one `now` (default: the current time) falls in."""
-        return cls.containing((now or clock.now()) - timedelta(days=7))
+        return cls.containing((now or clock.now()) - timedelta(days=7), timezone)
 
     def __str__(self) -> str:
         return f"{self.year}-W{self.number:02d}"
@@ -66,15 +93,15 @@ class Week:
 
     @property
     def start(self) -> datetime:
-        return datetime.combine(self.monday, datetime.min.time(), BEIJING)
+        return datetime.combine(self.monday, datetime.min.time(), self.zone)
 
     @property
     def end(self) -> datetime:
-        return self.start + timedelta(days=7)
+        return datetime.combine(self.monday + timedelta(days=7), datetime.min.time(), self.zone)
 
     @property
     def previous(self) -> Week:
-        return Week.containing(self.start - timedelta(days=1))
+        return Week.containing(self.start - timedelta(days=1), self.timezone)
 
 
 @dataclass
@@ -105,10 +132,17 @@ def _rows(conn: psycopg.Connection, query: str, params: dict[str, Any]) -> list[
 
 
 def collect(conn: psycopg.Connection, week: Week, now: datetime | None = None) -> ReportData:
+    """Everything the report of `week` shows; the marts are read in the week's time zone."""
     now = now or clock.now()
     as_of = min(now, week.end)
     params: dict[str, Any] = {"start": week.start, "end": week.end, "prev_start": week.previous.start,
-              "as_of": as_of, "week": str(week)}
+                              "as_of": as_of, "week": str(week), "tz": week.timezone}
+    with marts_in(conn, week.timezone):
+        return _collect(conn, week, as_of, params)
+
+
+def _collect(conn: psycopg.Connection, week: Week, as_of: datetime,
+             params: dict[str, Any]) -> ReportData:
     sources = [r["source_system"] for r in _rows(conn, SOURCES, params)]
     return ReportData(
         week=week,
@@ -164,7 +198,7 @@ def _scores(conn: psycopg.Connection, params: dict[str, Any]) -> dict[str, dict[
 
 def _daily_volume(conn: psycopg.Connection, params: dict[str, Any]) -> dict[str, dict[date, int]]:
     rows = _rows(conn, """
-        SELECT source_system, (coalesce(reported_at, accepted_at) AT TIME ZONE 'Asia/Shanghai')::date AS day,
+        SELECT source_system, (coalesce(reported_at, accepted_at) AT TIME ZONE %(tz)s)::date AS day,
                count(*) AS events
           FROM core.event
          WHERE valid_to IS NULL
@@ -329,4 +363,32 @@ SELECT * FROM mart.governance_weekly_district WHERE report_week = %(week)s
  ORDER BY accepted DESC, division_code
 """
 
-__all__ = ["BEIJING", "DIMENSIONS", "ReportData", "Week", "collect"]
+
+# ---------------------------------------------------------- the marts' time zone
+
+
+def recorded_city_timezone(conn: psycopg.Connection) -> str:
+    """The time zone the marts count in, as the warehouse records it (ops.city_setting)."""
+    row = conn.execute("SELECT timezone FROM ops.city_setting").fetchone()
+    if row is None:
+        raise RuntimeError("the warehouse records no city time zone (ops.city_setting is "
+                           "empty): run `hub migrate`")
+    return str(row[0])
+
+
+@contextmanager
+def marts_in(conn: psycopg.Connection, timezone: str) -> Iterator[None]:
+    """Read the marts on `conn` in `timezone` inside the block, whatever the warehouse
+    records; the session's setting is restored after."""
+    before = conn.execute("SELECT current_setting(%s, true)", (MART_TIMEZONE_SETTING,)).fetchone()
+    conn.execute("SELECT set_config(%s, %s, false)", (MART_TIMEZONE_SETTING, timezone))
+    try:
+        yield
+    finally:
+        # In a failed transaction the rollback undoes the setting by itself.
+        if conn.info.transaction_status != TransactionStatus.INERROR:
+            conn.execute("SELECT set_config(%s, %s, false)",
+                          (MART_TIMEZONE_SETTING, (before[0] if before else None) or ""))
+
+
+__all__ = ["DIMENSIONS", "ReportData", "Week", "collect", "marts_in", "recorded_city_timezone"]

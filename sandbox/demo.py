@@ -29,7 +29,7 @@ from sandbox.city import City
 from sandbox.platform import STARTERS, DemoPlatform, start
 from schemas.model import ENTITIES
 from warehouse.db import connect, describe
-from warehouse.migrate import migrate
+from warehouse.migrate import migrate, record_city_timezone
 
 
 def _demo_sources(config_path: Path, settings_by_source: dict[str, dict]) -> Path:
@@ -45,13 +45,14 @@ def _demo_sources(config_path: Path, settings_by_source: dict[str, dict]) -> Pat
 
 
 def run_demo(*, scale: float, days: int, console: Console) -> None:
-
     console.rule("governance data hub: demo")
-    with console.status("preparing the embedded warehouse"):
-        migrate()
-    console.print(f"warehouse: {describe()}")
     config_path = settings().sources_file
     config = load_sources(config_path)
+    with console.status("preparing the embedded warehouse"):
+        migrate()
+        with connect() as conn:
+            record_city_timezone(conn, config.city.timezone)
+    console.print(f"warehouse: {describe()}")
     sources = [s for s in config.sources.values() if s.enabled and s.connector in STARTERS]
     city = City(config.city.code, scale=scale)
 

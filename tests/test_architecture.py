@@ -18,7 +18,7 @@ FIRST_PARTY = {"base", "schemas", "connectors", "conform", "quality", "warehouse
 PRODUCT = ("base", "schemas", "connectors", "conform", "quality", "warehouse", "hub")
 # Airflow parses DAG files every few seconds: a task imports the heavy pipeline (GX,
 # pyarrow, the warehouse) when it runs, not when the scheduler reads the file.
-TASK_TIME_IMPORTS = {"hub/dag_factory.py": {"hub.pipeline", "warehouse.migrate"},
+TASK_TIME_IMPORTS = {"hub/dag_factory.py": {"hub.pipeline", "warehouse.migrate", "warehouse.db"},
                      "hub/dag_reports.py": {"quality.report", "quality.report_data"}}
 
 

@@ -20,6 +20,7 @@ import yaml
 
 from base.settings import DEFAULT_SOURCES_FILE, SourceConfig, load_sources
 from hub.dag_factory import ASSET_URI_PREFIX, INGEST_DAG_PREFIX, RETRY_BACKOFF, ingest_dag_id
+from hub.dag_reports import REPORT_CRON, REPORT_DAG_ID
 from sandbox.airflow_runner import PROJECT_DAGS_FOLDER, DagBagReport, LocalAirflow
 
 # Airflow's start-up plus the DAG file; the DAG file alone must be far quicker.
@@ -139,7 +140,24 @@ def test_a_broken_sources_file_is_an_import_error_not_a_crash(parse: Parse, tmp_
 
     report = parse(path)
 
-    assert set(report.dags) == {"hub_quality_report"}  # it does not read the sources file
+    assert set(report.dags) == {"hub_quality_report"}  # it reads the city block alone
     [(file, error)] = report.import_errors.items()
     assert file.endswith("hub_ingest.py")
     assert "nope" in error
+
+
+def test_every_dag_runs_on_the_city_s_time_zone(parse: Parse, tmp_path: Path) -> None:
+    sources = {
+        "city": {"code": "2111", "extent": [121.42, 40.65, 122.52, 41.45], "timezone": "Asia/Urumqi"},
+        "sources": {"hotline_xj": {"connector": "hotline12345", "schedule": "0 7 * * *",
+                                   "settings": {"base_url": "http://127.0.0.1:1"}}},
+    }
+    path = tmp_path / "sources.yaml"
+    path.write_text(yaml.safe_dump(sources, allow_unicode=True), encoding="utf-8")
+
+    report = parse(path)
+
+    assert report.import_errors == {}
+    check_ingest_dag(report, load_sources(path).sources["hotline_xj"], "Asia/Urumqi")
+    weekly = report.dags[REPORT_DAG_ID]
+    assert (weekly.cron, weekly.timezone) == (REPORT_CRON, "Asia/Urumqi")

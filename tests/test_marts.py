@@ -147,3 +147,40 @@ def test_marts_state_their_grain_and_document_their_columns(db, events):
         " 'category_code', 'category_name', 'source_system')"
         " AND col_description(a.attrelid, a.attnum) IS NULL").fetchall()
     assert undocumented == []
+
+
+# ------------------------------------------------- the figures, declared once
+
+# What only the figures' definition writes: the rate formulas, the percentiles, the counts.
+FIGURE_TEXT = ("NULLIF(count(*) FILTER", "FILTER (WHERE", "percentile_cont(", "round(")
+
+
+def test_the_figures_are_declared_once(db, events):
+    definitions = dict(db.execute(
+        "SELECT schemaname || '.' || viewname, definition FROM pg_views WHERE schemaname = 'mart'"
+        " UNION ALL SELECT n.nspname || '.' || p.proname, pg_get_functiondef(p.oid)"
+        " FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace"
+        " WHERE n.nspname = 'mart' AND p.prokind = 'f'").fetchall())
+    assert {"mart.governance_weekly", "mart.governance_weekly_district"} <= set(definitions)
+    for text in FIGURE_TEXT:
+        holding = {name for name, sql in definitions.items() if text in sql}
+        assert holding == {"mart.governance_figures"}, (text, holding)
+    for view in ("mart.governance_weekly", "mart.governance_weekly_district"):
+        assert "mart.governance_figures(" in definitions[view], view
+
+
+def test_both_views_keep_their_columns(db, events):
+    columns = {view: [r[0] for r in db.execute(
+        "SELECT attname FROM pg_attribute WHERE attrelid = %s::regclass AND attnum > 0"
+        " ORDER BY attnum", (view,))]
+        for view in ("mart.governance_weekly", "mart.governance_weekly_district")}
+    figures = ["events", "accepted", "closed", "closed_on_time", "evaluated", "satisfied",
+               "repeat_events", "closure_rate", "on_time_rate", "satisfaction_rate",
+               "repeat_rate", "response_h_median", "response_h_p90", "handling_h_median",
+               "handling_h_p90"]
+    assert columns["mart.governance_weekly_district"] == [
+        "report_week", "week_start", "division_code", "district_name", *figures]
+    assert columns["mart.governance_weekly"] == [
+        "report_week", "week_start", "division_code", "district_name", "street_code",
+        "street_name", "handling_org", "category_l1_code", "category_l1_name", "category_code",
+        "category_name", "source_system", *figures]

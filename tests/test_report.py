@@ -18,6 +18,7 @@ import threading
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import psycopg
 import pytest
@@ -25,9 +26,9 @@ import pytest
 from hub.dag_reports import (
     REPORT_CRON,
     REPORT_DAG_ID,
-    REPORT_TIMEZONE,
     mail_report,
     recipients,
+    report_timezone,
     week_before,
 )
 from hub.pipeline import run_source
@@ -40,6 +41,8 @@ W46_RUN = "2026-11-12 10:00+08"
 W47_RUN = "2026-11-20 10:00+08"
 W47_FAILED = "2026-11-21 09:00+08"
 LEAKED_PHONE = "13812348000"
+# The schedule's time zone: the project sources file's city.timezone (Asia/Shanghai).
+REPORT_TIMEZONE = report_timezone()
 SECTIONS = ("summary", "scorecard", "volume", "freshness", "runs", "rules", "mapping",
             "quarantine", "governance")
 _BUILT: dict[str, Any] = {}
@@ -270,6 +273,26 @@ def test_weeks():
         Week.parse("2026-47")
     # Monday 08:00 Beijing = Monday 00:00 UTC: the run reports the week before.
     assert week_before(datetime(2026, 11, 23, 0, 0, tzinfo=UTC)) == "2026-W47"
+
+
+def test_weeks_are_the_city_s_local_weeks():
+    # Monday 01:30 in Beijing is still Sunday in Urumqi (UTC+6) and in UTC.
+    monday_0130 = datetime(2023, 3, 13, 1, 30, tzinfo=ZoneInfo("Asia/Shanghai"))
+    default = Week.containing(monday_0130)  # the project sources file's city: Beijing time
+    assert (str(default), default.timezone) == ("2023-W11", "Asia/Shanghai")
+    for zone in ("Asia/Urumqi", "UTC"):
+        week = Week.containing(monday_0130, zone)
+        assert (str(week), week.timezone) == ("2023-W10", zone)
+        assert (str(week.previous), week.previous.timezone) == ("2023-W09", zone)
+    urumqi = Week.parse("2023-W10", "Asia/Urumqi")
+    assert (urumqi.start.isoformat(), urumqi.end.isoformat()) == (
+        "2023-03-06T00:00:00+06:00", "2023-03-13T00:00:00+06:00")
+    assert Week.parse("2023-W10") == Week(2023, 10, "Asia/Shanghai") != urumqi
+    with pytest.raises(ValueError, match="unknown time zone"):
+        Week.parse("2023-W10", "Asia/Nowhere")
+    # The Monday 08:00 run in a city on Urumqi time reports its own previous week.
+    assert week_before(datetime(2023, 3, 13, 8, 0, tzinfo=ZoneInfo("Asia/Urumqi")),
+                       "Asia/Urumqi") == "2023-W10"
 
 
 class _Built:

@@ -32,6 +32,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import psycopg
 
@@ -310,3 +311,18 @@ def _load_divisions(conn: psycopg.Connection) -> None:
         " retired_on, replaced_by)::text), now(), code, name, level, parent_code, table_version,"
         " retired_on, replaced_by FROM division_stage"
     )
+
+
+def record_city_timezone(conn: psycopg.Connection, timezone: str) -> bool:
+    """Make the marts count weeks and days in `timezone` (the sources file's
+    city.timezone); True when that changed anything. A read alone when it is already so:
+    no row is locked, no function rewritten."""
+    ZoneInfo(timezone)  # an IANA name, or fail before the warehouse is touched
+    row = conn.execute("SELECT timezone FROM ops.city_setting").fetchone()
+    if row is not None and row[0] == timezone:
+        return False
+    # The row's trigger rewrites mart.city_timezone() to return it.
+    conn.execute("INSERT INTO ops.city_setting (timezone) VALUES (%s)"
+                 " ON CONFLICT (singleton) DO UPDATE SET timezone = EXCLUDED.timezone,"
+                 " updated_at = now()", (timezone,))
+    return True
