@@ -5,10 +5,12 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import ClassVar
+from types import MappingProxyType
+from typing import Any, ClassVar
 
 import numpy as np
 import pyarrow as pa
+from pydantic import BaseModel, ConfigDict
 
 from base.settings import CityConfig
 from conform.values import Column, fold_divisions
@@ -42,6 +44,23 @@ class Lookups:
     cameras: pa.Table | None = None
 
 
+class ConformSettings(BaseModel):
+    """What a conform step reads of its source's settings, declared by the step.
+
+    Read by name off the connector's settings (conform never imports a connector: a
+    connector's settings model has fields of these names), with the value the step
+    assumes where they say nothing. A step that reads none takes this model itself.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="ignore", from_attributes=True)
+
+
+_REGISTERED: dict[tuple[str, str], type[Conformer]] = {}
+# Every conform step by (platform, stream): a class registers itself when its module is
+# imported (hub.lineage imports every platform's).
+REGISTERED: Mapping[tuple[str, str], type[Conformer]] = MappingProxyType(_REGISTERED)
+
+
 class Conformer(ABC):
     """Maps one platform's records onto the unified model.
 
@@ -49,15 +68,34 @@ class Conformer(ABC):
     cases, residents…), row-aligned with its input so a rejected row leads back
     to its original record. `derive` gives the entities those records mention
     (callers, handling departments), from the records that passed validation.
+
+    A class naming `streams` is the conform step of those streams of `platform` (the
+    connector's `name`) and registers under each pair.
     """
 
+    platform: ClassVar[str]
+    streams: ClassVar[tuple[str, ...]] = ()
     primary: ClassVar[Entity]
     derived: ClassVar[tuple[Entity, ...]] = ()
     # The `Lookups` fields this conformer maps with (the pipeline reads only those).
     needs: ClassVar[frozenset[str]] = frozenset()
+    # What it reads of the source's settings (see `ConformSettings`).
+    settings_model: ClassVar[type[ConformSettings]] = ConformSettings
+    settings: ConformSettings
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        for stream in cls.__dict__.get("streams", ()):
+            known = _REGISTERED.get((cls.platform, stream))
+            if known is not None and _where(known) != _where(cls):
+                raise TypeError(f"two conform steps for stream {stream!r} of {cls.platform!r}:"
+                                f" {_where(known)} and {_where(cls)}")
+            _REGISTERED[(cls.platform, stream)] = cls
 
     def __init__(self, settings: object, city: CityConfig, lookups: Lookups | None = None):
-        self.settings = settings
+        """`settings`: the source's (the connector's settings), or anything with the
+        fields `settings_model` names."""
+        self.settings = self.settings_model.model_validate(settings, from_attributes=True)
         self.city = city
         self.lookups = lookups or Lookups()
 
@@ -66,6 +104,19 @@ class Conformer(ABC):
 
     def derive(self, raw: pa.Table, primary: pa.Table) -> dict[str, pa.Table]:
         return {}
+
+
+def _where(cls: type) -> str:
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def conformer_class(platform: str, stream: str) -> type[Conformer]:
+    """The conform step of a platform's stream, among those registered (hub.lineage
+    imports every platform's)."""
+    try:
+        return REGISTERED[(platform, stream)]
+    except KeyError:
+        raise KeyError(f"no conform step for stream {stream!r} of {platform!r}") from None
 
 
 FOLDED = "division_code"

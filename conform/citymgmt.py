@@ -17,16 +17,15 @@ kept as (0, 0) so the coordinate rule reports it as such.
 
 from __future__ import annotations
 
-from functools import lru_cache
-
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import shapely
-from pyproj import Transformer
 
 from conform import values as v
-from conform.base import Conformed, Conformer, build, last_per_key
+from conform.base import Conformed, Conformer, ConformSettings, build
+from conform.coords import projected_to_lonlat, shapes_to_wgs84, to_wkt
+from conform.derived import departments
 from conform.mappings import category_mapping, status_mapping
 from schemas.model import EVENT, GRID, ORGANIZATION, THING
 
@@ -40,32 +39,12 @@ CASE_TIMES = {
     "deadline_at": "deadline",
     "source_updated_at": "update_time",
 }
-# Degrees kept: 1e-7° is about a centimetre, finer than any platform's survey.
-DEGREE_DECIMALS = 7
 
 
-@lru_cache(maxsize=8)
-def _to_wgs84(crs: str) -> Transformer:
-    return Transformer.from_crs(crs, "EPSG:4326", always_xy=True)
+class ProjectedSettings(ConformSettings):
+    """What the city-management conform steps read of their source's settings."""
 
-
-def projected_to_lonlat(x: v.Column, y: v.Column, crs: str
-                        ) -> tuple[pa.Array, pa.Array, np.ndarray]:
-    """Projected metres → WGS84 degrees, vectorised; and a mask of pairs that could not be
-    converted. Missing stays missing; (0, 0) stays (0, 0)."""
-    xs = np.asarray(pc.fill_null(x, np.nan).to_numpy(zero_copy_only=False), dtype=np.float64)
-    ys = np.asarray(pc.fill_null(y, np.nan).to_numpy(zero_copy_only=False), dtype=np.float64)
-    given = ~np.isnan(xs) & ~np.isnan(ys)
-    zero = given & (xs == 0) & (ys == 0)
-    lon, lat = _to_wgs84(crs).transform(xs, ys, errcheck=False)
-    lon, lat = np.asarray(lon, dtype=np.float64), np.asarray(lat, dtype=np.float64)
-    failed = given & ~zero & ~(np.isfinite(lon) & np.isfinite(lat))
-    lon = np.where(zero, 0.0, np.round(lon, DEGREE_DECIMALS))
-    lat = np.where(zero, 0.0, np.round(lat, DEGREE_DECIMALS))
-    # A lone x or y cannot be converted: both are left missing.
-    missing = ~given | failed
-    return (pa.array(np.where(missing, 0.0, lon), mask=missing),
-            pa.array(np.where(missing, 0.0, lat), mask=missing), failed)
+    crs: str = DEFAULT_CRS  # of x/y and of the unit grids' boundaries
 
 
 def _coordinates(raw: pa.Table, crs: str, unparseable: dict[str, np.ndarray]
@@ -84,21 +63,23 @@ def _prefix(values: v.Column, n: int) -> pa.Array:
     return pc.if_else(pc.fill_null(ok, False), head, pa.scalar(None, pa.string()))
 
 
-def _crs(settings: object) -> str:
-    return str(getattr(settings, "crs", DEFAULT_CRS))
-
-
 def _departments(raw: pa.Table, pairs: tuple[tuple[str, str], ...]) -> pa.Table:
     """One organization per department code the records name (the platform's own code)."""
-    codes = pa.chunked_array([v.trimmed(raw[c]) for c, _ in pairs], pa.string())
-    names = pa.chunked_array([v.trimmed(raw[n]) for _, n in pairs], pa.string())
-    table = pa.table({"source_id": codes, "org_name": names}).filter(pc.is_valid(codes))
-    table = last_per_key(table, "source_id")
-    return build(ORGANIZATION, {"source_id": table["source_id"], "org_name": table["org_name"],
-                                "org_type": pa.scalar("department")}, table.num_rows)
+    codes = pa.chunked_array([raw[c] for c, _ in pairs], pa.string())
+    names = pa.chunked_array([raw[n] for _, n in pairs], pa.string())
+    return departments(names, codes)
 
 
-class CityMgmtCaseConformer(Conformer):
+class CityMgmtConformer(Conformer):
+    """What the city-management conform steps share: coordinates projected in `crs`."""
+
+    platform = PLATFORM
+    settings_model = ProjectedSettings
+    settings: ProjectedSettings
+
+
+class CityMgmtCaseConformer(CityMgmtConformer):
+    streams = ("cases",)
     primary = EVENT
     derived = (ORGANIZATION,)
 
@@ -127,7 +108,7 @@ class CityMgmtCaseConformer(Conformer):
         cols["category_code"] = v.map_codes(category, category_mapping(PLATFORM))
         cols["source_category"] = category
 
-        cols["longitude"], cols["latitude"] = _coordinates(raw, _crs(self.settings), unparseable)
+        cols["longitude"], cols["latitude"] = _coordinates(raw, self.settings.crs, unparseable)
         cols["source_id"] = raw["case_no"]
         cols["channel"] = v.trimmed(raw["source"])
         # Free text is stored exactly as sent.
@@ -147,7 +128,8 @@ COMPONENT_DEPARTMENTS = (("dept_code1", "dept_name1"), ("dept_code2", "dept_name
                          ("dept_code3", "dept_name3"))
 
 
-class CityMgmtComponentConformer(Conformer):
+class CityMgmtComponentConformer(CityMgmtConformer):
+    streams = ("components",)
     primary = THING
     derived = (ORGANIZATION,)
 
@@ -176,7 +158,7 @@ class CityMgmtComponentConformer(Conformer):
         # The code's district is where the platform files the component.
         cols["division_code"] = _prefix(raw["obj_id"], 6)
         cols["street_code"] = _prefix(raw["grid_code"], 9)
-        cols["longitude"], cols["latitude"] = _coordinates(raw, _crs(self.settings), unparseable)
+        cols["longitude"], cols["latitude"] = _coordinates(raw, self.settings.crs, unparseable)
         cols["source_updated_at"], unparseable["update_time"] = v.local_times(
             raw["update_time"], self.city.timezone)
         for date_field in ("or_date", "ch_date"):
@@ -187,7 +169,8 @@ class CityMgmtComponentConformer(Conformer):
         return {"organization": _departments(raw, COMPONENT_DEPARTMENTS)}
 
 
-class CityMgmtUnitGridConformer(Conformer):
+class CityMgmtUnitGridConformer(CityMgmtConformer):
+    streams = ("unit_grids",)
     primary = GRID
 
     def conform(self, raw: pa.Table) -> Conformed:
@@ -198,10 +181,6 @@ class CityMgmtUnitGridConformer(Conformer):
         unparseable["boundary_wkt"] = np.array(
             [w is not None and (g is None or g.is_empty) for w, g in zip(wkt_list, geoms, strict=True)],
             dtype=bool)
-        transformer = _to_wgs84(_crs(self.settings))
-        wgs84 = shapely.transform(
-            geoms, lambda xy: np.column_stack(transformer.transform(xy[:, 0], xy[:, 1])))
-        boundary = shapely.to_wkt(wgs84, rounding_precision=DEGREE_DECIMALS, trim=True)
         area, unparseable["area_m2"] = v.floats(raw["area_m2"])
         # Platforms that leave the area empty: the planar area of the projected polygon.
         computed = pa.array(shapely.area(geoms), pa.float64(), from_pandas=True)
@@ -212,7 +191,7 @@ class CityMgmtUnitGridConformer(Conformer):
             "division_code": _prefix(raw["grid_code"], 6),
             "street_code": v.trimmed(raw["street_code"]),
             "community_name": v.trimmed(raw["community_name"]),
-            "boundary_wkt": pa.array(boundary, pa.string()),
+            "boundary_wkt": to_wkt(shapes_to_wgs84(geoms, self.settings.crs)),
             "area_m2": pc.coalesce(area, computed),
         }
         return Conformed(build(GRID, cols, raw.num_rows), unparseable)

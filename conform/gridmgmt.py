@@ -16,7 +16,6 @@ statuses and organization types map through schemas/mappings/gridmgmt/.
 
 from __future__ import annotations
 
-import csv
 import json
 import re
 from functools import cache
@@ -29,41 +28,27 @@ import shapely
 from base import identity
 from base.pii import keyed_hash
 from conform import values as v
-from conform.base import Conformed, Conformer, build, last_per_key
-from conform.coords import gcj02_columns_to_wgs84
-from conform.mappings import MAPPINGS, category_mapping, status_mapping
+from conform.base import Conformed, Conformer, ConformSettings, build
+from conform.coords import (
+    WGS84,
+    CoordinateSettings,
+    geodesic_areas,
+    lonlat,
+    shapes_to_wgs84,
+    to_wkt,
+)
+from conform.derived import people
+from conform.mappings import category_mapping, code_map, status_mapping
 from schemas.model import EVENT, GRID, HOUSE, ORGANIZATION, PERSON
 
 PLATFORM = "gridmgmt"
 RESIDENT_KEY = "residentKey"  # added by the connector: the record's key, its source_id
 EVENT_CHANNEL = "网格员"
 ORG_TYPES = frozenset({"enterprise", "individual_business", "social", "department"})
-WGS84 = "EPSG:4326"
 _GRID_CODE = r"^\d{15}$"
 
 
 # ------------------------------------------------------------------------ keys
-
-
-def resident_keys(raw: pa.Table) -> pa.Array:
-    """The key of each resident record: `resident:` + keyed hash of the ID's identity.
-
-    A record without an ID number is keyed by name, birth date and address, the
-    best the platform offers. The connector adds this key to each record
-    (`residentKey`, connectors.gridmgmt.resident_keys: the snapshot's pre-pass needs
-    it) and the conformer takes it from there; this is the same computation, for
-    whoever holds residents' records without the connector's field. The two are
-    tested to agree (tests/test_resident_keys.py).
-    """
-    ids = identity.citizen_ids(v.blank_to_null(raw["公民身份号码"]))
-    by_id = pc.binary_join_element_wise(
-        "resident:", identity.per_distinct(ids, lambda s: keyed_hash(identity.citizen_id_identity(s))), "")
-    fallback = pc.binary_join_element_wise(
-        pc.fill_null(raw["姓名"], ""), pc.fill_null(raw["出生日期"], ""),
-        pc.fill_null(raw["现住址"], ""), "|")
-    by_details = pc.binary_join_element_wise(
-        "resident:noid:", identity.per_distinct(fallback, keyed_hash), "")
-    return pc.coalesce(by_id, by_details)
 
 
 def party_key(id_number: str) -> str:
@@ -89,13 +74,13 @@ def _location(raw: pa.Table, grid_field: str) -> dict[str, v.Column | pa.Scalar 
 
 @cache
 def org_type_mapping() -> dict[str, str]:
-    path = MAPPINGS / PLATFORM / "org_types.csv"
-    with open(path, encoding="utf-8", newline="") as f:
-        mapping = {r["source_org_type"]: r["org_type"] for r in csv.DictReader(f)}
-    unknown = set(mapping.values()) - ORG_TYPES
-    if unknown:
-        raise ValueError(f"{path}: {sorted(unknown)} not among {sorted(ORG_TYPES)}")
-    return mapping
+    return code_map(PLATFORM, "org_types.csv", "source_org_type", "org_type", ORG_TYPES)
+
+
+class GridCrsSettings(ConformSettings):
+    """What the grids' conform step reads of its source's settings."""
+
+    grid_crs: str = WGS84  # of the grid polygons in the GeoJSON
 
 
 # ------------------------------------------------------------------ file streams
@@ -104,6 +89,7 @@ def org_type_mapping() -> dict[str, str]:
 class ResidentsConformer(Conformer):
     """One core.person row per resident in a snapshot."""
 
+    platform, streams = PLATFORM, ("residents",)
     primary = PERSON
 
     def conform(self, raw: pa.Table) -> Conformed:
@@ -129,6 +115,7 @@ class ResidentsConformer(Conformer):
 class HousesConformer(Conformer):
     """One core.house row per house (实有房屋) in a snapshot."""
 
+    platform, streams = PLATFORM, ("houses",)
     primary = HOUSE
 
     def conform(self, raw: pa.Table) -> Conformed:
@@ -149,6 +136,7 @@ class HousesConformer(Conformer):
 class OrgsConformer(Conformer):
     """One core.organization row per organization in a snapshot, keyed by its credit code."""
 
+    platform, streams = PLATFORM, ("orgs",)
     primary = ORGANIZATION
 
     def conform(self, raw: pa.Table) -> Conformed:
@@ -169,17 +157,18 @@ class OrgsConformer(Conformer):
 class GridsConformer(Conformer):
     """One core.grid row per grid polygon in a snapshot."""
 
+    platform, streams = PLATFORM, ("grids",)
     primary = GRID
+    settings_model = GridCrsSettings
+    settings: GridCrsSettings
 
     def conform(self, raw: pa.Table) -> Conformed:
         geometry = raw["geometry"].to_pylist()
         shapes = shapely.from_geojson(
             np.array([g if g else "null" for g in geometry], dtype=object), on_invalid="ignore")
         polygonal = np.isin(shapely.get_type_id(shapes), (3, 6))  # Polygon, MultiPolygon
-        shapes = np.asarray(np.where(polygonal, shapes, None), dtype=object)
-        crs = getattr(self.settings, "grid_crs", WGS84)
-        if crs != WGS84:
-            shapes = _to_wgs84(shapes, crs)
+        shapes = shapes_to_wgs84(np.asarray(np.where(polygonal, shapes, None), dtype=object),
+                                 self.settings.grid_crs)
         present = np.array([bool(g and g.strip() not in ("", "null")) for g in geometry],
                            dtype=bool)
         cols = _location(raw, "网格编码")
@@ -188,33 +177,13 @@ class GridsConformer(Conformer):
             "grid_name": v.trimmed(raw["网格名称"]),
             "grid_type": v.trimmed(raw["网格类型"]),
             "community_name": v.trimmed(raw["所属社区"]),
-            "boundary_wkt": pa.array(shapely.to_wkt(shapes, rounding_precision=7), pa.string()),
-            "area_m2": pa.array(_geodesic_areas(shapes), pa.float64(), from_pandas=True),
+            "boundary_wkt": to_wkt(shapes),
+            "area_m2": pa.array(geodesic_areas(shapes), pa.float64(), from_pandas=True),
             "worker_name": v.trimmed(raw["网格员"]),
             "worker_phone": identity.phones(raw["网格员电话"]),
         })
         return Conformed(build(GRID, cols, raw.num_rows),
                          {"geometry": present & ~polygonal})
-
-
-def _to_wgs84(shapes: np.ndarray, crs: str) -> np.ndarray:
-    from pyproj import Transformer
-
-    transformer = Transformer.from_crs(crs, WGS84, always_xy=True)
-
-    def project(xy: np.ndarray) -> np.ndarray:
-        x, y = transformer.transform(xy[:, 0], xy[:, 1])
-        return np.column_stack([x, y])
-
-    return shapely.transform(shapes, project)
-
-
-def _geodesic_areas(shapes: np.ndarray) -> np.ndarray:
-    from pyproj import Geod
-
-    geod = Geod(ellps="WGS84")
-    return np.array([abs(geod.geometry_area_perimeter(s)[0]) if s is not None else np.nan
-                     for s in shapes], dtype=np.float64)
 
 
 # ------------------------------------------------------------------------ events
@@ -240,8 +209,11 @@ class EventsConformer(Conformer):
     a reason to quarantine (rule derived_time_order).
     """
 
+    platform, streams = PLATFORM, ("events",)
     primary = EVENT
     derived = (PERSON,)
+    settings_model = CoordinateSettings
+    settings: CoordinateSettings
 
     def conform(self, raw: pa.Table) -> Conformed:
         tz = self.city.timezone
@@ -250,11 +222,8 @@ class EventsConformer(Conformer):
         cols["reported_at"], unparseable["reportTime"] = v.local_times(raw["reportTime"], tz)
         updated, unparseable["updateTime"] = v.local_times(raw["updateTime"], tz)
         cols["source_updated_at"] = updated
-        lon, unparseable["longitude"] = v.floats(raw["longitude"])
-        lat, unparseable["latitude"] = v.floats(raw["latitude"])
-        if getattr(self.settings, "coordinate_system", "wgs84") == "gcj02":
-            lon, lat = gcj02_columns_to_wgs84(lon, lat)
-        cols["longitude"], cols["latitude"] = lon, lat
+        cols["longitude"], cols["latitude"] = lonlat(raw, unparseable,
+                                                     self.settings.coordinate_system)
 
         status = v.map_codes(raw["status"], status_mapping(PLATFORM))
         no_time = pa.scalar(None, v.UTC_TIMESTAMP)
@@ -291,21 +260,14 @@ class EventsConformer(Conformer):
             return build(PERSON, {}, 0)
         at = pa.array(rows, pa.int64())
         normal = identity.citizen_ids(pa.array(ids, pa.string()))
-        table = pa.table({
+        # Named in several events of a batch: the latest event's place stands.
+        return people(pa.table({
             "source_id": identity.per_distinct(normal, party_key),
             "id_number": normal,
-            "grid_code": events["grid_code"].take(at),
-            "division_code": events["division_code"].take(at),
-            "source_division_code": events["source_division_code"].take(at),
-            "street_code": events["street_code"].take(at),
+            **{c: events[c].take(at) for c in ("grid_code", "division_code",
+                                                "source_division_code", "street_code")},
             "updated": events["source_updated_at"].take(at),
-        })
-        # Named in several events of a batch: the latest event's place stands.
-        table = last_per_key(table, "source_id", "updated")
-        cols: dict[str, v.Column | pa.Scalar | None] = {
-            c: table[c] for c in table.column_names if c != "updated"}
-        cols["role"] = pa.scalar("party")
-        return build(PERSON, cols, table.num_rows)
+        }), "party")
 
 
 _LIST_SEPARATORS = re.compile(r"[,;，；、|]")

@@ -2,10 +2,12 @@
 
 The file names, per stream, the entity its records become and, per platform field,
 the unified column it fills, the reader that parses it (`PARSERS`), the code map it
-goes through, and — for a JSON-valued field — the member to take. A platform whose
+goes through (given in the file, or one of the platform's code tables: categories.csv,
+statuses.csv), and — for a JSON-valued field — the member to take. A platform whose
 fields map one to one needs no conform code at all: a `MappedConformer` subclass
-naming the platform, the stream and the entity. Values a reader cannot read are
-reported per field (they quarantine the record, as in every conformer).
+naming the platform, the stream and the entity; one that needs a column computed from
+several fields computes it from `columns` in its own `conform`. Values a reader cannot
+read are reported per field (they quarantine the record, as in every conformer).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cache
-from typing import Any, ClassVar
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -34,7 +36,18 @@ from schemas.model import Entity, entity
 # of a dispute become people).
 ROWS_OF = frozenset({"person"})
 Mask = np.ndarray | None
-Parser = Callable[[v.Column, "FieldRule"], tuple[v.Column, Mask]]
+Columns = dict[str, v.Column | pa.Scalar | None]
+
+
+@dataclass(frozen=True)
+class Reading:
+    """What a reader is given besides the values."""
+
+    codes: Mapping[str, str]  # the field's code map (`code`)
+    timezone: str  # of the platform's local times (`local_time`)
+
+
+Parser = Callable[[v.Column, Reading], tuple[v.Column, Mask]]
 
 
 @dataclass(frozen=True)
@@ -45,6 +58,8 @@ class FieldRule:
     to: str | None
     parse: str = "verbatim"
     codes: Mapping[str, str] | None = None
+    # A code table of the platform (`mappings.code_table`), read when conforming.
+    code_table: str | None = None
     key: str | None = None
     pick: Mapping[str, str] | None = None
     when: Mapping[str, tuple[str, ...]] | None = None
@@ -73,13 +88,17 @@ def stream_mapping(platform: str, stream: str) -> StreamMapping:
     rules = []
     for name, entries in spec["fields"].items():
         for e in entries if isinstance(entries, list) else [entries]:
-            rule = FieldRule(name, e["to"], e.get("parse", "verbatim"), codes.get(e.get("codes")),
-                             e.get("key"), e.get("pick"),
+            given = codes.get(e.get("codes"))
+            table = given if isinstance(given, str) else None
+            rule = FieldRule(name, e["to"], e.get("parse", "verbatim"),
+                             None if table else given, table, e.get("key"), e.get("pick"),
                              {k: tuple(x) for k, x in e["when"].items()} if "when" in e else None,
                              e.get("why"))
             bad = [f"no column {rule.to}"] if rule.to and rule.to not in columns else []
             bad += [f"no reader {rule.parse}"] if rule.parse not in PARSERS else []
-            bad += [f"no code map {e.get('codes')}"] if rule.parse == "code" and not rule.codes else []
+            bad += [f"no code map {e.get('codes')}"] if rule.parse == "code" and not given else []
+            if table:
+                mappings.code_table(platform, table)  # there, and mapping to hub codes
             hub = vocab.get(rule.to or "")
             bad += [f"{c!r} is no hub code" for c in (rule.codes or {}).values() if hub and c not in hub]
             if bad:
@@ -91,23 +110,29 @@ def stream_mapping(platform: str, stream: str) -> StreamMapping:
 class MappedConformer(Conformer):
     """A conform step declared by a mapping file: schemas/mappings/<platform>/mapping.yaml."""
 
-    platform: ClassVar[str]
-    stream: ClassVar[str]
-
     @property
     def mapping(self) -> StreamMapping:
-        return stream_mapping(self.platform, self.stream)
+        """The mapping file's section of the (first) stream this conformer maps."""
+        return stream_mapping(self.platform, self.streams[0])
 
     def conform(self, raw: pa.Table) -> Conformed:
+        cols, unparseable = self.columns(raw)
+        return Conformed(build(self.mapping.entity, cols, raw.num_rows), unparseable)
+
+    def columns(self, raw: pa.Table) -> tuple[Columns, dict[str, np.ndarray]]:
+        """The unified columns the mapping file fills, and per platform field the values
+        its reader could not read."""
         m, n = self.mapping, raw.num_rows
-        cols: dict[str, v.Column | pa.Scalar | None] = {c: pa.scalar(x) for c, x in m.constants.items()}
+        cols: Columns = {c: pa.scalar(x) for c, x in m.constants.items()}
         unparseable: dict[str, np.ndarray] = {}
         for rule in m.rules:
             values: v.Column = raw[rule.field]
             bad: Mask = None
             if rule.key or rule.pick:
                 values, bad = _member(values, rule.key, rule.pick)
-            parsed, failed = PARSERS[rule.parse](values, rule)
+            codes = (mappings.code_table(self.platform, rule.code_table) if rule.code_table
+                     else rule.codes or {})
+            parsed, failed = PARSERS[rule.parse](values, Reading(codes, self.city.timezone))
             for mask in (bad, failed):
                 if mask is not None:
                     unparseable[rule.field] = unparseable.get(rule.field, np.zeros(n, bool)) | mask
@@ -117,8 +142,7 @@ class MappedConformer(Conformer):
                 where = pc.is_in(v.trimmed(raw[other]), value_set=pa.array(allowed, pa.string()))
                 parsed = pc.if_else(pc.fill_null(where, False), parsed, pa.nulls(n, parsed.type))
             cols[rule.to] = parsed
-        return Conformed(build(m.entity, cols, n), unparseable)
-
+        return cols, unparseable
 
 
 def json_text(value: Any) -> str | None:
@@ -214,8 +238,10 @@ PARSERS: dict[str, Parser] = {
     "verbatim": lambda c, r: (c, None),
     "trimmed": lambda c, r: (v.trimmed(c), None),
     "float": lambda c, r: v.floats(c),
+    "boolean": lambda c, r: v.booleans(c),
     "instant": lambda c, r: _instants(c),
-    "code": lambda c, r: (v.map_codes(c, r.codes or {}), None),
+    "local_time": lambda c, r: v.local_times(c, r.timezone),
+    "code": lambda c, r: (v.map_codes(c, r.codes), None),
     "county": lambda c, r: (_county(c), None),
     "street": lambda c, r: (_street(c), None),
     "uscc": lambda c, r: (_uscc(c), None),

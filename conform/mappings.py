@@ -2,7 +2,9 @@
 
 `categories.csv` maps a platform's category codes to the hub taxonomy and
 `statuses.csv` its statuses to the hub's; both are checked against the hub's
-own tables here, so a typo in a mapping file fails loudly at load time.
+own tables here, so a typo in a mapping file fails loudly at load time. Every
+mapping file of a platform (its organization types, device types…) is read by the
+one reader, `code_map`.
 """
 
 from __future__ import annotations
@@ -30,25 +32,37 @@ def hub_statuses() -> frozenset[str]:
     return frozenset(r["status"] for r in _rows(SCHEMAS / "statuses.csv"))
 
 
-def _mapping(platform: str, file: str, source_col: str, target_col: str,
-             allowed: frozenset[str]) -> dict[str, str]:
+def code_map(platform: str, file: str, source_col: str, target_col: str,
+             allowed: frozenset[str] | None = None) -> dict[str, str]:
+    """One code mapping file, schemas/mappings/<platform>/<file>: its `source_col` values to
+    its `target_col` values. A target not `allowed` (when given) or a source value mapped
+    two ways is refused with the file and line. Read afresh each call: the callers cache."""
     path = MAPPINGS / platform / file
     mapping: dict[str, str] = {}
     for line, r in enumerate(_rows(path), start=2):
-        target = r[target_col]
-        if target not in allowed:
-            raise ValueError(f"{path}:{line}: {target!r} is not a hub code")
-        if r[source_col] in mapping and mapping[r[source_col]] != target:
-            raise ValueError(f"{path}:{line}: {r[source_col]!r} is mapped twice")
-        mapping[r[source_col]] = target
+        source, target = r[source_col], r[target_col]
+        if allowed is not None and target not in allowed:
+            raise ValueError(f"{path}:{line}: {target!r} is no {target_col} the hub knows")
+        if mapping.get(source, target) != target:
+            raise ValueError(f"{path}:{line}: {source!r} is mapped twice")
+        mapping[source] = target
     return mapping
 
 
 @cache
 def category_mapping(platform: str, source_col: str = "source_category_code") -> dict[str, str]:
-    return _mapping(platform, "categories.csv", source_col, "category_code", hub_categories())
+    return code_map(platform, "categories.csv", source_col, "category_code", hub_categories())
 
 
 @cache
 def status_mapping(platform: str) -> dict[str, str]:
-    return _mapping(platform, "statuses.csv", "source_status", "status", hub_statuses())
+    return code_map(platform, "statuses.csv", "source_status", "status", hub_statuses())
+
+
+def code_table(platform: str, file: str) -> dict[str, str]:
+    """A code table of the platform by file name, as its reader above reads (and caches) it."""
+    readers = {"categories.csv": category_mapping, "statuses.csv": status_mapping}
+    if file not in readers:
+        raise ValueError(f"{MAPPINGS / platform / file}: no code table of the hub's "
+                         f"(one of {', '.join(readers)})")
+    return readers[file](platform)

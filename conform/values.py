@@ -72,13 +72,15 @@ def booleans(values: Column) -> tuple[pa.Array, np.ndarray]:
     return parsed, _failed(values, parsed)
 
 
-def map_codes(values: Column, mapping: Mapping[str, str]) -> pa.Array:
-    """Platform codes → hub codes; a value no mapping covers becomes `unmapped`."""
+def map_codes(values: Column, mapping: Mapping[str, str],
+              otherwise: str | Column | None = UNMAPPED) -> Column:
+    """Platform codes → hub codes; a value no mapping covers becomes `otherwise`: `unmapped`,
+    another fixed value, the row's value of a column, or (None) null."""
     keys = pa.array(list(mapping.keys()), pa.string())
     targets = pa.array(list(mapping.values()), pa.string())
     index = pc.index_in(pc.utf8_trim_whitespace(values), value_set=keys)
     mapped = pc.take(targets, index)
-    return pc.fill_null(mapped, UNMAPPED)
+    return mapped if otherwise is None else pc.coalesce(mapped, otherwise)
 
 
 def trimmed(values: Column) -> Column:

@@ -19,7 +19,6 @@ into the description.
 
 from __future__ import annotations
 
-import csv
 from functools import cache
 
 import numpy as np
@@ -28,7 +27,9 @@ import pyarrow.compute as pc
 
 from conform import values as v
 from conform.base import Conformed, Conformer, build
-from conform.mappings import MAPPINGS, category_mapping, status_mapping
+from conform.coords import lonlat
+from conform.derived import departments
+from conform.mappings import category_mapping, code_map, status_mapping
 from schemas.model import EVENT, ORGANIZATION, THING
 
 PLATFORM = "video"
@@ -44,18 +45,12 @@ CAMERAS = pa.schema([("thing_code", pa.string()), ("longitude", pa.float64()),
 
 
 @cache
-def _table(file: str, key: str, *columns: str) -> dict[str, tuple[str, ...]]:
-    with open(MAPPINGS / PLATFORM / file, encoding="utf-8", newline="") as f:
-        return {r[key]: tuple(r[c] for c in columns) for r in csv.DictReader(f)}
-
-
-def _lookup(values: v.Column, mapping: dict[str, str]) -> pa.Array:
-    """Values through a mapping; null where the mapping has no entry."""
-    index = pc.index_in(values, value_set=pa.array(list(mapping), pa.string()))
-    return pc.take(pa.array(list(mapping.values()), pa.string()), index)
+def device_mapping(file: str, key: str, column: str) -> dict[str, str]:
+    return code_map(PLATFORM, file, key, column)
 
 
 class VideoDeviceConformer(Conformer):
+    platform, streams = PLATFORM, ("devices",)
     primary = THING
     derived = (ORGANIZATION,)
 
@@ -65,13 +60,13 @@ class VideoDeviceConformer(Conformer):
         is_gb28181 = pc.fill_null(pc.match_substring_regex(code, r"^\d{20}$"), False)
         type_digits = pc.if_else(is_gb28181, pc.utf8_slice_codeunits(code, 10, 13),
                                  pa.scalar(None, pa.string()))
-        types = _table("device_types.csv", "type_code", "thing_type", "category")
-        thing_type = pc.fill_null(_lookup(type_digits, {k: t[0] for k, t in types.items()}),
-                                  DEFAULT_THING_TYPE)
-        states = _table("device_states.csv", "source_state", "state")
+        thing_type = v.map_codes(
+            type_digits, device_mapping("device_types.csv", "type_code", "thing_type"),
+            DEFAULT_THING_TYPE)
         state_text = v.trimmed(raw["status"])
-        state = pc.coalesce(_lookup(pc.utf8_upper(state_text), {k: t[0] for k, t in states.items()}),
-                            state_text)  # a state no mapping knows is kept as sent
+        state = v.map_codes(  # a state no mapping knows is kept as sent
+            pc.utf8_upper(state_text), device_mapping("device_states.csv", "source_state", "state"),
+            state_text)
 
         civil = v.trimmed(raw["civilCode"])
         digits = pc.fill_null(pc.match_substring_regex(civil, r"^\d{6}(\d{3})?$"), False)
@@ -84,31 +79,27 @@ class VideoDeviceConformer(Conformer):
             "thing_type": thing_type,
             "thing_code": code,
             "name": raw["name"],
-            "category": _lookup(type_digits, {k: t[1] for k, t in types.items()}),
+            "category": v.map_codes(
+                type_digits, device_mapping("device_types.csv", "type_code", "category"), None),
             "state": state,
             "owner_org": v.trimmed(raw["owner"]),
             "address": raw["address"],
             "division_code": division,
             "street_code": street,
         }
-        cols["longitude"], unparseable["longitude"] = v.floats(raw["longitude"])
-        cols["latitude"], unparseable["latitude"] = v.floats(raw["latitude"])
+        cols["longitude"], cols["latitude"] = lonlat(raw, unparseable)
         cols["source_updated_at"], unparseable["updateTime"] = v.local_times(
             raw["updateTime"], self.city.timezone)
         return Conformed(build(THING, cols, raw.num_rows), unparseable)
 
     def derive(self, raw: pa.Table, primary: pa.Table) -> dict[str, pa.Table]:
         """The devices' owners (公安分局, 城管执法局 …) as organizations."""
-        owners = primary["owner_org"]
-        if isinstance(owners, pa.ChunkedArray):
-            owners = owners.combine_chunks()
-        names = pc.unique(owners).drop_null()
-        return {"organization": build(ORGANIZATION, {
-            "source_id": names, "org_name": names, "org_type": pa.scalar("department")},
-            len(names))}
+        return {"organization": departments(primary["owner_org"])}
 
 
 class VideoAlarmConformer(Conformer):
+    # Alarms the collector landed and alarms the back-fill read are the same records.
+    platform, streams = PLATFORM, ("alarms", "alarm_backfill")
     primary = EVENT
     needs = frozenset({"cameras"})
 
@@ -118,8 +109,7 @@ class VideoAlarmConformer(Conformer):
         cols: dict[str, v.Column | pa.Scalar | None] = {}
         cols["reported_at"], unparseable["alarmTime"] = v.epoch_millis(raw["alarmTime"])
         cols["source_updated_at"] = cols["reported_at"]
-        lon, unparseable["longitude"] = v.floats(raw["longitude"])
-        lat, unparseable["latitude"] = v.floats(raw["latitude"])
+        lon, lat = lonlat(raw, unparseable)
 
         device = self._devices(v.trimmed(raw["deviceId"]))
         own = pc.or_(pc.is_valid(lon), pc.is_valid(lat))

@@ -20,9 +20,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from base import identity
-from base.pii import keyed_hash
 from conform import values as v
-from conform.base import build, last_per_key
+from conform.derived import people, person_keys
 from conform.mapped import MappedConformer, json_objects, json_text
 from schemas.model import EVENT, ORGANIZATION, PERSON
 
@@ -30,7 +29,7 @@ PLATFORM = "zongzhi"
 
 
 class ZongzhiDisputes(MappedConformer):
-    platform, stream = PLATFORM, "disputes"
+    platform, streams = PLATFORM, ("disputes",)
     primary = EVENT
     derived = (PERSON,)
 
@@ -40,7 +39,7 @@ class ZongzhiDisputes(MappedConformer):
 
 
 class ZongzhiMediationOrgs(MappedConformer):
-    platform, stream = PLATFORM, "mediation_orgs"
+    platform, streams = PLATFORM, ("mediation_orgs",)
     primary = ORGANIZATION
 
 
@@ -67,29 +66,15 @@ def party_rows(values: v.Column, events: pa.Table) -> pa.Table:
             phones.append(json_text(p.get("phone")))
     id_numbers = identity.citizen_ids(v.blank_to_null(pa.array(ids, pa.string())))
     phone_numbers = identity.phones(pa.array(phones, pa.string()))
-    who = pc.coalesce(
-        pc.binary_join_element_wise("id:", identity.per_distinct(
-            id_numbers, identity.citizen_id_identity), ""),
-        pc.binary_join_element_wise("tel:", phone_numbers, ""))
-    keep = pc.is_valid(who)
-    rows = pa.array(at, pa.int64()).filter(keep)
-    table = pa.table({
-        "source_id": pc.binary_join_element_wise("party:", identity.per_distinct(
-            who.filter(keep), lambda s: keyed_hash(s)[:32]), ""),
-        "name": v.trimmed(pa.array(names, pa.string()).filter(keep)),
-        "id_number": id_numbers.filter(keep),
-        "phone": phone_numbers.filter(keep),
+    keys = person_keys("party", id_numbers, phone_numbers)
+    rows = pa.array(at, pa.int64())
+    return people(pa.table({
+        "source_id": keys,
+        "name": v.trimmed(pa.array(names, pa.string())),
+        "id_number": id_numbers,
+        "phone": phone_numbers,
         **{c: events[c].take(rows) for c in ("division_code", "source_division_code",
                                               "street_code", "grid_code")},
         "updated": events["source_updated_at"].take(rows),
-    })
-    table = last_per_key(table, "source_id", "updated")
-    cols: dict[str, v.Column | pa.Scalar | None] = {
-        c: table[c] for c in table.column_names if c != "updated"}
-    cols["role"] = pa.scalar("party")
-    return build(PERSON, cols, table.num_rows)
-
-
-# ------------------------------------------------------------------------ readers
-
+    }).filter(pc.is_valid(keys)), "party")
 

@@ -17,12 +17,14 @@ import logging
 import random
 import time
 from abc import ABC, abstractmethod
+from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
-from typing import Any, ClassVar
+from types import MappingProxyType, TracebackType
+from typing import Any, ClassVar, Self
 from zoneinfo import ZoneInfo
 
 import httpx
@@ -143,13 +145,32 @@ class SourceSettings(BaseModel):
                 if f.annotation is SecretStr or f.annotation == (SecretStr | None)]
 
 
+_REGISTERED: dict[str, type[Connector]] = {}
+# Every platform connector by its `name`: a class registers itself when its module is
+# imported (connectors.registry imports them all).
+REGISTERED: Mapping[str, type[Connector]] = MappingProxyType(_REGISTERED)
+
+
 class Connector(ABC):
-    """One platform protocol. Subclasses declare; `extract` does the reading."""
+    """One platform protocol. Subclasses declare; `extract` does the reading.
+
+    A class that declares a `name` is a platform's connector and registers under it.
+    """
 
     # Registry name, used as `connector:` in the sources file.
     name: ClassVar[str]
     settings_model: ClassVar[type[SourceSettings]]
     streams: ClassVar[tuple[Stream, ...]]
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        name = cls.__dict__.get("name")
+        if name is None:
+            return  # a shared base (files, declared HTTP), not a platform
+        known = _REGISTERED.get(name)
+        if known is not None and _where(known) != _where(cls):
+            raise TypeError(f"two connectors named {name!r}: {_where(known)} and {_where(cls)}")
+        _REGISTERED[name] = cls
 
     def __init__(self, source: SourceConfig, city: CityConfig):
         self.source = source
@@ -157,8 +178,10 @@ class Connector(ABC):
         self.settings = self.settings_model.model_validate(
             resolve_secrets(source, self.settings_model.secret_fields())
         )
-        # Requests, retries and token refreshes of the last extract, for the run record.
-        self.http_stats: dict[str, int] = {}
+        # What this connector's reads met, for the run record: the retries (by reason)
+        # and token refreshes of every `HttpApi` it reads through (it hands each this
+        # counter), the queries of a database read.
+        self.stats: Counter[str] = Counter()
 
     @classmethod
     def stream(cls, name: str) -> Stream:
@@ -176,6 +199,10 @@ class Connector(ABC):
     def extract(self, stream: Stream, state: Mapping[str, Any] | None,
                 context: ReadContext | None = None) -> Iterator[Extract]:
         """Read `stream` from after `state` (None: first run), in bounded pieces."""
+
+
+def _where(cls: type) -> str:
+    return f"{cls.__module__}.{cls.__qualname__}"
 
 
 def records_table(stream: Stream, records: Sequence[Mapping[str, Any]]) -> pa.Table:
@@ -245,7 +272,9 @@ class HttpApi:
     _token: str | None = field(default=None, init=False)
     _token_expires: float = field(default=0.0, init=False)
     _client: httpx.Client | None = field(default=None, init=False)
-    stats: dict[str, int] = field(default_factory=dict, init=False)
+    # Where retries (by reason) and token refreshes are counted: a connector passes its
+    # own (`Connector.stats`), so every API it reads through adds to one record.
+    stats: Counter[str] = field(default_factory=Counter)
 
     @property
     def client(self) -> httpx.Client:
@@ -260,8 +289,15 @@ class HttpApi:
             self._client.close()
             self._client = None
 
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
     def _count(self, what: str) -> None:
-        self.stats[what] = self.stats.get(what, 0) + 1
+        self.stats[what] += 1
 
     def _auth_headers(self) -> dict[str, str]:
         if self.get_token is None:
@@ -814,7 +850,7 @@ class CursorTokenPages(Paginator):
                 result = api.get(stream.path, params)
             except CursorExpired as exc:
                 restarts += 1
-                api.stats["cursor_expired"] = api.stats.get("cursor_expired", 0) + 1
+                api.stats["cursor_expired"] += 1
                 if restarts > self.max_restarts:
                     raise SourceError(f"GET {stream.path}: the cursor expired {restarts} times"
                                       " in a row without getting further") from exc
@@ -856,13 +892,13 @@ class DeclaredHttpConnector(Connector):
     time_format: ClassVar[TimeFormat] = TimeFormat.LOCAL
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
-        super().__init_subclass__(**kwargs)
         for s in cls.__dict__.get("streams", ()):
             problem = (s.paginator.misdeclared(s, cls.time_format)
                        if isinstance(s, HttpStream) and s.paginator and s.path
                        else "declare it as an HttpStream with a path and a paginator")
             if problem:
                 raise TypeError(f"{cls.__name__} stream {s.name!r}: {problem}")
+        super().__init_subclass__(**kwargs)  # registers it: only once it is sound
 
     def __init__(self, source: SourceConfig, city: CityConfig):
         super().__init__(source, city)
@@ -875,18 +911,14 @@ class DeclaredHttpConnector(Connector):
                    if isinstance(self.auth, ApiKeyHeader) else {})
         return DeclaredHttpApi(self.settings, check_body=self.envelope.check,
                                get_token=self._token if isinstance(self.auth, BearerToken) else None,
-                               sleep=self.sleep, headers=headers, transport=self.transport)
+                               sleep=self.sleep, stats=self.stats, headers=headers,
+                               transport=self.transport)
 
     def extract(self, stream: Stream, state: Mapping[str, Any] | None,
                 context: ReadContext | None = None) -> Iterator[Extract]:
         assert isinstance(stream, HttpStream) and stream.paginator is not None
-        api = self.api()
-        try:
+        with self.api() as api:
             yield from stream.paginator.read(self, stream, state, api)
-        finally:
-            for k, n in api.stats.items():
-                self.http_stats[k] = self.http_stats.get(k, 0) + n
-            api.close()
 
     def _secret(self, name: str | None) -> str:
         value = getattr(self.settings, name or "")

@@ -29,6 +29,7 @@ from __future__ import annotations
 import logging
 import operator
 import re
+from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -175,7 +176,8 @@ class KeysetRead:
     window: UpdatedWindow
     chunk_rows: int
     dialect: str = "default"
-    queries: int = field(default=0, init=False)
+    # Where the queries are counted (the connector's `stats`).
+    stats: Counter[str] = field(default_factory=Counter)
 
     @property
     def _t(self) -> sa.Column[Any]:
@@ -252,7 +254,7 @@ class KeysetRead:
     def _fetch(self, conn: sa.Connection, query: sa.Select[Any]) -> list[dict[str, Any]]:
         rows = [dict(r._mapping) for r in conn.execute(query)]
         conn.rollback()  # end the read transaction: hold no snapshot between queries
-        self.queries += 1
+        self.stats["queries"] += 1
         return rows
 
     def _count(self, conn: sa.Connection, *where: sa.ColumnElement[bool]) -> int:
@@ -422,13 +424,13 @@ class CityMgmt(Connector):
         now = self.now_local() - timedelta(seconds=1)
         window = UpdatedWindow.for_run(state, self.settings, now)
         engine = self.engine()
-        read: KeysetRead | None = None
         try:
             with engine.connect() as conn:
                 table = self._table(conn, stream)
                 read = KeysetRead(
                     table, updated="update_time", key=stream.key_field, columns=stream.fields,
-                    window=window, chunk_rows=self.settings.chunk_rows, dialect=conn.dialect.name)
+                    window=window, chunk_rows=self.settings.chunk_rows, dialect=conn.dialect.name,
+                    stats=self.stats)
                 warnings = read.warnings(conn)
                 keyless_at: dict[str, int] = {}
                 for chunk in read.chunks(conn):
@@ -439,8 +441,6 @@ class CityMgmt(Connector):
         except sa.exc.SQLAlchemyError as exc:
             raise SourceError(f"{stream.name}: {type(exc).__name__}: {exc}") from exc
         finally:
-            queries = read.queries if read is not None else 0
-            self.http_stats = {"queries": self.http_stats.get("queries", 0) + queries}
             engine.dispose()
 
 

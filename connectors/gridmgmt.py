@@ -149,10 +149,9 @@ class GridMgmt(FileDropConnector):
 
     def _events(self, stream: Stream, state: Mapping[str, Any] | None) -> Iterator[Extract]:
         has_token = bool(self.settings.api_token.get_secret_value())
-        api = HttpApi(self.settings, check_body=self._check_body,
-                      get_token=self._token if has_token else None)
         cursor: str | None = (state or {}).get("cursor")
-        try:
+        with HttpApi(self.settings, check_body=self._check_body, stats=self.stats,
+                     get_token=self._token if has_token else None) as api:
             while True:
                 params: dict[str, Any] = {"limit": self.settings.page_size}
                 if cursor:
@@ -166,6 +165,3 @@ class GridMgmt(FileDropConnector):
                 if next_cursor == cursor:
                     raise SourceError(f"the platform handed back the same cursor {cursor!r}")
                 cursor = next_cursor
-        finally:
-            self.http_stats = dict(api.stats)
-            api.close()

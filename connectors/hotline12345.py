@@ -79,13 +79,16 @@ class Hotline12345(Connector):
         return data["accessToken"], float(data.get("expiresIn", 7200))
 
     def api(self) -> HttpApi:
-        return HttpApi(self.settings, check_body=_check_body, get_token=self._token)
+        return HttpApi(self.settings, check_body=_check_body, get_token=self._token,
+                       stats=self.stats)
 
     def extract(self, stream: Stream, state: Mapping[str, Any] | None,
                 context: ReadContext | None = None) -> Iterator[Extract]:
         window = UpdatedWindow.for_run(state, self.settings, self.now_local())
-        api = self.api()
+        with self.api() as api:
+            yield from self._pages(stream, window, api)
 
+    def _pages(self, stream: Stream, window: UpdatedWindow, api: HttpApi) -> Iterator[Extract]:
         def fetch(updated_from: str, updated_to: str, page_no: int) -> Page:
             data = api.get("/api/v1/workorders", {
                 "updatedFrom": updated_from, "updatedTo": updated_to,
@@ -104,11 +107,7 @@ class Hotline12345(Connector):
             except ValueError:
                 raise SourceError(f"work order page with a total of {total!r}") from None
 
-        try:
-            for records, reached, reread in window.pages(
-                fetch, page_size=self.settings.page_size, key="orderNo", updated="updateTime"
-            ):
-                yield Extract(records_table(stream, records), {"updated_to": reached}, reread)
-        finally:
-            self.http_stats = dict(api.stats)
-            api.close()
+        for records, reached, reread in window.pages(
+            fetch, page_size=self.settings.page_size, key="orderNo", updated="updateTime"
+        ):
+            yield Extract(records_table(stream, records), {"updated_to": reached}, reread)

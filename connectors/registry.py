@@ -1,16 +1,34 @@
-"""Which connector class serves which `connector:` name of the sources file."""
+"""The platforms the hub speaks: the one list of them, and their connectors by name.
+
+A platform is a module of the same name in connectors/ and in conform/. Importing the
+first registers its connector under its `name` (`connectors.base.Connector`), the
+`connector:` of the sources file; importing the second registers a conform step per
+stream (`conform.base.Conformer`), which hub.lineage does from this list (conform
+never imports a connector). Adding a platform is writing those two modules and adding
+its name here.
+"""
 
 from __future__ import annotations
 
-from connectors.base import Connector
-from connectors.citymgmt import CityMgmt
-from connectors.gridmgmt import GridMgmt
-from connectors.hotline12345 import Hotline12345
-from connectors.video import Video
-from connectors.zongzhi import Zongzhi
+import importlib
+from collections.abc import Mapping
 
-CONNECTORS: dict[str, type[Connector]] = {
-    c.name: c for c in (Hotline12345, Video, CityMgmt, GridMgmt, Zongzhi)}
+from connectors.base import REGISTERED, Connector
+
+PLATFORMS: tuple[str, ...] = ("hotline12345", "citymgmt", "video", "gridmgmt", "zongzhi")
+
+for _platform in PLATFORMS:
+    importlib.import_module(f"connectors.{_platform}")
+
+
+def _platform_connector(platform: str) -> type[Connector]:
+    if platform not in REGISTERED:
+        raise TypeError(f"connectors/{platform}.py declares no connector named {platform!r}")
+    return REGISTERED[platform]
+
+
+# The connector of each platform (a connector a test declares is registered, not listed).
+CONNECTORS: Mapping[str, type[Connector]] = {p: _platform_connector(p) for p in PLATFORMS}
 
 
 def connector_class(name: str) -> type[Connector]:
@@ -18,4 +36,3 @@ def connector_class(name: str) -> type[Connector]:
         return CONNECTORS[name]
     except KeyError:
         raise KeyError(f"no connector {name!r}; known: {', '.join(sorted(CONNECTORS))}") from None
-

@@ -95,16 +95,11 @@ class Video(Connector):
             return
         if stream.name == "alarm_backfill" and not self.settings.backfill:
             return
-        api = HttpApi(self.settings, check_body=_check_body)
-        try:
+        with HttpApi(self.settings, check_body=_check_body, stats=self.stats) as api:
             if stream.name == "devices":
                 yield from self._devices(stream, state, api)
             else:
                 yield from self._backfill(stream, state, api)
-        finally:
-            for k, n in api.stats.items():
-                self.http_stats[k] = self.http_stats.get(k, 0) + n
-            api.close()
 
     # ---- devices: a full snapshot per run ----------------------------------------
 

@@ -1,14 +1,24 @@
-"""Which core tables each connector's streams end up in: where the connector registry
-(protocols) and the conform registry (platform → model) are both known.
+"""Every platform's connector and conform steps, registered, and which core tables each
+connector's streams end up in: where both registries are known.
 
-For lineage and the Airflow Assets an ingest DAG publishes; no I/O, cheap to import
-at DAG parse time.
+Importing this module imports every platform (connectors.registry lists them), so the
+lookups here know them all. For lineage and the Airflow Assets an ingest DAG publishes;
+no I/O, cheap to import at DAG parse time.
 """
 
 from __future__ import annotations
 
-from conform.registry import conformer_class
-from connectors.registry import connector_class
+import importlib
+
+from conform.base import conformer_class
+from connectors.registry import PLATFORMS, connector_class
+
+__all__ = ["conformer_class", "connector_class", "tables_written"]
+
+# A platform's conform steps register themselves when conform/<platform>.py is imported
+# (under the connector's name and each stream's).
+for _platform in PLATFORMS:
+    importlib.import_module(f"conform.{_platform}")
 
 
 def tables_written(connector: str) -> tuple[str, ...]:

@@ -41,13 +41,13 @@ from base.settings import CityConfig, SourceConfig, SourcesFile, load_sources, s
 from conform.base import Conformed, Conformer, Lookups
 from conform.grid_assign import GridIndex
 from conform.protect import protect
-from conform.registry import conformer_class
 from connectors.base import Connector, Extract, ReadContext, Stream
 from connectors.mqtt_collector import LandedStream, LandingContext
 from connectors.registry import connector_class
 from hub.collector import LandingReader
 from hub.dedupe import drop_rereads
 from hub.failpoints import failpoint
+from hub.lineage import conformer_class
 from quality import store
 from quality.consistency import run_checks
 from quality.context import rule_context
@@ -145,7 +145,7 @@ def execute(
         summary.seconds = time.monotonic() - started
         failpoint("before_finish")
         summary.outcome = "succeeded"
-        summary.http = dict(connector.http_stats)
+        summary.http = dict(connector.stats)
         ops.finish_run(run_id, "succeeded", None,
                        {"total_s": round(summary.seconds, 3), "http": summary.http})
         return summary

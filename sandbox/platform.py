@@ -10,6 +10,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from connectors.citymgmt import CityMgmt
+from connectors.gridmgmt import GridMgmt
+from connectors.hotline12345 import Hotline12345
+from connectors.video import Video
+from connectors.zongzhi import Zongzhi
 from sandbox.city import City
 
 
@@ -25,21 +30,21 @@ class DemoPlatform:
     simulator: Any = None
 
 
-# connector name → "module:function" that starts its simulator:
+# The simulator of each connector: the module of sandbox/ whose
 #   start_for_demo(city, days, workdir, source) -> DemoPlatform
+# starts it, imported when one is started (a simulator imports `DemoPlatform` from here).
 STARTERS: dict[str, str] = {
-    "hotline12345": "sandbox.hotline_server:start_for_demo",
-    "citymgmt": "sandbox.citymgmt:start_for_demo",
-    "video": "sandbox.video_platform:start_for_demo",
-    "gridmgmt": "sandbox.gridmgmt_server:start_for_demo",
-    "zongzhi": "sandbox.zongzhi_server:start_for_demo",
+    Hotline12345.name: "sandbox.hotline_server",
+    CityMgmt.name: "sandbox.citymgmt",
+    Video.name: "sandbox.video_platform",
+    GridMgmt.name: "sandbox.gridmgmt_server",
+    Zongzhi.name: "sandbox.zongzhi_server",
 }
 
 
 def start(connector: str, city: City, days: int, workdir: Path, source: str) -> DemoPlatform:
-    module, _, function = STARTERS[connector].partition(":")
-    starter = getattr(importlib.import_module(module), function)
-    platform: DemoPlatform = starter(city, days, workdir, source)
+    platform: DemoPlatform = importlib.import_module(STARTERS[connector]).start_for_demo(
+        city, days, workdir, source)
     return platform
 
 

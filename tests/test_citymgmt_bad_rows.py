@@ -27,9 +27,9 @@ import yaml
 
 from base import clock
 from base.settings import load_sources
-from conform.registry import conformer_class
 from connectors.base import LOCAL_TIME_FORMAT, Extract
 from connectors.citymgmt import CityMgmt
+from hub.lineage import conformer_class
 from sandbox.citymgmt import CASE_FIELDS, COMPONENT_FIELDS, TIME_COLUMNS, UNIT_GRID_FIELDS
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")

@@ -14,7 +14,8 @@ import pyarrow as pa
 import pytest
 from pyproj import CRS, Transformer
 
-from conform.citymgmt import DEFAULT_CRS, projected_to_lonlat
+from conform.citymgmt import DEFAULT_CRS
+from conform.coords import projected_to_lonlat
 from sandbox.city import CITY_EXTENTS
 
 # CGCS2000 ellipsoid.

@@ -11,8 +11,12 @@ import pytest
 import yaml
 
 from base.settings import load_sources
-from conform.registry import conformer_class
-from connectors.registry import CONNECTORS, connector_class
+from conform.base import REGISTERED as CONFORMERS
+from conform.mapped import MappedConformer, stream_mapping
+from conform.video import VideoAlarmConformer
+from connectors.registry import CONNECTORS, PLATFORMS
+from connectors.video import Video
+from hub.lineage import conformer_class, connector_class
 from hub.pipeline import run_source
 from sandbox.city import City
 from sandbox.platform import STARTERS, start
@@ -20,10 +24,48 @@ from schemas.arrow import conformed_schema
 
 
 def test_every_connector_has_a_simulator_and_conformers():
-    assert set(STARTERS) == set(CONNECTORS)
+    assert set(STARTERS) == set(CONNECTORS) == set(PLATFORMS)
     for name, cls in CONNECTORS.items():
         for stream in cls.streams:
             assert conformer_class(name, stream.name).primary is not None
+    # …and no conform step waits for a stream its platform does not have.
+    streams = {(name, s.name) for name, cls in CONNECTORS.items() for s in cls.streams}
+    assert {key for key in CONFORMERS if key[0] in CONNECTORS} == streams
+
+
+def test_every_conform_step_reads_settings_its_connector_has():
+    """A conform step reads its source's settings by name (conform never imports a
+    connector): each field it declares is a setting of its connector, and the
+    connector's default passes the step's model."""
+    for name, cls in CONNECTORS.items():
+        fields = cls.settings_model.model_fields
+        for stream in cls.streams:
+            step = conformer_class(name, stream.name)
+            for field in step.settings_model.model_fields:
+                assert field in fields, f"{name}/{stream.name} reads {field}, no setting of {name}"
+                step.settings_model.model_validate({field: fields[field].default})
+
+
+def test_a_mapping_file_says_what_becomes_of_every_field():
+    mapped = {(p, s): step for (p, s), step in CONFORMERS.items()
+              if p in CONNECTORS and issubclass(step, MappedConformer)}
+    assert ("hotline12345", "workorders") in mapped and ("zongzhi", "disputes") in mapped
+    for (platform, stream), step in mapped.items():
+        mapping = stream_mapping(platform, step.streams[0])
+        assert mapping.fields == set(connector_class(platform).stream(stream).fields), stream
+        for rule in mapping.rules:
+            assert rule.to is not None or rule.why, f"{platform}/{stream}.{rule.field}: say why"
+
+
+def test_a_name_is_registered_once():
+    with pytest.raises(TypeError, match="two connectors named 'video'"):
+        class Impostor(Video):
+            name = "video"
+    with pytest.raises(TypeError, match="two conform steps for stream 'alarms' of 'video'"):
+        class AlarmsAgain(VideoAlarmConformer):
+            streams = ("alarms",)
+    assert connector_class("video") is Video
+    assert conformer_class("video", "alarms") is VideoAlarmConformer
 
 
 @pytest.fixture

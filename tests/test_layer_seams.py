@@ -13,9 +13,7 @@ import pyarrow as pa
 import pytest
 
 from base.settings import CityConfig, SourceConfig
-from conform import gridmgmt as conform_gridmgmt
 from conform.base import Lookups
-from conform.registry import conformer_class
 from conform.video import VideoAlarmConformer
 from connectors import gridmgmt as connector_gridmgmt
 from connectors.base import ReadContext
@@ -28,7 +26,7 @@ from connectors.mqtt_collector import (
     MqttSettings,
 )
 from connectors.video import Video
-from hub.lineage import tables_written
+from hub.lineage import conformer_class, tables_written
 from hub.pipeline import read_lookups
 
 CITY = CityConfig(code="2111", extent=(121.42, 40.65, 122.52, 41.45))
@@ -163,7 +161,7 @@ def test_the_pipeline_reads_only_the_lookups_a_conformer_names():
 # ---- one resident key, whoever computes it
 
 
-def test_the_connector_and_the_conform_step_key_a_resident_alike():
+def test_a_resident_has_one_key_whichever_way_the_id_number_is_keyed_in():
     spellings = ["21110319900101123X", "211103 19900101 123x", "２１１１０３１９９００１０１１２３Ｘ",
                  "211103900101123", "211103199001011231", None, "", "not a number"]
     n = len(spellings)
@@ -174,7 +172,6 @@ def test_the_connector_and_the_conform_step_key_a_resident_alike():
         "现住址": pa.array([f"兴隆大街{i}号" for i in range(n)], pa.string()),
     })
     keys = connector_gridmgmt.resident_keys(records).to_pylist()
-    assert keys == conform_gridmgmt.resident_keys(records).to_pylist()
     assert len(set(keys[:5])) == 1  # one number, five spellings (a wrong check character too)
     assert all(k.startswith("resident:noid:") for k in keys[5:7])
 

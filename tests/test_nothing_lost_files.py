@@ -20,7 +20,7 @@ import yaml
 from typer.testing import CliRunner
 
 from base.settings import settings
-from conform.gridmgmt import resident_keys
+from connectors.gridmgmt import resident_keys
 from hub.cli import app
 from hub.pipeline import run_source
 from sandbox.city import City

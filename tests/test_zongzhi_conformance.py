@@ -95,7 +95,7 @@ def test_recorded_disputes_parse_restart_and_conform(connector):
 
     # Retries: the 503 waited its Retry-After; RATE_LIMITED and the expiry were retried.
     assert slept[0] == 1.0 and len(slept) == 2
-    assert {"HTTP 503", "errorCode RATE_LIMITED", "cursor_expired"} <= set(connector.http_stats)
+    assert {"HTTP 503", "errorCode RATE_LIMITED", "cursor_expired"} <= set(connector.stats)
 
     # Every record once: the restart re-read one record, counted and skipped.
     items = served(first_read)

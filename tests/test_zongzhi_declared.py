@@ -80,7 +80,7 @@ def test_the_12345_protocol_declared_reads_what_the_hand_written_connector_reads
         got = versions(declared, declared.streams[0])
         assert sorted(got) == sorted((no, r["updateTime"]) for no, r in data.orders.items())
         assert sorted(got) == sorted(versions(written, written.streams[0]))
-        assert server.stats()["tokens_issued"] > 1 and declared.http_stats["token_refresh"] > 1
+        assert server.stats()["tokens_issued"] > 1 and declared.stats["token_refresh"] > 1
 
 
 def test_a_misdeclared_stream_fails_when_the_connector_is_declared():
@@ -125,4 +125,4 @@ def test_a_cursor_that_always_expires_before_the_read_gets_further_fails_clearly
             CITY)
         with pytest.raises(SourceError, match="expired 11 times in a row"):
             list(connector.extract(DISPUTES, None))
-        assert connector.http_stats["cursor_expired"] == 11
+        assert connector.stats["cursor_expired"] == 11
