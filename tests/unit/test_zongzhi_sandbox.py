@@ -7,12 +7,12 @@ from datetime import datetime
 
 import httpx
 import pytest
-from conftest import SIM_END
 
 from sandbox.city import City
 from sandbox.hotline12345 import HotlineData
 from sandbox.zongzhi import DEFECT_KINDS, DISPUTE_FIELDS, ORG_FIELDS, STATUSES, ZongzhiData
 from sandbox.zongzhi_server import DISPUTES_PATH, ORGS_PATH, Faults, ZongzhiServer
+from tests.support.hotline import SIM_END
 
 KEY = "sandbox-key"
 END = datetime.fromisoformat(SIM_END)

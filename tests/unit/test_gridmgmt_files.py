@@ -248,7 +248,7 @@ def test_the_simulator_runs_standalone(tmp_path):
         [sys.executable, "-m", "sandbox.gridmgmt_server", "--folder", str(tmp_path),
          "--port", "0", "--scale", "0.001", "--days", "2", "--end", "2026-11-20"],
         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-        cwd=Path(__file__).resolve().parent.parent)
+        cwd=Path(__file__).resolve().parents[2])
     try:
         assert proc.stdout is not None
         url = proc.stdout.readline().strip()

@@ -27,7 +27,10 @@ def test_every_connector_has_a_simulator_and_conformers():
     assert set(STARTERS) == set(CONNECTORS) == set(PLATFORMS)
     for name, cls in CONNECTORS.items():
         for stream in cls.streams:
-            assert conformer_class(name, stream.name).primary is not None
+            # A conform step exists (the look-up raises otherwise) and makes rows of an
+            # entity of the model, keyed like every core table.
+            primary = conformer_class(name, stream.name).primary
+            assert "source_id" in conformed_schema(primary).names, (name, stream.name)
     # …and no conform step waits for a stream its platform does not have.
     streams = {(name, s.name) for name, cls in CONNECTORS.items() for s in cls.streams}
     assert {key for key in CONFORMERS if key[0] in CONNECTORS} == streams

@@ -236,10 +236,9 @@ def test_the_rule_judges_the_code_as_sent(entity):
 
 def test_the_pipeline_loads_a_late_updated_callback_and_folds_retired_districts(
         db, hotline, hotline_data_factory):
-    from conftest import findings, quarantined
-
     from hub.pipeline import run_source
     from sandbox.hotline12345 import RETIRED_DISTRICT
+    from tests.support.warehouse_checks import findings, quarantined
 
     data = hotline_data_factory()
     late = sorted(no for no, r in data.orders.items()

@@ -30,7 +30,7 @@ from sandbox.hotline12345 import (
 )
 from sandbox.hotline_server import Faults, HotlineServer
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 END = datetime(2026, 11, 20)
 END_TEXT = END.strftime(TIME_FORMAT)
 KEY, SECRET = "k", "s"

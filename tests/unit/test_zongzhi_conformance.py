@@ -29,7 +29,7 @@ from quality.rules import RuleContext
 from quality.validate import validate
 from schemas.arrow import conformed_schema
 
-FIXTURES = Path(__file__).parent / "fixtures" / "zongzhi"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "zongzhi"
 KEY = "recorded-key"
 CITY = CityConfig(code="2111", extent=(121.42, 40.65, 122.52, 41.45))
 # As the pages were recorded: 3 a page, from this time, no overlap.

@@ -16,7 +16,6 @@ import psycopg
 import pytest
 import sqlalchemy as sa
 import yaml
-from conftest import assert_one_current_row_each, findings, quarantined
 from psycopg import sql
 
 from base.settings import load_sources, secret_env_var
@@ -24,6 +23,7 @@ from connectors.citymgmt import CityMgmt
 from hub.pipeline import RunSummary, run_source
 from sandbox.city import City
 from sandbox.citymgmt import CityMgmtData, CityMgmtDatabase, mariadb_reachable
+from tests.support.warehouse_checks import assert_one_current_row_each, findings, quarantined
 
 SIM_END = datetime(2026, 11, 20)
 MARIADB_ADMIN = "mysql+pymysql://root@127.0.0.1:3306"

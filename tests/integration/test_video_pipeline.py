@@ -10,56 +10,21 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import psycopg
 import pytest
-import yaml
-from conftest import assert_one_current_row_each, findings, quarantined
-from psycopg import sql
 
 from hub.pipeline import run_source
 from sandbox.city import City
 from sandbox.video import VideoData
 from sandbox.video_platform import VideoPlatform
+from tests.support.video import VideoSource, current, write_video_sources
+from tests.support.warehouse_checks import assert_one_current_row_each, findings, quarantined
 
 SIM_END = datetime(2026, 11, 20)
 CORE = ("core.thing", "core.organization", "core.event")
-
-
-@dataclass
-class VideoSource:
-    name: str
-    config: Path
-    platform: VideoPlatform
-
-    @property
-    def data(self) -> VideoData:
-        return self.platform.data
-
-    def publish_without_broker(self) -> set[str]:
-        """Alarms raised and 'published' while nothing listened: only the back-fill has them."""
-        ids = {a["alarmId"] for a in self.data.take_unpublished()}
-        self.data.mark_published(ids)
-        return ids
-
-
-def write_video_sources(path: Path, name: str, base_url: str, **settings: Any) -> Path:
-    config = {
-        "city": {"code": "2111", "extent": [121.42, 40.65, 122.52, 41.45]},
-        "sources": {name: {"connector": "video", "settings": {
-            "base_url": base_url, "page_size": 40, "timeout_seconds": 2,
-            "backoff_seconds": 0.05, "max_backoff_seconds": 0.5,
-            "mqtt_client_id": f"hub-{name}", "alarm_topic": f"hubtest/{name}/vms/alarms/+",
-            "backfill_start_from": "2026-11-18 00:00:00", "backfill_window_hours": 12,
-            "landing_settle_seconds": 0,
-            **settings}}},
-    }
-    path.write_text(yaml.safe_dump(config, allow_unicode=True), encoding="utf-8")
-    return path
 
 
 class _Platforms:
@@ -114,13 +79,6 @@ def loaded(platforms: _Platforms) -> tuple[VideoSource, Any]:
     src = platforms.start()
     src.publish_without_broker()
     return src, run_source(src.name, src.config)
-
-
-def current(db: psycopg.Connection, source: str, table: str, *columns: str) -> dict[str, tuple]:
-    cols = sql.SQL(", ").join(sql.Identifier(c) for c in ("source_id", *columns))
-    rows = db.execute(sql.SQL("SELECT {} FROM {} WHERE source_system = %s AND valid_to IS NULL")
-                      .format(cols, sql.Identifier(*table.split("."))), (source,)).fetchall()
-    return {r[0]: tuple(r[1:]) for r in rows}
 
 
 def test_with_the_collector_down_the_backfill_loads_every_alarm_once(db, loaded):

@@ -9,7 +9,6 @@ from datetime import datetime
 import psycopg
 import pytest
 import yaml
-from conftest import SIM_END, assert_one_current_row_each, quarantined
 from psycopg import sql
 
 from base.identity import citizen_id_identity
@@ -20,6 +19,8 @@ from hub.pipeline import run_source
 from sandbox.city import City
 from sandbox.zongzhi import ZongzhiData
 from sandbox.zongzhi_server import Faults, ZongzhiServer
+from tests.support.hotline import SIM_END
+from tests.support.warehouse_checks import assert_one_current_row_each, quarantined
 
 KEY = "test-zongzhi-key"
 CORE = ("core.event", "core.person", "core.organization")

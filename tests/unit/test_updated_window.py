@@ -34,7 +34,6 @@ from zoneinfo import ZoneInfo
 import httpx
 import httpx._transports.default as httpx_transport
 import pytest
-from conftest import write_sources
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -42,6 +41,7 @@ from base import clock
 from base.settings import load_sources, secret_env_var
 from connectors.base import Connector
 from connectors.registry import connector_class
+from tests.support.hotline import write_sources
 
 FMT = "%Y-%m-%d %H:%M:%S"
 ZONE = ZoneInfo("Asia/Shanghai")

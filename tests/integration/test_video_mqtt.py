@@ -24,7 +24,6 @@ from typing import Any
 import psycopg
 import pytest
 
-import tests.test_video_pipeline as vp
 from base.settings import PROJECT_ROOT
 from connectors.mqtt_collector import CollectorStats, discard_session
 from hub.collector import collect
@@ -32,6 +31,8 @@ from hub.pipeline import run_source
 from sandbox.city import City
 from sandbox.video import VideoData
 from sandbox.video_platform import VideoPlatform
+from tests.support.video import VideoSource, current, write_video_sources
+from tests.support.warehouse_checks import quarantined
 
 MOSQUITTO = ("127.0.0.1", 1883)
 SIM_END = datetime(2026, 11, 20)
@@ -86,16 +87,16 @@ def mqtt_video(tmp_path, monkeypatch, warehouse) -> Iterator[Any]:
     settings.cache_clear()
     started: list[tuple[VideoPlatform, str]] = []
 
-    def start() -> vp.VideoSource:
+    def start() -> VideoSource:
         name = f"video_{uuid.uuid4().hex[:8]}"
         data = VideoData(City("2111", scale=0.01), days=1, end=SIM_END)
         platform = VideoPlatform(data, mqtt_host=MOSQUITTO[0], mqtt_port=MOSQUITTO[1],
                                  topic_prefix=f"hubtest/{name}/vms/alarms").start()
         started.append((platform, f"hub-{name}"))
-        path = vp.write_video_sources(tmp_path / f"{name}.yaml", name, platform.url,
+        path = write_video_sources(tmp_path / f"{name}.yaml", name, platform.url,
                                       mqtt_host=MOSQUITTO[0], mqtt_port=MOSQUITTO[1],
                                       backfill=False)
-        return vp.VideoSource(name, path, platform)
+        return VideoSource(name, path, platform)
 
     yield start
     settings.cache_clear()
@@ -117,9 +118,9 @@ def wait_landed(db: psycopg.Connection, source: str, n: int, timeout: float = 20
     assert landed(db, source) == n
 
 
-def assert_each_alarm_once(db: psycopg.Connection, src: vp.VideoSource) -> None:
+def assert_each_alarm_once(db: psycopg.Connection, src: VideoSource) -> None:
     published = src.data.distinct_published()
-    events = vp.current(db, src.name, "core.event")
+    events = current(db, src.name, "core.event")
     assert set(events) == published
     total, distinct = db.execute("SELECT count(*), count(DISTINCT source_id) FROM core.event"
                                  " WHERE source_system = %s AND valid_to IS NULL",
@@ -148,7 +149,7 @@ def test_every_published_alarm_ends_in_core_event_once_despite_duplicates(db, mq
     assert summary.extracted == len(published) + 1 + devices
     assert_each_alarm_once(db, src)
     # The garbled message is not dropped: it waits in quarantine, its text in the landing.
-    held = vp.quarantined(db, src.name, "event")
+    held = quarantined(db, src.name, "event")
     assert len(held) == 1 and next(iter(held)).startswith("unparseable:")
     cursor = db.execute("SELECT state->>'landing_id' FROM ops.cursor WHERE source_system = %s"
                         " AND stream = 'alarms'", (src.name,)).fetchone()

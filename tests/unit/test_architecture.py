@@ -12,7 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 FIRST_PARTY = {"base", "schemas", "connectors", "conform", "quality", "warehouse", "hub",
                "sandbox", "bench"}
 PRODUCT = ("base", "schemas", "connectors", "conform", "quality", "warehouse", "hub")

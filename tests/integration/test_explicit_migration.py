@@ -16,12 +16,12 @@ from typing import Any
 
 import psycopg
 import pytest
-from conftest import TEST_DB, create_database, drop_database, write_sources
 from typer.testing import CliRunner
 
 from base.settings import settings
 from hub.cli import app
 from hub.pipeline import run_source
+from tests.support.hotline import write_sources
 from warehouse.db import conninfo
 from warehouse.migrate import (
     SchemaNotCurrent,
@@ -121,10 +121,9 @@ def test_an_up_to_date_warehouse_needs_no_statement_of_the_model(warehouse, db):
 
 
 @pytest.fixture
-def fresh(warehouse: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+def fresh(new_database: Callable[[str], str], monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     """The hub pointed at an empty database, never migrated."""
-    name = f"{TEST_DB}_fresh"
-    url = create_database(name)
+    url = new_database("fresh")
     monkeypatch.setenv("HUB_WAREHOUSE_URL", url)
     settings.cache_clear()
     conninfo.cache_clear()
@@ -134,7 +133,6 @@ def fresh(warehouse: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
         monkeypatch.undo()
         settings.cache_clear()
         conninfo.cache_clear()
-        drop_database(name)
 
 
 def schemas_of(url: str) -> set[str]:

@@ -10,6 +10,9 @@ import pytest
 from base import clock
 from hub.pipeline import run_source
 from sandbox.hotline12345 import DEFECT_KINDS
+from sandbox.hotline_server import HotlineServer
+from tests.support.hotline import HOTLINE_KEY, HOTLINE_SECRET, SIM_END_AT, write_sources
+from warehouse.db import connect
 
 # What each planted defect must trigger on its work order. Defects the conform step
 # repairs (ID spelling, phone format, a name with a stray space) must trigger
@@ -47,18 +50,12 @@ COMPANIONS: dict[str, set[str]] = {
 @pytest.fixture(scope="module")
 def outcome(hotline_data_factory, warehouse, tmp_path_factory):
     """One run over the simulator's dirty history: rules fired per order."""
-    import os
-
-    from conftest import HOTLINE_KEY, HOTLINE_SECRET, SIM_END_AT, write_sources
-
-    from sandbox.hotline_server import HotlineServer
-    from warehouse.db import connect
-
     data = hotline_data_factory(days=4, scale=0.1)
     name = "hotline_recall"
-    os.environ[f"HUB_{name.upper()}_APP_KEY"] = HOTLINE_KEY
-    os.environ[f"HUB_{name.upper()}_APP_SECRET"] = HOTLINE_SECRET
-    with HotlineServer(data, HOTLINE_KEY, HOTLINE_SECRET) as server:
+    with pytest.MonkeyPatch.context() as mp, \
+            HotlineServer(data, HOTLINE_KEY, HOTLINE_SECRET) as server:
+        mp.setenv(f"HUB_{name.upper()}_APP_KEY", HOTLINE_KEY)
+        mp.setenv(f"HUB_{name.upper()}_APP_SECRET", HOTLINE_SECRET)
         config = write_sources(tmp_path_factory.mktemp("recall") / "s.yaml", name, server.url)
         # The simulated history ends at SIM_END: its planted "future" times are after it.
         with clock.pinned(SIM_END_AT):

@@ -9,7 +9,6 @@ from __future__ import annotations
 from datetime import datetime
 
 import yaml
-from conftest import HOTLINE_KEY, HOTLINE_SECRET
 
 from base.settings import secret_env_var
 from connectors.registry import connector_class
@@ -27,6 +26,7 @@ from sandbox.hotline12345 import HotlineData
 from sandbox.hotline_server import HotlineServer
 from sandbox.zongzhi import ZongzhiData
 from sandbox.zongzhi_server import ZongzhiServer
+from tests.support.hotline import HOTLINE_KEY, HOTLINE_SECRET
 
 # A history of its own: order numbers carry their date, so no other test's orders
 # can stand in for this one's.

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import psycopg
 import pytest
-from conftest import assert_one_current_row_each, quarantined
 from psycopg import sql
 
 from hub.pipeline import run_source
 from sandbox.hotline_server import Faults
+from tests.support.warehouse_checks import assert_one_current_row_each, quarantined
 
 CORE = ("core.event", "core.person", "core.organization")
 

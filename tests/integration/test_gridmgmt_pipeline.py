@@ -14,7 +14,6 @@ from typing import Any
 import psycopg
 import pytest
 import yaml
-from conftest import assert_one_current_row_each, findings, quarantined
 from psycopg import sql
 
 from conform.gridmgmt import party_key
@@ -22,6 +21,7 @@ from hub.pipeline import RunSummary, run_source
 from sandbox.city import City
 from sandbox.gridmgmt import SPECIAL_GROUPS, GridData, ResidentTruth, file_name
 from sandbox.gridmgmt_server import Faults, GridPlatform
+from tests.support.warehouse_checks import assert_one_current_row_each, findings, quarantined
 
 SIM_END = datetime(2026, 11, 20)
 SCALE = 0.001  # 1,400 people, 50 grids, 20 events a day
