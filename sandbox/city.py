@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import math
 import random
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
 from functools import cached_property
@@ -288,3 +289,30 @@ def name_variant(name: str, rng: random.Random) -> str:
     if traditional != name and rng.random() < 0.5:
         return traditional
     return name[:1] + " " + name[1:]
+
+
+def plant_defects(n: int, families: Sequence[Sequence[str]], rates: Mapping[str, float],
+                  eligible: Callable[[str, int], bool], rng_for: Callable[[int], random.Random],
+                  *, fill_short: bool = False) -> list[set[str]]:
+    """Which of `n` records carry which defect: a fixed share per kind, at least a floor.
+
+    Kinds of one family never share a record (one defect would hide the other); each
+    family is drawn in its own seeded order (`rng_for(family index)`), so adding a kind
+    to one family moves no other. `eligible` keeps a kind off records it cannot apply
+    to; with `fill_short`, a kind with too few eligible records is planted anyway.
+    """
+    defects: list[set[str]] = [set() for _ in range(n)]
+    floor = 2 if n >= 50 else 1
+    for f_i, family in enumerate(families):
+        order = list(range(n))
+        rng_for(f_i).shuffle(order)
+        used: set[int] = set()
+        for kind in family:
+            want = max(floor, round(rates[kind] * n))
+            picks = [i for i in order if i not in used and eligible(kind, i)][:want]
+            if fill_short and len(picks) < want:
+                picks += [i for i in order if i not in used and i not in picks][:want - len(picks)]
+            for i in picks:
+                used.add(i)
+                defects[i].add(kind)
+    return defects

@@ -31,7 +31,7 @@ import numpy as np
 from base import clock
 from conform.coords import wgs84_to_gcj02
 from sandbox import city as citymod
-from sandbox.city import City, Grid, Person
+from sandbox.city import City, Grid, Person, plant_defects
 
 CATEGORIES_CSV = Path(__file__).resolve().parent / "data" / "hotline12345_categories.csv"
 
@@ -410,9 +410,6 @@ class HotlineData:
 
     def _plant(self, reports: list[_Report]) -> list[set[str]]:
         """Choose which orders carry which defects: a fixed share per kind with a floor."""
-        n = len(reports)
-        defects: list[set[str]] = [set() for _ in range(n)]
-        floor = 2 if n >= 50 else 1
         settled = self.end - timedelta(hours=6)
 
         def eligible(kind: str, i: int) -> bool:
@@ -423,19 +420,8 @@ class HotlineData:
                 return r.grid.district_code == RETIRED_DISTRICT_SUCCESSOR
             return True
 
-        for f_i, family in enumerate(DEFECT_FAMILIES):
-            order = list(range(n))
-            self._rng("plant", f_i).shuffle(order)
-            used: set[int] = set()
-            for kind in family:
-                want = max(floor, round(DEFECT_RATES[kind] * n))
-                picks = [i for i in order if i not in used and eligible(kind, i)][:want]
-                if len(picks) < want:  # too few eligible orders: plant it anyway
-                    picks += [i for i in order if i not in used and i not in picks][:want - len(picks)]
-                for i in picks:
-                    used.add(i)
-                    defects[i].add(kind)
-        return defects
+        return plant_defects(len(reports), DEFECT_FAMILIES, DEFECT_RATES, eligible,
+                             lambda family: self._rng("plant", family), fill_short=True)
 
     def _served_points(self, reports: list[_Report],
                        defects: list[set[str]]) -> list[tuple[float | None, float | None]]:

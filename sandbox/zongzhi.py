@@ -31,7 +31,7 @@ from typing import Any
 from stdnum.cn import uscc
 
 from sandbox import city as citymod
-from sandbox.city import City, Grid
+from sandbox.city import City, Grid, plant_defects
 from sandbox.hotline12345 import SHANGHAI, HotlineData, local_end, parse_local
 
 DISPUTE_FIELDS = ("caseId", "source", "transferNo", "disputeType", "summary", "parties",
@@ -360,9 +360,6 @@ class ZongzhiData:
 
     def _plant(self, drafts: list[_Draft]) -> list[set[str]]:
         """Which disputes carry which defects: a share per kind, with a floor."""
-        n = len(drafts)
-        defects: list[set[str]] = [set() for _ in range(n)]
-        floor = 2 if n >= 50 else 1
         settled = self.end - timedelta(hours=6)
 
         def eligible(kind: str, i: int) -> bool:
@@ -370,16 +367,8 @@ class ZongzhiData:
                 return False
             return kind not in _FROZEN_BY or drafts[i].register <= settled
 
-        for f_i, family in enumerate(DEFECT_FAMILIES):
-            order = list(range(n))
-            self._rng("plant", f_i).shuffle(order)
-            used: set[int] = set()
-            for kind in family:
-                want = max(floor, round(DEFECT_RATES[kind] * n))
-                for i in [i for i in order if i not in used and eligible(kind, i)][:want]:
-                    used.add(i)
-                    defects[i].add(kind)
-        return defects
+        return plant_defects(len(drafts), DEFECT_FAMILIES, DEFECT_RATES, eligible,
+                             lambda family: self._rng("plant", family))
 
     def _case(self, case_id: str, draft: _Draft, defects: set[str],
               hostile: int) -> tuple[_Case, DisputeTruth]:
