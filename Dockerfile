@@ -6,7 +6,7 @@
 # No secret is baked in: they all come from the environment at run time.
 FROM python:3.11-slim
 
-# Airflow's own extras that a server deployment needs and `hub demo` does not:
+# Airflow's own extras that a server deployment needs and `make demo` does not:
 # PostgreSQL drivers for the metadata database (psycopg2, asyncpg) and the FAB
 # auth manager (real users and roles; Airflow 3's default is a dev-only one).
 ARG AIRFLOW_VERSION=3.3.2
