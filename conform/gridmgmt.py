@@ -141,11 +141,10 @@ class OrgsConformer(Conformer):
 
     def conform(self, raw: pa.Table) -> Conformed:
         cols = _location(raw, "所属网格")
-        code = pc.utf8_upper(pc.replace_substring_regex(identity.nfkc(raw["统一社会信用代码"]), r"\s", ""))
         cols.update({
             "source_id": raw["统一社会信用代码"],
             "org_name": v.trimmed(raw["名称"]),
-            "uscc": v.blank_to_null(code),
+            "uscc": v.uscc_codes(raw["统一社会信用代码"]),
             "org_type": v.map_codes(raw["类型"], org_type_mapping()),
             "legal_rep": v.trimmed(raw["法定代表人"]),
             "phone": identity.phones(raw["联系电话"]),

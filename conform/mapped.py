@@ -201,22 +201,6 @@ def _instants(values: v.Column) -> tuple[pa.Array, np.ndarray]:
     return parsed, np.asarray(bad, dtype=bool)
 
 
-def _county(values: v.Column) -> v.Column:
-    text = v.trimmed(values)
-    street = pc.fill_null(pc.match_substring_regex(text, r"^\d{9}$"), False)
-    return pc.if_else(street, pc.utf8_slice_codeunits(text, 0, 6), text)
-
-
-def _street(values: v.Column) -> v.Column:
-    text = v.trimmed(values)
-    street = pc.fill_null(pc.match_substring_regex(text, r"^\d{9}$"), False)
-    return pc.if_else(street, text, pa.scalar(None, pa.string()))
-
-
-def _uscc(values: v.Column) -> v.Column:
-    return v.blank_to_null(pc.utf8_upper(pc.replace_substring_regex(
-        identity.nfkc(values), r"\s", "")))
-
 
 def json_objects(text: str | None) -> list[dict[str, Any]] | None:
     """A JSON list of objects as sent ([] for blank); None when it is not one."""
@@ -242,9 +226,9 @@ PARSERS: dict[str, Parser] = {
     "instant": lambda c, r: _instants(c),
     "local_time": lambda c, r: v.local_times(c, r.timezone),
     "code": lambda c, r: (v.map_codes(c, r.codes), None),
-    "county": lambda c, r: (_county(c), None),
-    "street": lambda c, r: (_street(c), None),
-    "uscc": lambda c, r: (_uscc(c), None),
+    "county": lambda c, r: (v.division_parts(c)[0], None),
+    "street": lambda c, r: (v.division_parts(c)[1], None),
+    "uscc": lambda c, r: (v.uscc_codes(c), None),
     "citizen_id": lambda c, r: (identity.citizen_ids(v.blank_to_null(c)), None),
     "phone": lambda c, r: (identity.phones(c), None),
     "masked_name": lambda c, r: (mask_name(v.blank_to_null(c)), None),

@@ -14,7 +14,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from base.identity import Column, blank_to_null, present
+from base.identity import Column, blank_to_null, nfkc, present
 from schemas import reference_data
 from schemas.arrow import ARROW_TYPES
 from schemas.model import Kind
@@ -133,3 +133,19 @@ def tag_lists(values: Column, separators: str = "、,，;；/|") -> pa.Array:
     pattern = f"\\s*[{re.escape(separators)}]+\\s*"
     joined = pc.replace_substring_regex(pc.utf8_trim_whitespace(values), pattern, ",")
     return blank_to_null(pc.utf8_trim(joined, characters=","))
+
+
+def uscc_codes(values: Column) -> Column:
+    """统一社会信用代码 as compared: NFKC (full-width characters), no blanks, upper case;
+    blank is null. The GB 32100 check is the rule uscc_valid's."""
+    return blank_to_null(pc.utf8_upper(pc.replace_substring_regex(nfkc(values), r"\s", "")))
+
+
+def division_parts(values: Column) -> tuple[Column, Column]:
+    """A 6- or 9-digit division code as (county code, street code or null); other text is
+    kept as the county code, for the division rule to judge."""
+    text = trimmed(values)
+    street = pc.fill_null(pc.match_substring_regex(text, r"^\d{9}$"), False)
+    county = pc.if_else(street, pc.utf8_slice_codeunits(text, 0, 6), text)
+    return county, pc.if_else(street, text, pa.scalar(None, pa.string()))
+

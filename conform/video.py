@@ -68,11 +68,7 @@ class VideoDeviceConformer(Conformer):
             pc.utf8_upper(state_text), device_mapping("device_states.csv", "source_state", "state"),
             state_text)
 
-        civil = v.trimmed(raw["civilCode"])
-        digits = pc.fill_null(pc.match_substring_regex(civil, r"^\d{6}(\d{3})?$"), False)
-        street = pc.if_else(pc.and_(digits, pc.equal(pc.utf8_length(civil), 9)), civil,
-                            pa.scalar(None, pa.string()))
-        division = pc.if_else(digits, pc.utf8_slice_codeunits(civil, 0, 6), civil)
+        division, street = v.division_parts(raw["civilCode"])
 
         cols: dict[str, v.Column | pa.Scalar | None] = {
             "source_id": raw["deviceId"],
