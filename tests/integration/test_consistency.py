@@ -8,8 +8,6 @@ from __future__ import annotations
 
 from datetime import datetime
 
-import yaml
-
 from base.settings import secret_env_var
 from connectors.registry import connector_class
 from hub.pipeline import run_source
@@ -27,6 +25,7 @@ from sandbox.hotline_server import HotlineServer
 from sandbox.zongzhi import ZongzhiData
 from sandbox.zongzhi_server import ZongzhiServer
 from tests.support.hotline import HOTLINE_KEY, HOTLINE_SECRET
+from tests.support.sources import write_sources_file
 
 # A history of its own: order numbers carry their date, so no other test's orders
 # can stand in for this one's.
@@ -48,15 +47,12 @@ def test_transferred_cases_are_checked_against_the_hotline(db, tmp_path, monkeyp
     try:
         monkeypatch.setenv("HUB_XS_HOTLINE_APP_KEY", HOTLINE_KEY)
         monkeypatch.setenv("HUB_XS_HOTLINE_APP_SECRET", HOTLINE_SECRET)
-        path = tmp_path / "sources.yaml"
-        path.write_text(yaml.safe_dump({
-            "city": {"code": "2111", "extent": [121.42, 40.65, 122.52, 41.45]},
-            "sources": {
-                "xs_cases": {"connector": "citymgmt", "settings": {
-                    "url": cases.reader_url, "start_from": "2000-01-01 00:00:00"}},
-                "xs_hotline": {"connector": "hotline12345", "settings": {
-                    "base_url": hotline.url, "start_from": "2026-09-01 00:00:00"}},
-            }}, allow_unicode=True), encoding="utf-8")
+        path = write_sources_file(tmp_path / "sources.yaml", {
+            "xs_cases": {"connector": "citymgmt", "settings": {
+                "url": cases.reader_url, "start_from": "2000-01-01 00:00:00"}},
+            "xs_hotline": {"connector": "hotline12345", "settings": {
+                "base_url": hotline.url, "start_from": "2026-09-01 00:00:00"}},
+        })
 
         alone = run_source("xs_cases", path)
         evaluated, missing_alone = _result(db, alone.run_id)
@@ -102,15 +98,12 @@ def test_transferred_disputes_are_checked_against_a_second_hotline(db, tmp_path,
         monkeypatch.setenv(secret_env_var("county_disputes", "api_key"), ZZ_KEY)
         monkeypatch.setenv(secret_env_var("dawa_12345", "app_key"), HOTLINE_KEY)
         monkeypatch.setenv(secret_env_var("dawa_12345", "app_secret"), HOTLINE_SECRET)
-        path = tmp_path / "sources.yaml"
-        path.write_text(yaml.safe_dump({
-            "city": {"code": "2111", "extent": [121.42, 40.65, 122.52, 41.45]},
-            "sources": {
-                "county_disputes": {"connector": "zongzhi", "settings": {
-                    "base_url": disputes.url, "start_from": "2026-09-01T00:00:00+08:00"}},
-                "dawa_12345": {"connector": "hotline12345", "settings": {
-                    "base_url": hotline.url, "start_from": "2026-09-01 00:00:00"}},
-            }}, allow_unicode=True), encoding="utf-8")
+        path = write_sources_file(tmp_path / "sources.yaml", {
+            "county_disputes": {"connector": "zongzhi", "settings": {
+                "base_url": disputes.url, "start_from": "2026-09-01T00:00:00+08:00"}},
+            "dawa_12345": {"connector": "hotline12345", "settings": {
+                "base_url": hotline.url, "start_from": "2026-09-01 00:00:00"}},
+        })
         transfers = {no for no, t in disputes.data.truth.items() if t.transfer_no}
         assert transfers
 

@@ -13,7 +13,6 @@ from typing import Any
 
 import psycopg
 import pytest
-import yaml
 from psycopg import sql
 
 from conform.gridmgmt import party_key
@@ -21,6 +20,7 @@ from hub.pipeline import RunSummary, run_source
 from sandbox.city import City
 from sandbox.gridmgmt import SPECIAL_GROUPS, GridData, ResidentTruth, file_name
 from sandbox.gridmgmt_server import Faults, GridPlatform
+from tests.support.sources import write_sources_file
 from tests.support.warehouse_checks import assert_one_current_row_each, findings, quarantined
 
 SIM_END = datetime(2026, 11, 20)
@@ -31,10 +31,7 @@ NEVER = r"(?P<date>\d{8})^"  # a file pattern no name matches
 
 
 def write_sources(path: Path, name: str, settings: dict[str, Any]) -> Path:
-    config = {"city": {"code": "2111", "extent": [121.42, 40.65, 122.52, 41.45]},
-              "sources": {name: {"connector": "gridmgmt", "settings": settings}}}
-    path.write_text(yaml.safe_dump(config, allow_unicode=True), encoding="utf-8")
-    return path
+    return write_sources_file(path, {name: {"connector": "gridmgmt", "settings": settings}})
 
 
 @dataclass

@@ -16,7 +16,6 @@ from pathlib import Path
 import psycopg
 import pyarrow as pa
 import pytest
-import yaml
 from typer.testing import CliRunner
 
 from base.settings import settings
@@ -26,6 +25,7 @@ from hub.pipeline import run_source
 from sandbox.city import City
 from sandbox.gridmgmt import RESIDENT_HEADERS, GridData, file_name, render
 from sandbox.gridmgmt_server import GridPlatform
+from tests.support.sources import write_sources_file
 
 SIM_END = datetime(2026, 11, 20)
 TOKEN = "grid-test-token"
@@ -76,14 +76,11 @@ def grid(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, warehouse: str) -> Ite
     with GridPlatform(data, tmp_path / "landing", api_token=TOKEN) as platform:
         name = f"grid_{uuid.uuid4().hex[:8]}"
         monkeypatch.setenv(f"HUB_{name.upper()}_API_TOKEN", TOKEN)
-        config = tmp_path / f"{name}.yaml"
-        config.write_text(yaml.safe_dump({
-            "city": {"code": "2111", "extent": [121.42, 40.65, 122.52, 41.45]},
-            "sources": {name: {"connector": "gridmgmt", "settings": {
+        config = write_sources_file(tmp_path / f"{name}.yaml", {name: {
+            "connector": "gridmgmt", "settings": {
                 "folder": str(platform.folder), "base_url": platform.url, "page_size": 50,
                 "chunk_rows": 200, "timeout_seconds": 2, "backoff_seconds": 0.01,
-                "file_patterns": {"houses": NEVER, "orgs": NEVER}}}}},
-            allow_unicode=True), encoding="utf-8")
+                "file_patterns": {"houses": NEVER, "orgs": NEVER}}}})
         grid = Grid(platform, name, config)
         platform.landing.drop(grid.days[0], kinds=["grids"])
         yield grid

@@ -8,7 +8,6 @@ from datetime import datetime
 
 import psycopg
 import pytest
-import yaml
 from psycopg import sql
 
 from base.identity import citizen_id_identity
@@ -20,6 +19,7 @@ from sandbox.city import City
 from sandbox.zongzhi import ZongzhiData
 from sandbox.zongzhi_server import Faults, ZongzhiServer
 from tests.support.hotline import SIM_END
+from tests.support.sources import write_sources_file
 from tests.support.warehouse_checks import assert_one_current_row_each, quarantined
 
 KEY = "test-zongzhi-key"
@@ -41,14 +41,11 @@ def zongzhi(tmp_path, monkeypatch, hotline_data_factory, warehouse, sim_clock):
         server = ZongzhiServer(data, KEY, faults=faults).start()
         servers.append(server)
         monkeypatch.setenv(secret_env_var(name, "api_key"), KEY)
-        path = tmp_path / f"{name}.yaml"
-        path.write_text(yaml.safe_dump({
-            "city": {"code": "2111", "extent": [121.42, 40.65, 122.52, 41.45]},
-            "sources": {name: {"connector": "zongzhi", "settings": {
+        path = write_sources_file(tmp_path / f"{name}.yaml", {name: {
+            "connector": "zongzhi", "settings": {
                 "base_url": server.url, "page_size": 10, "timeout_seconds": 2,
                 "backoff_seconds": 0.05, "max_backoff_seconds": 0.5, "max_attempts": 12,
-                "start_from": "2026-11-01T00:00:00+08:00", **options}}},
-        }, allow_unicode=True), encoding="utf-8")
+                "start_from": "2026-11-01T00:00:00+08:00", **options}}})
         return name, path, server
 
     settings.cache_clear()

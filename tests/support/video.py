@@ -7,11 +7,11 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-import yaml
 from psycopg import sql
 
 from sandbox.video import VideoData
 from sandbox.video_platform import VideoPlatform
+from tests.support.sources import write_sources_file
 
 
 @dataclass
@@ -32,18 +32,13 @@ class VideoSource:
 
 
 def write_video_sources(path: Path, name: str, base_url: str, **settings: Any) -> Path:
-    config = {
-        "city": {"code": "2111", "extent": [121.42, 40.65, 122.52, 41.45]},
-        "sources": {name: {"connector": "video", "settings": {
-            "base_url": base_url, "page_size": 40, "timeout_seconds": 2,
-            "backoff_seconds": 0.05, "max_backoff_seconds": 0.5,
-            "mqtt_client_id": f"hub-{name}", "alarm_topic": f"hubtest/{name}/vms/alarms/+",
-            "backfill_start_from": "2026-11-18 00:00:00", "backfill_window_hours": 12,
-            "landing_settle_seconds": 0,
-            **settings}}},
-    }
-    path.write_text(yaml.safe_dump(config, allow_unicode=True), encoding="utf-8")
-    return path
+    return write_sources_file(path, {name: {"connector": "video", "settings": {
+        "base_url": base_url, "page_size": 40, "timeout_seconds": 2,
+        "backoff_seconds": 0.05, "max_backoff_seconds": 0.5,
+        "mqtt_client_id": f"hub-{name}", "alarm_topic": f"hubtest/{name}/vms/alarms/+",
+        "backfill_start_from": "2026-11-18 00:00:00", "backfill_window_hours": 12,
+        "landing_settle_seconds": 0,
+        **settings}}})
 
 
 def current(db: psycopg.Connection, source: str, table: str, *columns: str) -> dict[str, tuple]:
