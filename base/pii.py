@@ -1,25 +1,45 @@
-"""Personal data: a keyed hash for joining and a masked value for reading.
+"""Personal data: a keyed hash for joining, a masked value for reading, a seal for keeping.
 
 ID numbers and phones never reach the core tables in clear. The hash is
 keyed BLAKE2b (its MAC mode, RFC 7693) under the hub's key, so the same person hashes the same way on every
 platform (linking works) while nobody without the key can test a guessed number
 against it. Hashing runs once per distinct value of a batch, not once per row.
+
+A quarantined record must come back exactly as the platform sent it (replay, an
+audited clear read) yet the warehouse must not hold it in clear: it is sealed,
+AES-256-GCM under a key derived from the same secret by HKDF-SHA256 with a label of
+its own (`derive_sealing_key`), so the sealing key is not the hashing key and
+neither reveals the other. A sealed blob is
+
+    version (1 byte, 0x01) | nonce (12 random bytes) | ciphertext | tag (16 bytes)
+
+with the version byte and a fixed label authenticated too: a blob altered anywhere,
+or opened under another key, raises `SealError` instead of returning garbage.
+`payload_digest` (the keyed hash of a payload's canonical JSON) tells two payloads
+apart without clear text.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import secrets
 from collections.abc import Callable
 from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
+from typing import Any, NamedTuple
 
 import pyarrow as pa
 import pyarrow.compute as pc
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from base.identity import citizen_id_identity, per_distinct, phone_identity
+from base.masking import mask_payload
 from base.settings import settings
 
 
@@ -127,3 +147,97 @@ MASKS = {Pii.ID_NUMBER: mask_id_number, Pii.PHONE: mask_phone}
 # having done so.
 IDENTITY: dict[Pii, Callable[[str], str]] = {Pii.ID_NUMBER: citizen_id_identity,
                                              Pii.PHONE: phone_identity}
+
+
+# ------------------------------------------------------------------ sealing
+
+SEAL_VERSION = 1
+SEAL_NONCE_BYTES = 12
+SEAL_TAG_BYTES = 16
+SEAL_KEY_BYTES = 32
+# HKDF's `info`: what the derived key is for. Another use gets another label.
+_SEAL_KEY_LABEL = b"governance-hub/quarantine-payload-seal/v1"
+# Authenticated with every blob besides its version byte.
+_SEAL_AAD = b"governance-hub/sealed-payload"
+
+
+class SealError(ValueError):
+    """A sealed blob that cannot be opened: not a sealed blob, altered, or sealed
+    under another key."""
+
+
+def derive_sealing_key(secret: bytes) -> bytes:
+    """The 32-byte AES key derived from the personal-data key (HKDF-SHA256, its own
+    label): `seal(…, key=derive_sealing_key(pii_key()))` is `seal(…)`."""
+    return HKDF(algorithm=hashes.SHA256(), length=SEAL_KEY_BYTES, salt=None,
+                info=_SEAL_KEY_LABEL).derive(secret)
+
+
+@lru_cache(maxsize=4)
+def _aead_for(secret: bytes) -> AESGCM:
+    return AESGCM(derive_sealing_key(secret))
+
+
+def _aead(key: bytes | None) -> AESGCM:
+    if key is None:
+        return _aead_for(pii_key())
+    if len(key) != SEAL_KEY_BYTES:
+        raise ValueError(f"a sealing key is {SEAL_KEY_BYTES} bytes, got {len(key)}")
+    return AESGCM(key)
+
+
+def seal(data: bytes, *, key: bytes | None = None) -> bytes:
+    """`data` sealed under the hub's sealing key (or `key`, a 32-byte sealing key)."""
+    nonce = os.urandom(SEAL_NONCE_BYTES)
+    header = bytes((SEAL_VERSION,))
+    return header + nonce + _aead(key).encrypt(nonce, bytes(data), header + _SEAL_AAD)
+
+
+def unseal(blob: bytes | bytearray | memoryview, *, key: bytes | None = None) -> bytes:
+    """The bytes `seal` sealed; `SealError` if `blob` is no sealed blob, was altered,
+    or was sealed under another key."""
+    raw = bytes(blob)
+    if len(raw) < 1 + SEAL_NONCE_BYTES + SEAL_TAG_BYTES:
+        raise SealError(f"not a sealed payload: {len(raw)} bytes is shorter than any seal")
+    if raw[0] != SEAL_VERSION:
+        raise SealError(f"not a sealed payload of a known version: version byte {raw[0]}, "
+                        f"this hub reads version {SEAL_VERSION}")
+    header, nonce, body = raw[:1], raw[1:1 + SEAL_NONCE_BYTES], raw[1 + SEAL_NONCE_BYTES:]
+    try:
+        return _aead(key).decrypt(nonce, body, header + _SEAL_AAD)
+    except InvalidTag:
+        raise SealError("the sealed payload does not open: it was sealed under another key "
+                        "(HUB_PII_KEY is not the key it was sealed with) or its bytes were "
+                        "altered") from None
+
+
+def canonical_json(payload: Any) -> str:
+    """One text per payload whatever its key order (dates as text): what
+    `payload_digest` is taken of."""
+    return json.dumps(payload, ensure_ascii=False, sort_keys=True, default=str)
+
+
+def payload_digest(clear_json_text: str) -> str:
+    """Keyed hash of a payload's canonical JSON: equal payloads, equal digests; no way
+    back to the payload, nor a test of a guess, without the key."""
+    return keyed_hash(clear_json_text)
+
+
+class SealedPayload(NamedTuple):
+    """A record as quarantine keeps it."""
+
+    masked: Any    # the record with its personal data masked (base.masking): shown
+    sealed: bytes  # its JSON text in clear, sealed: replayed, or read through the audit
+    digest: str    # payload_digest of its canonical JSON: compared
+
+
+def seal_payload(payload: Any) -> SealedPayload:
+    """A record (JSON values; dates become text) masked, sealed and digested."""
+    clear = json.dumps(payload, ensure_ascii=False, default=str)
+    return SealedPayload(mask_payload(payload), seal(clear.encode()),
+                         payload_digest(canonical_json(payload)))
+
+
+def unseal_payload(blob: bytes | bytearray | memoryview, *, key: bytes | None = None) -> Any:
+    """The record `seal_payload` sealed, as JSON values (what json.loads gives)."""
+    return json.loads(unseal(blob, key=key).decode())

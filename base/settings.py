@@ -37,6 +37,15 @@ class HubSettings(BaseSettings):
     warehouse_url: SecretStr | None = Field(
         None, description="PostgreSQL >= 15 URL; unset = the embedded server under `home`"
     )
+    warehouse_url_loader: SecretStr | None = Field(
+        None, description="URL the pipeline connects with (role hub_loader); unset = "
+                          "warehouse_url with the login hub_loader and no password")
+    warehouse_url_reader: SecretStr | None = Field(
+        None, description="URL `hub sql` connects with (role hub_reader); unset = derived likewise")
+    warehouse_url_steward: SecretStr | None = Field(
+        None, description="URL the quality review connects with (role hub_steward)")
+    warehouse_url_pii_reader: SecretStr | None = Field(
+        None, description="URL audited clear reads connect with (role hub_pii_reader)")
     pii_key: SecretStr | None = Field(
         None, description="key of the personal-data hash; required with an external warehouse"
     )

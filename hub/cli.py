@@ -16,22 +16,30 @@ import json
 import logging
 import sys
 from datetime import datetime
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 from zoneinfo import ZoneInfo
 
+import psycopg
 import typer
 
+from base.pii import unseal
 from base.settings import load_city
 from hub.collector import collect as run_collector
 from hub.console import console, err, print_table
 from hub.pipeline import RunSummary, run_source
 from hub.replay import replay
-from quality.display import mask_payload
 from quality.report import build
-from warehouse import ops
-from warehouse.db import connect, describe
-from warehouse.migrate import SchemaNotCurrent, record_city_timezone, require_current
+from warehouse import access, dictionary, ops
+from warehouse.access import Jurisdiction
+from warehouse.db import Role, connect, describe
+from warehouse.migrate import (
+    SchemaNotCurrent,
+    record_city_timezone,
+    require_current,
+    schema_behind,
+)
 from warehouse.migrate import migrate as do_migrate
 
 __all__ = ["app", "console", "err", "main", "print_table"]
@@ -78,7 +86,7 @@ def migrate(
     except (OSError, ValueError) as exc:
         err.print(f"[red]the city's time zone was not recorded:[/red] {exc}")
         raise typer.Exit(1) from None
-    with connect() as conn:
+    with connect(Role.OWNER) as conn:
         if record_city_timezone(conn, timezone):
             console.print(f"the marts now count weeks and days in {timezone}")
 
@@ -107,17 +115,41 @@ def run(
     )
 
 
+class SqlRole(StrEnum):
+    """Who `hub sql` runs as: a reader unless said otherwise."""
+
+    reader = "reader"
+    steward = "steward"
+
+
 @app.command("sql")
 def sql_command(
-    query: Annotated[str, typer.Argument(help="SQL to run against the warehouse")],
+    query: Annotated[str, typer.Argument(help="one SQL statement")],
     as_csv: Annotated[bool, typer.Option("--csv", help="CSV on stdout, for machines")] = False,
+    as_role: Annotated[SqlRole, typer.Option(
+        "--as", help="the role to query as (reader: marts and masked views of the whole city)"
+    )] = SqlRole.reader,
+    write: Annotated[bool, typer.Option(
+        "--write", help="run as the owner (hub_owner) in a read-write transaction that commits:"
+                        " for maintenance, not for reading")] = False,
 ) -> None:
-    """Run a query against the configured warehouse and print the result."""
-    with connect() as conn, conn.cursor() as cur:
+    """Run one statement against the warehouse and print the result.
+
+    By default as hub_reader, in a read-only transaction: the marts and masked views
+    (`hub docs` lists them). Several statements at once are refused."""
+    role = Role.OWNER if write else Role[as_role.name.upper()]
+    if write:
+        err.print(f"[yellow]--write: running as {role.value} in a read-write transaction; the"
+                  " statement commits if it succeeds[/yellow]")
+    with connect(role) as conn, conn.cursor() as cur:
         try:
-            cur.execute(query.encode())  # the user's own query, run with the user's rights
-        except Exception as exc:
-            err.print(f"[red]query failed:[/red] {exc}")
+            if not write:
+                cur.execute("BEGIN READ ONLY")
+            # prepare=True: the extended protocol takes exactly one statement, so the
+            # server itself refuses "select 1; drop table …" instead of running both.
+            cur.execute(query.encode(), prepare=True)  # the user's query, run with the role's rights
+        except psycopg.Error as exc:
+            err.print(_sql_refusal(exc, role))
             raise typer.Exit(1) from None
         if cur.description is None:
             console.print(f"{cur.statusmessage}")
@@ -132,6 +164,21 @@ def sql_command(
     print_table(columns, rows)
 
 
+def _sql_refusal(exc: psycopg.Error, role: Role) -> str:
+    """One clear line for a refused or failed statement."""
+    first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    if "cannot insert multiple commands" in first:
+        return ("[red]refused:[/red] hub sql runs one statement at a time; "
+                "run each statement separately")
+    if isinstance(exc, psycopg.errors.ReadOnlySqlTransaction):
+        return (f"[red]refused:[/red] {first} (hub sql reads as {role.value}; changes go through"
+                " the pipeline, or `--write` as the owner for maintenance)")
+    if isinstance(exc, psycopg.errors.InsufficientPrivilege):
+        return (f"[red]refused:[/red] {first} (as {role.value}: readers see the mart schema;"
+                " `hub docs` lists what each role may read)")
+    return f"[red]query failed:[/red] {first}"
+
+
 @app.command()
 def status(
     limit: Annotated[int, typer.Option(help="runs shown per source")] = 5,
@@ -139,7 +186,7 @@ def status(
 ) -> None:
     """Recent runs per source, with counts and outcomes."""
     tz = _city_timezone(config)
-    with connect() as conn:
+    with connect(Role.STEWARD) as conn:
         rows = conn.execute(
             "SELECT source_system, run_id, outcome, to_char(started_at AT TIME ZONE"
             " %(tz)s, 'YYYY-MM-DD HH24:MI:SS'),"
@@ -186,7 +233,7 @@ def snapshot_accept(
 ) -> None:
     """Accept a refused snapshot: the next run loads it and closes the records it lacks."""
     _require_current()
-    with connect() as conn:
+    with connect(Role.LOADER) as conn:
         if "#" not in snapshot_id:
             found = conn.execute(
                 "SELECT file_name || '#' || sha256 FROM ops.rejected_file WHERE source_system = %s"
@@ -214,11 +261,11 @@ def quarantine_list(
 ) -> None:
     """Quarantined records grouped by source and rule, with counts."""
     tz = _city_timezone(config)
-    with connect() as conn:
+    with connect(Role.STEWARD) as conn:
         rows = conn.execute(
             "SELECT source_system, entity, rule, state, count(*), min(quarantine_id),"
             " to_char(max(quarantined_at) AT TIME ZONE %(tz)s, 'YYYY-MM-DD HH24:MI'),"
-            " left(min(reason), 70) FROM quality.quarantine"
+            " left(min(reason), 70) FROM quality.quarantine_review"
             " WHERE (%(source)s::text IS NULL OR source_system = %(source)s)"
             " AND (%(all)s OR state = 'open') GROUP BY 1, 2, 3, 4 ORDER BY 1, 5 DESC",
             {"source": source, "all": all_states, "tz": tz},
@@ -234,34 +281,55 @@ def quarantine_list(
 def quarantine_show(
     quarantine_id: Annotated[int, typer.Argument(help="id from `hub quarantine list`")],
     unmasked: Annotated[bool, typer.Option(
-        "--unmasked", help="show personal data in clear (the read is recorded in ops.pii_read)"
-    )] = False,
+        "--unmasked", help="show the payload in clear (as hub_pii_reader; the read is recorded"
+                           " in ops.pii_read with --reason)")] = False,
+    reason: Annotated[str | None, typer.Option(
+        help="why the clear payload is needed (required with --unmasked; kept in the audit)"
+    )] = None,
     config: ConfigOption = None,
 ) -> None:
-    """One quarantined record: why it was held and what the platform sent."""
+    """One quarantined record: why it was held and what the platform sent (masked)."""
+    if unmasked and not (reason and reason.strip()):
+        err.print("[red]--unmasked needs --reason[/red]: say why the clear payload is needed"
+                  " (it is recorded with your name in ops.pii_read)")
+        raise typer.Exit(2)
     tz = _city_timezone(config)
-    with connect() as conn:
+    with connect(Role.STEWARD) as conn:
         row = conn.execute(
             "SELECT quarantine_id, source_system, stream, entity, source_id, run_id, rule, reason,"
             " failed_rules, payload, state, quarantined_at, resolved_run_id"
-            " FROM quality.quarantine WHERE quarantine_id = %s", (quarantine_id,)).fetchone()
-        if row is None:
-            err.print(f"no quarantine entry {quarantine_id}")
-            raise typer.Exit(1)
-        if unmasked:
-            conn.execute("INSERT INTO ops.pii_read (what, reference) VALUES (%s, %s)",
-                         ("quality.quarantine.payload", str(quarantine_id)))
-    (qid, src, stream, ent, sid, run_id, rule, reason, failed, payload, state, at, resolved) = row
+            " FROM quality.quarantine_review WHERE quarantine_id = %s", (quarantine_id,)
+        ).fetchone()
+    if row is None:
+        err.print(f"no quarantine entry {quarantine_id}; see `hub quarantine list`")
+        raise typer.Exit(1)
+    (qid, src, stream, ent, sid, run_id, rule, why, failed, payload, state, at, resolved) = row
+    if unmasked:
+        payload = _clear_payload(qid, reason or "")
     console.print(f"[bold]quarantine {qid}[/bold]: {src}/{stream} {ent} {sid} (run {run_id},"
                   f" {_local(at, tz)}), state {state}"
                   + (f", resolved by run {resolved}" if resolved else ""))
-    console.print(f"rule [bold]{rule}[/bold]: {reason}")
+    console.print(f"rule [bold]{rule}[/bold]: {why}")
     for f in failed:
         console.print(f"  - {f['severity']}: {f['rule']}: {f['reason']}")
-    shown = payload if unmasked else mask_payload(payload)
-    console.print_json(json.dumps(shown, ensure_ascii=False))
+    console.print_json(json.dumps(payload, ensure_ascii=False))
     if not unmasked:
-        console.print("(personal data masked; --unmasked shows it and records the read)")
+        console.print("(personal data masked; --unmasked --reason … shows it and records the read)")
+
+
+def _clear_payload(quarantine_id: int, reason: str) -> object:
+    """The clear payload through the audited function, opened with the hub's key."""
+    with connect(Role.PII_READER) as conn:
+        try:
+            row = conn.execute("SELECT ops.quarantine_payload_clear(%s, %s, %s)",
+                               (quarantine_id, reason, getpass.getuser())).fetchone()
+        except psycopg.Error as exc:
+            err.print(f"[red]clear read refused:[/red] {str(exc).splitlines()[0]}")
+            raise typer.Exit(1) from None
+    if row is None or row[0] is None:
+        err.print(f"quarantine entry {quarantine_id} has no sealed payload")
+        raise typer.Exit(1)
+    return json.loads(unseal(bytes(row[0])))
 
 
 @quarantine_app.command("replay")
@@ -281,6 +349,105 @@ def quarantine_replay(
     for s in summaries:
         console.print(f"{s.source} run {s.run_id} (replay): {s.extracted:,} replayed = "
                       f"{s.loaded:,} loaded (left quarantine) + {s.quarantined:,} still held")
+
+
+access_app = typer.Typer(help="Department logins: their jurisdiction, and the audit of clear reads.",
+                          no_args_is_help=True)
+app.add_typer(access_app, name="access")
+
+
+@access_app.command("grant")
+def access_grant(
+    login: Annotated[str, typer.Argument(help="the department's database login, e.g. xlt_cgj")],
+    department: Annotated[str, typer.Option(help="the department, e.g. 兴隆台区城管局")],
+    city: Annotated[bool, typer.Option("--city", help="the whole city")] = False,
+    district: Annotated[list[str] | None, typer.Option(
+        help="6-digit county code (repeatable), e.g. 211103")] = None,
+    street: Annotated[list[str] | None, typer.Option(help="9-digit street code (repeatable)")
+                      ] = None,
+    grid: Annotated[list[str] | None, typer.Option(help="grid code (repeatable)")] = None,
+    category: Annotated[list[str] | None, typer.Option(
+        help="only events of this taxonomy code and its sub-codes (repeatable)")] = None,
+    handling_org: Annotated[list[str] | None, typer.Option(
+        help="only events handled by this 承办单位 (repeatable)")] = None,
+    clear_pii: Annotated[bool, typer.Option(
+        "--clear-pii", help="may read clear personal data through the audited functions")] = False,
+    reason: Annotated[str | None, typer.Option(help="why (kept with the grant)")] = None,
+    password: Annotated[bool, typer.Option(
+        "--password", help="set the login's password (asked for, not echoed); without it the"
+                           " server's own authentication applies (certificate, LDAP, peer)")
+                        ] = False,
+) -> None:
+    """Let a department login read the marts and masked views of its jurisdiction
+    (creating the login if needed); the grant is recorded in ops.access_grant."""
+    where = Jurisdiction(city, tuple(district or ()), tuple(street or ()), tuple(grid or ()),
+                         tuple(category) if category else None,
+                         tuple(handling_org) if handling_org else None)
+    secret = typer.prompt(f"password for {login}", hide_input=True,
+                          confirmation_prompt=True) if password else None
+    with connect(Role.OWNER) as conn:
+        try:
+            grant_id = access.grant(conn, login, department, where, clear_pii=clear_pii,
+                                    granted_by=_operator(conn), reason=reason, password=secret)
+        except access.AccessError as exc:
+            err.print(f"[red]not granted:[/red] {exc}")
+            raise typer.Exit(1) from None
+    console.print(f"grant {grant_id}: {login} ({department}) reads {where.describe()}"
+                  + ("; may read clear personal data, audited" if clear_pii else "")
+                  + f"\nconnect: psql \"{access.login_conninfo(login)}\"")
+
+
+@access_app.command("revoke")
+def access_revoke(
+    login: str,
+    department: Annotated[str | None, typer.Option(help="only this department's grant")] = None,
+) -> None:
+    """End a login's grants (all, or one department's); with none left it cannot log in."""
+    with connect(Role.OWNER) as conn:
+        try:
+            ended = access.revoke(conn, login, revoked_by=_operator(conn), department=department)
+        except access.AccessError as exc:
+            err.print(f"[red]not revoked:[/red] {exc}")
+            raise typer.Exit(1) from None
+    console.print(f"revoked {ended} grant(s) of {login}")
+
+
+@access_app.command("list")
+def access_list(
+    all_grants: Annotated[bool, typer.Option("--all", help="revoked grants too")] = False,
+    config: ConfigOption = None,
+) -> None:
+    """Who may read what: every login's grants, who granted them and when."""
+    tz = _city_timezone(config)
+    with connect(Role.OWNER) as conn:
+        rows = access.grants(conn, include_revoked=all_grants)
+    print_table(["id", "login", "department", "jurisdiction", "clear PII", "granted by",
+                 f"granted ({tz})", "revoked"],
+                [(g.grant_id, g.login, g.department, g.jurisdiction.describe(),
+                  "yes" if g.clear_pii else "", g.granted_by, _local(g.granted_at, tz),
+                  f"{_local(g.revoked_at, tz)} by {g.revoked_by}" if g.revoked_at else "")
+                 for g in rows], title="ops.access_grant")
+
+
+@access_app.command("audit")
+def access_audit(
+    login: Annotated[str | None, typer.Option(help="only this login's reads")] = None,
+    limit: Annotated[int, typer.Option(help="rows shown, newest first")] = 100,
+    config: ConfigOption = None,
+) -> None:
+    """The audit of clear reads of personal data (ops.pii_read): who, when, what, why."""
+    tz = _city_timezone(config)
+    with connect(Role.OWNER) as conn:
+        rows = access.clear_reads(conn, login=login, limit=limit)
+    print_table(["id", f"read at ({tz})", "login", "for", "what", "record", "reason"],
+                [(r[0], _local(r[1], tz), *r[2:]) for r in rows], title="ops.pii_read")
+
+
+def _operator(conn: psycopg.Connection) -> str:
+    """Who is granting: the OS user, and the database login they act through."""
+    row = conn.execute("SELECT session_user").fetchone()
+    return f"{getpass.getuser()} (as {row[0] if row else '?'})"
+
 
 
 @app.command()
@@ -318,6 +485,34 @@ def report(
     console.print(str(built.html_path))
     if built.pdf_path:
         console.print(str(built.pdf_path))
+
+
+class DocsRole(StrEnum):
+    """Whose view of the warehouse `hub docs` describes."""
+
+    reader = "reader"
+    steward = "steward"
+
+
+@app.command()
+def docs(
+    out: Annotated[Path, typer.Option("--out", help="folder to write into")] = Path("docs"),
+    as_role: Annotated[DocsRole, typer.Option(
+        "--role", help="reader: what every department login may read; steward: the quality"
+                       " review's")] = DocsRole.reader,
+) -> None:
+    """Write the data dictionary (Markdown and one self-contained HTML page): every table and
+    view the role may read, each column's meaning, masking and code standard, the taxonomy,
+    the statuses, the governance figures and an example query per mart view."""
+    role = Role[as_role.name.upper()]
+    with connect(role) as conn:
+        behind = schema_behind(conn)
+        if behind is not None:
+            err.print(f"[yellow]the warehouse is not current ({behind}): the dictionary describes"
+                      " what it holds; run `hub migrate` first[/yellow]")
+        paths = dictionary.write(dictionary.build(conn, role), out)
+    for path in paths:
+        console.print(str(path))
 
 
 def _local(at: datetime, tz: str) -> str:

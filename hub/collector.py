@@ -34,7 +34,7 @@ from connectors.mqtt_collector import (
     MqttSettings,
 )
 from connectors.registry import connector_class
-from warehouse.db import connect
+from warehouse.db import Role, connect
 from warehouse.migrate import require_current
 
 log = logging.getLogger(__name__)
@@ -65,7 +65,7 @@ class WarehouseLanding:
     def __call__(self, alarm_id: str, device_id: str | None, body: Any) -> bool:
         try:
             if self._conn is None or self._conn.closed:
-                self._conn = connect(application_name=f"hub-collect-{self.source}")
+                self._conn = connect(Role.LOADER, application_name=f"hub-collect-{self.source}")
             with self._conn.transaction():
                 cur = self._conn.execute(LANDING_SQL,
                                          (self.source, alarm_id, device_id, Jsonb(body)))
@@ -96,7 +96,7 @@ class LandingReader:
 
     def __call__(self, after: int, limit: int, settle_seconds: float) -> list[LandedAlarm]:
         if self._conn is None:
-            self._conn = connect(autocommit=True, application_name=f"hub-landing-{self.source}")
+            self._conn = connect(Role.LOADER, autocommit=True, application_name=f"hub-landing-{self.source}")
         rows = self._conn.execute(LANDED_SQL, (self.source, after, settle_seconds, limit))
         return [LandedAlarm(int(landing_id), alarm_id, device_id, payload)
                 for landing_id, alarm_id, device_id, payload in rows]

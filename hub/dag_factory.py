@@ -100,11 +100,11 @@ def build_ingest_dag(
         # warehouse is current (two small reads, no lock).
         @task(task_id="migrate")
         def migrate_warehouse() -> list[str]:
-            from warehouse.db import connect
+            from warehouse.db import Role, connect
             from warehouse.migrate import migrate, record_city_timezone
 
             applied = migrate()
-            with connect() as conn:  # the marts count days in the city's time zone
+            with connect(Role.OWNER) as conn:  # the marts count days in the city's time zone
                 record_city_timezone(conn, load_city(path).timezone)
             return applied
 

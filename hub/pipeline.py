@@ -37,6 +37,7 @@ import psycopg
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from base.masking import mask_text
 from base.settings import CityConfig, SourceConfig, SourcesFile, load_sources, settings
 from conform.base import Conformed, Conformer, Lookups
 from conform.grid_assign import GridIndex
@@ -51,12 +52,11 @@ from hub.lineage import conformer_class
 from quality import store
 from quality.consistency import run_checks
 from quality.context import rule_context
-from quality.display import mask_text
 from quality.rules import RuleContext
 from quality.validate import Validated, validate
 from schemas.model import Entity, entity
 from warehouse import ops
-from warehouse.db import connect
+from warehouse.db import Role, connect
 from warehouse.loader import MergeCounts, close_missing, merge, record_seen
 from warehouse.migrate import require_current
 
@@ -123,7 +123,7 @@ def execute(
     connector = connector_class(src.connector)(src, config.city)
     require_current()
     with ops.source_lock(source):
-        with connect() as conn:
+        with connect(Role.LOADER) as conn:
             abandoned = ops.abandon_stale_runs(conn, source)
             run_id = ops.start_run(conn, source, src.connector, trigger)
         if abandoned:
@@ -133,7 +133,7 @@ def execute(
         started = time.monotonic()
         try:
             body(Run(src, config, connector, summary, progress))
-            with connect() as conn:
+            with connect(Role.LOADER) as conn:
                 run_checks(conn, src.connector, source, run_id)
         except BaseException as exc:
             # Shown by `hub status` to every operator: no personal data, whatever the
@@ -175,12 +175,12 @@ class Run:
         cls = conformer_class(self.connector.name, stream.name)
         with ExitStack() as stack:
             if conn is None:
-                conn = stack.enter_context(connect())
+                conn = stack.enter_context(connect(Role.LOADER))
             lookups = read_lookups(conn, cls.needs)
         return cls(self.connector.settings, self.config.city, lookups)
 
     def load_stream(self, stream: Stream) -> None:
-        with connect() as conn:
+        with connect(Role.LOADER) as conn:
             state = ops.read_cursor(conn, self.src.name, stream.name)
             conformer = self.open_stream(stream, conn)
             context = read_context(conn, self.src.name, stream, conformer.primary)
@@ -207,7 +207,7 @@ class Run:
 
     def _reference(self) -> Reference:
         if self.reference is None:
-            with connect() as conn:
+            with connect(Role.LOADER) as conn:
                 self.reference = read_reference(conn, self.config.city)
         return self.reference
 
@@ -228,7 +228,7 @@ class Run:
                         batch_no=self.summary.batches, replay=replay,
                         gx=stream.name not in self.gx_done,
                         min_snapshot_ratio=self.connector.settings.min_snapshot_ratio)
-        with connect() as conn:
+        with connect(Role.LOADER) as conn:
             counts = store_batch(conn, checked, target)
             self._tick("load_s", clock)
             commit_position(conn, target, batch, counts, self.summary.timings)

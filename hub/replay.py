@@ -5,18 +5,21 @@ through the same conform, validate and load steps as a fresh extract, as one
 recorded run per source (trigger 'replay'). Records that pass now are loaded and
 their entries marked 'replayed'; records that still fail stay open with today's
 verdict. Nothing leaves quarantine without being loaded: both happen in one
-transaction per batch.
+transaction per batch. The record replayed is the sealed one, opened with the hub's
+key (`payload` holds it masked, for people to read).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+from base.pii import unseal_payload
 from base.settings import load_sources, settings
 from connectors.base import Extract, Stream, records_table
 from hub.pipeline import Progress, Run, RunSummary, execute
-from warehouse.db import connect
+from warehouse.db import Role, connect
 from warehouse.migrate import require_current
 
 
@@ -32,7 +35,7 @@ def replay(
     Like any run, it needs a migrated warehouse (`hub migrate`)."""
     require_current()
     config = load_sources(sources_path)
-    with connect() as conn:
+    with connect(Role.LOADER) as conn:
         pending = conn.execute(
             "SELECT DISTINCT source_system FROM quality.quarantine WHERE state = 'open'"
             " AND payload_kind = 'source' AND (%(source)s::text IS NULL"
@@ -61,15 +64,23 @@ def _held(source: str, stream: Stream, rule: str | None) -> Iterator[Extract]:
     after = 0
     size = settings().batch_rows
     while True:
-        with connect() as conn:
+        with connect(Role.LOADER) as conn:
             rows = conn.execute(
-                "SELECT quarantine_id, payload FROM quality.quarantine WHERE state = 'open'"
-                " AND payload_kind = 'source' AND source_system = %s AND stream = %s"
-                " AND (%s::text IS NULL OR rule = %s) AND quarantine_id > %s"
+                "SELECT quarantine_id, payload_sealed, payload FROM quality.quarantine"
+                " WHERE state = 'open' AND payload_kind = 'source' AND source_system = %s"
+                " AND stream = %s AND (%s::text IS NULL OR rule = %s) AND quarantine_id > %s"
                 " ORDER BY quarantine_id LIMIT %s",
                 (source, stream.name, rule, rule, after, size),
             ).fetchall()
         if not rows:
             return
         after = rows[-1][0]
-        yield Extract(records_table(stream, [payload for _, payload in rows]), cursor={})
+        yield Extract(records_table(stream, [_record(sealed, payload)
+                                             for _, sealed, payload in rows]), cursor={})
+
+
+def _record(sealed: bytes | None, payload: Any) -> Any:
+    """The platform's record of a quarantine entry: its sealed payload opened. An entry
+    written before payloads were sealed (none is left once `hub migrate` has run) still
+    holds its record in `payload`."""
+    return payload if sealed is None else unseal_payload(sealed)

@@ -5,11 +5,11 @@ draws the charts (quality.report_charts), renders templates/report.html.j2 with
 inline CSS and base64 images, writes the file, and archives it in
 `quality.report`. With `pdf=True` headless Chromium prints the same page to PDF.
 
-Personal data never reaches the page in clear: finding reasons are masked when
-they are recorded, but quarantined payloads hold the platform's values as
-received, so everything shown from the warehouse passes through `mask_text`
-(ID numbers and phone numbers anywhere in a text) and payload fields that name
-a person are masked whole.
+Personal data never reaches the page in clear: reasons and quarantined payloads are
+masked when they are recorded (the clear payload is sealed), and everything shown
+from the warehouse passes through the hub's masking policy (base.masking) again all
+the same: ID numbers and phone numbers anywhere in a text, and payload fields by
+what their key names (a person's name to the surname, an address to the street).
 """
 
 from __future__ import annotations
@@ -31,11 +31,11 @@ import jinja2
 from psycopg.types.json import Jsonb
 
 from base import clock
+from base.masking import FieldKind, field_kind, mask_field, mask_text
 from base.settings import settings
 from quality import report_charts
-from quality.display import mask_text
 from quality.report_data import DIMENSIONS, ReportData, Week, collect
-from warehouse.db import connect
+from warehouse.db import Role, connect
 from warehouse.migrate import require_current
 
 log = logging.getLogger(__name__)
@@ -57,32 +57,27 @@ DIMENSION_NOTES = {
 # How the page names a time zone it knows by name; any other is shown by its IANA name.
 ZONE_NAMES = {"Asia/Shanghai": "北京时间", "Asia/Urumqi": "乌鲁木齐时间", "UTC": "协调世界时（UTC）"}
 
-# Free text (content, address) can name anyone and anywhere: left out of examples.
-_FREE_TEXT_KEY = re.compile(r"content|description|address|addr|title|remark|memo|内容|地址|描述",
+# Free text (content, summary) can name anyone and anywhere: left out of examples.
+_FREE_TEXT_KEY = re.compile(r"content|description|summary|title|remark|memo|内容|描述|摘要|备注",
                             re.IGNORECASE)
-_PERSONAL_KEY = re.compile(r"name|phone|tel|mobile|idno|id_?number|id_?card|cert|身份证|电话|手机|姓名",
-                           re.IGNORECASE)
 
 
 def payload_excerpt(payload: Mapping[str, Any] | None) -> list[tuple[str, str]]:
-    """A few fields of a quarantined record, safe to show: personal fields masked whole."""
+    """A few fields of a quarantined record, safe to show: masked by the hub's policy
+    (base.masking), free text left out, and an ID number or phone field in which
+    nothing was recognised hidden whole."""
     if not payload:
         return []
     shown: list[tuple[str, str]] = []
     for key, value in payload.items():
         if value is None or value == "" or _FREE_TEXT_KEY.search(key):
             continue
-        if _PERSONAL_KEY.search(key):
-            text = str(value)
-            masked = text[:1] + "*" * (len(text) - 1) if not re.search(r"\d", text) \
-                else mask_text(text)
-            if masked == text:  # nothing recognisable: hide it all
-                masked = "*" * min(len(text), 8)
-            shown.append((key, masked))
-        else:
-            text = mask_text(value if isinstance(value, str) else json.dumps(value, ensure_ascii=False))
-            shown.append((key, text if len(text) <= PAYLOAD_VALUE_CHARS
-                          else text[:PAYLOAD_VALUE_CHARS] + "…"))
+        masked = mask_field(key, value)
+        text = masked if isinstance(masked, str) else json.dumps(masked, ensure_ascii=False)
+        if field_kind(key) in (FieldKind.ID_NUMBER, FieldKind.PHONE) and "*" not in text:
+            text = "*" * min(len(text), 8)
+        shown.append((key, text if len(text) <= PAYLOAD_VALUE_CHARS
+                      else text[:PAYLOAD_VALUE_CHARS] + "…"))
         if len(shown) >= PAYLOAD_FIELDS_SHOWN:
             break
     return shown
@@ -120,11 +115,11 @@ def build(week: str | None = None, *, pdf: bool = False, out_dir: Path | None = 
     the_week = Week.parse(week, timezone) if week else Week.last_complete(now, timezone)
     generated_at = now or clock.now()
     require_current()  # reading never migrates: `hub migrate` is an explicit step
-    with connect(autocommit=True) as conn:
+    with connect(Role.LOADER, autocommit=True) as conn:
         # Fresh statistics: just after a load (or on a new warehouse) the planner would
         # take the event table for empty and join the 45,000 division codes row by row.
         conn.execute("ANALYZE core.event, core.division")
-    with connect() as conn:
+    with connect(Role.LOADER) as conn:
         data = collect(conn, the_week, generated_at)
     html = render(data, generated_at)
 
@@ -139,7 +134,7 @@ def build(week: str | None = None, *, pdf: bool = False, out_dir: Path | None = 
         print_pdf(chromium, html_path, pdf_path)
         pdf_bytes = pdf_path.read_bytes()
 
-    with connect() as conn:
+    with connect(Role.LOADER) as conn:
         row = conn.execute(
             "INSERT INTO quality.report (week, generated_at, html, pdf, summary)"
             " VALUES (%s, %s, %s, %s, %s) RETURNING report_id",

@@ -2,12 +2,19 @@
 
 Runs inside the batch's transaction, so the quarantine and the merge commit or
 vanish together: a record is always either loaded or quarantined, never neither.
+
+Quarantine never holds a record in clear: `payload` is the record masked (base.masking:
+what stewards and the report read), `payload_sealed` the record sealed (base.pii:
+replay and the audited clear read open it), `payload_digest` its keyed hash (what
+tells a record met again from a changed one). Reasons, quoted in findings and
+quarantine alike, are masked too.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import psycopg
@@ -16,6 +23,9 @@ import pyarrow.compute as pc
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
+from base.identity import per_distinct
+from base.masking import mask_text
+from base.pii import seal_payload
 from connectors.base import RowReject
 from quality.gx_suite import run_suite
 from quality.rules import SOURCE_KEY, RuleContext
@@ -54,53 +64,85 @@ def _quarantine(conn: psycopg.Connection, run_id: int, source: str, stream: str,
     for i, rule, sev, reason in zip(*(v.findings[c].to_pylist() for c in
                                       ("row_index", "rule", "severity", "reason")), strict=True):
         by_row.setdefault(i, []).append({"rule": rule, "severity": sev, "reason": reason})
-    table = pa.table({
-        "source_system": pa.array([source] * len(rows), pa.string()),
-        "stream": pa.array([stream] * len(rows), pa.string()),
-        "source_id": v.table["source_id"].take(take),
-        "entity": pa.array([entity.name] * len(rows), pa.string()),
-        "run_id": pa.array([run_id] * len(rows), pa.int64()),
-        "rule": pa.array(rules, pa.string()),
-        "reason": pa.array(reasons, pa.string()),
-        "failed_rules": pa.array([json.dumps(by_row.get(int(i), []), ensure_ascii=False)
-                                  for i in rows], pa.string()),
-        "payload": pa.array([json.dumps(r, ensure_ascii=False, default=str) for r in original],
-                            pa.string()),
-        "payload_kind": pa.array(["source" if payload is not None else "conformed"] * len(rows),
-                                 pa.string()),
-    })
-    conn.execute("CREATE TEMP TABLE quarantine_stage (source_system text, stream text,"
-                 " source_id text, entity text, run_id bigint, rule text, reason text,"
-                 " failed_rules jsonb, payload jsonb, payload_kind text) ON COMMIT DROP")
-    copy_arrow(conn, table, sql.Identifier("quarantine_stage"))
-    conn.execute("ANALYZE quarantine_stage")
+    _stage(conn, source=source, stream=stream, entity=entity.name, run_id=run_id,
+           source_ids=v.table["source_id"].take(take), rules=rules, reasons=reasons,
+           failed_rules=[by_row.get(int(i), []) for i in rows], payloads=original,
+           payload_kind="source" if payload is not None else "conformed")
     # Seen again (overlap window, a rerun, a replay) exactly as it was: the open entry
     # stands, with the verdict of today's rules. Changed on the platform and still
     # bad: the new entry replaces it — unless both are records conflicting under one
     # key (they may arrive in different batches of one file): those stay side by side.
+    # "Exactly as it was" is the digest of the clear record: two records differing only
+    # in digits the mask hides are two records. An entry without a digest (written
+    # before sealing, not sealed yet) cannot be matched, so a new one replaces it.
     conn.execute(
         "UPDATE quality.quarantine q SET rule = s.rule, reason = s.reason,"
-        " failed_rules = s.failed_rules FROM quarantine_stage s WHERE q.state = 'open'"
-        " AND q.source_system = s.source_system AND q.entity = s.entity"
-        " AND q.source_id = s.source_id AND q.payload = s.payload"
+        " failed_rules = s.failed_rules, payload = s.payload FROM quarantine_stage s"
+        " WHERE q.state = 'open' AND q.source_system = s.source_system AND q.entity = s.entity"
+        " AND q.source_id = s.source_id AND q.payload_digest = s.payload_digest"
     )
     conn.execute(
         "UPDATE quality.quarantine q SET state = 'superseded', resolved_run_id = s.run_id,"
         " resolved_at = now() FROM quarantine_stage s WHERE q.state = 'open'"
         " AND q.source_system = s.source_system AND q.entity = s.entity"
-        " AND q.source_id = s.source_id AND q.payload <> s.payload"
+        " AND q.source_id = s.source_id AND q.payload_digest IS DISTINCT FROM s.payload_digest"
         " AND NOT (q.rule = %(conflict)s AND s.rule = %(conflict)s)",
         {"conflict": SOURCE_KEY},
     )
     conn.execute(
-        "INSERT INTO quality.quarantine (source_system, stream, source_id, entity, run_id, rule,"
-        " reason, failed_rules, payload, payload_kind) SELECT source_system, stream, source_id,"
-        " entity, run_id, rule, reason, failed_rules, payload, payload_kind"
-        " FROM quarantine_stage s WHERE NOT EXISTS (SELECT 1 FROM"
-        " quality.quarantine q WHERE q.state = 'open' AND q.source_system = s.source_system"
-        " AND q.entity = s.entity AND q.source_id = s.source_id AND q.payload = s.payload)"
+        "INSERT INTO quality.quarantine (source_system, stream, source_id, entity, run_id,"
+        " rule, reason, failed_rules, payload, payload_sealed, payload_digest, payload_kind)"
+        " SELECT source_system, stream, source_id, entity, run_id, rule, reason, failed_rules,"
+        " payload, payload_sealed, payload_digest, payload_kind"
+        " FROM quarantine_stage s WHERE NOT EXISTS (SELECT 1 FROM quality.quarantine q"
+        " WHERE q.state = 'open' AND q.source_system = s.source_system AND q.entity = s.entity"
+        " AND q.source_id = s.source_id AND q.payload_digest = s.payload_digest)"
+        " ORDER BY s.ord"
     )
     conn.execute("DROP TABLE quarantine_stage")
+
+
+def _stage(conn: psycopg.Connection, *, source: str, stream: str, entity: str, run_id: int,
+           source_ids: pa.Array | pa.ChunkedArray | Sequence[str | None], rules: Sequence[str],
+           reasons: Sequence[str], failed_rules: Sequence[Sequence[Mapping[str, Any]]],
+           payloads: Sequence[Any], payload_kind: str) -> None:
+    """Quarantine entries as they are stored, in the temporary table `quarantine_stage`
+    (dropped at commit): reasons masked; each record masked, sealed and digested."""
+    n = len(payloads)
+    kept = [seal_payload(p) for p in payloads]
+    table = pa.table({
+        "source_system": pa.array([source] * n, pa.string()),
+        "stream": pa.array([stream] * n, pa.string()),
+        "source_id": (source_ids if isinstance(source_ids, pa.Array | pa.ChunkedArray)
+                      else pa.array(source_ids, pa.string())),
+        "entity": pa.array([entity] * n, pa.string()),
+        "run_id": pa.array([run_id] * n, pa.int64()),
+        "rule": pa.array(rules, pa.string()),
+        "reason": pa.array([mask_text(r) for r in reasons], pa.string()),
+        "failed_rules": pa.array([json.dumps([_masked_finding(f) for f in found],
+                                             ensure_ascii=False) for found in failed_rules],
+                                 pa.string()),
+        "payload": pa.array([json.dumps(k.masked, ensure_ascii=False, default=str)
+                             for k in kept], pa.string()),
+        # bytea's hex input form: COPY reads it as the sealed bytes.
+        "payload_sealed": pa.array(["\\x" + k.sealed.hex() for k in kept], pa.string()),
+        "payload_digest": pa.array([k.digest for k in kept], pa.string()),
+        "payload_kind": pa.array([payload_kind] * n, pa.string()),
+        "ord": pa.array(range(n), pa.int64()),
+    })
+    conn.execute("CREATE TEMP TABLE quarantine_stage (source_system text, stream text,"
+                 " source_id text, entity text, run_id bigint, rule text, reason text,"
+                 " failed_rules jsonb, payload jsonb, payload_sealed bytea, payload_digest text,"
+                 " payload_kind text, ord bigint) ON COMMIT DROP")
+    copy_arrow(conn, table, sql.Identifier("quarantine_stage"))
+    conn.execute("ANALYZE quarantine_stage")
+
+
+def _masked_finding(finding: Mapping[str, Any]) -> dict[str, Any]:
+    """A failed rule as quarantine keeps it: its reason (and where) masked, since rules
+    and connectors may quote values."""
+    return {k: mask_text(v) if k in ("reason", "where") and isinstance(v, str) else v
+            for k, v in finding.items()}
 
 
 def _resolve_fixed(conn: psycopg.Connection, run_id: int, source: str, entity: Entity,
@@ -145,7 +187,7 @@ def _findings(conn: psycopg.Connection, run_id: int, source: str, entity: Entity
         "source_id": v.table["source_id"].take(f["row_index"]),
         "rule": f["rule"],
         "severity": f["severity"],
-        "reason": f["reason"],
+        "reason": per_distinct(f["reason"], mask_text),
     })
     copy_arrow(conn, table, sql.Identifier("quality", "finding"))
 
@@ -187,20 +229,26 @@ def record_rejects(conn: psycopg.Connection, run_id: int, source: str, stream: s
     """Quarantine rows the connector could not read as records, with where they were.
 
     Met again (a file re-read after a crash, the same bad row in the next read), an
-    open entry with the same rule and payload stands instead of piling up.
+    open entry with the same rule and payload stands instead of piling up; so does the
+    first of several alike in one call.
     """
     if not rejects:
         return
-    with conn.cursor() as cur:
-        cur.executemany(
-            "INSERT INTO quality.quarantine (source_system, stream, source_id, entity, run_id,"
-            " rule, reason, failed_rules, payload, payload_kind)"
-            " SELECT %(source)s, %(stream)s, %(source_id)s, %(entity)s, %(run_id)s, %(rule)s,"
-            " %(reason)s, %(failed)s, %(payload)s, 'unreadable' WHERE NOT EXISTS (SELECT 1"
-            " FROM quality.quarantine WHERE state = 'open' AND source_system = %(source)s"
-            " AND stream = %(stream)s AND rule = %(rule)s AND payload = %(payload)s)",
-            [{"source": source, "stream": stream, "source_id": r.source_id, "entity": entity.name,
-              "run_id": run_id, "rule": r.rule, "reason": r.reason,
-              "failed": Jsonb([{"rule": r.rule, "severity": "blocking", "reason": r.reason,
-                                "where": r.where}]),
-              "payload": Jsonb(dict(r.payload))} for r in rejects])
+    _stage(conn, source=source, stream=stream, entity=entity.name, run_id=run_id,
+           source_ids=[r.source_id for r in rejects], rules=[r.rule for r in rejects],
+           reasons=[r.reason for r in rejects],
+           failed_rules=[[{"rule": r.rule, "severity": "blocking", "reason": r.reason,
+                           "where": r.where}] for r in rejects],
+           payloads=[dict(r.payload) for r in rejects], payload_kind="unreadable")
+    conn.execute(
+        "INSERT INTO quality.quarantine (source_system, stream, source_id, entity, run_id,"
+        " rule, reason, failed_rules, payload, payload_sealed, payload_digest, payload_kind)"
+        " SELECT source_system, stream, source_id, entity, run_id, rule, reason, failed_rules,"
+        " payload, payload_sealed, payload_digest, payload_kind"
+        " FROM (SELECT DISTINCT ON (rule, payload_digest) * FROM quarantine_stage"
+        " ORDER BY rule, payload_digest, ord) s WHERE NOT EXISTS (SELECT 1"
+        " FROM quality.quarantine q WHERE q.state = 'open' AND q.source_system = s.source_system"
+        " AND q.stream = s.stream AND q.rule = s.rule AND q.payload_digest = s.payload_digest)"
+        " ORDER BY s.ord"
+    )
+    conn.execute("DROP TABLE quarantine_stage")

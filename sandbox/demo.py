@@ -14,6 +14,7 @@ from contextlib import ExitStack
 from datetime import date
 from pathlib import Path
 
+import psycopg
 import yaml
 from psycopg import sql
 from rich.console import Console
@@ -28,7 +29,8 @@ from sandbox.airflow_runner import dags_test
 from sandbox.city import City
 from sandbox.platform import STARTERS, DemoPlatform, start
 from schemas.model import ENTITIES
-from warehouse.db import connect, describe
+from warehouse import access
+from warehouse.db import Role, connect, describe
 from warehouse.migrate import migrate, record_city_timezone
 
 
@@ -50,7 +52,7 @@ def run_demo(*, scale: float, days: int, console: Console) -> None:
     config = load_sources(config_path)
     with console.status("preparing the embedded warehouse"):
         migrate()
-        with connect() as conn:
+        with connect(Role.OWNER) as conn:
             record_city_timezone(conn, config.city.timezone)
     console.print(f"warehouse: {describe()}")
     sources = [s for s in config.sources.values() if s.enabled and s.connector in STARTERS]
@@ -97,6 +99,45 @@ def run_demo(*, scale: float, days: int, console: Console) -> None:
         path = build_report(_iso_week(clock.local_now(config.city.timezone).date()))
     console.print(f"\nthe weekly quality report: {path}\n(open it in a browser; "
                   "`hub report --week YYYY-Www [--pdf]` writes any week's)")
+    show_department(console)
+
+
+# The example department: 兴隆台区城管局 sees 兴隆台区 (211103), masked, and nothing else.
+DEMO_LOGIN, DEMO_DEPARTMENT, DEMO_DISTRICT = "xlt_cgj", "兴隆台区城管局", "211103"
+
+
+def show_department(console: Console) -> None:
+    """Let one department in, as `hub access grant` does, and query as its login."""
+    console.rule(f"a department logs in: {DEMO_DEPARTMENT}")
+    with connect(Role.OWNER) as conn:
+        held = [g for g in access.grants(conn) if g.login == DEMO_LOGIN]
+        if not held:
+            access.grant(conn, DEMO_LOGIN, DEMO_DEPARTMENT,
+                         access.Jurisdiction(districts=(DEMO_DISTRICT,)), clear_pii=False,
+                         granted_by="make demo", reason="the demo's example department")
+        city_events = conn.execute("SELECT count(*) FROM mart.event").fetchone()
+    console.print(f"hub access grant {DEMO_LOGIN} --department {DEMO_DEPARTMENT}"
+                  f" --district {DEMO_DISTRICT}")
+    with psycopg.connect(access.login_conninfo(DEMO_LOGIN)) as conn:
+        seen = conn.execute(
+            "SELECT count(*), count(DISTINCT division_code) FROM mart.event").fetchone()
+        figures = conn.execute(DEPARTMENT_FIGURES).fetchall()
+        people = conn.execute(DEPARTMENT_PEOPLE).fetchall()
+    console.print(f"as {DEMO_LOGIN}: {seen[0] if seen else 0:,} of the city's"
+                  f" {city_events[0] if city_events else 0:,} events, all in district"
+                  f" {DEMO_DISTRICT} (row-level security)")
+    print_table(["week", "district", "events", "办结率", "按期办结率", "满意率"], figures,
+                title=f"{DEMO_LOGIN}> {' '.join(DEPARTMENT_FIGURES.split())}")
+    print_table(["platform", "name", "ID number", "phone", "address"], people,
+                title=f"{DEMO_LOGIN}> {' '.join(DEPARTMENT_PEOPLE.split())}")
+    console.print(f"connect as the department: psql \"{access.login_conninfo(DEMO_LOGIN)}\"\n"
+                  "what it may read: `hub docs` (the data dictionary)")
+
+
+DEPARTMENT_FIGURES = """SELECT report_week, district_name, events, closure_rate, on_time_rate,
+  satisfaction_rate FROM mart.governance_weekly_district ORDER BY report_week DESC LIMIT 3"""
+DEPARTMENT_PEOPLE = """SELECT source_system, name_masked, id_number_masked, phone_masked,
+  current_address_masked FROM mart.person WHERE id_number_masked IS NOT NULL LIMIT 3"""
 
 
 def _iso_week(day: date) -> str:
@@ -128,7 +169,7 @@ def summarise(console: Console) -> None:
             name=sql.Literal(e.table), table=sql.Identifier(*e.table.split(".")))
         for e in ENTITIES
     )
-    with connect() as conn:
+    with connect(Role.OWNER) as conn:
         counts = conn.execute(sql.SQL("SELECT * FROM ({}) x ORDER BY 1, 2").format(per_table)
                               ).fetchall()
         held = conn.execute(
@@ -147,13 +188,12 @@ def summarise(console: Console) -> None:
     print_table(["source", "rule", "rows flagged"], warnings,
                 title="loaded with findings (quality.finding)")
     console.print(f"\nThe data is in PostgreSQL at {describe()}")
-    console.print(EXAMPLES.format(url=describe().replace(":***", "")))
+    console.print(EXAMPLES.format(url=describe(Role.READER).replace(":***", "")))
 
 
 EXAMPLES = """Look at it with, for example:
-  .venv/bin/hub sql "select count(*) from core.event"
-  .venv/bin/hub sql "select status, count(*) from core.event
-                     where valid_to is null group by 1 order by 2 desc"
+  .venv/bin/hub sql "select count(*) from mart.event"
+  .venv/bin/hub sql "select status, count(*) from mart.event group by 1 order by 2 desc"
   .venv/bin/hub status
   .venv/bin/hub quarantine list
   psql "{url}"

@@ -38,11 +38,17 @@ import psycopg
 
 from schemas.ddl import core_ddl
 from schemas.reference_data import DIVISION_TABLE_VERSION, division_rows
-from warehouse.db import connect
+from warehouse.db import Role, act_as_owner, connect
+from warehouse.quarantine_seal import seal_legacy_payloads
 
 log = logging.getLogger(__name__)
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+# Run by the migrating login itself, before it acts as hub_owner: the server's roles
+# (needs CREATEROLE; a DBA runs the file once where the hub's login may not) and this
+# database's hub schemas handed to hub_owner.
+ROLES_SQL = Path(__file__).resolve().parent / "roles.sql"
+ADOPT_SQL = Path(__file__).resolve().parent / "adopt.sql"
 SCHEMAS = Path(__file__).resolve().parent.parent / "schemas"
 # Any constant: all hub processes agree on it, so concurrent migrations queue.
 _MIGRATION_LOCK = 4_271_996_001
@@ -89,6 +95,8 @@ def expected_fingerprint() -> str:
     """What a warehouse migrated by this hub holds, as one hash: the migrations, the
     model's DDL and the reference data."""
     h = hashlib.sha256()
+    for path in (ROLES_SQL, ADOPT_SQL):
+        h.update(path.read_bytes() + b"\0")
     for part in (*_BOOTSTRAP, *core_ddl()):
         h.update(part.encode() + b"\0")
     for m in migrations():
@@ -119,7 +127,7 @@ def schema_behind(conn: psycopg.Connection) -> str | None:
 
 def require_current() -> None:
     """Raise `SchemaNotCurrent`, saying what to do, unless the warehouse is current."""
-    with connect(autocommit=True) as conn:
+    with connect(Role.LOADER, autocommit=True) as conn:
         behind = schema_behind(conn)
     if behind is not None:
         raise SchemaNotCurrent(f"the warehouse is not ready: {behind}. Run `hub migrate` first"
@@ -137,14 +145,15 @@ def migrate(*, force: bool = False) -> list[str]:
     core table with the model all the same (a table changed by hand).
     """
     if not force:
-        with connect(autocommit=True) as conn:
+        with connect(Role.OWNER, autocommit=True) as conn:
             if schema_behind(conn) is None:
                 return []
     applied: list[str] = []
-    with connect() as conn:
+    with connect(Role.OWNER) as conn:
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
         if not force and _exists(conn, "ops.schema_state") and schema_behind(conn) is None:
             return []  # another process migrated while this one waited for the lock
+        _prepare_roles(conn)
         for stmt in _BOOTSTRAP:
             conn.execute(stmt.encode())
         # The model's tables first: migrations (views, indexes) may build on them.
@@ -171,11 +180,34 @@ def migrate(*, force: bool = False) -> list[str]:
             applied.append(f"{m.version:04d}_{m.name}")
         _load_event_reference(conn)
         _load_divisions(conn)
+        sealed = seal_legacy_payloads(conn)
+        if sealed:
+            log.info("quarantine: %d payload(s) written before sealing now sealed and masked",
+                     sealed)
         conn.execute(
             "INSERT INTO ops.schema_state (singleton, fingerprint) VALUES (true, %s)"
             " ON CONFLICT (singleton) DO UPDATE SET fingerprint = EXCLUDED.fingerprint,"
             " migrated_at = now()", (expected_fingerprint(),))
     return applied
+
+
+def _prepare_roles(conn: psycopg.Connection) -> None:
+    """The roles exist and hub_owner owns this database's hub schemas; from here on the
+    connection acts as hub_owner, so everything the migration creates is hub_owner's."""
+    conn.execute("RESET ROLE")
+    missing = conn.execute(
+        "SELECT array_agg(r) FROM unnest(%s::text[]) r WHERE to_regrole(r) IS NULL",
+        ([r.value for r in Role],)).fetchone()
+    can = conn.execute("SELECT rolsuper OR rolcreaterole FROM pg_roles"
+                       " WHERE rolname = session_user").fetchone()
+    if can and can[0]:
+        conn.execute(ROLES_SQL.read_text(encoding="utf-8").encode())  # shipped file, no input
+    elif missing and missing[0]:
+        raise SchemaNotCurrent(
+            f"the warehouse lacks the hub's roles ({', '.join(missing[0])}) and this login may"
+            f" not create roles: have a DBA run {ROLES_SQL} once (psql -f), then migrate")
+    conn.execute(ADOPT_SQL.read_text(encoding="utf-8").encode())
+    act_as_owner(conn)
 
 
 def _exists(conn: psycopg.Connection, relation: str) -> bool:

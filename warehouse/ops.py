@@ -14,7 +14,7 @@ from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from connectors.base import RejectedFile
-from warehouse.db import connect
+from warehouse.db import Role, connect
 
 
 class RunInProgress(RuntimeError):
@@ -29,7 +29,7 @@ def source_lock(source: str) -> Iterator[None]:
     twice. The lock lives on its own connection, so it goes away with the process
     however that process ends (a killed run never blocks the next one).
     """
-    conn = connect(autocommit=True, application_name=f"hub-lock-{source}")
+    conn = connect(Role.LOADER, autocommit=True, application_name=f"hub-lock-{source}")
     try:
         got = conn.execute("SELECT pg_try_advisory_lock(hashtext('hub:source:' || %s))",
                            (source,)).fetchone()
@@ -80,7 +80,7 @@ def add_batch(conn: psycopg.Connection, run_id: int, counts: Mapping[str, int],
 
 def finish_run(run_id: int, outcome: str, error: str | None = None,
                extra_timings: Mapping[str, Any] | None = None) -> None:
-    with connect() as conn:
+    with connect(Role.LOADER) as conn:
         conn.execute(
             "UPDATE ops.run SET outcome = %s, finished_at = now(), error = %s,"
             " timings = timings || %s WHERE run_id = %s",

@@ -28,7 +28,7 @@ from quality.report_data import (
     marts_in,
     recorded_city_timezone,
 )
-from warehouse.db import connect
+from warehouse.db import Role, connect
 from warehouse.migrate import record_city_timezone
 
 SOURCE = f"test_tz_{uuid.uuid4().hex[:8]}"
@@ -56,7 +56,7 @@ def events(warehouse: str) -> str:
 def project_zone_after(warehouse: str) -> Iterator[None]:
     """The warehouse back in the project sources file's time zone after the test."""
     yield
-    with connect() as conn:
+    with connect(Role.OWNER) as conn:
         record_city_timezone(conn, PROJECT_ZONE)
 
 
@@ -151,7 +151,7 @@ def test_the_report_takes_its_zone_from_the_sources_file(events, configured):
     week = Week.parse("2023-W10")
     assert week.timezone == "Asia/Urumqi"
     # The warehouse still records Beijing time: the report reads the marts in its own zone.
-    with connect() as conn:
+    with connect(Role.OWNER) as conn:
         assert recorded_city_timezone(conn) == "Asia/Shanghai"
         data = collect(conn, week, now)
     assert data.daily_volume[SOURCE] == {date(2023, 3, 8): 1, date(2023, 3, 12): 1}
@@ -162,7 +162,7 @@ def test_the_report_takes_its_zone_from_the_sources_file(events, configured):
     html = built.html_path.read_text(encoding="utf-8")
     assert "乌鲁木齐时间" in html and "北京时间" not in html
     assert "生成于 2023-03-20 06:00" in html  # 00:00 UTC is 06:00 in Urumqi
-    with connect() as conn:
+    with connect(Role.OWNER) as conn:
         summary = conn.execute("SELECT summary FROM quality.report WHERE report_id = %s",
                                (built.report_id,)).fetchone()[0]
     assert summary["timezone"] == "Asia/Urumqi"
@@ -172,7 +172,7 @@ def test_the_report_goes_back_to_beijing_time(events, tmp_path):
     now = datetime(2023, 3, 20, 0, 0, tzinfo=UTC)
     week = Week.parse("2023-W10")
     assert week.timezone == "Asia/Shanghai"
-    with connect() as conn:
+    with connect(Role.OWNER) as conn:
         data = collect(conn, week, now)
     assert data.daily_volume[SOURCE] == {date(2023, 3, 8): 1}
     [district] = [r for r in data.districts if r["division_code"] == DISTRICT]

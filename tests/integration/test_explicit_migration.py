@@ -163,10 +163,10 @@ def test_a_changed_model_is_found_and_only_the_difference_is_applied(fresh):
     migrate()
     with psycopg.connect(fresh, autocommit=True) as conn:
         # A column the model has and the table lacks, as after a hub upgrade.
-        conn.execute("ALTER TABLE core.house DROP COLUMN usage")
+        conn.execute("ALTER TABLE core.house DROP COLUMN room")
         changes = core_changes(conn)
-        assert changes[0] == "ALTER TABLE core.house ADD COLUMN IF NOT EXISTS usage text"
-        assert len(changes) == 2 and changes[1].startswith("COMMENT ON COLUMN core.house.usage ")
+        assert changes[0] == "ALTER TABLE core.house ADD COLUMN IF NOT EXISTS room text"
+        assert len(changes) == 2 and changes[1].startswith("COMMENT ON COLUMN core.house.room ")
         # The recorded fingerprint says current (the change was by hand): `--force`.
         assert schema_behind(conn) is None
     assert CliRunner().invoke(app, ["migrate", "--force"]).exit_code == 0

@@ -12,7 +12,7 @@ from hub.pipeline import run_source
 from sandbox.hotline12345 import DEFECT_KINDS
 from sandbox.hotline_server import HotlineServer
 from tests.support.hotline import HOTLINE_KEY, HOTLINE_SECRET, SIM_END_AT, write_sources
-from warehouse.db import connect
+from warehouse.db import Role, connect
 
 # What each planted defect must trigger on its work order. Defects the conform step
 # repairs (ID spelling, phone format, a name with a stray space) must trigger
@@ -61,7 +61,7 @@ def outcome(hotline_data_factory, warehouse, tmp_path_factory):
         with clock.pinned(SIM_END_AT):
             run_source(name, config)
     fired: dict[str, set[str]] = defaultdict(set)
-    with connect() as conn:
+    with connect(Role.OWNER) as conn:
         for sid, rule in conn.execute(
                 "SELECT source_id, rule FROM quality.finding WHERE source_system = %s"
                 " AND entity = 'event'", (name,)):

@@ -11,7 +11,7 @@ import pytest
 from conform.base import build
 from conform.protect import protect
 from schemas.model import EVENT, PERSON
-from warehouse.db import connect
+from warehouse.db import Role, connect
 from warehouse.loader import SnapshotTooSmall, close_missing, merge, record_seen
 
 T0 = datetime(2026, 11, 20, 1, 0, tzinfo=UTC)
@@ -43,7 +43,7 @@ def events(ids: list[str], status: str = "accepted", updated: datetime = T0,
 
 
 def load(table: pa.Table, system: str, entity=EVENT):
-    with connect() as conn:
+    with connect(Role.LOADER) as conn:
         return merge(conn, entity, table, source_system=system, stream="s",
                      run_id=None)  # type: ignore[arg-type]
 
@@ -104,7 +104,7 @@ def test_personal_data_is_hashed_and_masked(db, warehouse):
 def test_snapshot_closes_the_missing_and_reopens_the_returning(db, warehouse):
     def snapshot(snapshot_id: str, batches: list[list[str]]) -> int:
         """Load a full snapshot in batches, as the pipeline does; returns records closed."""
-        with connect() as conn:
+        with connect(Role.LOADER) as conn:
             for ids in batches:
                 rows = protect(PERSON, build(PERSON, {"source_id": pa.array(ids),
                                                       "role": pa.scalar("resident")}, len(ids)))
@@ -135,13 +135,13 @@ def test_a_snapshot_far_smaller_than_the_register_is_refused(db, warehouse):
                                               "role": pa.scalar("resident")}, len(ids)))
 
     everyone = [f"r{i}" for i in range(10)]
-    with connect() as conn:
+    with connect(Role.LOADER) as conn:
         merge(conn, PERSON, people(everyone), source_system="t_trunc", stream="residents",
               run_id=None)  # type: ignore[arg-type]
         record_seen(conn, "t_trunc", "residents", "day1", pa.array(everyone))
         close_missing(conn, PERSON, "t_trunc", "residents", "day1", min_ratio=0.5)
     with pytest.raises(SnapshotTooSmall, match="holds 2 records where 10 are current"):
-        with connect() as conn:  # a truncated export: two rows
+        with connect(Role.LOADER) as conn:  # a truncated export: two rows
             record_seen(conn, "t_trunc", "residents", "day2", pa.array(everyone[:2]))
             close_missing(conn, PERSON, "t_trunc", "residents", "day2", min_ratio=0.5)
     assert len(current_people(db, "t_trunc")) == 10  # nobody was taken off the register

@@ -18,6 +18,7 @@ import pyarrow as pa
 import pytest
 from typer.testing import CliRunner
 
+from base.pii import unseal_payload
 from base.settings import settings
 from connectors.gridmgmt import resident_keys
 from hub.cli import app
@@ -197,14 +198,15 @@ def test_two_residents_under_one_id_number_are_both_held(db, grid):
     rows.append(list(rows[10]))
     grid.write_residents(grid.days[0], rows)
     summary = grid.run()
-    twins = db.execute("SELECT payload->>'公民身份号码' FROM quality.quarantine WHERE"
+    # Quarantine keeps the clear record sealed (payload holds it masked).
+    twins = db.execute("SELECT payload_sealed FROM quality.quarantine WHERE"
                        " source_system = %s AND rule = 'source_key_unique' AND state = 'open'",
                        (grid.source,)).fetchall()
-    assert sorted(t[0] for t in twins) == [twin_id, twin_id]
+    assert sorted(unseal_payload(t[0])["公民身份号码"] for t in twins) == [twin_id, twin_id]
     # Everything is loaded or held but the exact repeat, which was read twice.
     assert current_people(db, grid.source) + held(db, grid.source) == len(rows) - 1
-    assert twin_id not in {r[0] for r in db.execute(
-        "SELECT payload->>'公民身份号码' FROM quality.quarantine WHERE source_system = %s"
+    assert twin_id not in {unseal_payload(r[0]).get("公民身份号码") for r in db.execute(
+        "SELECT payload_sealed FROM quality.quarantine WHERE source_system = %s"
         " AND rule <> 'source_key_unique'", (grid.source,))}
     extracted, loaded, quarantined, *_ = run_row(db, summary.run_id)
     assert extracted == loaded + quarantined

@@ -20,7 +20,7 @@ from hub.pipeline import run_source
 from hub.replay import replay
 from quality import rules
 from quality.report_data import Week, collect
-from warehouse.db import connect
+from warehouse.db import Role, connect
 
 runner = CliRunner()
 
@@ -86,7 +86,7 @@ def test_a_mapping_fix_then_replay_loads_the_held_records(db, hotline, strict_ca
     replayed_at = db.execute("SELECT max(resolved_at) FROM quality.quarantine"
                              " WHERE source_system = %s", (source,)).fetchone()[0]
     week = Week.containing(replayed_at)
-    with connect() as conn:
+    with connect(Role.OWNER) as conn:
         data = collect(conn, week, now=replayed_at + timedelta(seconds=1))
     [row] = [r for r in data.quarantine if r["source_system"] == source]
     assert row["replayed"] == len(held)
@@ -121,16 +121,20 @@ def test_cli_lists_and_shows_quarantine_with_personal_data_masked(db, hotline):
     assert sid in shown.output and phone not in re.sub(r"\D", "", shown.output)
     reads = db.execute("SELECT count(*) FROM ops.pii_read WHERE reference = %s",
                        (str(qid),)).fetchone()[0]
-    clear = runner.invoke(app, ["quarantine", "show", str(qid), "--unmasked"])
+    no_reason = runner.invoke(app, ["quarantine", "show", str(qid), "--unmasked"])
+    assert no_reason.exit_code == 2 and "--reason" in no_reason.output
+    clear = runner.invoke(app, ["quarantine", "show", str(qid), "--unmasked",
+                                "--reason", "核对来电号码"])
     assert clear.exit_code == 0 and phone in re.sub(r"\D", "", clear.output)
-    assert db.execute("SELECT count(*) FROM ops.pii_read WHERE reference = %s",
-                      (str(qid),)).fetchone()[0] == reads + 1
+    assert db.execute("SELECT login, reason FROM ops.pii_read WHERE reference = %s"
+                      " ORDER BY read_id", (str(qid),)).fetchall()[reads:] == [
+        ("hub_pii_reader", "核对来电号码")]
 
 
 def test_cli_sql_and_status(db, hotline):
     source, config, _ = hotline()
     summary = run_source(source, config)
-    query = f"select count(*) as n from core.event where source_system = '{source}'"  # noqa: S608 (the user's own SQL, as typed at the prompt)
+    query = f"select count(*) as n from mart.event where source_system = '{source}'"  # noqa: S608 (the user's own SQL, as typed at the prompt)
     out = runner.invoke(app, ["sql", query, "--csv"])
     assert out.exit_code == 0, out.output
     assert list(csv.reader(io.StringIO(out.output))) == [["n"], [str(summary.loaded)]]

@@ -177,6 +177,47 @@ def test_sandbox_profile_serves_the_configured_base_url(services: dict[str, dict
     assert all("profiles" not in s for n, s in services.items() if n != "hotline-sandbox")
 
 
+def published_ports(service: dict[str, Any]) -> list[tuple[str | None, str]]:
+    """(host address or None for every interface, the mapping as written) of each port a
+    service publishes, short syntax ("[ip:][host:]container[/proto]") or long."""
+    found: list[tuple[str | None, str]] = []
+    for port in service.get("ports") or []:
+        if isinstance(port, dict):
+            found.append((port.get("host_ip"), str(port)))
+            continue
+        text = ANY_VAR.sub("VAR", str(port)).split("/")[0]  # ${X:-1}: no colon to split on
+        if text.startswith("["):  # [::1]:8080:80
+            address, _, _rest = text[1:].partition("]")
+            found.append((address, str(port)))
+            continue
+        parts = text.split(":")
+        found.append((parts[0] if len(parts) == 3 else None, str(port)))
+    return found
+
+
+def test_published_ports_listen_on_this_host_only(services: dict[str, dict[str, Any]]) -> None:
+    """The warehouse, the Airflow UI and any simulator: 127.0.0.1 only, never every
+    interface (a mapping without an address, or 0.0.0.0, publishes on all of them)."""
+    published = []
+    for name, service in services.items():
+        assert service.get("network_mode") != "host", f"{name}: host networking publishes all"
+        for address, mapping in published_ports(service):
+            published.append(name)
+            assert address == "127.0.0.1", (
+                f"{name} publishes {mapping!r} on {address or 'every interface'};"
+                " bind it to 127.0.0.1 (\"127.0.0.1:${{PORT:-n}}:n\")")
+    assert "airflow-apiserver" in published, "the Airflow UI is published (on 127.0.0.1)"
+
+
+def test_the_port_check_tells_bound_from_open() -> None:
+    service = {"ports": ["127.0.0.1:${HUB_WAREHOUSE_PORT:-5432}:5432", "${AIRFLOW_PORT:-8080}:8080",
+                         "8012", "0.0.0.0:9000:9000/tcp", "[::1]:7000:7000",
+                         {"target": 80, "published": 8081, "host_ip": "127.0.0.1"},
+                         {"target": 81, "published": 8082}]}
+    assert [a for a, _ in published_ports(service)] == [
+        "127.0.0.1", None, None, "0.0.0.0", "::1", "127.0.0.1", None]
+
+
 @pytest.mark.skipif(shutil.which("docker-compose") is None, reason="docker-compose not installed")
 def test_docker_compose_accepts_the_file(tmp_path: Path) -> None:
     env = tmp_path / "filled.env"
