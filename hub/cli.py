@@ -21,8 +21,10 @@ from pathlib import Path
 from typing import Annotated
 from zoneinfo import ZoneInfo
 
+import click
 import psycopg
 import typer
+from typer.core import TyperGroup
 
 from base.pii import unseal
 from base.settings import load_city
@@ -44,8 +46,33 @@ from warehouse.migrate import migrate as do_migrate
 
 __all__ = ["app", "console", "err", "main", "print_table"]
 
+class _OneLineErrors(TyperGroup):
+    """A command's failure ends as one line on stderr (what failed, and the error's own
+    words on what to do) and exit code 1; the traceback only with `hub -v`."""
+
+    def invoke(self, ctx: click.Context) -> object:
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.Exit, click.ClickException, click.exceptions.Abort):
+            raise
+        except Exception as exc:
+            if ctx.find_root().params.get("verbose"):
+                raise
+            err.print(f"[red]error:[/red] {_one_line(exc)} (hub -v … shows the traceback)",
+                      soft_wrap=True)
+            raise typer.Exit(1) from None
+
+
+def _one_line(exc: BaseException) -> str:
+    # A KeyError's str() is its key's repr, quotes and all: its message is args[0].
+    text = str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)
+    first = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
+    return first
+
+
 app = typer.Typer(help="The governance data hub (人地事物组织 shared base database).",
-                  no_args_is_help=True, add_completion=False)
+                  no_args_is_help=True, add_completion=False, cls=_OneLineErrors,
+                  pretty_exceptions_enable=False)
 
 ConfigOption = Annotated[
     Path | None,

@@ -137,7 +137,7 @@ def show_department(console: Console) -> None:
 DEPARTMENT_FIGURES = """SELECT report_week, district_name, events, closure_rate, on_time_rate,
   satisfaction_rate FROM mart.governance_weekly_district ORDER BY report_week DESC LIMIT 3"""
 DEPARTMENT_PEOPLE = """SELECT source_system, name_masked, id_number_masked, phone_masked,
-  current_address_masked FROM mart.person WHERE id_number_masked IS NOT NULL LIMIT 3"""
+  current_address_masked FROM mart.person WHERE current_address_masked IS NOT NULL LIMIT 3"""
 
 
 def _iso_week(day: date) -> str:
