@@ -183,6 +183,11 @@ class Connector(ABC):
         # counter), the queries of a database read.
         self.stats: Counter[str] = Counter()
 
+    def preflight(self) -> None:
+        """Refuse, before a run is recorded, a configuration this connector cannot read
+        with (a SourceError saying what to set); nothing to check by default."""
+        return None
+
     @classmethod
     def stream(cls, name: str) -> Stream:
         for s in cls.streams:

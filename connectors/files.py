@@ -776,6 +776,14 @@ class FileDropConnector(Connector):
 
     # ---- the landing folder -----------------------------------------------------
 
+    def preflight(self) -> None:
+        folder = Path(self.settings.folder)
+        if not folder.is_dir():
+            raise SourceError(
+                f"{self.source.name}: landing folder {folder} does not exist; set"
+                f" sources.{self.source.name}.settings.folder in the sources file to where the"
+                " platform drops its files (make demo runs with its own simulators' folders)")
+
     def unmatched_files(self) -> list[str]:
         """Files in the landing folder that no stream reads (temporary names aside)."""
         folder = Path(self.settings.folder)

@@ -53,7 +53,7 @@ class _OneLineErrors(TyperGroup):
     def invoke(self, ctx: click.Context) -> object:
         try:
             return super().invoke(ctx)
-        except (click.exceptions.Exit, click.ClickException, click.exceptions.Abort):
+        except (typer.Exit, click.exceptions.Exit, click.ClickException, click.exceptions.Abort):
             raise
         except Exception as exc:
             if ctx.find_root().params.get("verbose"):
@@ -70,7 +70,7 @@ def _one_line(exc: BaseException) -> str:
     return first
 
 
-app = typer.Typer(help="The governance data hub (人地事物组织 shared base database).",
+app = typer.Typer(rich_markup_mode=None, help="The governance data hub (人地事物组织 shared base database).",
                   no_args_is_help=True, add_completion=False, cls=_OneLineErrors,
                   pretty_exceptions_enable=False)
 
@@ -137,8 +137,8 @@ def run(
     console.print(
         f"[green]{source}[/green] run {summary.run_id}: {summary.extracted:,} extracted = "
         f"{summary.loaded:,} loaded + {summary.quarantined:,} quarantined "
-        f"({summary.inserted:,} new, {summary.updated:,} changed, {summary.unchanged:,} unchanged;"
-        f" {summary.reread:,} re-read) in {summary.seconds:.1f}s"
+        f"({summary.inserted:,} new, {summary.updated:,} changed, {summary.unchanged:,} unchanged,"
+        f" {summary.closed:,} closed; {summary.reread:,} re-read) in {summary.seconds:.1f}s"
     )
 
 
@@ -209,45 +209,92 @@ def _sql_refusal(exc: psycopg.Error, role: Role) -> str:
 @app.command()
 def status(
     limit: Annotated[int, typer.Option(help="runs shown per source")] = 5,
+    as_json: Annotated[bool, typer.Option("--json", help="everything, as JSON, for machines")
+                       ] = False,
     config: ConfigOption = None,
 ) -> None:
-    """Recent runs per source, with counts and outcomes."""
+    """Recent runs per source with their counts, where each stream's next read starts,
+    files rejected as a whole, and the latest runs' warnings."""
     tz = _city_timezone(config)
     with connect(Role.STEWARD) as conn:
-        rows = conn.execute(
-            "SELECT source_system, run_id, outcome, to_char(started_at AT TIME ZONE"
-            " %(tz)s, 'YYYY-MM-DD HH24:MI:SS'),"
-            " round(extract(epoch FROM finished_at - started_at)::numeric, 1),"
-            " extracted, loaded, quarantined, inserted, updated, left(error, 80)"
+        runs = conn.execute(
+            "SELECT source_system, run_id, outcome, started_at, finished_at, extracted, loaded,"
+            " quarantined, inserted, updated, closed, error"
             " FROM (SELECT *, row_number() OVER (PARTITION BY source_system"
             "   ORDER BY started_at DESC) AS n FROM ops.run) r"
             " WHERE n <= %(limit)s ORDER BY source_system, started_at DESC",
-            {"tz": tz, "limit": limit},
-        ).fetchall()
-        cursors = conn.execute("SELECT source_system, state::text FROM ops.cursor").fetchall()
+            {"limit": limit}).fetchall()
+        cursors = conn.execute(
+            "SELECT c.source_system, c.stream, c.state, c.updated_at, c.run_id, r.outcome"
+            " FROM ops.cursor c LEFT JOIN ops.run r USING (run_id)"
+            " ORDER BY c.source_system, c.stream").fetchall()
         rejected = conn.execute(
-            "SELECT source_system, stream, file_name, kind, attempts,"
-            " to_char(last_seen_at AT TIME ZONE %s, 'YYYY-MM-DD HH24:MI'), reason"
+            "SELECT source_system, stream, file_name, kind, attempts, last_seen_at, reason"
             " FROM ops.rejected_file f WHERE NOT EXISTS (SELECT 1 FROM ops.snapshot_acceptance a"
             "   WHERE a.source_system = f.source_system AND a.stream = f.stream"
             "   AND a.snapshot_id = f.file_name || '#' || f.sha256)"
-            " ORDER BY last_seen_at DESC LIMIT 50", (tz,)).fetchall()
+            " ORDER BY last_seen_at DESC LIMIT 50").fetchall()
         warnings = conn.execute(
             "SELECT source_system, run_id, w FROM (SELECT *, row_number() OVER (PARTITION BY"
             "   source_system ORDER BY started_at DESC) AS n FROM ops.run) r,"
             " jsonb_array_elements_text(r.warnings) w WHERE n = 1"
             " ORDER BY source_system").fetchall()
-    print_table(["source", "run", "outcome", f"started ({tz})", "seconds", "extracted", "loaded",
-                 "quarantined", "new", "changed", "error"], rows, title="recent runs")
-    print_table(["source", "cursor"], cursors, title="cursors")
+    if as_json:
+        keys = ("source", "run", "outcome", "started_at", "finished_at", "extracted", "loaded",
+                "quarantined", "new", "changed", "closed", "error")
+        print(json.dumps({
+            "timezone": tz,
+            "runs": [dict(zip(keys, r, strict=True)) for r in runs],
+            "cursors": [{"source": c[0], "stream": c[1], "position": c[2], "updated_at": c[3],
+                         "run": c[4], "outcome": c[5]} for c in cursors],
+            "rejected_files": [dict(zip(("source", "stream", "file", "kind", "attempts",
+                                         "last_seen_at", "reason"), f, strict=True))
+                               for f in rejected],
+            "warnings": [{"source": w[0], "run": w[1], "warning": w[2]} for w in warnings],
+        }, ensure_ascii=False, default=str, indent=2))
+        return
+    print_table(["source", "run", "started", "outcome", "extracted", "loaded", "held", "closed"],
+                [(r[0], r[1], _short_time(r[3], tz), "ok" if r[2] == "succeeded" else r[2],
+                  f"{r[5]:,}", f"{r[6]:,}", f"{r[7]:,}", f"{r[10]:,}") for r in runs],
+                title=f"recent runs (times in {tz})")
+    failed = [(r[0], r[1], r[11]) for r in runs if r[11]]
+    if failed:
+        print_table(["source", "run", "error"], failed, title="why runs failed")
+    print_table(["source", "stream", "next read from", "run", "outcome"],
+                [(c[0], c[1], _position(c[2]), c[4], c[5]) for c in cursors],
+                title="where each stream's next read starts (--json: in full)")
     if rejected:
-        print_table(["source", "stream", "file", "kind", "attempts", f"last seen ({tz})", "reason"],
-                    rejected, title="files rejected as a whole (not loaded)")
+        print_table(["source", "stream", "file", "kind", "attempts", "reason"],
+                    [(f[0], f[1], f[2], f[3], f[4], f[6]) for f in rejected],
+                    title="files rejected as a whole (not loaded)")
     if warnings:
         print_table(["source", "run", "warning"], warnings, title="warnings of the latest runs")
 
 
-snapshot_app = typer.Typer(help="Complete snapshots the size guard refused.", no_args_is_help=True)
+def _short_time(at: datetime | None, tz: str) -> str:
+    return "" if at is None else f"{at.astimezone(ZoneInfo(tz)):%m-%d %H:%M}"
+
+
+def _position(state: object, width: int = 26) -> str:
+    """A stream's cursor as a person reads it: the file, time, page or snapshot it is at."""
+    if not isinstance(state, dict):
+        return str(state)[:width]
+    if "last" in state:
+        text = f"after {state['last']}"
+    elif "snapshot_id" in state:
+        text = f"snapshot {state['snapshot_id']}" + ("" if state.get("complete") else " (partial)")
+    elif any(k.startswith("updated") for k in state):
+        text = "since " + str(next(v for k, v in state.items() if k.startswith("updated")))
+    elif "cursor" in state:
+        text = f"page token {str(state['cursor'])[:8]}…"
+    elif "landing_id" in state:
+        text = f"landing id {state['landing_id']}"
+    else:
+        text = json.dumps(state, ensure_ascii=False, default=str)
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+snapshot_app = typer.Typer(rich_markup_mode=None, help="Complete snapshots the size guard refused.", no_args_is_help=True)
 app.add_typer(snapshot_app, name="snapshot")
 
 
@@ -275,7 +322,7 @@ def snapshot_accept(
                   " and closes the records it lacks")
 
 
-quarantine_app = typer.Typer(help="Records held back by blocking rules: list, inspect, replay.",
+quarantine_app = typer.Typer(rich_markup_mode=None, help="Records held back by blocking rules: list, inspect, replay.",
                               no_args_is_help=True)
 app.add_typer(quarantine_app, name="quarantine")
 
@@ -378,7 +425,7 @@ def quarantine_replay(
                       f"{s.loaded:,} loaded (left quarantine) + {s.quarantined:,} still held")
 
 
-access_app = typer.Typer(help="Department logins: their jurisdiction, and the audit of clear reads.",
+access_app = typer.Typer(rich_markup_mode=None, help="Department logins: their jurisdiction, and the audit of clear reads.",
                           no_args_is_help=True)
 app.add_typer(access_app, name="access")
 

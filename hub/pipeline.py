@@ -121,6 +121,7 @@ def execute(
     if not src.enabled:
         raise RuntimeError(f"source {source!r} is disabled in the sources file")
     connector = connector_class(src.connector)(src, config.city)
+    connector.preflight()  # a configuration that cannot work is no run to record
     require_current()
     with ops.source_lock(source):
         with connect(Role.LOADER) as conn:

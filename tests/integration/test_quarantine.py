@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import re
 import shutil
 from datetime import timedelta
@@ -143,7 +144,17 @@ def test_cli_sql_and_status(db, hotline):
     bad = runner.invoke(app, ["sql", "select * from no_such_table"])
     assert bad.exit_code == 1 and "query failed" in bad.output
     status = runner.invoke(app, ["status"])
-    assert status.exit_code == 0 and source in status.output and "succeeded" in status.output
+    assert status.exit_code == 0 and source in status.output
+    # It fits an 80-column terminal, and no count is split over two lines.
+    assert max(len(line) for line in status.output.splitlines()) <= 80
+    run_line = next(line for line in status.output.splitlines()
+                    if line.split()[:2] == [source, str(summary.run_id)])
+    assert f"{summary.extracted:,}" in run_line.split() and "ok" in run_line.split()
+    as_json = runner.invoke(app, ["status", "--json"])
+    assert as_json.exit_code == 0, as_json.output
+    state = json.loads(as_json.output)
+    assert {(c["source"], c["stream"]) for c in state["cursors"]} >= {(source, "workorders")}
+    assert any(r["run"] == summary.run_id and r["outcome"] == "succeeded" for r in state["runs"])
 
 
 def test_cli_run_reports_counts(hotline):

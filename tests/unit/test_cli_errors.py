@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import pytest
 from typer.testing import CliRunner
 
+from base.settings import PROJECT_ROOT
 from hub.cli import app
 
 
@@ -20,3 +24,18 @@ def test_verbose_keeps_the_traceback() -> None:
     result = CliRunner().invoke(app, ["-v", "collect", "nonexistent"])
     assert result.exit_code == 1
     assert result.exception is not None and not isinstance(result.exception, SystemExit)
+
+
+def test_a_run_that_cannot_work_says_what_to_set_before_it_is_recorded(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The shipped sources file's grid source, where no landing folder exists: refused
+    before the warehouse is touched (the unit tests' warehouse URL reaches nothing, so
+    a recorded run would fail on the connection instead)."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HUB_GRIDMGMT_API_TOKEN", "t")
+    result = CliRunner().invoke(app, ["run", "gridmgmt", "--config",
+                                      str(PROJECT_ROOT / "sources.yaml")])
+    assert result.exit_code == 1
+    assert "landing folder .hub/landing/gridmgmt does not exist" in result.output
+    assert "sources.gridmgmt.settings.folder" in result.output
+    assert "connection" not in result.output and "Traceback" not in result.output
