@@ -1,0 +1,860 @@
+"""One person however many platforms know them: golden persons and the keys that join them.
+
+`link_people` gives every current core.person record the `person_key` of its golden
+person (core.person_golden), records how each record was linked (core.person_link) and
+gives every current event the key of its reporter (core.event.reporter_person_key):
+
+1. Records with the same ID-number hash are one person: the hash is taken over the ID's
+   identity form, so equal hashes are the same number however it was keyed in.
+2. The rest are scored by the Splink model of `link.person_model` (names in their normal
+   forms and pinyin, birth date, gender, phone hash, address and grid) and linked above a
+   conservative threshold, strongest first, under rules no score overrides: never two
+   different ID hashes, birth dates or genders in one person, never a record that fits two
+   people, never across a data steward's split (`split`); a steward's `merge` holds unless a
+   split stands against it (revoke one of them: `revoke`).
+3. Keys are stable: a golden person keeps its key while any of its records remains (the
+   key of the previous cluster it overlaps most); a new one gets `P` and 12 letters of a
+   hash of its smallest record.
+4. Each golden attribute is the most recent value from the most trusted platform that has
+   one; the trust order is configuration (`trust_order`).
+
+An incremental run (the default) compares only the records new or changed since the last
+run, and every record of a cluster such a record left, a record of which vanished, or a
+steward's decision names, against the rest (whose clusters stand), with the stored model.
+`full=True` retrains and compares everything; keys of unchanged records stay the same.
+Everything commits in one transaction, under a lock that keeps a second run out.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+import numpy as np
+import pandas as pd
+import psycopg
+import pyarrow as pa
+import pyarrow.compute as pc
+from psycopg import sql
+from psycopg.types.json import Jsonb
+from splink.backends.duckdb import DuckDBAPI
+
+from link import person_model
+from link.clusters import Clusters, stable_keys
+from link.normal import addresses, genders, name_forms
+from link.person_model import Model
+from warehouse.loader import copy_arrow, read_arrow
+
+ENTITY = "person"
+KEY_PREFIX = "P"
+# Which platform's value a golden person shows when several have one: the first of these
+# that a record's source_system is, or starts with; platforms not named come last.
+DEFAULT_TRUST_ORDER: tuple[str, ...] = ("gridmgmt", "zongzhi", "citymgmt", "hotline12345", "video")
+_LOCK = "hub:link:person"
+
+RECORDS_SCHEMA = pa.schema([
+    ("row_id", pa.int64()),
+    ("source_system", pa.string()),
+    ("source_id", pa.string()),
+    ("name", pa.string()),
+    ("gender", pa.string()),
+    ("id_number_hash", pa.string()),
+    ("id_number_masked", pa.string()),
+    ("birth_date", pa.date32()),
+    ("phone_hash", pa.string()),
+    ("phone_masked", pa.string()),
+    ("current_address", pa.string()),
+    ("household_address", pa.string()),
+    ("division_code", pa.string()),
+    ("street_code", pa.string()),
+    ("grid_code", pa.string()),
+    ("valid_from", pa.timestamp("us", tz="UTC")),
+    ("current_key", pa.string()),
+    ("linked_key", pa.string()),
+    ("linked", pa.bool_()),
+])
+_RECORDS_SQL = """
+SELECT p.row_id, p.source_system, p.source_id, p.name, p.gender, p.id_number_hash, p.id_number_masked,
+       p.birth_date, p.phone_hash, p.phone_masked, p.current_address, p.household_address,
+       p.division_code, p.street_code, p.grid_code, p.valid_from,
+       p.person_key, l.person_key, l.source_id IS NOT NULL
+  FROM core.person p
+  LEFT JOIN core.person_link l ON l.source_system = p.source_system AND l.source_id = p.source_id
+ WHERE p.valid_to IS NULL
+ ORDER BY p.source_system, p.source_id
+"""
+
+
+class LinkInProgress(RuntimeError):
+    """Another linking run of the same entity holds the lock."""
+
+
+class RecordRef(NamedTuple):
+    """A source record: the platform instance and the platform's key."""
+
+    source_system: str
+    source_id: str
+
+
+@dataclass
+class LinkSummary:
+    """What a run did (also kept in ops.link_run.summary)."""
+
+    mode: str
+    model_version: str
+    records: int = 0
+    compared: int = 0
+    pairs_scored: int = 0  # pairs above the threshold that pass the guards
+    ambiguous: int = 0  # records matched to two ID numbers or birth dates: left unlinked
+    links: dict[str, int] = field(default_factory=dict)  # records per method
+    clusters: int = 0
+    multi_record_clusters: int = 0
+    keys_kept: int = 0
+    keys_new: int = 0
+    keys_retired: int = 0
+    records_rekeyed: int = 0  # records whose person_key changed
+    goldens_written: int = 0
+    events_linked: int = 0  # events whose reporter_person_key changed
+    decisions_applied: int = 0
+    decisions_not_applied: int = 0  # naming records no longer current, or against a split
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    def as_json(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if k not in ("mode", "model_version")}
+
+
+# ------------------------------------------------------------------ stewardship
+
+
+def split(conn: psycopg.Connection, record_a: RecordRef | tuple[str, str],
+          record_b: RecordRef | tuple[str, str], decided_by: str, reason: str) -> int:
+    """Record that two person records are different people; every later run keeps them
+    apart (a rebuild too) until the decision is revoked. Returns the decision's id."""
+    a, b = RecordRef(*record_a), RecordRef(*record_b)
+    _require(decided_by, reason)
+    for r in (a, b):
+        if conn.execute("SELECT 1 FROM core.person WHERE source_system = %s AND source_id = %s"
+                        " LIMIT 1", r).fetchone() is None:
+            raise ValueError(f"no person record {r.source_system}/{r.source_id}")
+    if a == b:
+        raise ValueError("a record cannot be split from itself")
+    return _decide(conn, "split", a, b, None, None, decided_by, reason)
+
+
+def merge(conn: psycopg.Connection, key_a: str, key_b: str, decided_by: str, reason: str) -> int:
+    """Record that two golden persons are one; every later run keeps their records together
+    (a rebuild too) until the decision is revoked. Each key is anchored to its smallest
+    current record, so the decision holds whatever keys the records carry later."""
+    _require(decided_by, reason)
+    if key_a == key_b:
+        raise ValueError("a person cannot be merged with itself")
+    anchors = []
+    for key in (key_a, key_b):
+        row = conn.execute(
+            "SELECT source_system, source_id FROM core.person_link WHERE person_key = %s"
+            " ORDER BY source_system, source_id LIMIT 1", (key,)).fetchone()
+        if row is None:
+            raise ValueError(f"no current record carries person_key {key}")
+        anchors.append(RecordRef(*row))
+    return _decide(conn, "merge", anchors[0], anchors[1], key_a, key_b, decided_by, reason)
+
+
+def revoke(conn: psycopg.Connection, decision_id: int, revoked_by: str, reason: str) -> None:
+    """Withdraw a split or merge: the next run links as if it had not been made."""
+    _require(revoked_by, reason)
+    done = conn.execute(
+        "UPDATE ops.link_decision SET revoked_at = now(), revoked_by = %s, revoke_reason = %s"
+        " WHERE decision_id = %s AND entity = %s AND revoked_at IS NULL",
+        (revoked_by, reason.strip(), decision_id, ENTITY)).rowcount
+    if not done:
+        raise ValueError(f"no decision {decision_id} on persons in force")
+
+
+def _require(who: str, reason: str) -> None:
+    if not who or not who.strip():
+        raise ValueError("a decision names who made it")
+    if not reason or not reason.strip():
+        raise ValueError("a decision needs a reason (what was checked)")
+
+
+def _decide(conn: psycopg.Connection, action: str, a: RecordRef, b: RecordRef,
+            key_a: str | None, key_b: str | None, decided_by: str, reason: str) -> int:
+    row = conn.execute(
+        "INSERT INTO ops.link_decision (entity, action, source_system_a, source_id_a,"
+        " source_system_b, source_id_b, key_a, key_b, decided_by, reason)"
+        " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING decision_id",
+        (ENTITY, action, *a, *b, key_a, key_b, decided_by.strip(), reason.strip())).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+# ------------------------------------------------------------------ the run
+
+
+@dataclass
+class _Decision:
+    decision_id: int
+    action: str
+    a: RecordRef
+    b: RecordRef
+    key_a: str | None
+    key_b: str | None
+    changed: bool  # made or revoked since the last run
+
+
+def link_people(conn: psycopg.Connection, *, full: bool = False,
+                trust_order: Sequence[str] | None = None) -> LinkSummary:
+    """Link every current person record to its golden person (see the module's doc).
+
+    `conn` is the pipeline's (hub_loader); the run commits as one transaction (a
+    savepoint inside the caller's, if one is open). `trust_order` lists platforms, most
+    trusted first (`DEFAULT_TRUST_ORDER`)."""
+    trust = tuple(trust_order) if trust_order is not None else DEFAULT_TRUST_ORDER
+    with conn.transaction():
+        got = conn.execute("SELECT pg_try_advisory_xact_lock(hashtext(%s))", (_LOCK,)).fetchone()
+        if not (got and got[0]):
+            raise LinkInProgress("another person-linking run is in progress; try again when it"
+                                 " has finished")
+        return _run(conn, full, trust)
+
+
+def _run(conn: psycopg.Connection, full: bool, trust: tuple[str, ...]) -> LinkSummary:
+    clock = _Stopwatch()
+    row = conn.execute("SELECT now()").fetchone()
+    assert row is not None
+    started = row[0]
+    last = conn.execute("SELECT started_at FROM ops.link_run WHERE entity = %s"
+                        " ORDER BY started_at DESC LIMIT 1", (ENTITY,)).fetchone()
+    stored = _latest_model(conn)
+    incremental = not full and last is not None and stored is not None
+    records = read_arrow(conn, _RECORDS_SQL, RECORDS_SCHEMA)
+    vanished = conn.execute(
+        "SELECT l.source_system, l.source_id, l.person_key FROM core.person_link l"
+        " WHERE NOT EXISTS (SELECT 1 FROM core.person p WHERE p.valid_to IS NULL"
+        " AND p.source_system = l.source_system AND p.source_id = l.source_id)").fetchall()
+    decisions = _decisions(conn, last[0] if last else None)
+    taken = {r[0] for r in conn.execute("SELECT person_key FROM core.person_golden")}
+    clock.lap("read")
+
+    n = records.num_rows
+    features = person_features(records)
+    previous = _previous_keys(records)
+    refs = _record_keys(records)
+    db = DuckDBAPI()
+    db.register(features, table_name="features")
+    clock.lap("features")
+    if incremental:
+        assert stored is not None
+        model = stored
+    else:
+        model = person_model.train(db, "features", n)
+        _store_model(conn, model)
+    clock.lap("model")
+
+    if incremental:
+        assert last is not None
+        fresh = _fresh(records, previous, vanished, decisions, refs, last[0])
+    else:
+        fresh = np.ones(n, dtype=bool)
+    pairs = _score(db, model, features, fresh, incremental)
+    identities = records["id_number_hash"].to_pylist()
+    births = features["birth_date"].to_pylist()
+    pairs, ambiguous = _drop_ambiguous(pairs, identities, births)
+    clock.lap("score")
+
+    clusters = Clusters(n, identities, exclusive=(births, features["gender"].to_pylist()))
+    if incremental:  # first: the clusters no fresh record touches stand as they were
+        clusters.group(_unchanged_groups(previous, fresh))
+    applied, skipped, steward_of = _apply_decisions(clusters, decisions, refs, previous)
+    _link_same_identity(clusters, identities)
+    best_edge = _link_scored(clusters, pairs)
+    labels = clusters.labels()
+    clock.lap("cluster")
+
+    assignment = stable_keys(labels, previous, refs, KEY_PREFIX, taken)
+    keys = assignment.keys
+    retired = dict(assignment.retired)
+    in_use = set(keys.tolist())
+    for _, _, key in vanished:  # every record of the key vanished
+        if key not in retired and key not in in_use:
+            retired[key] = None
+    summary = LinkSummary(mode="incremental" if incremental else "full",
+                          model_version=model.version, records=n, compared=int(fresh.sum()),
+                          pairs_scored=len(pairs), keys_kept=assignment.kept,
+                          keys_new=assignment.new, ambiguous=len(ambiguous),
+                          decisions_applied=applied, decisions_not_applied=skipped)
+    sizes = pd.Series(labels).value_counts()
+    summary.clusters = int(len(sizes))
+    summary.multi_record_clusters = int((sizes > 1).sum())
+
+    prev_arr = np.array(previous, dtype=object)
+    rekeyed = prev_arr != keys
+    methods, probabilities, evidence = _evidence(records, labels, fresh, steward_of, best_edge,
+                                                 refs)
+    summary.links = {m: int(c) for m, c in pd.Series(methods[fresh]).value_counts().items()}
+    summary.records_rekeyed = int((rekeyed & pd.notna(prev_arr)).sum())
+    _write_links(conn, records, keys, fresh, rekeyed, methods, probabilities, evidence, model,
+                 vanished)
+    clock.lap("write links")
+
+    affected = keys[fresh | rekeyed]
+    summary.goldens_written = _write_goldens(conn, db, records, features, keys,
+                                             set(affected.tolist()), trust, model,
+                                             full=not incremental)
+    summary.keys_retired = _retire(conn, retired, in_use, full=not incremental)
+    clock.lap("goldens")
+    summary.events_linked = link_reporters(conn)
+    clock.lap("reporters")
+    summary.seconds = clock.laps
+    conn.execute(
+        "INSERT INTO ops.link_run (entity, mode, model_version, started_at, records, compared,"
+        " summary) VALUES (%s, %s, %s, %s, %s, %s, %s)",
+        (ENTITY, summary.mode, model.version, started, n, summary.compared,
+         Jsonb(summary.as_json())))
+    db.duckdb_con.close()
+    return summary
+
+
+class _Stopwatch:
+    def __init__(self) -> None:
+        self.t = time.perf_counter()
+        self.laps: dict[str, float] = {}
+
+    def lap(self, name: str) -> None:
+        now = time.perf_counter()
+        self.laps[name] = round(now - self.t, 3)
+        self.t = now
+
+
+# ------------------------------------------------------------------ features
+
+
+def person_features(records: pa.Table) -> pa.Table:
+    """The columns the model compares (person_model.FEATURE_SCHEMA), one row per record;
+    `unique_id` is the record's row number."""
+    n = records.num_rows
+    names = name_forms(records["name"])
+    address, coarse = addresses(pc.coalesce(records["current_address"],
+                                            records["household_address"]))
+    phones = records["phone_hash"]
+    counts = pc.value_counts(phones.drop_null())
+    frequent = [v["values"].as_py() for v in counts
+                if v["counts"].as_py() > person_model.MAX_PHONE_BLOCK]
+    block = phones if not frequent else pc.if_else(
+        pc.is_in(phones, pa.array(frequent, pa.string())), pa.scalar(None, pa.string()), phones)
+    return pa.table({
+        "unique_id": pa.array(np.arange(n, dtype=np.int64)),
+        "name": names.name,
+        "surname": names.surname,
+        "pinyin": names.pinyin,
+        "birth_date": pc.strftime(records["birth_date"], "%Y-%m-%d"),
+        "gender": genders(records["gender"]),
+        "phone_hash": phones,
+        "phone_block": block,
+        "id_hash": records["id_number_hash"],
+        "address": address,
+        "address_coarse": coarse,
+        "grid_code": records["grid_code"],
+        "street_code": records["street_code"],
+    }, schema=person_model.FEATURE_SCHEMA)
+
+
+def _record_keys(records: pa.Table) -> list[str]:
+    """`source_system` and `source_id` as one text per record (sorted as the records are)."""
+    return pc.binary_join_element_wise(records["source_system"], records["source_id"],
+                                       "\x1f").to_pylist()
+
+
+def _previous_keys(records: pa.Table) -> list[str | None]:
+    return pc.coalesce(records["linked_key"], records["current_key"]).to_pylist()
+
+
+# ------------------------------------------------------------------ decisions
+
+
+def _decisions(conn: psycopg.Connection, since: Any) -> list[_Decision]:
+    rows = conn.execute(
+        "SELECT decision_id, action, source_system_a, source_id_a, source_system_b, source_id_b,"
+        " key_a, key_b, revoked_at IS NOT NULL,"
+        " (%(since)s::timestamptz IS NULL OR decided_at > %(since)s"
+        "  OR revoked_at > %(since)s)"
+        " FROM ops.link_decision WHERE entity = %(entity)s"
+        " AND (revoked_at IS NULL OR %(since)s::timestamptz IS NULL OR revoked_at > %(since)s)"
+        " ORDER BY decision_id", {"since": since, "entity": ENTITY}).fetchall()
+    out = []
+    for did, action, ssa, sida, ssb, sidb, ka, kb, revoked, changed in rows:
+        # A revoked decision is read only to re-link what it held (it changed).
+        out.append(_Decision(did, "revoked" if revoked else action, RecordRef(ssa, sida),
+                             RecordRef(ssb, sidb), ka, kb, changed))
+    return out
+
+
+def _apply_decisions(clusters: Clusters, decisions: list[_Decision], refs: list[str],
+                     previous: list[str | None]) -> tuple[int, int, dict[int, int]]:
+    """The decisions in force, before anything else: splits as cannot-links, merges as
+    links no rule refuses but a split. Returns how many applied, how many could not (their
+    records are no longer current, or a split stands against the merge), and the merge
+    decision that joined each record."""
+    index = {r: i for i, r in enumerate(refs)} if decisions else {}
+    first_with_key: dict[str, int] = {}
+    if any(d.action == "merge" for d in decisions):
+        for i, k in enumerate(previous):
+            if k is not None and k not in first_with_key:
+                first_with_key[k] = i
+    resolved = []
+    skipped = 0
+    for d in decisions:
+        if d.action == "revoked":
+            continue
+        a = index.get("\x1f".join(d.a))
+        b = index.get("\x1f".join(d.b))
+        if d.action == "merge":
+            # The anchor record left: any record still carrying the key stands for it.
+            a = a if a is not None else first_with_key.get(d.key_a or "")
+            b = b if b is not None else first_with_key.get(d.key_b or "")
+        if a is None or b is None or a == b:
+            skipped += 1
+        else:
+            resolved.append((d, a, b))
+    for d, a, b in resolved:
+        if d.action == "split":
+            clusters.cannot_link(a, b)
+    steward_of: dict[int, int] = {}
+    applied = 0
+    for d, a, b in resolved:
+        if d.action == "split":
+            applied += 1
+        elif clusters.union(a, b, force_identity=True):
+            applied += 1
+            steward_of.setdefault(a, d.decision_id)
+            steward_of.setdefault(b, d.decision_id)
+        else:
+            skipped += 1
+    return applied, skipped, steward_of
+
+
+def _link_scored(clusters: Clusters, pairs: list[dict[str, Any]]) -> dict[int, dict[str, Any]]:
+    """Join the scored pairs, strongest first, where the rules allow; returns each record's
+    strongest link that held (its evidence)."""
+    best_edge: dict[int, dict[str, Any]] = {}
+    for edge in pairs:
+        a, b = edge["a"], edge["b"]
+        if clusters.union(a, b):
+            for me, other in ((a, b), (b, a)):
+                if me not in best_edge or best_edge[me]["probability"] < edge["probability"]:
+                    best_edge[me] = {**edge, "other": other}
+    return best_edge
+
+
+# ------------------------------------------------------------------ what to compare
+
+
+def _fresh(records: pa.Table, previous: list[str | None], vanished: list[tuple[str, str, str]],
+           decisions: list[_Decision], refs: list[str], since: Any) -> np.ndarray:
+    """Records an incremental run compares: new or changed since the last run (no link
+    yet, no key on the record: a new version carries none, or loaded since), and every
+    record of a cluster one of them was in, a record of which vanished, or a decision
+    made or revoked since names."""
+    new = pc.or_kleene(pc.invert(records["linked"]), pc.is_null(records["current_key"]))
+    new = pc.or_kleene(new, pc.greater(records["valid_from"], pa.scalar(since, records.schema.field(
+        "valid_from").type))).to_numpy(zero_copy_only=False)
+    new = np.asarray(new, dtype=bool)
+    prev = np.array(previous, dtype=object)
+    touched: set[str] = {k for k in prev[new] if k is not None}
+    touched |= {key for _, _, key in vanished}
+    index = {r: i for i, r in enumerate(refs)}
+    for d in decisions:
+        if not d.changed:
+            continue
+        touched |= {k for k in (d.key_a, d.key_b) if k}
+        for ref in (d.a, d.b):
+            i = index.get("\x1f".join(ref))
+            if i is not None:
+                new[i] = True
+                if prev[i] is not None:
+                    touched.add(prev[i])
+    if touched:
+        new |= np.isin(prev, np.array(sorted(touched), dtype=object))
+    return new
+
+
+def _unchanged_groups(previous: list[str | None], fresh: np.ndarray) -> np.ndarray:
+    """For `Clusters.group`: the previous cluster of each record not compared again, as a
+    number (-1: compared again, or no previous key)."""
+    codes, _ = pd.factorize(pd.Series(previous, dtype="object"), use_na_sentinel=True)
+    return np.where(fresh, -1, codes)
+
+
+def _link_same_identity(clusters: Clusters, identities: list[str | None]) -> None:
+    """Records with the same ID-number hash are one person (unless a steward split them)."""
+    frame = pd.DataFrame({"id": pd.Series(identities, dtype="object")}).dropna()
+    repeated = frame[frame["id"].duplicated(keep=False)]
+    first: dict[str, int] = {}
+    for i, h in zip(repeated.index.tolist(), repeated["id"].tolist(), strict=True):
+        if h in first:
+            clusters.union(first[h], i)
+        else:
+            first[h] = i
+
+
+# ------------------------------------------------------------------ scoring
+
+
+def _score(db: DuckDBAPI, model: Model, features: pa.Table, fresh: np.ndarray,
+           incremental: bool) -> list[dict[str, Any]]:
+    """Scored pairs that pass the threshold and the guards, strongest first."""
+    con = db.duckdb_con
+    if not fresh.any():
+        return []
+    linker = person_model.linker(db, "features", model)
+    if incremental:
+        ids = pa.table({"unique_id": pa.array(np.flatnonzero(fresh).astype(np.int64))})
+        con.register("fresh_ids", ids)
+        con.execute("CREATE TABLE fresh AS SELECT f.* FROM features f"
+                    " SEMI JOIN fresh_ids i ON i.unique_id = f.unique_id")
+        con.execute("CREATE TABLE rest AS SELECT f.* FROM features f"
+                    " ANTI JOIN fresh_ids i ON i.unique_id = f.unique_id")
+        fresh_df, rest_df = db.register("fresh"), db.register("rest")
+        parts = [linker.inference.predict_within(
+            fresh_df, threshold_match_probability=model.threshold, warning_mode="never")]
+        if con.execute("SELECT count(*) FROM rest").fetchall() != [(0,)]:
+            parts.append(linker.inference.predict_between(
+                fresh_df, rest_df, threshold_match_probability=model.threshold,
+                warning_mode="never"))
+    else:
+        parts = [linker.inference.predict_within(
+            db.register("features"), threshold_match_probability=model.threshold,
+            warning_mode="never")]
+    comparisons = list(person_model._LEVELS)
+    gammas = ", ".join(f"gamma_{c}" for c in comparisons)
+    rows: list[tuple[Any, ...]] = []
+    for part in parts:
+        # DuckDB, not the warehouse: the model's own columns and a table Splink named.
+        rows += con.execute(
+            f"SELECT least(unique_id_l, unique_id_r), greatest(unique_id_l, unique_id_r),"  # noqa: S608
+            f" match_probability, match_weight, {gammas} FROM {part.physical_name}"
+            f" WHERE {person_model.guard_sql()}").fetchall()
+    rows.sort(key=lambda r: (-r[2], r[0], r[1]))
+    out = []
+    for a, b, p, w, *levels in rows:
+        out.append({"a": int(a), "b": int(b), "probability": float(p),
+                    "match_weight": round(float(w), 3),
+                    "comparisons": {c: person_model.level_label(c, int(g))
+                                    for c, g in zip(comparisons, levels, strict=True)}})
+    return out
+
+
+def _drop_ambiguous(pairs: list[dict[str, Any]], identities: list[str | None],
+                    births: list[str | None]) -> tuple[list[dict[str, Any]], set[int]]:
+    """Without the links of records that match records of two different ID numbers or
+    two different birth dates while having neither themselves: two people fit them (a
+    father and son of one name on one phone), and the data cannot say which."""
+    partners: dict[int, tuple[set[str], set[str]]] = {}
+    for edge in pairs:
+        for me, other in ((edge["a"], edge["b"]), (edge["b"], edge["a"])):
+            ids, dates = partners.setdefault(me, (set(), set()))
+            if identities[me] is None and identities[other] is not None:
+                ids.add(identities[other])
+            if births[me] is None and births[other] is not None:
+                dates.add(births[other])
+    ambiguous = {r for r, (ids, dates) in partners.items() if len(ids) > 1 or len(dates) > 1}
+    if not ambiguous:
+        return pairs, ambiguous
+    return [e for e in pairs if e["a"] not in ambiguous and e["b"] not in ambiguous], ambiguous
+
+
+# ------------------------------------------------------------------ evidence and writing
+
+
+def _evidence(records: pa.Table, labels: np.ndarray, fresh: np.ndarray,
+              steward_of: dict[int, int], best_edge: dict[int, dict[str, Any]],
+              refs: list[str]) -> tuple[np.ndarray, np.ndarray, list[str | None]]:
+    """Each compared record's method, match probability and evidence (JSON text)."""
+    n = records.num_rows
+    cluster_size = np.bincount(labels, minlength=n)[labels]
+    # Records of the compared records' clusters sharing their ID-number hash.
+    near = np.flatnonzero(np.isin(labels, labels[fresh]) & records["id_number_hash"].is_valid()
+                          .to_numpy(zero_copy_only=False))
+    frame = pd.DataFrame({"cluster": labels[near],
+                          "id": records["id_number_hash"].take(pa.array(near)).to_pylist()},
+                         index=near)
+    same_id = np.zeros(n, dtype=np.int64)
+    same_id[near] = frame.groupby(["cluster", "id"])["id"].transform("size").to_numpy()
+    methods = np.full(n, "singleton", dtype=object)
+    probabilities = np.full(n, np.nan)
+    evidence: list[str | None] = [None] * n
+    for i in np.flatnonzero(fresh).tolist():
+        if i in steward_of:
+            methods[i], probabilities[i] = "steward", 1.0
+            evidence[i] = json.dumps({"decision_id": steward_of[i]})
+        elif same_id[i] > 1:
+            methods[i], probabilities[i] = "id_number", 1.0
+            evidence[i] = json.dumps({"id_number_hash": "equal", "records": int(same_id[i])})
+        elif i in best_edge:
+            edge = best_edge[i]
+            other = refs[edge["other"]].split("\x1f", 1)
+            methods[i], probabilities[i] = "probabilistic", edge["probability"]
+            evidence[i] = json.dumps({"with": other, "match_weight": edge["match_weight"],
+                                      "comparisons": edge["comparisons"]}, ensure_ascii=False)
+        elif cluster_size[i] > 1:
+            # In a cluster with no link of its own: only a cluster that stood (incremental).
+            methods[i] = "probabilistic"
+            evidence[i] = json.dumps({"via_cluster": True})
+        else:
+            evidence[i] = "{}"
+    return methods, probabilities, evidence
+
+
+def _write_links(conn: psycopg.Connection, records: pa.Table, keys: np.ndarray,
+                 fresh: np.ndarray, rekeyed: np.ndarray, methods: np.ndarray,
+                 probabilities: np.ndarray, evidence: list[str | None], model: Model,
+                 vanished: list[tuple[str, str, str]]) -> None:
+    """core.person.person_key and core.person_link, only where they change."""
+    write = fresh | rekeyed
+    rows = np.flatnonzero(write)
+    conn.execute("CREATE TEMP TABLE person_link_stage (row_id bigint, source_system text,"
+                 " source_id text, person_key text, method text,"
+                 " match_probability double precision, evidence jsonb, full_row boolean)"
+                 " ON COMMIT DROP")
+    if len(rows):
+        take = pa.array(rows)
+        stage = pa.table({
+            "row_id": records["row_id"].take(take),
+            "source_system": records["source_system"].take(take),
+            "source_id": records["source_id"].take(take),
+            "person_key": pa.array(keys[rows].tolist(), pa.string()),
+            "method": pa.array(methods[rows].tolist(), pa.string()),
+            "match_probability": pa.array(probabilities[rows], pa.float64(),
+                                          mask=np.isnan(probabilities[rows])),
+            "evidence": pa.array([evidence[i] for i in rows], pa.string()),
+            "full_row": pa.array(fresh[rows]),
+        })
+        copy_arrow(conn, stage, sql.Identifier("person_link_stage"))
+    conn.execute("ANALYZE person_link_stage")
+    # The version that was read (row_id): a new version a load wrote meanwhile keeps no key
+    # and is linked by the next run.
+    conn.execute(
+        "UPDATE core.person p SET person_key = s.person_key FROM person_link_stage s"
+        " WHERE p.row_id = s.row_id AND p.person_key IS DISTINCT FROM s.person_key")
+    # An UPDATE of what changed and an INSERT of what is new: ON CONFLICT would try every
+    # row as an insert first, several times slower when most rows exist.
+    conn.execute(
+        "UPDATE core.person_link l SET person_key = s.person_key, method = s.method,"
+        " match_probability = s.match_probability, evidence = s.evidence, model_version = %s,"
+        " linked_at = now() FROM person_link_stage s"
+        " WHERE s.full_row AND l.source_system = s.source_system AND l.source_id = s.source_id"
+        " AND (l.person_key, l.method, l.match_probability, l.evidence, l.model_version)"
+        " IS DISTINCT FROM (s.person_key, s.method, s.match_probability, s.evidence, %s)",
+        (model.version, model.version))
+    conn.execute(
+        "UPDATE core.person_link l SET person_key = s.person_key, linked_at = now()"
+        " FROM person_link_stage s WHERE NOT s.full_row AND l.source_system = s.source_system"
+        " AND l.source_id = s.source_id AND l.person_key IS DISTINCT FROM s.person_key")
+    conn.execute(
+        "INSERT INTO core.person_link (source_system, source_id, person_key, method,"
+        " match_probability, evidence, model_version)"
+        " SELECT s.source_system, s.source_id, s.person_key, s.method, s.match_probability,"
+        " s.evidence, %s FROM person_link_stage s WHERE s.full_row AND NOT EXISTS ("
+        " SELECT 1 FROM core.person_link l WHERE l.source_system = s.source_system"
+        " AND l.source_id = s.source_id)", (model.version,))
+    if vanished:
+        conn.execute(
+            "DELETE FROM core.person_link WHERE (source_system, source_id) IN"
+            " (SELECT * FROM unnest(%s::text[], %s::text[]))",
+            ([v[0] for v in vanished], [v[1] for v in vanished]))
+
+
+def _trust_rank(systems: pa.Array | pa.ChunkedArray, trust: tuple[str, ...]) -> pa.Array:
+    def rank(system: str) -> int:
+        for i, name in enumerate(trust):
+            if system == name or system.startswith(name):
+                return i
+        return len(trust)
+
+    distinct = pc.unique(systems).to_pylist()
+    ranks = {s: rank(s) for s in distinct}
+    return pa.array([ranks[s] for s in systems.to_pylist()], pa.int32())
+
+
+# Survivorship: per attribute, the value of the most trusted platform's latest record that
+# has one; several columns that belong together come from one record.
+_ATTRIBUTES: dict[str, tuple[str, ...]] = {
+    "name": ("name_n",),
+    "gender": ("gender_n",),
+    "birth_date": ("birth_date",),
+    "id_number": ("id_number_hash", "id_number_masked"),
+    "phone": ("phone_hash", "phone_masked"),
+    "current_address": ("current_address",),
+    "location": ("division_code", "street_code", "grid_code"),
+}
+_ORDER = "trust, valid_from DESC, source_system, source_id"
+
+
+def _golden_sql() -> str:
+    attributes = list(_ATTRIBUTES)
+    picks = ", ".join(
+        f"min(preference) FILTER (WHERE {' OR '.join(f'{c} IS NOT NULL' for c in columns)})"
+        f" AS {a}" for a, columns in _ATTRIBUTES.items())
+    chosen = " UNION ALL ".join(
+        f"SELECT person_key, {i} AS pos, {a} AS preference FROM picked"  # noqa: S608
+        f" WHERE {a} IS NOT NULL" for i, a in enumerate(attributes))
+    names = "[" + ", ".join(f"'{a}'" for a in attributes) + "]"
+    values = ", ".join(f"{a}.{c} AS {c.removesuffix('_n')}"
+                       for a, columns in _ATTRIBUTES.items() for c in columns)
+    joins = " ".join(f"LEFT JOIN ranked {a} ON {a}.preference = p.{a}" for a in attributes)
+    # One ordering of all records, most preferred first: each attribute takes the value of
+    # its cluster's most preferred record that has one (the smallest preference number).
+    # Provenance: one entry per record that gave the golden person something.
+    return f"""
+WITH ranked AS MATERIALIZED (
+  SELECT *, strftime(valid_from, '%Y-%m-%dT%H:%M:%S.%fZ') AS loaded_at,
+         row_number() OVER (ORDER BY {_ORDER}) AS preference
+    FROM golden_input),
+picked AS MATERIALIZED (
+  SELECT person_key, count(*) AS members,
+         list_sort(list_distinct(list(source_system))) AS source_systems, {picks}
+    FROM ranked GROUP BY person_key),
+given AS (
+  SELECT person_key, preference,
+         list_transform(list_sort(list(pos)), lambda i: {names}[i + 1]) AS attributes,
+         min(pos) AS first_pos
+    FROM ({chosen}) GROUP BY person_key, preference),
+provenance AS (
+  SELECT g.person_key, '[' || string_agg(CAST(json_object('source_system', r.source_system,
+         'source_id', r.source_id, 'loaded_at', r.loaded_at, 'attributes', g.attributes)
+         AS VARCHAR), ',' ORDER BY g.first_pos) || ']' AS provenance
+    FROM given g JOIN ranked r ON r.preference = g.preference GROUP BY g.person_key)
+SELECT p.person_key, {values}, p.members::int AS members,
+       '{{' || array_to_string(p.source_systems, ',') || '}}' AS source_systems,
+       coalesce(v.provenance, '[]') AS provenance
+  FROM picked p {joins} LEFT JOIN provenance v ON v.person_key = p.person_key
+ ORDER BY p.person_key
+"""  # noqa: S608
+
+
+_GOLDEN_COLUMNS = ("person_key", "name", "gender", "birth_date", "id_number_hash",
+                   "id_number_masked", "phone_hash", "phone_masked", "current_address",
+                   "division_code", "street_code", "grid_code", "members", "source_systems",
+                   "provenance")
+
+
+def _write_goldens(conn: psycopg.Connection, db: DuckDBAPI, records: pa.Table,
+                   features: pa.Table, keys: np.ndarray, affected: set[str],
+                   trust: tuple[str, ...], model: Model, *, full: bool) -> int:
+    """The golden rows of the keys `affected` (every key in a full run), where they change."""
+    inputs = pa.table({
+        "person_key": pa.array(keys.tolist(), pa.string()),
+        "trust": _trust_rank(records["source_system"], trust),
+        "source_system": records["source_system"], "source_id": records["source_id"],
+        "valid_from": records["valid_from"],
+        "name_n": features["name"], "gender_n": features["gender"],
+        **{c: records[c] for c in ("birth_date", "id_number_hash", "id_number_masked",
+                                    "phone_hash", "phone_masked", "current_address",
+                                    "division_code", "street_code", "grid_code")},
+    })
+    if not full:
+        inputs = inputs.filter(pc.is_in(inputs["person_key"],
+                                        pa.array(sorted(affected), pa.string())))
+    con = db.duckdb_con
+    con.register("golden_input", inputs)
+    goldens = con.sql(_golden_sql()).to_arrow_table()
+    conn.execute(
+        "CREATE TEMP TABLE person_golden_stage (person_key text, name text, gender text,"
+        " birth_date date, id_number_hash text, id_number_masked text, phone_hash text,"
+        " phone_masked text, current_address text, division_code text, street_code text,"
+        " grid_code text, members int, source_systems text[], provenance jsonb) ON COMMIT DROP")
+    if goldens.num_rows:
+        copy_arrow(conn, goldens.select(list(_GOLDEN_COLUMNS)),
+                   sql.Identifier("person_golden_stage"))
+    conn.execute("ANALYZE person_golden_stage")
+    columns = sql.SQL(", ").join(map(sql.Identifier, _GOLDEN_COLUMNS))
+    compared = [sql.Identifier(c) for c in _GOLDEN_COLUMNS if c != "person_key"]
+    updated = conn.execute(sql.SQL(
+        "UPDATE core.person_golden g SET {sets}, model_version = %s, updated_at = now(),"
+        " retired_at = NULL, replaced_by = NULL FROM person_golden_stage s"
+        " WHERE g.person_key = s.person_key"
+        " AND (g.retired_at IS NOT NULL OR ({old}) IS DISTINCT FROM ({new}))").format(
+        sets=sql.SQL(", ").join(sql.SQL("{c} = s.{c}").format(c=c) for c in compared),
+        old=sql.SQL(", ").join(sql.SQL("g.{}").format(c) for c in compared),
+        new=sql.SQL(", ").join(sql.SQL("s.{}").format(c) for c in compared)),
+        (model.version,)).rowcount
+    inserted = conn.execute(sql.SQL(
+        "INSERT INTO core.person_golden ({columns}, model_version)"
+        " SELECT {columns}, %s FROM person_golden_stage s WHERE NOT EXISTS ("
+        " SELECT 1 FROM core.person_golden g WHERE g.person_key = s.person_key)").format(
+        columns=columns), (model.version,)).rowcount
+    return updated + inserted
+
+
+def _retire(conn: psycopg.Connection, retired: dict[str, str | None], in_use: set[str], *,
+            full: bool) -> int:
+    """Golden persons no record carries any more: kept, retired, pointing at their successor."""
+    keys = [k for k in retired if k not in in_use]
+    done = 0
+    if keys:
+        done += conn.execute(
+            "UPDATE core.person_golden g SET retired_at = now(), members = 0,"
+            " replaced_by = r.replaced_by, updated_at = now()"
+            " FROM unnest(%s::text[], %s::text[]) AS r(person_key, replaced_by)"
+            " WHERE g.person_key = r.person_key AND g.retired_at IS NULL",
+            (keys, [retired[k] for k in keys])).rowcount
+    if full:
+        # Anything else no record carries (a record closed before any link was kept).
+        conn.execute("CREATE TEMP TABLE person_key_in_use (person_key text) ON COMMIT DROP")
+        copy_arrow(conn, pa.table({"person_key": pa.array(sorted(in_use), pa.string())}),
+                   sql.Identifier("person_key_in_use"))
+        conn.execute("ANALYZE person_key_in_use")
+        done += conn.execute(
+            "UPDATE core.person_golden g SET retired_at = now(), members = 0, updated_at = now()"
+            " WHERE g.retired_at IS NULL AND NOT EXISTS (SELECT 1 FROM person_key_in_use u"
+            " WHERE u.person_key = g.person_key)").rowcount
+    return done
+
+
+def _latest_model(conn: psycopg.Connection) -> Model | None:
+    row = conn.execute("SELECT model_version, settings, records FROM ops.link_model"
+                       " WHERE entity = %s ORDER BY trained_at DESC, model_version LIMIT 1",
+                       (ENTITY,)).fetchone()
+    return Model(row[0], row[1], int(row[2])) if row else None
+
+
+def _store_model(conn: psycopg.Connection, model: Model) -> None:
+    # The same settings are the same model: retraining on the same records records
+    # nothing new, but it becomes the latest.
+    conn.execute(
+        "INSERT INTO ops.link_model (model_version, entity, settings, records)"
+        " VALUES (%s, %s, %s, %s) ON CONFLICT (model_version) DO UPDATE SET trained_at = now()",
+        (model.version, ENTITY, Jsonb(model.settings), model.records))
+
+
+# ------------------------------------------------------------------ event reporters
+
+
+def link_reporters(conn: psycopg.Connection) -> int:
+    """Give every current event the person_key of its reporter: the person whose records
+    carry the reporter's ID-number hash, else the one whose records carry the reporter's
+    phone hash under the same masked name, where that is one person; NULL otherwise.
+    Returns the events whose key changed."""
+    return conn.execute("""
+WITH by_id AS (
+    SELECT id_number_hash AS h, min(person_key) AS k FROM core.person
+     WHERE valid_to IS NULL AND person_key IS NOT NULL AND id_number_hash IS NOT NULL
+     GROUP BY id_number_hash HAVING count(DISTINCT person_key) = 1),
+by_phone AS (
+    SELECT phone_hash AS h, mart.mask_name(name) AS n, min(person_key) AS k FROM core.person
+     WHERE valid_to IS NULL AND person_key IS NOT NULL AND phone_hash IS NOT NULL
+       AND name IS NOT NULL
+     GROUP BY phone_hash, mart.mask_name(name) HAVING count(DISTINCT person_key) = 1),
+wanted AS (
+    SELECT e.row_id, coalesce(i.k, p.k) AS k FROM core.event e
+      LEFT JOIN by_id i ON i.h = e.reporter_id_number_hash
+      LEFT JOIN by_phone p ON p.h = e.reporter_phone_hash AND p.n = e.reporter_name_masked
+     WHERE e.valid_to IS NULL
+       AND (e.reporter_id_number_hash IS NOT NULL OR e.reporter_phone_hash IS NOT NULL
+            OR e.reporter_person_key IS NOT NULL))
+UPDATE core.event e SET reporter_person_key = w.k FROM wanted w
+ WHERE e.row_id = w.row_id AND e.reporter_person_key IS DISTINCT FROM w.k
+""").rowcount
