@@ -34,6 +34,7 @@ COPY schemas ./schemas
 COPY connectors ./connectors
 COPY conform ./conform
 COPY quality ./quality
+COPY link ./link
 RUN pip install . \
         "apache-airflow[postgres]==${AIRFLOW_VERSION}" \
         apache-airflow-providers-fab \

@@ -29,6 +29,7 @@ import unicodedata
 from collections.abc import Callable, Mapping
 from decimal import Decimal
 from enum import StrEnum
+from functools import lru_cache
 from typing import Any
 
 # ------------------------------------------------------------------ text
@@ -194,7 +195,13 @@ _DERIVED_WORDS = frozenset({"hash", "masked"})
 
 def field_kind(key: object) -> FieldKind | None:
     """What a field named `key` holds, if personal: NAME, ADDRESS, ID_NUMBER or PHONE."""
-    words = [w.lower() for w in _WORDS.findall(str(key))]
+    return _field_kind(str(key))
+
+
+@lru_cache(maxsize=4096)
+def _field_kind(key: str) -> FieldKind | None:
+    # A payload's keys repeat record after record: each is read once.
+    words = [w.lower() for w in _WORDS.findall(key)]
     if not words or words[-1] in _DERIVED_WORDS:
         return None
     joined = "".join(words)

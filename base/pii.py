@@ -38,7 +38,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from base.identity import citizen_id_identity, per_distinct, phone_identity
+from base.identity import citizen_id_identity, identities, phone_identity
 from base.masking import mask_payload
 from base.settings import settings
 
@@ -92,13 +92,17 @@ def hash_array(values: pa.Array | pa.ChunkedArray,
                identity: Callable[[str], str] = str) -> pa.Array:
     """Keyed hash of each value's identity form (see IDENTITY)."""
     key = pii_key()
-    if identity is str:  # the value is its own identity: skip a call per value
-        return per_distinct(
-            values, lambda v: hashlib.blake2b(v.encode(), key=key, digest_size=32).hexdigest())
-    return per_distinct(
-        values,
-        lambda v: hashlib.blake2b(identity(v).encode(), key=key, digest_size=32).hexdigest(),
-    )
+    if isinstance(values, pa.ChunkedArray):
+        values = values.combine_chunks()
+    # Once per distinct value (IDs and phones repeat across a batch); the identity forms
+    # of the common spellings vectorised, the hash one call per value.
+    encoded = pc.dictionary_encode(values)
+    distinct = encoded.dictionary
+    forms = distinct.to_pylist() if identity is str else identities(distinct, identity)
+    blake2b = hashlib.blake2b
+    mapped = pa.array([blake2b(v.encode(), key=key, digest_size=32).hexdigest() for v in forms],
+                      pa.string())
+    return pc.take(mapped, encoded.indices)
 
 
 def mask_id_number(values: pa.Array | pa.ChunkedArray) -> pa.Array:

@@ -61,6 +61,27 @@ def settings() -> HubSettings:
     return HubSettings()
 
 
+class ResponseLimits(BaseModel):
+    """How soon an accepted event must be first responded to (首次联系, else 派遣), by urgency:
+    what the marts' 响应率 counts as in time. `hub migrate` records it in ops.city_setting."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    urgent_hours: float = Field(2.0, gt=0, description="urgent events (紧急件)")
+    normal_hours: float = Field(24.0, gt=0, description="every other event")
+
+
+class ReportConfig(BaseModel):
+    """The weekly report's and the 考核 table's settings."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    min_ratings: int = Field(10, ge=1, description=(
+        "a rate from fewer events than this (ratings, closed events, return calls …) is "
+        "shown greyed out, and an organization with fewer accepted events is marked and "
+        "ranked after the others"))
+
+
 class CityConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -71,6 +92,8 @@ class CityConfig(BaseModel):
     timezone: str = Field("Asia/Shanghai", description=(
         "IANA time zone of the city: the platforms' local times, the marts' weeks and days, "
         "the weekly report's week and schedule"))
+    response_limits: ResponseLimits = Field(default_factory=ResponseLimits)
+    report: ReportConfig = Field(default_factory=ReportConfig)
 
     @field_validator("code")
     @classmethod
@@ -90,6 +113,16 @@ class CityConfig(BaseModel):
         return v
 
 
+# The name people know a platform by, per connector, when its source gives none.
+DEFAULT_DISPLAY_NAMES = {
+    "gridmgmt": "网格化服务管理平台",
+    "hotline12345": "12345热线",
+    "citymgmt": "数字城管",
+    "video": "雪亮工程",
+    "zongzhi": "综治",
+}
+
+
 class SourceConfig(BaseModel):
     """One platform instance: which connector speaks to it and how."""
 
@@ -99,11 +132,19 @@ class SourceConfig(BaseModel):
     name: str
     connector: str
     description: str = ""
+    display_name: str | None = Field(None, description=(
+        "the name people know the platform by (reports); default: the connector's usual "
+        "Chinese name (DEFAULT_DISPLAY_NAMES), else the source name"))
     enabled: bool = True
     schedule: str | None = Field("@hourly", description="cron or Airflow preset; null = manual only")
     retries: int = Field(3, ge=0)
     tags: list[str] = []
     settings: dict[str, Any] = {}
+
+    @property
+    def label(self) -> str:
+        """The name people know the platform by: `display_name`, else the connector's."""
+        return self.display_name or DEFAULT_DISPLAY_NAMES.get(self.connector, self.name)
 
     @field_validator("settings")
     @classmethod

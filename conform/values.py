@@ -60,8 +60,8 @@ def floats(values: Column) -> tuple[pa.Array, np.ndarray]:
     return parsed, _failed(values, parsed)
 
 
-TRUE_WORDS = ("true", "1", "是", "y", "yes")
-FALSE_WORDS = ("false", "0", "否", "n", "no")
+TRUE_WORDS = ("true", "1", "是", "y", "yes", "已解决")
+FALSE_WORDS = ("false", "0", "否", "n", "no", "未解决")
 
 
 def booleans(values: Column) -> tuple[pa.Array, np.ndarray]:

@@ -60,6 +60,11 @@ class Stream:
     # twice in one batch with two update times was updated while being read, and the
     # later one stands. Without it, two different records under one key conflict.
     updated_field: str | None = None
+    # Streams of the same connector whose rows this one's conform step, rules or
+    # enrichment read (the grids its records are assigned to, the cameras its alarms
+    # name): loaded before it in a run, and upstream of it in the ingest DAG. They come
+    # earlier in the connector's `streams`, so that order is always a loading order.
+    after: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -167,6 +172,7 @@ class Connector(ABC):
         name = cls.__dict__.get("name")
         if name is None:
             return  # a shared base (files, declared HTTP), not a platform
+        _check_stream_order(cls)
         known = _REGISTERED.get(name)
         if known is not None and _where(known) != _where(cls):
             raise TypeError(f"two connectors named {name!r}: {_where(known)} and {_where(cls)}")
@@ -208,6 +214,21 @@ class Connector(ABC):
 
 def _where(cls: type) -> str:
     return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def _check_stream_order(cls: type[Connector]) -> None:
+    """A platform's streams have unique names, and each stream's `after` names streams
+    declared before it (so the declared order loads what a stream needs first)."""
+    seen: set[str] = set()
+    for s in cls.streams:
+        if s.name in seen:
+            raise TypeError(f"{cls.__name__}: two streams named {s.name!r}")
+        missing = [a for a in s.after if a not in seen]
+        if missing:
+            raise TypeError(f"{cls.__name__} stream {s.name!r}: `after` names "
+                            f"{', '.join(map(repr, missing))}, which is not a stream declared "
+                            "before it")
+        seen.add(s.name)
 
 
 def records_table(stream: Stream, records: Sequence[Mapping[str, Any]]) -> pa.Table:

@@ -381,11 +381,13 @@ class CityMgmt(Connector):
         Stream(name="unit_grids", key_field="grid_code", updated_field="update_time", fields=(
             "grid_code", "street_code", "community_name", "area_m2", "boundary_wkt",
             "update_time")),
-        Stream(name="components", key_field="obj_id", updated_field="update_time", fields=(
+        Stream(name="components", key_field="obj_id", updated_field="update_time",
+               after=("unit_grids",), fields=(
             "obj_id", "obj_name", "dept_code1", "dept_name1", "dept_code2", "dept_name2",
             "dept_code3", "dept_name3", "grid_code", "obj_state", "or_date", "ch_date", "x", "y",
             "update_time")),
-        Stream(name="cases", key_field="case_no", updated_field="update_time", fields=(
+        Stream(name="cases", key_field="case_no", updated_field="update_time",
+               after=("unit_grids", "components"), fields=(
             "case_no", "source", "class_type", "big_class", "small_class", "description",
             "address", "grid_code", "x", "y", "component_code", "status", "report_time",
             "register_time", "dispatch_time", "deadline", "dispose_time", "check_time",

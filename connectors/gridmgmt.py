@@ -69,16 +69,17 @@ RESIDENTS = FileStream(
     snapshot=True,
     format="csv",
     derived_fields=(RESIDENT_KEY,),
+    after=("grids",),  # assigned to and checked against the current grids
 )
 HOUSES = FileStream(
     name="houses",
     fields=("房屋编码", "地址", "楼栋", "单元", "房号", "用途", "产权人身份号码", "所属网格"),
-    key_field="房屋编码", snapshot=True, format="xlsx",
+    key_field="房屋编码", snapshot=True, format="xlsx", after=("grids",),
 )
 ORGS = FileStream(
     name="orgs",
     fields=("统一社会信用代码", "名称", "类型", "法定代表人", "联系电话", "地址", "所属网格"),
-    key_field="统一社会信用代码", snapshot=True, format="xlsx",
+    key_field="统一社会信用代码", snapshot=True, format="xlsx", after=("grids",),
 )
 GRIDS = FileStream(
     name="grids",
@@ -91,6 +92,7 @@ EVENTS = Stream(
             "longitude", "latitude", "partyIdNos", "status", "updateTime"),
     key_field="eventId",
     updated_field="updateTime",
+    after=("grids",),  # events without a grid code get the grid their point lies in
 )
 
 

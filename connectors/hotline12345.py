@@ -60,6 +60,8 @@ class Hotline12345(Connector):
             "appealType", "categoryCode", "categoryName", "title", "content", "address",
             "districtCode", "streetCode", "longitude", "latitude", "handleDept", "dispatchTime",
             "deadline", "finishTime", "status", "satisfaction", "isUrgent", "updateTime",
+            # Optional: absent on older platforms (sources.md §1).
+            "firstContactTime", "isSolved",
         ),
         key_field="orderNo",
         updated_field="updateTime",

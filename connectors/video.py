@@ -84,8 +84,10 @@ class Video(Connector):
                fields=(
             "deviceId", "name", "civilCode", "longitude", "latitude", "status", "owner",
             "address", "updateTime")),
-        LandedStream(name="alarms", key_field="alarmId", fields=ALARM_FIELDS),
-        Stream(name="alarm_backfill", key_field="alarmId", fields=ALARM_FIELDS),
+        # Alarms are placed by the camera they name (the `cameras` lookup): devices first.
+        LandedStream(name="alarms", key_field="alarmId", fields=ALARM_FIELDS, after=("devices",)),
+        Stream(name="alarm_backfill", key_field="alarmId", fields=ALARM_FIELDS,
+               after=("devices",)),
     )
 
     def extract(self, stream: Stream, state: Mapping[str, Any] | None,

@@ -35,6 +35,7 @@ DISPUTES = HttpStream(
             "deadline", "satisfaction", "updateTime"),
     key_field="caseId",
     updated_field="updateTime",
+    after=("mediation_orgs",),  # the committees the disputes name
     path="/openapi/v2/disputes",
     paginator=CursorTokenPages(since="updatedSince", token="nextToken", limit="limit",
                                items="items", next_token="nextToken"),

@@ -18,10 +18,9 @@ import sys
 from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
-import click
 import psycopg
 import typer
 from typer.core import TyperGroup
@@ -32,13 +31,17 @@ from hub.collector import collect as run_collector
 from hub.console import console, err, print_table
 from hub.pipeline import RunSummary, run_source
 from hub.replay import replay
+from link.evaluate import evaluate, format_evaluation
+from link.people import merge as merge_people
+from link.people import split as split_people
+from link.run import link_all
 from quality.report import build
 from warehouse import access, dictionary, ops
 from warehouse.access import Jurisdiction
 from warehouse.db import Role, connect, describe
 from warehouse.migrate import (
     SchemaNotCurrent,
-    record_city_timezone,
+    record_city_settings,
     require_current,
     schema_behind,
 )
@@ -50,11 +53,11 @@ class _OneLineErrors(TyperGroup):
     """A command's failure ends as one line on stderr (what failed, and the error's own
     words on what to do) and exit code 1; the traceback only with `hub -v`."""
 
-    def invoke(self, ctx: click.Context) -> object:
+    def invoke(self, ctx: Any) -> Any:  # typer's vendored click Context
         try:
             return super().invoke(ctx)
-        except (typer.Exit, click.exceptions.Exit, click.ClickException, click.exceptions.Abort):
-            raise
+        except (typer.Exit, typer.Abort, typer.TyperException):
+            raise  # typer's own: an exit code, a usage error, said as typer says them
         except Exception as exc:
             if ctx.find_root().params.get("verbose"):
                 raise
@@ -109,18 +112,20 @@ def migrate(
     console.print(f"warehouse {describe()}: " + (f"applied {', '.join(applied)}" if applied
                                                  else "up to date"))
     try:
-        timezone = load_city(config).timezone
+        city = load_city(config)
     except (OSError, ValueError) as exc:
-        err.print(f"[red]the city's time zone was not recorded:[/red] {exc}")
+        err.print(f"[red]the city's settings were not recorded:[/red] {exc}")
         raise typer.Exit(1) from None
     with connect(Role.OWNER) as conn:
-        if record_city_timezone(conn, timezone):
-            console.print(f"the marts now count weeks and days in {timezone}")
+        for change in record_city_settings(conn, city):
+            console.print(change)
 
 
 @app.command()
 def run(
     source: Annotated[str, typer.Argument(help="source name from the sources file")],
+    stream: Annotated[list[str] | None, typer.Option(
+        help="only this stream (repeatable; loaded in the connector's order)")] = None,
     config: ConfigOption = None,
 ) -> None:
     """Run one source's pipeline now, without a scheduler (on a migrated warehouse)."""
@@ -130,7 +135,7 @@ def run(
                           f"{s.loaded:,} loaded, {s.quarantined:,} quarantined")
 
         try:
-            summary = run_source(source, config, progress=progress)
+            summary = run_source(source, config, progress=progress, streams=stream or None)
         except Exception as exc:
             err.print(f"[red]run of {source} failed:[/red] {exc}")
             raise typer.Exit(1) from None
@@ -221,12 +226,12 @@ def status(
             "SELECT source_system, run_id, outcome, started_at, finished_at, extracted, loaded,"
             " quarantined, inserted, updated, closed, error"
             " FROM (SELECT *, row_number() OVER (PARTITION BY source_system"
-            "   ORDER BY started_at DESC) AS n FROM ops.run) r"
+            "   ORDER BY started_at DESC) AS n FROM ops.run_review) r"
             " WHERE n <= %(limit)s ORDER BY source_system, started_at DESC",
             {"limit": limit}).fetchall()
         cursors = conn.execute(
             "SELECT c.source_system, c.stream, c.state, c.updated_at, c.run_id, r.outcome"
-            " FROM ops.cursor c LEFT JOIN ops.run r USING (run_id)"
+            " FROM ops.cursor c LEFT JOIN ops.run_review r USING (run_id)"
             " ORDER BY c.source_system, c.stream").fetchall()
         rejected = conn.execute(
             "SELECT source_system, stream, file_name, kind, attempts, last_seen_at, reason"
@@ -236,7 +241,7 @@ def status(
             " ORDER BY last_seen_at DESC LIMIT 50").fetchall()
         warnings = conn.execute(
             "SELECT source_system, run_id, w FROM (SELECT *, row_number() OVER (PARTITION BY"
-            "   source_system ORDER BY started_at DESC) AS n FROM ops.run) r,"
+            "   source_system ORDER BY started_at DESC) AS n FROM ops.run_review) r,"
             " jsonb_array_elements_text(r.warnings) w WHERE n = 1"
             " ORDER BY source_system").fetchall()
     if as_json:
@@ -524,6 +529,73 @@ def _operator(conn: psycopg.Connection) -> str:
 
 
 
+link_app = typer.Typer(rich_markup_mode=None,
+                        help="One person, organization, incident across platforms: link, steward, evaluate.",
+                        no_args_is_help=True)
+app.add_typer(link_app, name="link")
+
+
+@link_app.command("run")
+def link_run(
+    full: Annotated[bool, typer.Option(
+        "--full", help="link every person afresh (unchanged records keep their keys)")] = False,
+) -> None:
+    """Link people (and event reporters), organizations and incidents now; the refresh DAG
+    does it after every load."""
+    _require_current()
+    with connect(Role.LOADER) as conn:
+        done = link_all(conn, full=full)
+    for entity, summary in done.items():
+        console.print(f"[bold]{entity}[/bold]: " + ", ".join(
+            f"{k} {v:,}" if isinstance(v, int) else f"{k} {v}" for k, v in summary.items()
+            if not isinstance(v, dict | list)))
+
+
+def _record(ref: str) -> tuple[str, str]:
+    system, _, source_id = ref.partition("/")
+    if not (system and source_id):
+        raise typer.BadParameter(f"{ref!r}: give a record as <source_system>/<source_id>")
+    return system, source_id
+
+
+@link_app.command("split")
+def link_split(
+    record_a: Annotated[str, typer.Argument(help="<source_system>/<source_id> of one record")],
+    record_b: Annotated[str, typer.Argument(help="… of a record wrongly linked to it")],
+    reason: Annotated[str, typer.Option(help="why they are different people (kept)")],
+) -> None:
+    """Two person records are different people: every later run keeps them apart."""
+    with connect(Role.LOADER) as conn:
+        decision = split_people(conn, _record(record_a), _record(record_b),
+                                getpass.getuser(), reason)
+    console.print(f"decision {decision}: {record_a} and {record_b} stay apart from the next"
+                  " `hub link run` on")
+
+
+@link_app.command("merge")
+def link_merge(
+    key_a: Annotated[str, typer.Argument(help="a person_key")],
+    key_b: Annotated[str, typer.Argument(help="another person_key of the same person")],
+    reason: Annotated[str, typer.Option(help="why they are one person (kept)")],
+) -> None:
+    """Two golden persons are one: every later run keeps their records together."""
+    with connect(Role.LOADER) as conn:
+        decision = merge_people(conn, key_a, key_b, getpass.getuser(), reason)
+    console.print(f"decision {decision}: {key_a} and {key_b} are one person from the next"
+                  " `hub link run` on")
+
+
+@link_app.command("evaluate")
+def link_evaluate(
+    truth: Annotated[Path, typer.Option(help="truth CSV: entity,source_system,source_id,"
+                                             "truth_id (the simulators write one)")],
+) -> None:
+    """Person, organization and incident linking scored against a known truth: pairwise
+    precision, recall, F1 and B-cubed."""
+    with connect(Role.LOADER) as conn:
+        console.print(format_evaluation(evaluate(conn, truth)), soft_wrap=True)
+
+
 @app.command()
 def collect(
     source: Annotated[str, typer.Argument(help="a source whose connector pushes (video)")],
@@ -552,7 +624,8 @@ def report(
 
     The week, its days and the times shown are the city's (the sources file's city.timezone)."""
     try:
-        built = build(week, pdf=pdf, out_dir=out, timezone=load_city(config).timezone)
+        built = build(week, pdf=pdf, out_dir=out, timezone=load_city(config).timezone,
+                      config=config)
     except (RuntimeError, ValueError, OSError) as exc:
         err.print(f"[red]report failed:[/red] {exc}")
         raise typer.Exit(1) from None

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -48,7 +48,7 @@ from connectors.registry import connector_class
 from hub.collector import LandingReader
 from hub.dedupe import drop_rereads
 from hub.failpoints import failpoint
-from hub.lineage import conformer_class
+from hub.lineage import conformer_class, stream_tables
 from quality import store
 from quality.consistency import run_checks
 from quality.context import rule_context
@@ -67,6 +67,8 @@ log = logging.getLogger(__name__)
 class RunSummary:
     run_id: int
     source: str
+    # The streams the run covered, in loading order (empty: the consistency checks alone).
+    streams: list[str] = field(default_factory=list)
     outcome: str = "running"
     batches: int = 0
     extracted: int = 0
@@ -82,10 +84,25 @@ class RunSummary:
     seconds: float = 0.0
     timings: dict[str, float] = field(default_factory=dict)
     http: dict[str, int] = field(default_factory=dict)
+    # What the run changed per core table ("core.event" → inserted, updated, closed):
+    # the primary entity's and the derived entities' rows alike.
+    changed: dict[str, dict[str, int]] = field(default_factory=dict)
+    # The cross-source checks the run ran: rule → [evaluated, failed].
+    checks: dict[str, list[int]] = field(default_factory=dict)
     error: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def add_changes(self, changes: Mapping[str, Mapping[str, int]]) -> None:
+        for table, counts in changes.items():
+            into = self.changed.setdefault(table, dict.fromkeys(CHANGE_KINDS, 0))
+            for kind in CHANGE_KINDS:
+                into[kind] += int(counts.get(kind, 0))
+
+
+# What counts as a change of a core table (unchanged rows do not).
+CHANGE_KINDS = ("inserted", "updated", "closed")
 
 
 Progress = Callable[[RunSummary], None]
@@ -97,14 +114,49 @@ def run_source(
     *,
     trigger: str = "cli",
     progress: Progress | None = None,
+    streams: Sequence[str] | None = None,
+    lock_wait: float = 0.0,
 ) -> RunSummary:
-    """Pull every stream of one configured source into the warehouse. Raises on failure."""
+    """Pull the streams of one configured source into the warehouse, as one recorded
+    run: every stream (default), or those named in `streams`, in the connector's
+    order (which loads the streams a stream is `after` first). Raises on failure.
+
+    A run of some streams is a run like any: it holds the source's lock (waiting up to
+    `lock_wait` seconds for it), commits each batch with its stream's cursor, runs the
+    checks that judge the tables it wrote, and records the streams it covered."""
 
     def pull(run: Run) -> None:
-        for stream in run.connector.streams:
+        for stream in run.streams:
             run.load_stream(stream)
 
-    return execute(source, pull, sources_path, trigger=trigger, progress=progress)
+    return execute(source, pull, sources_path, trigger=trigger, progress=progress,
+                   streams=streams, lock_wait=lock_wait)
+
+
+def check_source(
+    source: str,
+    sources_path: Path | str | None = None,
+    *,
+    trigger: str = "refresh",
+    lock_wait: float = 0.0,
+) -> RunSummary:
+    """Run the cross-source consistency checks of one source again (after another
+    source's load, say), as a recorded run that covers no stream."""
+    return execute(source, lambda run: None, sources_path, trigger=trigger, streams=(),
+                   lock_wait=lock_wait)
+
+
+def select_streams(connector: type[Connector] | Connector,
+                   names: Sequence[str] | None) -> tuple[Stream, ...]:
+    """The connector's streams named (all when None), in its declared (loading) order."""
+    if names is None:
+        return tuple(connector.streams)
+    wanted = set(names)
+    unknown = sorted(wanted - {s.name for s in connector.streams})
+    if unknown:
+        raise KeyError(f"{connector.name} has no stream {', '.join(map(repr, unknown))}; it has "
+                       f"{', '.join(s.name for s in connector.streams)}")
+    return tuple(s for s in connector.streams if s.name in wanted)
 
 
 def execute(
@@ -114,28 +166,42 @@ def execute(
     *,
     trigger: str,
     progress: Progress | None = None,
+    streams: Sequence[str] | None = None,
+    lock_wait: float = 0.0,
 ) -> RunSummary:
-    """Run `body` as one recorded run of `source`: locked, counted, finished or failed."""
+    """Run `body` as one recorded run of `source` covering `streams` (default all of the
+    connector's; `Run.streams` holds them): locked, counted, checked, finished or failed."""
     config = load_sources(sources_path)
     src = config.source(source)
     if not src.enabled:
         raise RuntimeError(f"source {source!r} is disabled in the sources file")
     connector = connector_class(src.connector)(src, config.city)
+    covered = select_streams(connector, streams)
     connector.preflight()  # a configuration that cannot work is no run to record
     require_current()
-    with ops.source_lock(source):
+    names = [s.name for s in covered]
+    with ops.source_lock(source, wait=lock_wait):
         with connect(Role.LOADER) as conn:
             abandoned = ops.abandon_stale_runs(conn, source)
-            run_id = ops.start_run(conn, source, src.connector, trigger)
+            run_id = ops.start_run(conn, source, src.connector, trigger, names)
         if abandoned:
             log.warning("%s: %d earlier run(s) had died unfinished; resuming from the cursor",
                         source, abandoned)
-        summary = RunSummary(run_id=run_id, source=source)
+        summary = RunSummary(run_id=run_id, source=source, streams=names)
+        log.info("%s: run %d (%s) started: %s", source, run_id, trigger,
+                 ", ".join(names) if names else "consistency checks only")
         started = time.monotonic()
         try:
-            body(Run(src, config, connector, summary, progress))
+            body(Run(src, config, connector, summary, progress, covered))
+            # A run of every stream, or of none (the checks alone), calls for every
+            # check; a run of some streams for those judging what they wrote.
+            judged = None if streams is None or not covered else _tables_of(connector, covered)
             with connect(Role.LOADER) as conn:
-                run_checks(conn, src.connector, source, run_id)
+                checked = run_checks(conn, src.connector, source, run_id, judged)
+            summary.checks = {rule: [evaluated, failed]
+                              for rule, (evaluated, failed) in checked.items()}
+            for rule, (evaluated, failed) in checked.items():
+                log.info("%s: check %s: %d evaluated, %d failed", source, rule, evaluated, failed)
         except BaseException as exc:
             # Shown by `hub status` to every operator: no personal data, whatever the
             # message quotes (a driver error may quote a row).
@@ -149,7 +215,16 @@ def execute(
         summary.http = dict(connector.stats)
         ops.finish_run(run_id, "succeeded", None,
                        {"total_s": round(summary.seconds, 3), "http": summary.http})
+        log.info("%s: run %d succeeded in %.1f s: %d extracted = %d loaded + %d quarantined;"
+                 " %d new, %d changed, %d unchanged, %d closed", source, run_id, summary.seconds,
+                 summary.extracted, summary.loaded, summary.quarantined, summary.inserted,
+                 summary.updated, summary.unchanged, summary.closed)
         return summary
+
+
+def _tables_of(connector: Connector, streams: Sequence[Stream]) -> set[str]:
+    """The core tables these streams write (their primary and derived entities)."""
+    return {table for stream in streams for table in stream_tables(connector.name, stream.name)}
 
 
 class Run:
@@ -157,12 +232,16 @@ class Run:
     the stages, keeping the run's counters."""
 
     def __init__(self, src: SourceConfig, config: SourcesFile, connector: Connector,
-                 summary: RunSummary, progress: Progress | None):
+                 summary: RunSummary, progress: Progress | None,
+                 streams: Sequence[Stream] | None = None):
         self.src = src
         self.config = config
         self.connector = connector
         self.summary = summary
         self.progress = progress
+        # The streams this run covers, in loading order.
+        self.streams: tuple[Stream, ...] = (tuple(streams) if streams is not None
+                                            else tuple(connector.streams))
         # What the stream at hand is checked and enriched against (None: not read yet).
         self.reference: Reference | None = None
         # Streams whose batch has been through GX in this run (once is the record).
@@ -236,9 +315,16 @@ class Run:
         self.gx_done.add(stream.name)
         for k, v in counts.as_dict().items():
             setattr(self.summary, k, getattr(self.summary, k) + v)
+        self.summary.add_changes(counts.tables)
         self.summary.batches += 1
         self.summary.rejected_files += len(batch.rejected_files)
         self.summary.warnings.extend(batch.warnings)
+        # The run's progress in the log (the Airflow task log, `hub -v run`).
+        log.info("%s/%s batch %d: %d extracted = %d loaded + %d quarantined (%d re-read);"
+                 " %d new, %d changed, %d unchanged, %d closed%s", self.src.name, stream.name,
+                 self.summary.batches, counts.extracted, counts.loaded, counts.quarantined,
+                 counts.reread, counts.inserted, counts.updated, counts.unchanged, counts.closed,
+                 " (replay)" if replay else "")
         failpoint("after_commit")
         if self.progress:
             self.progress(self.summary)
@@ -355,9 +441,12 @@ class BatchCounts:
     updated: int
     unchanged: int
     closed: int
+    # What the batch changed per core table (CHANGE_KINDS), the derived entities' too.
+    tables: Mapping[str, Mapping[str, int]] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, int]:
-        return asdict(self)
+        """The counts ops.run adds up (`tables` is not one)."""
+        return {k: v for k, v in asdict(self).items() if k != "tables"}
 
 
 def dedupe(batch: Extract, stream: Stream) -> Deduped:
@@ -407,14 +496,24 @@ def store_batch(conn: psycopg.Connection, checked: Checked, target: Target) -> B
     fixed = "replayed" if target.replay else "superseded"
     counts = store_validated(conn, entity_, primary, source=target.source, stream=target.stream,
                              run_id=target.run_id, payload=raw, fixed_state=fixed)
+    tables: dict[str, dict[str, int]] = {}
+
+    def changed(ent: Entity, merged: MergeCounts, closed: int = 0) -> None:
+        into = tables.setdefault(ent.table, dict.fromkeys(CHANGE_KINDS, 0))
+        into["inserted"] += merged.inserted
+        into["updated"] += merged.updated
+        into["closed"] += closed
+
+    changed(entity_, counts)
     store.record_rejects(conn, target.run_id, target.source, target.stream, entity_,
                          batch.rejects)
     ops.record_rejected_files(conn, target.run_id, target.source, target.stream,
                               batch.rejected_files)
     ops.add_warnings(conn, target.run_id, batch.warnings)
     for name, result in checked.derived.items():
-        store_validated(conn, entity(name), result, source=target.source, stream=target.stream,
-                        run_id=target.run_id, payload=None, fixed_state=fixed)
+        changed(entity(name), store_validated(
+            conn, entity(name), result, source=target.source, stream=target.stream,
+            run_id=target.run_id, payload=None, fixed_state=fixed))
     closed = 0
     if batch.snapshot_id is not None:
         record_seen(conn, target.source, target.stream, batch.snapshot_id,
@@ -422,6 +521,7 @@ def store_batch(conn: psycopg.Connection, checked: Checked, target: Target) -> B
         if batch.snapshot_complete:
             closed = close_missing(conn, entity_, target.source, target.stream,
                                    batch.snapshot_id, min_ratio=target.min_snapshot_ratio)
+            changed(entity_, MergeCounts(), closed)
     if target.gx:
         store.record_gx(conn, target.run_id, entity_, target.batch_no, primary,
                         checked.enriched.ctx)
@@ -433,7 +533,7 @@ def store_batch(conn: psycopg.Connection, checked: Checked, target: Target) -> B
         quarantined=int(primary.quarantine.sum()) + len(batch.rejects),
         reread=checked.enriched.conformed.deduped.reread,
         inserted=counts.inserted, updated=counts.updated, unchanged=counts.unchanged,
-        closed=closed)
+        closed=closed, tables=tables)
 
 
 def snapshot_keys(checked: Checked) -> pa.Array:

@@ -19,7 +19,7 @@ triggered the check.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from enum import Enum
 
@@ -53,11 +53,14 @@ CheckFunction = Callable[[psycopg.Connection, str, str, int], tuple[int, int]]
 
 @dataclass(frozen=True)
 class Check:
-    """One cross-source check: the rule it records and the connectors whose loads call for it."""
+    """One cross-source check: the rule it records, the connectors whose loads call for
+    it, and the core tables it judges: a run that wrote none of them (one stream of a
+    source, say its reference data) does not call for it."""
 
     rule: str
     applies_to: frozenset[str]
     run: CheckFunction
+    judges: frozenset[str]
 
 
 def _transfers(conn: psycopg.Connection, connector: str, source: str,
@@ -119,18 +122,22 @@ def _transfers(conn: psycopg.Connection, connector: str, source: str,
 
 
 CHECKS: tuple[Check, ...] = (
-    Check(TRANSFER_RULE, frozenset(TRANSFERRED_FROM_HOTLINE), _transfers),
+    Check(TRANSFER_RULE, frozenset(TRANSFERRED_FROM_HOTLINE), _transfers,
+          judges=frozenset({"core.event"})),
 )
 
 
-def checks_for(connector: str) -> list[Check]:
-    """The cross-source checks a load of this connector's data calls for."""
-    return [check for check in CHECKS if connector in check.applies_to]
+def checks_for(connector: str, tables: Collection[str] | None = None) -> list[Check]:
+    """The cross-source checks a load of this connector's data calls for; with `tables`,
+    those judging one of the tables the load wrote."""
+    return [check for check in CHECKS if connector in check.applies_to
+            and (tables is None or not check.judges.isdisjoint(tables))]
 
 
-def run_checks(conn: psycopg.Connection, connector: str, source: str,
-               run_id: int) -> dict[str, tuple[int, int]]:
-    """Run the checks a load of `source` (served by `connector`) calls for:
+def run_checks(conn: psycopg.Connection, connector: str, source: str, run_id: int,
+               tables: Collection[str] | None = None) -> dict[str, tuple[int, int]]:
+    """Run the checks a load of `source` (served by `connector`) calls for, or with
+    `tables` (the core tables the run wrote) those judging one of them:
     rule → (evaluated, failed)."""
     return {check.rule: check.run(conn, connector, source, run_id)
-            for check in checks_for(connector)}
+            for check in checks_for(connector, tables)}

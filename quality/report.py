@@ -20,7 +20,8 @@ import re
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Callable, Mapping
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -31,8 +32,8 @@ import jinja2
 from psycopg.types.json import Jsonb
 
 from base import clock
-from base.masking import FieldKind, field_kind, mask_field, mask_text
-from base.settings import settings
+from base.masking import FieldKind, field_kind, mask_address, mask_field, mask_text
+from base.settings import DEFAULT_DISPLAY_NAMES, load_city, load_sources, settings
 from quality import report_charts
 from quality.report_data import DIMENSIONS, ReportData, Week, collect
 from warehouse.db import Role, connect
@@ -60,27 +61,81 @@ ZONE_NAMES = {"Asia/Shanghai": "北京时间", "Asia/Urumqi": "乌鲁木齐时�
 # Free text (content, summary) can name anyone and anywhere: left out of examples.
 _FREE_TEXT_KEY = re.compile(r"content|description|summary|title|remark|memo|内容|描述|摘要|备注",
                             re.IGNORECASE)
+# A key the hub derived from a keyed hash (resident:<64 hex>, party:<32 hex>), whole or
+# with digits of it masked already: people see mart.record_ref's short reference.
+_HASH_KEY = re.compile(r"(?<![0-9A-Za-z])(?:[a-z_]+:)?[0-9a-f*]{32,64}(?![0-9A-Za-z*])")
+# A value that reads as an address below the street (a road, compound or building and a
+# house number), whatever its key is called: masked to the street like an address.
+_ADDRESS_LIKE = re.compile(r"(?:路|街|巷|弄|胡同|村|组|小区|社区|大厦|花园|家园|公寓|楼|院)"
+                           r"[^，,；;。]*?\d+\s*(?:号|栋|幢|楼|单元|室|层|户)")
+# Records keyed by a code people look records up by (grid and component codes, device
+# ids): their keys are shown as they are, not read as ID numbers.
+CODE_KEYED = frozenset({"grid", "thing", "division"})
+
+
+class WeekNotOver(ValueError):
+    """The week asked for has not ended by the hub's clock: nothing to report yet."""
 
 
 def payload_excerpt(payload: Mapping[str, Any] | None) -> list[tuple[str, str]]:
     """A few fields of a quarantined record, safe to show: masked by the hub's policy
-    (base.masking), free text left out, and an ID number or phone field in which
-    nothing was recognised hidden whole."""
+    (base.masking), addresses down to the street whatever their key, free text and
+    hash-derived keys left out, and an ID number or phone field in which nothing was
+    recognised hidden whole."""
     if not payload:
         return []
     shown: list[tuple[str, str]] = []
     for key, value in payload.items():
         if value is None or value == "" or _FREE_TEXT_KEY.search(key):
             continue
+        if isinstance(value, str) and _HASH_KEY.fullmatch(value.strip()):
+            continue  # the record's key, shown as its reference already
         masked = mask_field(key, value)
         text = masked if isinstance(masked, str) else json.dumps(masked, ensure_ascii=False)
         if field_kind(key) in (FieldKind.ID_NUMBER, FieldKind.PHONE) and "*" not in text:
             text = "*" * min(len(text), 8)
+        elif field_kind(key) is None and _ADDRESS_LIKE.search(text):
+            text = mask_address(text)
         shown.append((key, text if len(text) <= PAYLOAD_VALUE_CHARS
                       else text[:PAYLOAD_VALUE_CHARS] + "…"))
         if len(shown) >= PAYLOAD_FIELDS_SHOWN:
             break
     return shown
+
+
+def shown_key(source_id: str, ref: str | None, entity: str | None = None) -> str:
+    """A record's key as the report shows it: a hash-derived key as its short reference
+    (mart.record_ref), a code as it is, anything else masked (a platform keying people
+    by their ID number)."""
+    if ref and ref != source_id:
+        return ref
+    return source_id if entity in CODE_KEYED else mask_text(source_id)
+
+
+def shown_reason(reason: str | None, source_id: str, ref: str | None) -> str:
+    """A rule's reason as the report shows it: the record's hash-derived key as its
+    reference, any other such key left out, ID numbers and phones masked."""
+    text = reason or ""
+    if ref and ref != source_id:
+        for form in {source_id, mask_text(source_id)}:
+            text = text.replace(form, ref)
+    return mask_text(_HASH_KEY.sub("（散列键）", text))
+
+
+def platform_names(sources: Iterable[str], connectors: Mapping[str, str],
+                   config: Path | str | None = None) -> dict[str, str]:
+    """The name people know each platform by: the sources file's `display_name`, else
+    the usual name of its connector (ops.run says which), else its source name; two
+    platforms of one name are told apart by their source names."""
+    try:
+        configured = load_sources(config).sources
+    except (OSError, ValueError) as exc:  # the report still names what it can
+        log.info("platform names without the sources file: %s", exc)
+        configured = {}
+    names = {s: configured[s].label if s in configured
+             else DEFAULT_DISPLAY_NAMES.get(connectors.get(s, ""), s) for s in sources}
+    twice = {n for n, k in Counter(names.values()).items() if k > 1}
+    return {s: f"{n}（{s}）" if n in twice and n != s else n for s, n in names.items()}
 
 
 @dataclass(frozen=True)
@@ -92,7 +147,8 @@ class BuiltReport:
 
 
 def build_report(week: str | None = None, *, pdf: bool = False, out_dir: Path | None = None,
-                 timezone: str | None = None) -> Path:
+                 timezone: str | None = None, config: Path | str | None = None,
+                 partial: bool = False) -> Path:
     """Write the quality report of an ISO week (default: last week), archive it, return the HTML path.
 
     The week, its days and the times shown are the city's local ones: `timezone`
@@ -100,20 +156,30 @@ def build_report(week: str | None = None, *, pdf: bool = False, out_dir: Path | 
     to it (same name, .pdf) and archived too; it needs Chromium and fails with a clear
     message without it.
     """
-    return build(week, pdf=pdf, out_dir=out_dir, timezone=timezone).html_path
+    return build(week, pdf=pdf, out_dir=out_dir, timezone=timezone, config=config,
+                 partial=partial).html_path
 
 
 def build(week: str | None = None, *, pdf: bool = False, out_dir: Path | None = None,
-          now: datetime | None = None, timezone: str | None = None) -> BuiltReport:
-    """`build_report` with everything it did: the archive row and both paths."""
+          now: datetime | None = None, timezone: str | None = None,
+          config: Path | str | None = None, partial: bool = False) -> BuiltReport:
+    """`build_report` with everything it did: the archive row and both paths.
+
+    `config`: the sources file the platforms' display names and the report's settings
+    come from (default: HUB_SOURCES_FILE, else ./sources.yaml). A week that has not
+    ended by the hub's clock (`now`, default base.clock) is refused with `WeekNotOver`
+    before anything is read, written or archived; `partial=True` lets the week under
+    way through (the page says it is not over: the demo's simulated days are this
+    week's), never a week that has not begun."""
+    generated_at = now or clock.now()
+    the_week = Week.parse(week, timezone) if week else Week.last_complete(generated_at, timezone)
+    refuse_unfinished(the_week, generated_at, partial=partial)
     chromium = find_chromium() if pdf else None
     if pdf and chromium is None:
         raise RuntimeError(
             "--pdf needs headless Chromium, and none was found on PATH (looked for "
             f"{', '.join(CHROMIUM_NAMES)}); install it (Debian: apt-get install chromium) "
             "or leave out --pdf for the HTML report")
-    the_week = Week.parse(week, timezone) if week else Week.last_complete(now, timezone)
-    generated_at = now or clock.now()
     require_current()  # reading never migrates: `hub migrate` is an explicit step
     with connect(Role.LOADER, autocommit=True) as conn:
         # Fresh statistics: just after a load (or on a new warehouse) the planner would
@@ -121,7 +187,7 @@ def build(week: str | None = None, *, pdf: bool = False, out_dir: Path | None = 
         conn.execute("ANALYZE core.event, core.division")
     with connect(Role.LOADER) as conn:
         data = collect(conn, the_week, generated_at)
-    html = render(data, generated_at)
+    html = render(data, generated_at, config)
 
     folder = Path(out_dir) if out_dir else settings().home / "reports"
     folder.mkdir(parents=True, exist_ok=True)
@@ -145,6 +211,18 @@ def build(week: str | None = None, *, pdf: bool = False, out_dir: Path | None = 
     return BuiltReport(str(the_week), int(row[0]), html_path, pdf_path)
 
 
+def refuse_unfinished(week: Week, now: datetime, *, partial: bool = False) -> None:
+    """Raise `WeekNotOver` unless `week` has ended by `now` (with `partial`: has begun)."""
+    if week.end <= now or (partial and week.start <= now):
+        return
+    zone = week.zone
+    raise WeekNotOver(
+        f"the week {week} has not ended yet: it ends {week.end:%Y-%m-%d %H:%M} "
+        f"({zone_name(week.timezone)}) and the hub's clock says "
+        f"{now.astimezone(zone):%Y-%m-%d %H:%M}; the last complete week is "
+        f"{Week.last_complete(now, week.timezone)} (leave out --week for it)")
+
+
 def summary(data: ReportData) -> dict[str, Any]:
     """Headline numbers kept with the archived report, for trends across weeks."""
     return {
@@ -154,7 +232,16 @@ def summary(data: ReportData) -> dict[str, Any]:
         "unmapped_events": sum(int(r["events"]) for r in data.unmapped),
         "unknown_code_events": sum(int(r["events"]) for r in data.unknown_codes),
         "timezone": data.week.timezone,
+        "partial": data.as_of < data.week.end,
+        "events": {s: sum(d.values()) for s, d in data.daily_volume.items()},
+        "machine_alarms": {s: sum(d.values()) for s, d in data.daily_alarms.items()},
+        "assessment": {r["handling_org"]: _number(r["assessment_score"])
+                       for r in data.assessment.rows},
     }
+
+
+def _number(value: object) -> float | None:
+    return None if value is None else float(value)  # type: ignore[arg-type]
 
 
 # ---------------------------------------------------------------- rendering
@@ -173,6 +260,14 @@ def _delta(value: object) -> str:
     if abs(points) < 0.05:
         return "持平"
     return f"{'▲' if points > 0 else '▼'} {abs(points):.1f} 个百分点"
+
+
+def _points(value: object) -> str:
+    """A change of a share as signed percentage points: ▼ 3.2."""
+    if value is None:
+        return "—"
+    points = float(value) * 100  # type: ignore[arg-type]
+    return "持平" if abs(points) < 0.05 else f"{'▲' if points > 0 else '▼'} {abs(points):.1f}"
 
 
 def _hours(value: object) -> str:
@@ -209,17 +304,43 @@ def _environment(zone: ZoneInfo) -> jinja2.Environment:
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES),
                              autoescape=jinja2.select_autoescape(["html", "j2"]),
                              undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
-    env.filters.update(pct=_pct, delta=_delta, hours=_hours, when=_when_in(zone), grade=_grade,
-                       mask=mask_text, payload=payload_excerpt)
+    env.filters.update(pct=_pct, delta=_delta, points=_points, hours=_hours,
+                       when=_when_in(zone), grade=_grade, mask=mask_text, payload=payload_excerpt,
+                       spark=report_charts.sparkline)
     return env
 
 
-def render(data: ReportData, generated_at: datetime) -> str:
+def _settings_note(data: ReportData, config: Path | str | None) -> str | None:
+    """What to do when the sources file's limits are not what the warehouse judges by."""
+    try:
+        city = load_city(config)
+    except (OSError, ValueError):
+        return None
+    wanted = (city.response_limits.urgent_hours, city.response_limits.normal_hours,
+              city.report.min_ratings)
+    recorded = (data.city.response_limit_urgent_h, data.city.response_limit_normal_h,
+                data.city.min_ratings)
+    if wanted == recorded:
+        return None
+    return (f"数据源文件中的响应时限或小样本阈值（{wanted[0]:g}/{wanted[1]:g} 小时，{wanted[2]} 件）"
+            f"与数据仓库记录的（{recorded[0]:g}/{recorded[1]:g} 小时，{recorded[2]} 件）不同，"
+            "本报告按后者计算；执行 hub migrate 后重新生成即可。")
+
+
+def render(data: ReportData, generated_at: datetime, config: Path | str | None = None) -> str:
+    names = platform_names(sorted(set(data.sources) | set(data.scores) | set(data.daily_volume)
+                                  | set(data.daily_alarms)), data.connectors, config)
+    min_count = data.city.min_ratings
     charts = report_charts.Charts(
-        daily_volume_png=report_charts.daily_volume(data.week.days, data.daily_volume),
-        district_rates_png=report_charts.district_rates(data.districts),
+        daily_volume_png=report_charts.daily_volume(data.week.days, data.daily_volume,
+                                                    data.daily_alarms, names),
+        district_rates_png=report_charts.district_rates(data.districts, min_count),
         cjk_font=report_charts.cjk_font(),
     )
+    for rule in data.top_rules:
+        for e in rule.get("examples", []):
+            e["shown_id"] = shown_key(e["source_id"], e.get("ref"), rule.get("entity"))
+            e["shown_reason"] = shown_reason(e["reason"], e["source_id"], e.get("ref"))
     overall = [c for dims in data.scores.values() for c in dims.values() if c["evaluated"]]
     evaluated = sum(int(c["evaluated"] or 0) for c in overall)
     failed = sum(int(c["failed"] or 0) for c in overall)
@@ -230,14 +351,17 @@ def render(data: ReportData, generated_at: datetime) -> str:
         "quarantine_open": sum(int(r["open_at_end"]) for r in data.quarantine),
         "unmapped": sum(int(r["events"]) for r in data.unmapped),
         "unknown_codes": sum(int(r["events"]) for r in data.unknown_codes),
-        "not_reconciled": [r["source_system"] for r in data.reconciliation if not r["reconciles"]],
+        "not_reconciled": [names.get(r["source_system"], r["source_system"])
+                           for r in data.reconciliation if not r["reconciles"]],
         "events": sum(sum(d.values()) for d in data.daily_volume.values()),
+        "alarms": sum(sum(d.values()) for d in data.daily_alarms.values()),
     }
     return _environment(data.week.zone).get_template("report.html.j2").render(
         data=data, week=data.week, zone_name=zone_name(data.week.timezone),
         generated_at=generated_at, charts=charts,
         dimensions=DIMENSIONS, dimension_notes=DIMENSION_NOTES, headline=headline,
-        sources=sorted(set(data.sources) | set(data.scores)),
+        sources=sorted(set(data.sources) | set(data.scores), key=lambda s: (names[s], s)),
+        names=names, min_count=min_count, settings_note=_settings_note(data, config),
     )
 
 

@@ -10,7 +10,13 @@ formats or masks: quality.report does both.
 The marts count weeks and days in the city's time zone as the warehouse records it
 (ops.city_setting, read through mart.city_timezone()); `warehouse.migrate.record_city_timezone` keeps
 that equal to the sources file (`hub migrate` calls it), and `marts_in` lets one
-session read them in another zone.
+session read them in another zone. `marts_in` also sets the instant the marts judge
+overdue and response-due events at (mart.as_of()): the report's cut-off by the hub's
+clock, not the database server's now().
+
+Platforms are split by what made their events: reports people made (callers, grid
+workers, inspectors) and machine alarms (the video network's AI alarms, channel 视频),
+which are counted apart so a thousand alarms a day do not dwarf the rest.
 """
 
 from __future__ import annotations
@@ -28,12 +34,18 @@ from psycopg.rows import dict_row
 
 from base import clock
 from base.settings import load_city
+from conform.video import CHANNEL as MACHINE_CHANNEL
 from quality.rules import DIMENSIONS, definitions
 
 # The session setting mart.city_timezone() prefers to the recorded time zone.
 MART_TIMEZONE_SETTING = "hub.city_timezone"
+# The session setting mart.as_of() prefers to now(): when "overdue" and "due" are judged.
+MART_AS_OF_SETTING = "hub.as_of"
 TOP_RULES = 10
 EXAMPLES_PER_RULE = 3
+TREND_WEEKS = 8
+# Organizations shown at each end of the 考核 table, and among those that fell most.
+ASSESSMENT_SHOWN = 10
 Row = dict[str, Any]
 
 
@@ -103,6 +115,75 @@ class Week:
     def previous(self) -> Week:
         return Week.containing(self.start - timedelta(days=1), self.timezone)
 
+    def back(self, weeks: int) -> Week:
+        """The week `weeks` weeks before this one."""
+        return Week.containing(self.start - timedelta(days=7 * weeks - 1), self.timezone)
+
+
+@dataclass
+class CitySettings:
+    """What the marts judge by, as the warehouse records it (ops.city_setting)."""
+
+    response_limit_urgent_h: float = 2.0
+    response_limit_normal_h: float = 24.0
+    min_ratings: int = 10
+
+
+@dataclass
+class Trend:
+    """The last `TREND_WEEKS` weeks up to the reported one, oldest first, per platform:
+    the quality score (1 − failed/evaluated) and the events reported."""
+
+    weeks: list[str]
+    scores: dict[str, list[float | None]]
+    events: dict[str, list[int]]
+
+    @property
+    def platforms(self) -> list[str]:
+        return sorted(set(self.scores) | set(self.events))
+
+
+@dataclass
+class Assessment:
+    """The 考核 table of the week (mart.assessment_weekly) and the week before."""
+
+    rows: list[Row]
+    previous: dict[str, Row]
+
+    @property
+    def ranked(self) -> list[Row]:
+        return [r for r in self.rows if not r["is_small"]]
+
+    @property
+    def small(self) -> list[Row]:
+        return [r for r in self.rows if r["is_small"]]
+
+    @property
+    def best(self) -> list[Row]:
+        return self.ranked[:ASSESSMENT_SHOWN]
+
+    @property
+    def worst(self) -> list[Row]:
+        """The lowest ranked, worst first; none of them also among the best."""
+        rest = self.ranked[len(self.best):]
+        return list(reversed(rest[-ASSESSMENT_SHOWN:]))
+
+    def change(self, row: Row) -> float | None:
+        """This week's score minus last week's (None: no score in one of the weeks)."""
+        before = self.previous.get(row["handling_org"])
+        if before is None or before["assessment_score"] is None or row["assessment_score"] is None:
+            return None
+        return float(row["assessment_score"]) - float(before["assessment_score"])
+
+    @property
+    def fallen(self) -> list[Row]:
+        """Organizations, not small in either week, whose score fell most since last week."""
+        fell = [(d, r) for r in self.ranked
+                if (d := self.change(r)) is not None and d < 0
+                and not self.previous[r["handling_org"]]["is_small"]]
+        return [r for _, r in sorted(fell, key=lambda x: (x[0], x[1]["handling_org"]))][
+            :ASSESSMENT_SHOWN]
+
 
 @dataclass
 class ReportData:
@@ -110,6 +191,7 @@ class ReportData:
     as_of: datetime
     sources: list[str]
     scores: dict[str, dict[str, dict[str, float | int | None]]]
+    # Reports people made (every channel but machine alarms), per platform and local day.
     daily_volume: dict[str, dict[date, int]]
     freshness: list[Row]
     reconciliation: list[Row]
@@ -123,6 +205,13 @@ class ReportData:
     quarantine_open_by_rule: list[Row]
     districts: list[Row]
     notes: list[str] = field(default_factory=list)
+    # Machine alarms (the video network's AI alarms), per platform and local day.
+    daily_alarms: dict[str, dict[date, int]] = field(default_factory=dict)
+    # The connector of each platform (ops.run), for the names people know them by.
+    connectors: dict[str, str] = field(default_factory=dict)
+    trend: Trend = field(default_factory=lambda: Trend([], {}, {}))
+    assessment: Assessment = field(default_factory=lambda: Assessment([], {}))
+    city: CitySettings = field(default_factory=CitySettings)
 
 
 def _rows(conn: psycopg.Connection, query: str, params: dict[str, Any]) -> list[Row]:
@@ -136,20 +225,27 @@ def collect(conn: psycopg.Connection, week: Week, now: datetime | None = None) -
     now = now or clock.now()
     as_of = min(now, week.end)
     params: dict[str, Any] = {"start": week.start, "end": week.end, "prev_start": week.previous.start,
-                              "as_of": as_of, "week": str(week), "tz": week.timezone}
-    with marts_in(conn, week.timezone):
+                              "as_of": as_of, "week": str(week), "tz": week.timezone,
+                              "previous_week": str(week.previous)}
+    with marts_in(conn, week.timezone, as_of):
         return _collect(conn, week, as_of, params)
 
 
 def _collect(conn: psycopg.Connection, week: Week, as_of: datetime,
              params: dict[str, Any]) -> ReportData:
-    sources = [r["source_system"] for r in _rows(conn, SOURCES, params)]
+    found = _rows(conn, SOURCES, params)
+    volume = _daily_volume(conn, params)
     return ReportData(
         week=week,
         as_of=as_of,
-        sources=sources,
+        sources=[r["source_system"] for r in found],
+        connectors={r["source_system"]: r["connector"] for r in found},
         scores=_scores(conn, params),
-        daily_volume=_daily_volume(conn, params),
+        daily_volume=volume[False],
+        daily_alarms=volume[True],
+        trend=_trend(conn, week, params),
+        assessment=_assessment(conn, params),
+        city=_city_settings(conn),
         freshness=_rows(conn, FRESHNESS, params),
         reconciliation=_rows(conn, RECONCILIATION, params),
         bad_runs=_rows(conn, BAD_RUNS, params),
@@ -165,9 +261,10 @@ def _collect(conn: psycopg.Connection, week: Week, as_of: datetime,
     )
 
 
-# Platforms: every source with a run before the week ended.
+# Platforms: every source with a run before the week ended, and its connector.
 SOURCES = """
-SELECT DISTINCT source_system FROM ops.run WHERE started_at < %(end)s ORDER BY 1
+SELECT source_system, max(connector) AS connector FROM ops.run WHERE started_at < %(end)s
+ GROUP BY 1 ORDER BY 1
 """
 
 
@@ -196,19 +293,69 @@ def _scores(conn: psycopg.Connection, params: dict[str, Any]) -> dict[str, dict[
     return out
 
 
-def _daily_volume(conn: psycopg.Connection, params: dict[str, Any]) -> dict[str, dict[date, int]]:
+def _daily_volume(conn: psycopg.Connection, params: dict[str, Any]
+                  ) -> dict[bool, dict[str, dict[date, int]]]:
+    """Events per platform and local day of report: {machine alarm?: {source: {day: n}}}."""
     rows = _rows(conn, """
         SELECT source_system, (coalesce(reported_at, accepted_at) AT TIME ZONE %(tz)s)::date AS day,
-               count(*) AS events
+               channel IS NOT DISTINCT FROM %(machine)s AS machine, count(*) AS events
           FROM core.event
          WHERE valid_to IS NULL
            AND coalesce(reported_at, accepted_at) >= %(start)s
            AND coalesce(reported_at, accepted_at) < %(end)s
-         GROUP BY 1, 2""", params)
-    out: dict[str, dict[date, int]] = {}
+         GROUP BY 1, 2, 3""", {**params, "machine": MACHINE_CHANNEL})
+    out: dict[bool, dict[str, dict[date, int]]] = {False: {}, True: {}}
     for r in rows:
-        out.setdefault(r["source_system"], {})[r["day"]] = int(r["events"])
+        out[bool(r["machine"])].setdefault(r["source_system"], {})[r["day"]] = int(r["events"])
     return out
+
+
+def _trend(conn: psycopg.Connection, week: Week, params: dict[str, Any]) -> Trend:
+    """Score and events per platform for the `TREND_WEEKS` weeks ending with `week`."""
+    first = week.back(TREND_WEEKS - 1)
+    weeks = [str(week.back(n)) for n in range(TREND_WEEKS - 1, -1, -1)]
+    p = {**params, "first": first.start}
+    scores: dict[str, list[float | None]] = {}
+    for r in _rows(conn, """
+            SELECT rr.source_system, to_char(r.started_at AT TIME ZONE %(tz)s, 'IYYY-"W"IW') AS week,
+                   sum(rr.evaluated) AS evaluated, sum(rr.failed) AS failed
+              FROM quality.rule_result rr JOIN ops.run r USING (run_id)
+             WHERE r.started_at >= %(first)s AND r.started_at < %(end)s
+             GROUP BY 1, 2""", p):
+        if r["week"] in weeks and r["evaluated"]:
+            row = scores.setdefault(r["source_system"], [None] * len(weeks))
+            row[weeks.index(r["week"])] = 1 - int(r["failed"]) / int(r["evaluated"])
+    events: dict[str, list[int]] = {}
+    for r in _rows(conn, """
+            SELECT source_system,
+                   to_char(coalesce(reported_at, accepted_at) AT TIME ZONE %(tz)s, 'IYYY-"W"IW') AS week,
+                   count(*) AS events
+              FROM core.event
+             WHERE valid_to IS NULL
+               AND coalesce(reported_at, accepted_at) >= %(first)s
+               AND coalesce(reported_at, accepted_at) < %(end)s
+             GROUP BY 1, 2""", p):
+        if r["week"] in weeks:
+            events.setdefault(r["source_system"], [0] * len(weeks))[weeks.index(r["week"])] = int(
+                r["events"])
+    return Trend(weeks, scores, events)
+
+
+def _assessment(conn: psycopg.Connection, params: dict[str, Any]) -> Assessment:
+    rows = _rows(conn, """
+        SELECT * FROM mart.assessment_weekly WHERE report_week = %(week)s
+         ORDER BY rank_in_week, accepted DESC, handling_org""", params)
+    before = _rows(conn, """
+        SELECT * FROM mart.assessment_weekly WHERE report_week = %(previous_week)s""", params)
+    return Assessment(rows, {r["handling_org"]: r for r in before})
+
+
+def _city_settings(conn: psycopg.Connection) -> CitySettings:
+    row = conn.execute("SELECT response_limit_urgent_h, response_limit_normal_h, min_ratings"
+                       " FROM ops.city_setting").fetchone()
+    if row is None:
+        return CitySettings()
+    return CitySettings(float(row[0]), float(row[1]), int(row[2]))
 
 
 FRESHNESS = """
@@ -281,7 +428,7 @@ def _top_rules(conn: psycopg.Connection, params: dict[str, Any]) -> list[Row]:
              "rule": rule["rule"], "n": EXAMPLES_PER_RULE}
         if rule["severity"] == "blocking":
             rule["examples"] = _rows(conn, """
-                SELECT q.source_id, q.reason, q.payload
+                SELECT q.source_id, mart.record_ref(q.source_id) AS ref, q.reason, q.payload
                   FROM quality.quarantine q JOIN ops.run r USING (run_id)
                  WHERE r.started_at >= %(start)s AND r.started_at < %(end)s
                    AND q.source_system = %(source)s AND q.entity = %(entity)s
@@ -290,7 +437,8 @@ def _top_rules(conn: psycopg.Connection, params: dict[str, Any]) -> list[Row]:
                  ORDER BY q.quarantine_id LIMIT %(n)s""", p)
         else:
             rule["examples"] = _rows(conn, """
-                SELECT f.source_id, f.reason, NULL::jsonb AS payload
+                SELECT f.source_id, mart.record_ref(f.source_id) AS ref, f.reason,
+                       NULL::jsonb AS payload
                   FROM quality.finding f JOIN ops.run r USING (run_id)
                  WHERE r.started_at >= %(start)s AND r.started_at < %(end)s
                    AND f.source_system = %(source)s AND f.entity = %(entity)s AND f.rule = %(rule)s
@@ -377,18 +525,27 @@ def recorded_city_timezone(conn: psycopg.Connection) -> str:
 
 
 @contextmanager
-def marts_in(conn: psycopg.Connection, timezone: str) -> Iterator[None]:
+def marts_in(conn: psycopg.Connection, timezone: str,
+             as_of: datetime | None = None) -> Iterator[None]:
     """Read the marts on `conn` in `timezone` inside the block, whatever the warehouse
-    records; the session's setting is restored after."""
-    before = conn.execute("SELECT current_setting(%s, true)", (MART_TIMEZONE_SETTING,)).fetchone()
-    conn.execute("SELECT set_config(%s, %s, false)", (MART_TIMEZONE_SETTING, timezone))
+    records, and (with `as_of`) judge overdue and response-due events at that instant
+    instead of the server's now(); the session's settings are restored after."""
+    wanted = {MART_TIMEZONE_SETTING: timezone}
+    if as_of is not None:
+        wanted[MART_AS_OF_SETTING] = as_of.isoformat()
+    before = {name: conn.execute("SELECT current_setting(%s, true)", (name,)).fetchone()
+              for name in wanted}
+    for name, value in wanted.items():
+        conn.execute("SELECT set_config(%s, %s, false)", (name, value))
     try:
         yield
     finally:
-        # In a failed transaction the rollback undoes the setting by itself.
+        # In a failed transaction the rollback undoes the settings by itself.
         if conn.info.transaction_status != TransactionStatus.INERROR:
-            conn.execute("SELECT set_config(%s, %s, false)",
-                          (MART_TIMEZONE_SETTING, (before[0] if before else None) or ""))
+            for name, row in before.items():
+                conn.execute("SELECT set_config(%s, %s, false)",
+                             (name, (row[0] if row else None) or ""))
 
 
-__all__ = ["DIMENSIONS", "ReportData", "Week", "collect", "marts_in", "recorded_city_timezone"]
+__all__ = ["DIMENSIONS", "Assessment", "CitySettings", "ReportData", "Trend", "Week", "collect",
+           "marts_in", "recorded_city_timezone"]

@@ -1,4 +1,5 @@
-"""The development tools' command line: `python -m sandbox demo` (what `make demo` runs).
+"""The development tools' command line: `python -m sandbox demo` (what `make demo` runs) and
+`python -m sandbox serve` (the simulators kept running for a real Airflow).
 
 Kept out of the `hub` command: the product never imports the simulators.
 """
@@ -11,6 +12,8 @@ import typer
 
 from hub.console import console
 from sandbox.demo import run_demo
+from sandbox.serve import DEFAULT_ADVANCE_EVERY, DEFAULT_AIRFLOW_PORT
+from sandbox.serve import serve as run_serve
 
 app = typer.Typer(help="Development tools of the governance data hub: simulators and the demo.",
                   no_args_is_help=True)
@@ -30,6 +33,23 @@ def demo(
 ) -> None:
     """Start the simulators, run the real ingest DAGs with Airflow, print a summary."""
     run_demo(scale=scale, days=days, console=console)
+
+
+@app.command()
+def serve(
+    scale: Annotated[float, typer.Option(help="simulated city size (1 = all of 盘锦)")] = 0.05,
+    days: Annotated[int, typer.Option(help="days of history the simulators start with")] = 3,
+    advance_every: Annotated[float, typer.Option(
+        help="seconds between the platforms moving on (orders handled, a new day's files, "
+             "new alarms); 0 = never")] = DEFAULT_ADVANCE_EVERY,
+    airflow_port: Annotated[int, typer.Option(
+        help="the port Airflow's API server (UI, REST API, execution API) is to listen on, "
+             "written into the environment")] = DEFAULT_AIRFLOW_PORT,
+) -> None:
+    """Keep the simulators running for a real scheduler until Ctrl-C; print (and write to
+    .hub/serve.env) the environment `airflow standalone` needs to run the DAGs against them."""
+    run_serve(scale=scale, days=days, advance_every=advance_every, airflow_port=airflow_port,
+              console=console)
 
 
 if __name__ == "__main__":

@@ -103,6 +103,8 @@ class DagInfo:
     tags: list[str]
     doc_md: str | None
     tasks: dict[str, dict[str, Any]]
+    # The Assets an Asset-scheduled DAG waits on (by name); empty for a time schedule.
+    schedule_assets: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -442,6 +444,14 @@ parse_s = time.monotonic() - t0
 def seconds(v):
     return None if v is None else (v.total_seconds() if hasattr(v, "total_seconds") else float(v))
 
+# The names of the Assets a schedule is made of (AssetAny/AssetAll nest).
+def assets_of(condition):
+    objects = getattr(condition, "objects", None)
+    if objects is not None:
+        return [n for o in objects for n in assets_of(o)]
+    name = getattr(condition, "name", None)
+    return [name] if name else []
+
 def describe(dag):
     schedule = getattr(dag, "schedule", None)
     return {
@@ -455,14 +465,21 @@ def describe(dag):
         "max_active_runs": dag.max_active_runs,
         "tags": sorted(dag.tags),
         "doc_md": dag.doc_md,
+        "schedule_assets": assets_of(schedule) if not isinstance(schedule, str) else [],
         "tasks": {
             t.task_id: {
+                "upstream": sorted(t.upstream_task_ids),
+                "is_setup": bool(getattr(t, "is_setup", False)),
+                "pool": t.pool,
+                "pool_slots": t.pool_slots,
+                "trigger_rule": str(getattr(t.trigger_rule, "value", t.trigger_rule)),
                 "retries": t.retries,
                 "retry_delay_s": seconds(t.retry_delay),
                 "retry_exponential_backoff": float(t.retry_exponential_backoff),
                 "max_retry_delay_s": seconds(t.max_retry_delay),
                 "outlets": [
-                    {"name": getattr(o, "name", None), "uri": getattr(o, "uri", None)}
+                    {"name": getattr(o, "name", None), "uri": getattr(o, "uri", None),
+                     "type": type(o).__name__}
                     for o in t.outlets
                 ],
             }

@@ -4,7 +4,13 @@ Districts and streets come from the real division tables (schemas/reference);
 communities, grids, people and organizations are generated on top, the same for
 every simulator given the same seed, so the platforms share people, places and
 incidents the way real platforms of one city do. That shared ground truth is what
-the linkage and quality tests check against.
+the linkage and quality tests check against (sandbox.truth writes it out).
+
+Some people are planted hard negatives for linking (`Person.relation`): twins (one
+birth date and address, two ID numbers), namesakes in one grid, a parent and child
+sharing the household's phone. The variants below are how platforms key the same
+values differently (traditional characters, homophones, full-width digits, 15-digit
+legacy IDs …).
 """
 
 from __future__ import annotations
@@ -13,7 +19,7 @@ import csv
 import math
 import random
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, timedelta
 from functools import cached_property
 from pathlib import Path
@@ -38,6 +44,32 @@ GIVEN = "伟芳娜秀英敏静丽强磊军洋勇艳杰娟涛明超秀兰霞平�
 # A few simplified → traditional pairs, for the "name in traditional characters" dirt.
 TRADITIONAL = str.maketrans("刘陈杨黄赵吴马郭罗郑谢韩冯邓萧许华丽强军杰娟涛兰红梅鑫",
                             "劉陳楊黃趙吳馬郭羅鄭謝韓馮鄧蕭許華麗強軍傑娟濤蘭紅梅鑫")
+# Names keyed in by ear: a character swapped for another of the same sound (pinyin input
+# offers both), the way a hotline operator or a grid worker mistypes a caller's name.
+# Every character of GIVEN has one, so every name has a homophone spelling.
+HOMOPHONES: dict[str, str] = {
+    # given names
+    "伟": "玮炜", "芳": "方舫", "娜": "纳", "秀": "琇", "英": "瑛莹", "敏": "闵珉", "静": "婧靖",
+    "丽": "莉俐", "强": "蔷", "磊": "垒", "军": "君钧", "洋": "阳扬", "勇": "永涌", "艳": "燕彦",
+    "杰": "洁捷", "娟": "鹃", "涛": "滔韬", "明": "铭鸣", "超": "潮", "兰": "岚", "霞": "侠",
+    "平": "萍苹", "刚": "钢", "桂": "贵", "华": "桦骅", "玉": "钰煜", "萍": "平苹", "红": "虹宏",
+    "梅": "玫媚", "鑫": "新馨", "波": "博", "斌": "彬滨", "宇": "雨羽", "浩": "皓昊", "凯": "恺楷",
+    "健": "建", "俊": "骏峻", "帆": "凡", "帅": "率", "旭": "煦栩", "宁": "凝", "欣": "馨新",
+    "怡": "宜仪", "佳": "嘉", "琪": "琦淇", "子": "紫梓", "涵": "晗含", "雨": "宇语", "轩": "萱宣",
+    "博": "波", "文": "雯闻", "思": "斯丝", "远": "媛源", "晨": "辰宸", "阳": "洋扬", "诗": "师施",
+    "梓": "子紫", "萱": "轩宣", "一": "依伊", "诺": "糯", "然": "冉",
+    # surnames
+    "张": "章", "王": "汪", "刘": "柳", "吴": "伍武", "徐": "许", "许": "徐", "于": "余俞",
+    "余": "于", "付": "傅", "江": "姜蒋", "姜": "江", "蒋": "江", "周": "邹", "邹": "周", "程": "成",
+    "石": "时", "严": "颜阎", "闫": "阎严", "武": "吴", "戴": "代", "汤": "唐", "唐": "汤",
+    "魏": "卫", "韦": "魏", "黎": "李", "李": "黎", "何": "贺", "贺": "何", "罗": "骆", "冯": "封",
+    "袁": "元苑", "陆": "卢路", "卢": "陆鲁", "钟": "仲", "谭": "覃", "覃": "谭", "范": "樊",
+    "邱": "丘秋", "尹": "殷", "向": "项", "龚": "宫",
+}
+# Characters of similar shape, for the rarer typo that is no homophone.
+SIMILAR_SHAPES: dict[str, str] = {"王": "玉", "玉": "王", "浩": "洁", "晨": "晟", "俊": "浚",
+                                  "杨": "扬", "斌": "赋", "娟": "涓"}
+FULLWIDTH = str.maketrans("0123456789Xx", "０１２３４５６７８９Ｘｘ")
 ETHNICITIES = ["汉族"] * 90 + ["满族"] * 6 + ["蒙古族", "回族", "朝鲜族", "锡伯族"]
 ROADS = "兴隆大街 石油大街 双兴路 惠宾街 泰山路 渤海路 中兴路 新工街 辽河路 胜利街 建设街 鑫安街 光明路 育才路 平安路 文化街".split()
 COMMUNITY_WORDS = "幸福 和平 友谊 阳光 丽景 新兴 锦华 春苑 金湾 翠园 东湖 西城 康乐 惠民 安居 振兴".split()
@@ -99,6 +131,20 @@ class Person:
     grid: Grid
     address: str
     population_type: str
+    # A planted hard negative: `relation` of this person to `related_to`, the resident of
+    # the same grid one row before (index - number of grids). twin: the same birth date,
+    # surname and address, another ID number; namesake: the same name in the same grid;
+    # child / parent: one household, one phone (the parent's), another ID number.
+    relation: str | None = None
+    related_to: int | None = None
+
+
+# Shares of people with a planted relation to their grid neighbour one row before, per
+# kind (cumulative draw); the first three people of the second row carry one each, so
+# every city has them.
+RELATION_RATES: tuple[tuple[str, float], ...] = (
+    ("twin", 0.006), ("namesake", 0.01), ("shared_phone", 0.03))
+RELATIONS = tuple(kind for kind, _ in RELATION_RATES)
 
 
 @dataclass(frozen=True)
@@ -218,13 +264,30 @@ class City:
                 f"{grid.community_name}{rng.randint(1, 40)}号楼")
 
     def person(self, index: int) -> Person:
-        """The index-th resident; the same index is the same human on every platform."""
+        """The index-th resident; the same index is the same human on every platform.
+
+        A few people are planted hard negatives for linking, related to the resident of
+        their grid one row before (`Person.relation`, `RELATION_RATES`): twins, namesakes,
+        and a parent and child sharing the household's phone.
+        """
+        person, draw, rng = self._person(index)
+        kind = self._relation_kind(index, draw)
+        if kind is None:
+            return person
+        partner_index = index - len(self.grids)
+        partner, partner_draw, _ = self._person(partner_index)
+        if self._relation_kind(partner_index, partner_draw) is not None:
+            return person  # relations do not chain: the partner is a plain resident
+        return self._related(person, partner, kind, rng)
+
+    def _person(self, index: int) -> tuple[Person, float, random.Random]:
+        """The resident before any relation, the draw that decides one, and the stream."""
         rng = self.rng("person", index)
         grid = self.grids[index % len(self.grids)]
         male = rng.random() < 0.51
         birth = date(1940, 1, 1) + timedelta(days=rng.randint(0, 365 * 65))
         name = rng.choice(SURNAMES) + "".join(rng.choice(GIVEN) for _ in range(rng.choice((1, 2))))
-        return Person(
+        person = Person(
             index=index,
             name=name,
             gender="男" if male else "女",
@@ -236,6 +299,49 @@ class City:
             address=self.address(grid, rng),
             population_type=rng.choices(["户籍", "流动", "境外"], weights=[85, 14, 1])[0],
         )
+        return person, rng.random(), rng
+
+    def _relation_kind(self, index: int, draw: float) -> str | None:
+        n_grids = len(self.grids)
+        if index < n_grids or index >= self.population:
+            return None
+        if index < n_grids + len(RELATIONS):
+            return RELATIONS[index - n_grids]
+        bound = 0.0
+        for kind, rate in RELATION_RATES:
+            bound += rate
+            if draw < bound:
+                return kind
+        return None
+
+    def _related(self, person: Person, partner: Person, kind: str,
+                 rng: random.Random) -> Person:
+        """`person` made the twin, namesake, parent or child of `partner` (same grid)."""
+        surname = partner.name[:1]
+        name, gender, birth = person.name, person.gender, person.birth_date
+        address, phone = person.address, person.phone
+        ethnicity, population_type = person.ethnicity, person.population_type
+        if kind == "twin":
+            relation, given = "twin", person.name[1:]
+            while surname + given == partner.name:
+                given = "".join(rng.choice(GIVEN) for _ in range(rng.choice((1, 2))))
+            name, birth, address = surname + given, partner.birth_date, partner.address
+            ethnicity, population_type = partner.ethnicity, partner.population_type
+        elif kind == "namesake":
+            relation, name, gender = "namesake", partner.name, partner.gender
+        else:  # one household, one phone
+            years = timedelta(days=rng.randint(24 * 365, 34 * 365))
+            if partner.birth_date.year <= 1985:
+                relation, birth = "child", partner.birth_date + years
+            else:
+                relation, birth = "parent", partner.birth_date - years
+            name, address, phone = surname + person.name[1:], partner.address, partner.phone
+            ethnicity, population_type = partner.ethnicity, partner.population_type
+        return replace(
+            person, name=name, gender=gender, birth_date=birth, address=address, phone=phone,
+            ethnicity=ethnicity, population_type=population_type,
+            id_number=citizen_id(person.grid.district_code, birth, person.index, gender == "男"),
+            relation=relation, related_to=partner.index)
 
     def organization(self, index: int) -> Organization:
         rng = self.rng("org", index)
@@ -260,12 +366,15 @@ class City:
 def id_variant(id_number: str, rng: random.Random, kind: str | None = None) -> tuple[str, str]:
     """A messy but recoverable spelling of a valid ID number, and its kind.
 
-    `kind` forces one of lower_x / spaces / legacy15; otherwise one is drawn. A kind
+    `kind` forces one of lower_x / spaces / legacy15 / fullwidth; otherwise one of the
+    first three is drawn. A kind
     that cannot apply to this number (lower_x without an X; legacy15 for someone
     not born 1900–1999, as 15-digit numbers only carry a two-digit year) gives the
     number back unchanged with kind "clean".
     """
     kind = kind or rng.choice(["lower_x", "spaces", "legacy15"])
+    if kind == "fullwidth":  # only when asked for: the draw above stays as it was
+        return fullwidth(id_number), kind
     if kind == "lower_x" and id_number.endswith("X"):
         return id_number.lower(), kind
     if kind == "spaces":
@@ -282,6 +391,29 @@ def wrong_check_digit(id_number: str) -> str:
 
 def phone_variant(phone: str, rng: random.Random) -> str:
     return rng.choice([f"+86{phone}", f"{phone[:3]}-{phone[3:7]}-{phone[7:]}", f"+86 {phone}"])
+
+
+def fullwidth(text: str) -> str:
+    """Digits (and an X) keyed in full-width, as a Chinese input method in full-width mode
+    types them: `２１１１０３…`."""
+    return text.translate(FULLWIDTH)
+
+
+def name_typo(name: str, rng: random.Random) -> str:
+    """The name with one character mistyped: mostly a homophone (张伟 → 张玮, 李娜 → 李纳), the
+    given name far more often than the surname; now and then a character of similar
+    shape (王 → 玉). Every name of the City has one (`HOMOPHONES` covers `GIVEN`)."""
+    if rng.random() < 0.1:
+        shaped = [i for i, ch in enumerate(name) if ch in SIMILAR_SHAPES]
+        if shaped:
+            i = rng.choice(shaped)
+            return name[:i] + SIMILAR_SHAPES[name[i]] + name[i + 1:]
+    sounds = [i for i, ch in enumerate(name) if ch in HOMOPHONES]
+    given = [i for i in sounds if i > 0]
+    if not sounds:
+        return name
+    i = rng.choice(given) if given and (rng.random() < 0.85 or sounds == given) else sounds[0]
+    return name[:i] + rng.choice(HOMOPHONES[name[i]]) + name[i + 1:]
 
 
 def name_variant(name: str, rng: random.Random) -> str:

@@ -6,7 +6,10 @@ for the same city as every other simulator (`sandbox.city.City`): the unit grids
 the City's grids, coordinates are the City's points projected into a Gauss-Krüger
 CRS (default EPSG:4550, CGCS2000 3-degree CM 123E, the zone 盘锦 lies in), and the
 cases that came in from the 12345 hotline (`source` = 12345转办) carry the order
-number of a real `HotlineData` order of the same city, seed, days and end.
+number of a real `HotlineData` order of the same city, seed, days and end. Some cases
+report incidents other platforms report too (sandbox.incidents): raised from a camera's
+alarm (视频发现), or the streetlight a grid worker and a 12345 caller report as well.
+`CaseTruth.incident_id` names the incident (a transfer's: the 12345 order's).
 
 `CityMgmtData` is a pure function of (City, days, end, crs); `CityMgmtDatabase`
 writes it through SQLAlchemy to a URL (a SQLite file, or MariaDB, where it creates
@@ -49,6 +52,7 @@ from pyproj import Transformer
 from shapely import Polygon
 
 from sandbox import city as citymod
+from sandbox import incidents
 from sandbox.city import City, Grid
 from sandbox.hotline12345 import HotlineData, fmt, local_end, now_local, parse_local
 from sandbox.platform import DemoPlatform, run_until_interrupted
@@ -175,6 +179,9 @@ class CaseTruth:
     point_wgs84: tuple[float, float] = (math.nan, math.nan)
     grid_code: str = ""  # the City's (15-digit) code of the grid it is really in
     hotline_order_no: str | None = None  # the 12345 order it was transferred from
+    # The incident other platforms report too: the 12345 order's (a transfer) or a shared
+    # one (sandbox.incidents); None: this case only.
+    incident_id: str | None = None
 
 
 @dataclass
@@ -233,6 +240,14 @@ class CityMgmtData:
         if scope == "city":
             return f"{self.city.code}{index:03d}", f"{self.city.name}{name}"
         return f"{district_code}{index:03d}", f"{self._district_name[district_code]}{name}"
+
+    def departments(self) -> dict[str, str]:
+        """code → name of every department a case goes to or a component names."""
+        out = {code: name for code, name in self._plans.values()}
+        for row in self.components.values():
+            for k in (1, 2, 3):
+                out[row[f"dept_code{k}"]] = row[f"dept_name{k}"]
+        return out
 
     @cached_property
     def retired_streets(self) -> frozenset[str]:
@@ -339,7 +354,9 @@ class CityMgmtData:
             if kind in ("unknown_status", "close_before_register"):
                 return r.time <= settled
             if kind in ("unknown_class", "retired_division", "hostile_text"):
-                return r.hotline_order_no is None
+                # A planted retired division moves the case: not one other platforms report.
+                return r.hotline_order_no is None and (kind != "retired_division"
+                                                       or r.incident_id is None)
             return True
 
         return eligible
@@ -354,10 +371,13 @@ class CityMgmtData:
         usual = [c for c in self.classes if c.in_hub_mapping]
         per_day = 500 * self.city.scale
         start = self.end - timedelta(days=self.days)
+        # Incidents other platforms report too: part of the day's cases.
+        shared = incidents.reports_for(self.city, incidents.CITYMGMT, start, self.end)
+        shared_per_day = incidents.per_slot(shared, start, self.days)
         out: list[_Report] = []
         for d in range(self.days):
             day = start + timedelta(days=d)
-            for j in range(max(1, round(per_day))):
+            for j in range(max(0, max(1, round(per_day)) - shared_per_day[d])):
                 # Supervisors patrol in the daytime.
                 t = day + timedelta(seconds=rng.randint(7 * 3600, 19 * 3600))
                 grid = self.city.grids[rng.randrange(len(self.city.grids))]
@@ -366,6 +386,14 @@ class CityMgmtData:
                     point=self.city.point_in(grid, rng),
                     cls=rng.choices(usual, weights=[c.weight for c in usual])[0],
                     source=rng.choices(SOURCES, weights=SOURCE_WEIGHTS)[0]))
+        by_key = {c.key: c for c in self.classes}
+        for k, r in enumerate(shared):
+            # Raised from the video when a camera saw it; else found on patrol or reported.
+            source = ("视频发现" if incidents.VIDEO in r.channels else
+                      self._rng("shared", r.incident_id).choices(SOURCES[:2],
+                                                                 weights=SOURCE_WEIGHTS[:2])[0])
+            out.append(_Report(time=r.at, tiebreak=f"s{k:06d}", grid=r.grid, point=r.point,
+                               cls=by_key[r.kind], source=source, incident_id=r.incident_id))
         return out
 
     def _transfers(self) -> list[_Report]:
@@ -380,12 +408,14 @@ class CityMgmtData:
             if cls is None or not order["dispatchTime"] or rng.random() < 0.5:
                 continue
             t = parse_local(order["dispatchTime"]) + timedelta(seconds=rng.randint(60, 1800))
-            if t >= self.end:
+            # Transferred at its dispatch, within a day of the call (an order sent back and
+            # dispatched again days later stays with the departments it went to).
+            if t >= self.end or t - parse_local(order["acceptTime"]) > timedelta(hours=23):
                 continue
             grid = self.city.grid_by_code[truth.grid_code]
             out.append(_Report(time=t, tiebreak=no, grid=grid, point=truth.point_wgs84, cls=cls,
                                source=TRANSFERRED, hotline_order_no=no,
-                               hotline_text=order["content"]))
+                               hotline_text=order["content"], incident_id=truth.incident_id))
         return out
 
     def _add_case(self, case_no: str, report: _Report, bad: set[str],
@@ -437,7 +467,7 @@ class CityMgmtData:
         })
         self.cases[case_no] = record
         self.case_truth[case_no] = CaseTruth(truth_defects, point, grid.code,
-                                             report.hotline_order_no)
+                                             report.hotline_order_no, report.incident_id)
         self._plans[case_no] = dept
         self._lifecycle(case_no, rng)
 
@@ -576,6 +606,7 @@ class _Report:
     source: str
     hotline_order_no: str | None = None
     hotline_text: str = ""
+    incident_id: str | None = None
 
 
 def _unknown_grid_code(code: str) -> str:
@@ -794,7 +825,7 @@ def start_for_demo(city: City, days: int, workdir: Path, source: str = "citymgmt
                           f"sqlite:///{workdir.resolve() / 'citymgmt.sqlite'}").start()
     env = {secret_env_var(source, "password"): db.reader_password} if db.reader_password else {}
     return DemoPlatform(settings={"url": db.reader_url}, env=env,
-                        advance=lambda: _demo_advance(db), stop=db.stop)
+                        advance=lambda: _demo_advance(db), stop=db.stop, simulator=db)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -22,28 +22,38 @@ from rich.console import Console
 from base import clock
 from base.settings import load_sources, settings
 from hub.console import print_table
-from hub.dag_factory import ingest_dag_id
+from hub.dag_factory import MIGRATE_TASK, ingest_dag_id
 from hub.pipeline import run_source
+from link.evaluate import evaluate, format_evaluation
+from link.run import link_all
 from quality.report import build_report
 from sandbox.airflow_runner import dags_test
 from sandbox.city import City
 from sandbox.platform import STARTERS, DemoPlatform, start
+from sandbox.truth import write_truth
 from schemas.model import ENTITIES
 from warehouse import access
 from warehouse.db import Role, connect, describe
-from warehouse.migrate import migrate, record_city_timezone
+from warehouse.migrate import migrate, record_city_settings
+
+
+def write_simulated_sources(config_path: Path, settings_by_source: dict[str, dict],
+                            path: Path, header: str) -> Path:
+    """A copy of the sources file with each simulated platform's real address, at `path`."""
+    raw = yaml.safe_load(config_path.read_text(encoding="utf-8"))
+    for name, values in settings_by_source.items():
+        raw["sources"][name].setdefault("settings", {}).update(values)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(header + yaml.safe_dump(raw, allow_unicode=True, sort_keys=False),
+                    encoding="utf-8")
+    return path
 
 
 def _demo_sources(config_path: Path, settings_by_source: dict[str, dict]) -> Path:
     """The sources file with each simulated platform's real address."""
-    raw = yaml.safe_load(config_path.read_text(encoding="utf-8"))
-    for name, values in settings_by_source.items():
-        raw["sources"][name].setdefault("settings", {}).update(values)
-    path = settings().home / "demo-sources.yaml"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("# written by `make demo`: the sources file pointed at the simulators\n"
-                    + yaml.safe_dump(raw, allow_unicode=True, sort_keys=False), encoding="utf-8")
-    return path
+    return write_simulated_sources(
+        config_path, settings_by_source, settings().home / "demo-sources.yaml",
+        "# written by `make demo`: the sources file pointed at the simulators\n")
 
 
 def run_demo(*, scale: float, days: int, console: Console) -> None:
@@ -53,7 +63,7 @@ def run_demo(*, scale: float, days: int, console: Console) -> None:
     with console.status("preparing the embedded warehouse"):
         migrate()
         with connect(Role.OWNER) as conn:
-            record_city_timezone(conn, config.city.timezone)
+            record_city_settings(conn, config.city)
     console.print(f"warehouse: {describe()}")
     sources = [s for s in config.sources.values() if s.enabled and s.connector in STARTERS]
     city = City(config.city.code, scale=scale)
@@ -83,7 +93,10 @@ def run_demo(*, scale: float, days: int, console: Console) -> None:
                     console.print(error)
                 raise SystemExit(1)
             console.print(f"[green]{result.summary()}[/green]")
-            _print_run(console, result.return_values.get("ingest"))
+            # One task per stream, each its own recorded run (the setup task aside).
+            for task_id in result.task_states:  # in the order they ran
+                if task_id != MIGRATE_TASK:
+                    _print_run(console, result.return_values.get(task_id))
 
         console.rule("the platforms move on; the same pipeline pulls what changed")
         for src in sources:
@@ -92,14 +105,60 @@ def run_demo(*, scale: float, days: int, console: Console) -> None:
                 summary = run_source(src.name, demo_file, trigger="demo")
             console.print(f"{src.name}: {changed} records changed on the platform")
             _print_run(console, summary.as_dict())
+        show_linking(console, platforms)
     summarise(console)
 
     with console.status("writing the weekly quality report"):
         # The simulators' history is the days up to today: report the current week.
-        path = build_report(_iso_week(clock.local_now(config.city.timezone).date()))
+        path = build_report(_iso_week(clock.local_now(config.city.timezone).date()),
+                            partial=True)
     console.print(f"\nthe weekly quality report: {path}\n(open it in a browser; "
                   "`hub report --week YYYY-Www [--pdf]` writes any week's)")
     show_department(console)
+
+
+def show_linking(console: Console, platforms: dict[str, DemoPlatform]) -> None:
+    """Link people, organizations and incidents; score the links against the simulators'
+    truth; show one person across platforms and one incident reported through several."""
+    console.rule("one person, one organization, one incident: hub link run")
+    with console.status("hub link run"), connect(Role.LOADER) as conn:
+        linked = link_all(conn)
+    for entity, summary in linked.items():
+        console.print(f"{entity}: " + ", ".join(
+            f"{k} {v}" for k, v in summary.items() if isinstance(v, int | float | str)))
+    truth = settings().home / "demo" / "truth.csv"
+    write_truth(platforms, truth)
+    with connect(Role.OWNER) as conn:
+        console.print(format_evaluation(evaluate(conn, truth)), soft_wrap=True)
+        person = conn.execute(LINKED_PERSON).fetchall()
+        incident = conn.execute(LINKED_INCIDENT).fetchall()
+    print_table(["", "platform", "record", "name", "detail"], person,
+                title="one resident on every platform, with what she reported (masked)")
+    print_table(["platform", "record", "channel", "category", "reported", "cluster"], incident,
+                title="one incident reported through several channels (cluster_key)")
+
+
+LINKED_PERSON = """
+WITH k AS (
+    SELECT person_key FROM core.person WHERE valid_to IS NULL AND person_key IS NOT NULL
+     GROUP BY 1 HAVING count(DISTINCT source_system) >= 2
+     ORDER BY count(DISTINCT source_system) DESC, person_key LIMIT 1)
+SELECT 'record', p.source_system, mart.record_ref(p.source_id), mart.mask_name(p.name),
+       p.role || ' ' || coalesce(mart.mask_address(p.current_address), '')
+  FROM core.person p JOIN k USING (person_key) WHERE p.valid_to IS NULL
+UNION ALL
+SELECT 'reported', e.source_system, e.source_id, e.reporter_name_masked,
+       e.category_code || ' ' || to_char(e.reported_at, 'YYYY-MM-DD HH24:MI')
+  FROM core.event e JOIN k ON e.reporter_person_key = k.person_key WHERE e.valid_to IS NULL
+"""
+LINKED_INCIDENT = """
+WITH c AS (
+    SELECT cluster_key FROM core.event WHERE valid_to IS NULL AND cluster_key IS NOT NULL
+     GROUP BY 1 ORDER BY count(DISTINCT source_system) DESC, cluster_key LIMIT 1)
+SELECT e.source_system, e.source_id, e.channel, e.category_code,
+       to_char(e.reported_at, 'MM-DD HH24:MI'), e.cluster_key
+  FROM core.event e JOIN c USING (cluster_key) WHERE e.valid_to IS NULL ORDER BY e.reported_at
+"""
 
 
 # The example department: 兴隆台区城管局 sees 兴隆台区 (211103), masked, and nothing else.
@@ -152,8 +211,10 @@ def _where(values: dict) -> str:
 def _print_run(console: Console, summary: object) -> None:
     if not isinstance(summary, dict):
         return
+    streams = summary.get("streams") or []
+    label = f" ({', '.join(streams)})" if streams else ""
     console.print(
-        f"  run {summary['run_id']}: {summary['extracted']:,} extracted = {summary['loaded']:,}"
+        f"  run {summary['run_id']}{label}: {summary['extracted']:,} extracted = {summary['loaded']:,}"
         f" loaded + {summary['quarantined']:,} quarantined; {summary['inserted']:,} new,"
         f" {summary['updated']:,} changed, {summary['unchanged']:,} unchanged,"
         f" {summary.get('closed', 0):,} closed"

@@ -24,13 +24,18 @@ Dirt, planted deliberately and recorded in `truth`:
   back; one resident's ID number is spelt differently in each file (clean,
   spaced with a lower-case x, legacy 15 digits);
 - ID numbers as `sandbox.city.id_variant` spells them (spaces, lower-case x,
-  legacy 15 digits) and some with a wrong check digit; phones with +86 or dashes;
-  names in traditional characters or with a stray space; special-group tags
+  legacy 15 digits, full-width digits) and some with a wrong check digit; phones with
+  +86 or dashes or in full-width digits; names in traditional characters, with a
+  stray space or mistyped (a homophone: 张伟 → 张玮); residents who moved within the
+  city (another grid and address than elsewhere); special-group tags
   (特殊人群) with mixed separators; a few impossible birth dates (02-30);
 - organizations with valid and invalid unified social credit codes;
 - events with an event type or status no mapping knows, a report time in the
   future, a grid code that does not exist, no grid code but coordinates (for grid assignment), hostile text, and
-  the ID numbers of the parties involved (`partyIdNos`) in the same variants.
+  the ID numbers of the parties involved (`partyIdNos`) in the same variants;
+- some events report incidents other platforms report too (sandbox.incidents: a
+  12345 call about the same pothole, the same quarrel registered on 综治):
+  `EventTruth.incident_id`.
 """
 
 from __future__ import annotations
@@ -52,7 +57,8 @@ from typing import Any
 import openpyxl
 
 from sandbox import city as citymod
-from sandbox.city import City, Organization
+from sandbox import incidents
+from sandbox.city import City, Organization, Person
 
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
 
@@ -91,7 +97,9 @@ _EVENT_CAUSES = ("噪音", "漏水", "停车位", "宠物", "装修", "楼道杂
 # Planted defects: share of records per kind, with a floor so small samples carry each.
 RESIDENT_DEFECT_RATES = {"id_spaces": 0.02, "id_lower_x": 0.02, "id_legacy15": 0.02,
                          "id_bad_check_digit": 0.02, "phone_variant": 0.03,
-                         "name_variant": 0.02, "special_group": 0.08, "bad_birth_date": 0.005}
+                         "name_variant": 0.02, "special_group": 0.08, "bad_birth_date": 0.005,
+                         "id_fullwidth": 0.01, "phone_fullwidth": 0.01, "name_typo": 0.01,
+                         "moved": 0.02}
 ORG_DEFECT_RATES = {"uscc_bad_check": 0.05, "uscc_malformed": 0.05, "phone_variant": 0.05}
 EVENT_DEFECT_RATES = {"unknown_type": 0.03, "unknown_status": 0.02, "unknown_grid": 0.03,
                       "no_grid_code": 0.05, "hostile_text": 0.03, "future_time": 0.02}
@@ -124,6 +132,8 @@ class EventTruth:
     grid_code: str = ""  # the grid the event really is in
     point: tuple[float, float] = (math.nan, math.nan)
     party_indices: tuple[int, ...] = ()
+    # The incident other platforms report too (sandbox.incidents); None: this event only.
+    incident_id: str | None = None
 
 
 @dataclass
@@ -312,8 +322,25 @@ class GridData:
             "更新时间": fmt(datetime.combine(self.dates[0], datetime.min.time())
                          - timedelta(seconds=rng.randint(3600, 3 * 365 * 86400))) or "",
         }
+        if defects:
+            self._vary(row, person, defects)
         self._residents[index] = row
         return row
+
+    def _vary(self, row: dict[str, str], person: Person, defects: set[str]) -> None:
+        """The kinds of dirt added later, from a stream of their own (the rows of everyone
+        else stay as they were)."""
+        rng = self._rng("resident-more", person.index)
+        if "name_typo" in defects:
+            row["姓名"] = citymod.name_typo(person.name, rng)
+        if "id_fullwidth" in defects:
+            row["公民身份号码"] = citymod.fullwidth(person.id_number)
+        if "phone_fullwidth" in defects:
+            row["联系电话"] = citymod.fullwidth(person.phone)
+        if "moved" in defects:  # moved within the city: the grid worker has the new address
+            grids = self.city.grids
+            grid = grids[(person.index + rng.randrange(1, len(grids))) % len(grids)]
+            row["现住址"], row["所属网格"] = self.city.address(grid, rng), grid.code
 
     def residents_on(self, day: date) -> list[dict[str, str]]:
         """The residents snapshot of `day`, in the platform's order (by grid, then ID)."""
@@ -337,6 +364,23 @@ class GridData:
                 row = {**row, "更新时间": f"{arrived:%Y-%m-%d} 09:30:00"}
             rows.append(row)
         return rows
+
+    def resident(self, index: int) -> dict[str, str]:
+        """A resident's row as the platform keeps it (a file may spell the ID otherwise)."""
+        return self._resident(index)
+
+    def residents_ever(self) -> list[int]:
+        """Everyone in at least one delivered residents file, by index."""
+        present: set[int] = set()
+        for day in self.delivered:
+            present |= self.truth.present[day]
+        return sorted(present)
+
+    def orgs_ever(self) -> list[tuple[int, dict[str, str]]]:
+        """(City.organization index, row) of every organization in a delivered orgs file."""
+        n = max((self._n_orgs + self.dates.index(d) for d in self.delivered
+                 if file_name("orgs", d) not in self.truth.repeated_files), default=0)
+        return [(i, self._org_row(i)) for i in range(n)]
 
     def _arrived_by(self, index: int, day: date) -> date:
         """The day a person present on `day` last moved in, as of `day`."""
@@ -437,15 +481,28 @@ class GridData:
         rng = self._rng("events")
         reports: list[tuple[datetime, str]] = []
         day = datetime.combine(start, datetime.min.time())
+        # Incidents other platforms report too: part of the day's events, numbered last.
+        shared = incidents.reports_for(self.city, incidents.GRID, day, end)
+        n_days = math.ceil((end - day).total_seconds() / 86400)
+        shared_per_day = incidents.per_slot(shared, day, n_days)
+        self._shared: dict[str, incidents.Report] = {}
+        d = 0
         while day < end:
-            for j in range(per_day):
+            own = max(0, per_day - shared_per_day[d])
+            for j in range(own):
                 t = day + timedelta(seconds=rng.randint(7 * 3600, 20 * 3600))
                 if t < end:
                     reports.append((t, f"GE{day:%y%m%d}{j + 1:05d}"))
+            for j, r in enumerate(x for x in shared if x.at.date() == day.date()):
+                event_id = f"GE{day:%y%m%d}{own + j + 1:05d}"
+                self._shared[event_id] = r
+                reports.append((r.at, event_id))
             day += timedelta(days=1)
+            d += 1
         reports.sort()
         defects = self._plant(range(len(reports)), EVENT_DEFECT_RATES, "events")
-        records = [self._event(event_id, t, defects.get(i, set()), end)
+        records = [self._event(event_id, t, defects.get(i, set()), end,
+                               self._shared.get(event_id))
                    for i, (t, event_id) in enumerate(reports)]
         for record in sorted(records, key=lambda r: (r["updateTime"], r["eventId"])):
             self._touch(record)
@@ -456,15 +513,22 @@ class GridData:
         self.seq[record["eventId"]] = self._last_seq
 
     def _event(self, event_id: str, reported: datetime, defects: set[str],
-               end: datetime) -> dict[str, Any]:
+               end: datetime, shared: incidents.Report | None = None) -> dict[str, Any]:
         rng = self._rng("event", event_id)
         city = self.city
-        grid = city.grids[rng.randrange(len(city.grids))]
-        point = city.point_in(grid, rng)
-        event_type = (rng.choice(UNKNOWN_EVENT_TYPES) if "unknown_type" in defects
-                      else rng.choice(EVENT_TYPES))
+        if shared is None:
+            grid = city.grids[rng.randrange(len(city.grids))]
+            point = city.point_in(grid, rng)
+            event_type = (rng.choice(UNKNOWN_EVENT_TYPES) if "unknown_type" in defects
+                          else rng.choice(EVENT_TYPES))
+        else:  # an incident other platforms report too: its place, in the grid's words
+            grid, point = shared.grid, shared.point
+            event_type = (rng.choice(UNKNOWN_EVENT_TYPES) if "unknown_type" in defects
+                          else shared.kind)
         parties: tuple[int, ...] = ()
-        if event_type in PARTY_TYPES:
+        if shared is not None and shared.parties and event_type in PARTY_TYPES:
+            parties = shared.parties
+        elif event_type in PARTY_TYPES:
             # People living in the grid (person i lives in grid i % number of grids).
             n_grids, g = len(city.grids), city.grids.index(grid)
             per_grid = max(1, city.population // n_grids)
@@ -501,12 +565,16 @@ class GridData:
         address = city.address(grid, rng)
         if "hostile_text" in defects:
             description = citymod.HOSTILE_TEXT[rng.randrange(len(citymod.HOSTILE_TEXT))]
+        elif shared is not None and shared.theme.grid_text and event_type not in PARTY_TYPES \
+                and event_type not in UNKNOWN_EVENT_TYPES:
+            description = shared.theme.grid_text.format(x=address)
         else:
             description = _EVENT_TEXT[event_type].format(x=rng.choice(_EVENT_CAUSES)
                                                          if event_type in PARTY_TYPES
                                                          else address)
-        self.truth.events[event_id] = EventTruth(defects=set(defects), grid_code=grid.code,
-                                                 point=point, party_indices=parties)
+        self.truth.events[event_id] = EventTruth(
+            defects=set(defects), grid_code=grid.code, point=point, party_indices=parties,
+            incident_id=shared.incident_id if shared is not None else None)
         return {
             "eventId": event_id,
             "gridCode": grid_code,

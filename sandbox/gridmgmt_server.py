@@ -204,6 +204,7 @@ def start_for_demo(city: City, days: int, workdir: Path,
         env={secret_env_var(source, "api_token"): token},
         advance=platform.advance,
         stop=platform.stop,
+        simulator=platform,
     )
 
 

@@ -6,7 +6,11 @@ One row per work order (工单), as the platform serves it (shared/design/source
 local time). Callers are the city's residents (`City.person`), so the same humans
 turn up on the other platforms; some incidents are reported two or three times by
 different callers, minutes to hours and tens of metres apart, in different words
-and categories.
+and categories, and some reach other platforms too (sandbox.incidents: the pothole a
+grid worker also reports, the flooded road a camera flags and 数字城管 files):
+`OrderTruth.incident_id` is the incident, shared by every report of it. Callers'
+names come with typos (homophones: 张伟 → 张玮), ID numbers and phones in full-width
+digits, legacy 15-digit IDs, and mostly no ID number at all.
 
 Dirt is planted deliberately, never only by chance: every defect kind in
 `DEFECT_KINDS` lands on at least one order (two once there are 50 orders), each
@@ -31,6 +35,7 @@ import numpy as np
 from base import clock
 from conform.coords import wgs84_to_gcj02
 from sandbox import city as citymod
+from sandbox import incidents
 from sandbox.city import City, Grid, Person, plant_defects
 
 CATEGORIES_CSV = Path(__file__).resolve().parent / "data" / "hotline12345_categories.csv"
@@ -57,9 +62,10 @@ FIELDS = (
 # Kinds that would overwrite each other share a family; each order carries at most
 # one kind per family.
 DEFECT_FAMILIES: tuple[tuple[str, ...], ...] = (
-    ("id_bad_check_digit", "id_malformed", "id_lower_x", "id_spaces", "id_legacy15"),
-    ("phone_variant",),
-    ("name_variant",),
+    ("id_bad_check_digit", "id_malformed", "id_lower_x", "id_spaces", "id_legacy15",
+     "id_fullwidth"),
+    ("phone_variant", "phone_fullwidth"),
+    ("name_variant", "name_typo"),
     ("unknown_category",),
     ("unknown_status", "finish_before_accept", "future_time", "satisfaction_not_evaluated"),
     ("retired_division", "unknown_street"),
@@ -71,8 +77,8 @@ DEFECT_KINDS: tuple[str, ...] = tuple(k for family in DEFECT_FAMILIES for k in f
 # Share of all orders that carry each defect (before the per-kind minimum).
 DEFECT_RATES: dict[str, float] = {
     "id_bad_check_digit": 0.015, "id_malformed": 0.015, "id_lower_x": 0.01,
-    "id_spaces": 0.015, "id_legacy15": 0.015,
-    "phone_variant": 0.04, "name_variant": 0.03,
+    "id_spaces": 0.015, "id_legacy15": 0.015, "id_fullwidth": 0.01,
+    "phone_variant": 0.04, "phone_fullwidth": 0.01, "name_variant": 0.03, "name_typo": 0.02,
     "unknown_category": 0.01,
     "unknown_status": 0.005, "finish_before_accept": 0.01, "future_time": 0.005,
     "satisfaction_not_evaluated": 0.01,
@@ -282,6 +288,10 @@ class HotlineData:
               else bisect.bisect_right(self._index, (updated_to, "\U0010ffff")))
         return [self.orders[no] for _, no in self._index[lo:hi]]
 
+    def departments(self) -> set[str]:
+        """Every department an order is or may be dispatched to (`handleDept`)."""
+        return {d for plan in self._plans.values() for d in plan.departments}
+
     # ---- mutation --------------------------------------------------------------
 
     def advance(self, n_orders: int, now_local: datetime) -> list[str]:
@@ -355,6 +365,9 @@ class HotlineData:
         usual = [c for c in self.categories if c.in_hub_mapping]
         per_day = 1000 * city.scale
         start = self.end - timedelta(days=self.days)
+        # Calls about incidents other platforms report too: part of the day's volume.
+        shared = incidents.reports_for(city, incidents.HOTLINE, start, self.end)
+        shared_per_day = incidents.per_slot(shared, start, self.days)
         reports: list[_Report] = []
         for d in range(self.days):
             span_start = start + timedelta(days=d)
@@ -362,7 +375,7 @@ class HotlineData:
             weights = [c.weight * (3 if c.code.startswith("1201")
                                    and span_start.month in _HEATING_MONTHS else 1)
                        for c in usual]
-            made, j = 0, 0
+            made, j = shared_per_day[d], 0
             while made < budget:
                 incident_id = f"H{span_start:%y%m%d}-{j:05d}"
                 # Every 10th incident is reported twice and every 25th three times, so
@@ -395,6 +408,12 @@ class HotlineData:
                         channel=rng.choices(CHANNELS, weights=_CHANNEL_WEIGHTS)[0],
                     ))
                     made += 1
+        for r in shared:
+            channel = self._rng("shared", r.incident_id).choices(CHANNELS,
+                                                                  weights=_CHANNEL_WEIGHTS)[0]
+            reports.append(_Report(incident_id=r.incident_id, accept=r.at, grid=r.grid,
+                                   point=r.point, category=self._category_by_code[r.kind],
+                                   person_index=r.person, channel=channel))
         return reports
 
     def _caller(self, rng: random.Random, g_index: int, taken: list[int]) -> int:
@@ -459,6 +478,10 @@ class HotlineData:
         name = citymod.name_variant(person.name, rng) if "name_variant" in defects else person.name
         phone = (citymod.phone_variant(person.phone, rng) if "phone_variant" in defects
                  else person.phone)
+        if "name_typo" in defects:  # keyed in by ear: a homophone, now and then a look-alike
+            name = citymod.name_typo(person.name, rng)
+        if "phone_fullwidth" in defects:
+            phone = citymod.fullwidth(person.phone)
 
         weights = _APPEAL_WEIGHTS.get(category.level1, _APPEAL_WEIGHTS[""])
         appeal = rng.choices(APPEAL_TYPES, weights=weights)[0]
@@ -552,6 +575,8 @@ class HotlineData:
                 variant, applied = citymod.id_variant(id_no, rng, kind)
                 assert applied == kind, (id_no, kind)
                 return variant
+        if "id_fullwidth" in defects:
+            return citymod.fullwidth(id_no)
         return id_no if rng.random() < 0.4 else ""
 
     def _departments(self, category: Category, grid: Grid) -> tuple[str, ...]:

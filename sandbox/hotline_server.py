@@ -411,4 +411,5 @@ def start_for_demo(city: City, days: int, workdir: Path, source: str = "hotline1
         env={secret_env_var(source, "app_key"): key, secret_env_var(source, "app_secret"): secret},
         advance=lambda: len(server.advance(max(10, len(server.data.orders) // 20))),
         stop=server.stop,
+        simulator=server,
     )

@@ -14,6 +14,10 @@ Dirt is planted deliberately and recorded per record (`VideoData.device_truth`,
   covers, coordinates at (0, 0), a deviceId that is not in the inventory; about
   40 % carry no coordinates at all (the device's location stands for them).
 
+Some alarms are of incidents other platforms report too (sandbox.incidents: the street
+vendor a 数字城管 operator files a case about from the video), raised by the camera of
+the incident's grid, sometimes more than once: `AlarmTruth.incident_id`.
+
 The platform itself is `VideoPlatform`: the HTTP API (sandbox.video_server), an
 MQTT publisher of the alarms (`AlarmPublisher`) and, for the embedded demo, an
 in-process broker (sandbox.video_broker). Standalone:
@@ -33,6 +37,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from sandbox import incidents
 from sandbox.city import City, Grid
 from sandbox.hotline12345 import SHANGHAI, fmt, local_end, now_local
 
@@ -85,6 +90,8 @@ class DeviceTruth:
 class AlarmTruth:
     device_id: str
     defects: set[str] = field(default_factory=set)
+    # The incident other platforms report too (sandbox.incidents); None: this alarm only.
+    incident_id: str | None = None
 
 
 class VideoData:
@@ -202,12 +209,23 @@ class VideoData:
         start = self.end - timedelta(days=self.days)
         per_day = self._per_day()
         cameras = self.cameras()
+        # Incidents other platforms report too, seen by the camera of their grid: part of
+        # the day's alarms.
+        camera_of: dict[str, str] = {}
+        for device_id in cameras:
+            camera_of.setdefault(self.device_truth[device_id].grid_code, device_id)
+        shared = [r for r in incidents.reports_for(self.city, incidents.VIDEO, start, self.end)
+                  if r.grid.code in camera_of]
+        shared_per_day = incidents.per_slot(shared, start, self.days)
         raised: list[dict[str, Any]] = []
         for day in range(self.days):
-            for _ in range(per_day):
+            for _ in range(max(0, per_day - shared_per_day[day])):
                 hour = rng.choices(range(24), weights=_HOUR_WEIGHTS)[0]
                 t = start + timedelta(days=day, hours=hour, seconds=rng.randint(0, 3599))
                 raised.append(self._alarm(t, rng, cameras))
+        for k, r in enumerate(shared):
+            raised.append(self._alarm(r.at, self._rng("shared-alarm", r.incident_id, k),
+                                      [camera_of[r.grid.code]], r))
         raised.sort(key=lambda a: (a["alarmTime"], a["alarmId"]))
         planted = _plant(len(raised), ALARM_DEFECTS, self._rng("alarm-defects"))
         for alarm, kinds_ in zip(raised, planted, strict=True):
@@ -252,9 +270,12 @@ class VideoData:
         self.device_truth[device_id] = DeviceTruth(kind, grid.code, point, set(defects))
         return record
 
-    def _alarm(self, t: datetime, rng: random.Random, cameras: list[str]) -> dict[str, Any]:
+    def _alarm(self, t: datetime, rng: random.Random, cameras: list[str],
+               shared: incidents.Report | None = None) -> dict[str, Any]:
         device_id = cameras[rng.randrange(len(cameras))]
         kind = rng.choices(list(ALARM_TYPES), weights=list(ALARM_TYPES.values()))[0]
+        if shared is not None:
+            kind = shared.kind
         alarm_id = str(uuid.UUID(int=rng.getrandbits(128), version=4))
         alarm: dict[str, Any] = {
             "alarmId": alarm_id,
@@ -269,7 +290,10 @@ class VideoData:
             bearing, metres = rng.uniform(0, 2 * math.pi), rng.uniform(5, 40)
             alarm["longitude"] = round(lon + metres * math.sin(bearing) / 85_000, 6)
             alarm["latitude"] = round(lat + metres * math.cos(bearing) / 111_320, 6)
-        self.alarm_truth[alarm_id] = AlarmTruth(device_id)
+            if shared is not None:  # where the camera saw it
+                alarm["longitude"], alarm["latitude"] = shared.point
+        self.alarm_truth[alarm_id] = AlarmTruth(
+            device_id, incident_id=shared.incident_id if shared is not None else None)
         return alarm
 
     def _spoil_alarm(self, alarm: dict[str, Any], defects: set[str], rng: random.Random) -> None:

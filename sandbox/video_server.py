@@ -97,7 +97,8 @@ class VideoServer(SimulatorServer):
                     "devices": {d: {"kind": t.kind, "grid_code": t.grid_code,
                                     "defects": sorted(t.defects)}
                                 for d, t in self.data.device_truth.items()},
-                    "alarms": {a: {"device_id": t.device_id, "defects": sorted(t.defects)}
+                    "alarms": {a: {"device_id": t.device_id, "defects": sorted(t.defects),
+                                   "incident_id": t.incident_id}
                                for a, t in self.data.alarm_truth.items()},
                     "published": sorted(self.data.published),
                 }

@@ -15,9 +15,14 @@ Times are kept as naive Asia/Shanghai local times and served as ISO 8601 with th
 
 Dirt, planted deliberately (every kind on at least one dispute, two once there are 50)
 and recorded in `truth`: an applicant's ID number with a wrong check digit, with a
-lower-case x, or missing; a phone with +86 or dashes; a dispute type no mapping
-knows; a status no mapping knows; a closing time before the acceptance; times in UTC;
+lower-case x, in full-width digits, or missing; a phone with +86 or dashes or in
+full-width digits; the applicant's name in traditional characters or mistyped (a
+homophone); a dispute type no mapping knows; a status no mapping knows; a closing time before the acceptance; times in UTC;
 hostile text in the summary; coordinates missing or at (0, 0).
+
+Some disputes a grid worker found (网格排查) are the quarrel the grid platform reports
+as an event naming the same parties (sandbox.incidents): `DisputeTruth.incident_id`,
+which for a transfer is the 12345 order's incident.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ from typing import Any
 from stdnum.cn import uscc
 
 from sandbox import city as citymod
+from sandbox import incidents
 from sandbox.city import City, Grid, plant_defects
 from sandbox.hotline12345 import SHANGHAI, HotlineData, local_end, parse_local
 
@@ -53,20 +59,23 @@ DEADLINE_DAYS = 30  # 人民调解法: a mediation is to finish within 30 days
 NEXT = {"登记": "受理", "受理": "调解中", "调解成功": "已结案", "调解失败": "已移交"}
 
 DEFECT_FAMILIES: tuple[tuple[str, ...], ...] = (
-    ("party_id_bad_check_digit", "party_id_lower_x", "party_id_missing"),
-    ("party_phone_variant",),
+    ("party_id_bad_check_digit", "party_id_lower_x", "party_id_missing", "party_id_fullwidth"),
+    ("party_phone_variant", "party_phone_fullwidth"),
     ("unknown_dispute_type",),
     ("unknown_status", "close_before_accept"),
     ("times_in_utc",),
     ("hostile_text",),
     ("coords_missing", "coords_zero"),
+    ("party_name_variant", "party_name_typo"),
 )
 DEFECT_KINDS = tuple(k for family in DEFECT_FAMILIES for k in family)
 DEFECT_RATES = {"party_id_bad_check_digit": 0.02, "party_id_lower_x": 0.01,
                 "party_id_missing": 0.05, "party_phone_variant": 0.04,
                 "unknown_dispute_type": 0.01, "unknown_status": 0.01,
                 "close_before_accept": 0.01, "times_in_utc": 0.03, "hostile_text": 0.01,
-                "coords_missing": 0.05, "coords_zero": 0.01}
+                "coords_missing": 0.05, "coords_zero": 0.01, "party_id_fullwidth": 0.01,
+                "party_phone_fullwidth": 0.01, "party_name_variant": 0.02,
+                "party_name_typo": 0.02}
 _FROZEN_BY = frozenset({"unknown_status", "close_before_accept"})
 # Kinds a dispute transferred from 12345 never carries: its applicant stays the caller
 # and it stays loadable, so the link to the hotline can be checked.
@@ -116,6 +125,9 @@ class DisputeTruth:
     defects: set[str] = field(default_factory=set)
     transfer_no: str | None = None  # the 12345 order it was transferred from
     transfer_in_hotline: bool = False  # that order is one of the hotline data's
+    # The incident other platforms report too: the 12345 order's (a transfer) or a shared
+    # one (sandbox.incidents); None: this dispute only.
+    incident_id: str | None = None
 
 
 @dataclass
@@ -186,6 +198,9 @@ class _Draft:
     applicant: int
     transfer_no: str | None = None
     in_hotline: bool = False
+    parties: tuple[int, ...] = ()  # given: the people of an incident others report too
+    incident_id: str | None = None
+    point: tuple[float, float] | None = None  # given: where that incident is
 
 
 class ZongzhiData:
@@ -312,9 +327,12 @@ class ZongzhiData:
         rng, city = self._rng("drafts"), self.city
         per_day = max(6, round(200 * city.scale))
         start = self.end - timedelta(days=self.days)
+        # Disputes a grid worker reports as a grid event too: part of the day's disputes.
+        shared = incidents.reports_for(city, incidents.ZONGZHI, start, self.end)
+        shared_per_day = incidents.per_slot(shared, start, self.days)
         drafts = []
         for d in range(self.days):
-            for _ in range(per_day):
+            for _ in range(max(0, per_day - shared_per_day[d])):
                 t = start + timedelta(days=d, hours=rng.choices(range(24), weights=_HOURS)[0],
                                       seconds=rng.randint(0, 3599))
                 grid = rng.choice(city.grids)
@@ -323,6 +341,9 @@ class ZongzhiData:
                     source=rng.choices(("网格排查", "群众来访", "部门移交"), weights=(55, 35, 10))[0],
                     dispute_type=rng.choices(DISPUTE_TYPES, weights=(12, 30, 18, 20, 6, 8, 6))[0],
                     applicant=self._resident(grid, rng)))
+        drafts += [_Draft(register=r.at, grid=r.grid, source="网格排查", dispute_type=r.kind,
+                          applicant=r.parties[0] if r.parties else r.person, parties=r.parties,
+                          incident_id=r.incident_id, point=r.point) for r in shared]
         return drafts
 
     def _transfers(self) -> list[_Draft]:
@@ -341,7 +362,8 @@ class ZongzhiData:
             if at < self.end:
                 candidates.append(_Draft(at, city.grid_by_code[truth.grid_code], TRANSFERRED,
                                          HOTLINE_DISPUTES[order["categoryCode"]],
-                                         truth.person_index, no, True))
+                                         truth.person_index, no, True,
+                                         incident_id=truth.incident_id))
         out = [d for d in candidates if rng.random() < 0.5] or candidates[:1]
         if not out:
             grid = rng.choice(city.grids)
@@ -365,6 +387,8 @@ class ZongzhiData:
         def eligible(kind: str, i: int) -> bool:
             if kind in _NOT_ON_TRANSFERS and drafts[i].transfer_no:
                 return False
+            if kind == "party_id_lower_x" and drafts[i].parties:
+                return False  # it swaps the applicant: not for the people of a shared incident
             return kind not in _FROZEN_BY or drafts[i].register <= settled
 
         return plant_defects(len(drafts), DEFECT_FAMILIES, DEFECT_RATES, eligible,
@@ -380,6 +404,8 @@ class ZongzhiData:
         respondent = self._resident(grid, rng)
         while respondent == applicant:
             respondent = (respondent + len(city.grids)) % city.population
+        if len(draft.parties) > 1 and draft.parties[1] != applicant:
+            respondent = draft.parties[1]
         indices = [applicant, respondent]
         if rng.random() < 0.1:
             indices.append(self._resident(grid, rng))
@@ -387,7 +413,7 @@ class ZongzhiData:
         for k, (index, role) in enumerate(zip(indices, ("申请人", "被申请人", "第三人"),
                                               strict=False)):
             person = city.person(index)
-            id_no, phone = person.id_number, person.phone
+            name, id_no, phone = person.name, person.id_number, person.phone
             if k == 0:
                 if "party_id_bad_check_digit" in defects:
                     id_no = citymod.wrong_check_digit(id_no)
@@ -395,9 +421,17 @@ class ZongzhiData:
                     id_no = id_no.lower()
                 elif "party_id_missing" in defects:
                     id_no = ""
+                elif "party_id_fullwidth" in defects:
+                    id_no = citymod.fullwidth(id_no)
                 if "party_phone_variant" in defects:
                     phone = citymod.phone_variant(phone, rng)
-            parties.append({"name": person.name, "idNo": id_no, "phone": phone, "role": role})
+                elif "party_phone_fullwidth" in defects:
+                    phone = citymod.fullwidth(phone)
+                if "party_name_variant" in defects:
+                    name = citymod.name_variant(name, rng)
+                elif "party_name_typo" in defects:
+                    name = citymod.name_typo(name, rng)
+            parties.append({"name": name, "idNo": id_no, "phone": phone, "role": role})
 
         dispute_type = UNKNOWN_DISPUTE_TYPE if "unknown_dispute_type" in defects \
             else draft.dispute_type
@@ -408,6 +442,8 @@ class ZongzhiData:
             if draft.transfer_no:
                 summary = f"12345热线转办，工单号：{draft.transfer_no}。{summary}"
         x, y = city.point_in(grid, rng)
+        if draft.point is not None:
+            x, y = draft.point
         point: tuple[float | None, float | None] = (
             (None, None) if "coords_missing" in defects
             else (0.0, 0.0) if "coords_zero" in defects else (x, y))
@@ -425,7 +461,7 @@ class ZongzhiData:
         if "close_before_accept" in defects and case.accept is not None:
             case.close = case.accept - timedelta(seconds=rng.randint(3600, 2 * 86400))
         truth = DisputeTruth(tuple(indices), grid.code, set(defects), draft.transfer_no,
-                             draft.in_hotline)
+                             draft.in_hotline, draft.incident_id)
         return case, truth
 
     def _with_x(self, index: int) -> int:

@@ -37,6 +37,10 @@ class Field:
     pii: Pii | None = None
     # Names of the row rules (quality.rules) that check this field.
     rules: tuple[str, ...] = ()
+    # False for a column no conformer fills, set after loading by the resolve step
+    # (link/): it stays out of the record hash, so adding one does not make every stored
+    # record look changed (warehouse.loader.merge).
+    hashed: bool = True
 
     def columns(self) -> list[tuple[str, Kind]]:
         """Physical columns: a PII field becomes `<name>_hash` and `<name>_masked`."""
@@ -65,6 +69,10 @@ class Entity:
     def data_columns(self) -> list[tuple[str, Kind]]:
         cols = [c for f in self.fields for c in f.columns()]
         return cols + list(self.extra_columns)
+
+    def unhashed_columns(self) -> list[str]:
+        """Columns the record hash leaves out (fields declared `hashed=False`)."""
+        return [c for f in self.fields if not f.hashed for c, _ in f.columns()]
 
 
 # Lineage and history on every core row. `valid_to IS NULL` marks the current
@@ -253,12 +261,19 @@ EVENT = Entity(
           "12345 order number of a dispute transferred to 综治): links one incident across "
           "platforms"),
         F("satisfaction", T, "满意/基本满意/不满意/未评价"),
+        F("first_contact_at", TS, "首次联系: when the handling unit first contacted the reporter "
+          "(12345 firstContactTime; optional, older platforms lack it)", rules=("not_in_future",)),
+        F("is_solved", B, "回访结果: the reporter judged the matter solved (12345 isSolved); "
+          "NULL until the return call, or where the platform does not send it"),
         F("reporter_name_masked", T, "reporter's name, masked"),
         F("reporter_phone", T, "reporter's phone", pii=Pii.PHONE, rules=("phone_format",)),
         F("reporter_id_number", T, "reporter's ID number", pii=Pii.ID_NUMBER,
           rules=("citizen_id_valid",)),
         F("source_updated_at", TS, "last update on the platform", required=True),
         F("cluster_key", T, "key shared by reports of the same incident"),
+        F("reporter_person_key", T, "person_key of the golden person who reported it (linked by "
+          "the reporter's ID-number hash, else by phone hash and masked name where that names "
+          "one person); NULL: not linked", hashed=False),
     ),
     row_rules=("lifecycle_order", "derived_time_order", "deadline_after_accept",
                "satisfaction_only_if_evaluated", "grid_assigned"),

@@ -85,7 +85,7 @@ STANDARDS: tuple[tuple[re.Pattern[str], str], ...] = tuple(
 
 @dataclass(frozen=True)
 class Figure:
-    """A governance figure: its name, column and formula, as 0004/0007 compute it."""
+    """A governance figure: its name, column and formula, as 0004/0007/0012 compute it."""
 
     name_zh: str
     column: str
@@ -107,6 +107,15 @@ FIGURES: tuple[Figure, ...] = (
     Figure("重复报告率", "repeat_rate", "重复报告件数 ÷ 事件数（所在事件簇多于一条报告的为重复报告）",
            "repeat_events / events (a share 0–1; repeat = its cluster_key is shared by another"
            " current event)"),
+    Figure("响应率", "response_rate", "按时响应件数 ÷ 应响应件数（首次联系，无则派遣，在响应时限内；"
+           "时限按紧急程度，见 ops.city_setting）",
+           "responded_on_time / response_due (a share 0–1; first contact, else dispatch, within"
+           " the response limit of the event's urgency: ops.city_setting)"),
+    Figure("解决率", "solution_rate", "已解决件数 ÷ 已回访件数",
+           "solved / return_called (a share 0–1)"),
+    Figure("超期未办结", "overdue_open", "已受理、未撤销、已过办理时限且未办结的件数（截至 mart.as_of()）",
+           "count of accepted events, not cancelled, past their deadline and not finished as of"
+           " mart.as_of()"),
 )
 
 # What the figures count, per event (mart.event_current's flags).
@@ -124,6 +133,14 @@ TERMS: tuple[tuple[str, str, str], ...] = (
     ("满意 is_satisfied", "满意度为 满意 或 基本满意", "satisfaction is 满意 or 基本满意"),
     ("重复报告 is_repeat", "所在事件簇（cluster_key，跨平台）多于一条当前报告",
      "the event's cluster_key is shared by more than one current event, across platforms"),
+    ("应响应 is_response_due", "已受理，且截至统计时刻（mart.as_of()，默认当前时间）已响应或已过响应时限",
+     "accepted, and responded or past its response limit as of mart.as_of() (default now)"),
+    ("按时响应 is_responded_on_time", "首次联系时间（无则派遣时间）不晚于 受理时间 + 响应时限",
+     "first_contact_at (else dispatched_at) on or before accepted_at + the response limit"),
+    ("已回访 is_return_called", "有回访结果 is_solved（已解决或未解决）",
+     "the return call's verdict is_solved is known"),
+    ("超期未办结 is_overdue_open", "已受理、未撤销，截至统计时刻已过办理时限且未办结",
+     "accepted, not cancelled, past deadline_at and not finished as of mart.as_of()"),
 )
 
 
@@ -136,6 +153,12 @@ class Example:
 # One runnable example per mart view (tests run each as hub_reader), and a few for the
 # steward's tables (run as hub_steward).
 EXAMPLES: dict[str, Example] = {
+    "mart.assessment_weekly": Example(
+        "某周承办单位排名（样本少的不排）/ one week's handling organizations, ranked",
+        "select rank_in_week, handling_org, accepted, response_rate, on_time_rate,\n"
+        "       solution_rate, satisfaction_rate, overdue_open, assessment_score\n"
+        "from mart.assessment_weekly where report_week = '2026-W47' and not is_small\n"
+        "order by rank_in_week limit 20;"),
     "mart.division": Example(
         "盘锦市的区县（现行代码）/ the counties of 盘锦市, current codes",
         "select code, name from mart.division\n"
@@ -191,6 +214,12 @@ EXAMPLES: dict[str, Example] = {
         "select d.name as street, p.population_type, count(*) as people\n"
         "from mart.person p left join mart.division d on d.code = p.street_code\n"
         "where p.role = 'resident' group by 1, 2 order by 1, 2;"),
+    "mart.person_golden": Example(
+        "跨平台的人员及其记录 / people known to several platforms, with their records",
+        "select g.person_key, g.name_masked, g.birth_year, g.source_systems, g.members,\n"
+        "       p.source_system, p.role, p.phone_masked\n"
+        "from mart.person_golden g join mart.person p using (person_key)\n"
+        "where g.members > 1 order by g.person_key limit 20;"),
     "mart.thing": Example(
         "部件和设备按状态 / components and devices per state",
         "select thing_type, category, state, count(*) as things from mart.thing\n"
@@ -204,13 +233,13 @@ EXAMPLES: dict[str, Example] = {
         "近 7 天各平台、维度的质量评分 / score per platform and dimension, last 7 days",
         "select r.source_system, r.dimension,\n"
         "       round(1 - sum(r.failed)::numeric / nullif(sum(r.evaluated), 0), 4) as score\n"
-        "from quality.rule_result r join ops.run u using (run_id)\n"
+        "from quality.rule_result r join ops.run_review u using (run_id)\n"
         "where u.started_at > now() - interval '7 days' group by 1, 2 order by 1, 2;"),
-    "ops.run": Example(
+    "ops.run_review": Example(
         "各来源最近一次运行 / each source's latest run",
         "select distinct on (source_system) source_system, run_id, outcome, started_at,\n"
         "       extracted, loaded, quarantined\n"
-        "from ops.run order by source_system, started_at desc;"),
+        "from ops.run_review order by source_system, started_at desc;"),
 }
 
 
@@ -471,9 +500,9 @@ def to_markdown(d: Dictionary) -> str:
     w("")
 
     w('<a id="figures"></a>\n\n## Governance figures 考核指标\n')
-    w("Computed once, in `mart.governance_figures(detailed)`, over the per-event flags of"
-      " `mart.event_current`; `mart.governance_weekly` and `mart.governance_weekly_district`"
-      " select from it. Rates are shares 0–1 (4 decimals; NULL when the denominator is 0);"
+    w("Computed once, in `mart.governance_figures(grain)`, over the per-event flags of"
+      " `mart.event_current`; `mart.governance_weekly`, `mart.governance_weekly_district` and"
+      " `mart.assessment_weekly` select from it. Rates are shares 0–1 (4 decimals; NULL when the denominator is 0);"
       " hours are percentiles of the per-event hours (2 decimals). Rates and percentiles do not"
       " add up across rows: for other groupings aggregate `mart.event_current`.\n")
     w("| 指标 | column | 公式 | formula |")
@@ -590,7 +619,7 @@ def to_html(d: Dictionary) -> str:
                str(s.relations)) for s in d.schemas)))
 
     w('<h2 id="figures">Governance figures 考核指标</h2>')
-    w("<p>Computed once, in <code>mart.governance_figures(detailed)</code>, over the per-event"
+    w("<p>Computed once, in <code>mart.governance_figures(grain)</code>, over the per-event"
       " flags of <code>mart.event_current</code>. Rates are shares 0–1 (4 decimals; NULL when"
       " the denominator is 0); hours are percentiles of the per-event hours (2 decimals). Rates"
       " and percentiles do not add up across rows: for other groupings aggregate"

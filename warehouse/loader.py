@@ -14,6 +14,7 @@ commits the merge, the quarantine, the run counters and the cursor together.
 from __future__ import annotations
 
 import io
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import pandas as pd
@@ -57,6 +58,37 @@ def copy_arrow(conn: psycopg.Connection, table: pa.Table, target: sql.Composable
             buf = io.BytesIO()
             pacsv.write_csv(table.slice(start, COPY_CHUNK_ROWS), buf, options)
             copy.write(buf.getbuffer())
+
+
+def read_arrow(conn: psycopg.Connection, query: sql.Composable | str, schema: pa.Schema,
+               params: dict[str, object] | None = None) -> pa.Table:
+    """The rows of a query as an Arrow table of `schema` (its columns, in the query's order):
+    COPY … TO STDOUT as CSV, parsed by pyarrow in C++, copy_arrow's way back.
+
+    NULL is an unquoted empty field and an empty string a quoted one, so the two stay
+    apart; times are written in UTC for the parse (the session's time zone is put back).
+    """
+    statement = sql.SQL("COPY ({}) TO STDOUT (FORMAT csv)").format(
+        sql.SQL(query) if isinstance(query, str) else query)
+    zone = conn.execute("SELECT current_setting('TimeZone')").fetchone()
+    conn.execute("SELECT set_config('TimeZone', 'UTC', false)")
+    buf = io.BytesIO()
+    try:
+        with conn.cursor() as cur, cur.copy(statement, params) as copy:
+            for chunk in copy:
+                buf.write(chunk)
+    finally:
+        # A failed COPY aborted the transaction: its rollback puts the zone back.
+        if conn.info.transaction_status != psycopg.pq.TransactionStatus.INERROR:
+            conn.execute("SELECT set_config('TimeZone', %s, false)", (zone[0] if zone else "UTC",))
+    if buf.tell() == 0:
+        return schema.empty_table()
+    buf.seek(0)
+    return pacsv.read_csv(
+        buf, read_options=pacsv.ReadOptions(column_names=schema.names, block_size=1 << 24),
+        convert_options=pacsv.ConvertOptions(column_types=schema, strings_can_be_null=True,
+                                             quoted_strings_can_be_null=False,
+                                             true_values=["t"], false_values=["f"]))
 
 
 def _utc_text_timestamps(table: pa.Table) -> pa.Table:
@@ -122,23 +154,28 @@ def merge(
     (hub.pipeline) guarantees no other writer of these keys meanwhile.
     """
     versioned = "source_updated_at" in table.column_names
-    hashes = record_hashes(table)
-    rows = table.append_column("record_hash", hashes).append_column(
-        "_position", pa.array(range(table.num_rows), pa.int64()))
-    current = _current(conn, entity, source_system, table["source_id"], versioned)
-    joined = rows.join(current, "source_id", join_type="left outer").sort_by("_position")
-    exists = pc.is_valid(joined["current_hash"])
-    differs = pc.fill_null(pc.not_equal(joined["record_hash"], joined["current_hash"]), True)
+    keys = table["source_id"]
+    # The key look-up runs on the server while the row hashes are computed here.
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        looked_up = pool.submit(_current, conn, entity, source_system, keys, versioned)
+        # Columns the resolve step sets after loading are no conformed value: left out.
+        hashes = record_hashes(table.drop_columns(
+            [c for c in entity.unhashed_columns() if c in table.column_names]))
+        current = looked_up.result()
+    # Each row's current version, by position (null: none), the batch's order kept.
+    at = pc.index_in(keys, value_set=current["source_id"])
+    exists = pc.is_valid(at)
+    differs = pc.fill_null(pc.not_equal(hashes, current["current_hash"].take(at)), True)
     if versioned:
         # A record older than the current version (a replayed or late copy) never
         # overwrites newer data.
-        older = pc.fill_null(pc.less(joined["source_updated_at"], joined["current_updated_at"]),
-                             False)
+        older = pc.fill_null(pc.less(table["source_updated_at"],
+                                     current["current_updated_at"].take(at)), False)
         differs = pc.and_(differs, pc.invert(older))
     changed = pc.and_(exists, differs)
     write = pc.or_(pc.invert(exists), changed)
 
-    changed_keys = joined["source_id"].filter(changed)
+    changed_keys = keys.filter(changed)
     if len(changed_keys):
         conn.execute(
             sql.SQL("UPDATE {} SET valid_to = now() WHERE source_system = %s"
@@ -146,18 +183,18 @@ def merge(
                 sql.Identifier(*entity.table.split("."))),
             (source_system, changed_keys.to_pylist()),
         )
-    new_rows = joined.filter(write).select(table.column_names + ["record_hash"])
+    new_rows = table.append_column("record_hash", hashes).filter(write)
     if new_rows.num_rows:
         row = conn.execute("SELECT now()").fetchone()
         assert row is not None
         n = new_rows.num_rows
         new_rows = (new_rows
-                    .append_column("source_system", pa.array([source_system] * n, pa.string()))
-                    .append_column("source_stream", pa.array([stream] * n, pa.string()))
-                    .append_column("run_id", pa.array([run_id] * n, pa.int64()))
+                    .append_column("source_system", _repeat(source_system, n, pa.string()))
+                    .append_column("source_stream", _repeat(stream, n, pa.string()))
+                    .append_column("run_id", _repeat(run_id, n, pa.int64()))
                     # The transaction's now(): the same instant the UPDATE closed with.
-                    .append_column("valid_from", pa.array([row[0]] * n,
-                                                          pa.timestamp("us", tz="UTC"))))
+                    .append_column("valid_from", _repeat(row[0], n,
+                                                         pa.timestamp("us", tz="UTC"))))
         copy_arrow(conn, new_rows, sql.Identifier(*entity.table.split(".")))
     n_changed = len(changed_keys)
     n_written = new_rows.num_rows
@@ -165,14 +202,19 @@ def merge(
                        unchanged=table.num_rows - n_written)
 
 
+def _repeat(value: object, n: int, type_: pa.DataType) -> pa.Array:
+    """`value` n times, without a Python list of n items."""
+    return pa.repeat(pa.scalar(value, type_), n)
+
+
 def record_seen(conn: psycopg.Connection, source_system: str, stream: str, snapshot_id: str,
                 source_ids: pa.Array | pa.ChunkedArray) -> None:
     """Note the keys a batch of a full snapshot contained (loaded or quarantined)."""
     n = len(source_ids)
     copy_arrow(conn, pa.table({
-        "source_system": pa.array([source_system] * n, pa.string()),
-        "stream": pa.array([stream] * n, pa.string()),
-        "snapshot_id": pa.array([snapshot_id] * n, pa.string()),
+        "source_system": _repeat(source_system, n, pa.string()),
+        "stream": _repeat(stream, n, pa.string()),
+        "snapshot_id": _repeat(snapshot_id, n, pa.string()),
         "source_id": source_ids,
     }), sql.Identifier("ops", "snapshot_seen"))
 

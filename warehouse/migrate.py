@@ -36,6 +36,7 @@ from zoneinfo import ZoneInfo
 
 import psycopg
 
+from base.settings import CityConfig
 from schemas.ddl import core_ddl
 from schemas.reference_data import DIVISION_TABLE_VERSION, division_rows
 from warehouse.db import Role, act_as_owner, connect
@@ -65,7 +66,7 @@ _BOOTSTRAP = (
     " fingerprint text NOT NULL, migrated_at timestamptz NOT NULL DEFAULT now())",
     "CREATE SCHEMA IF NOT EXISTS core",
 )
-_REFERENCE_FILES = ("taxonomy.csv", "statuses.csv")
+_REFERENCE_FILES = ("taxonomy.csv", "statuses.csv", "reference/org_aliases.csv")
 
 
 class SchemaNotCurrent(RuntimeError):
@@ -179,6 +180,7 @@ def migrate(*, force: bool = False) -> list[str]:
             )
             applied.append(f"{m.version:04d}_{m.name}")
         _load_event_reference(conn)
+        _load_org_aliases(conn)
         _load_divisions(conn)
         sealed = seal_legacy_payloads(conn)
         if sealed:
@@ -317,6 +319,25 @@ def _load_event_reference(conn: psycopg.Connection) -> None:
                 )
 
 
+def _load_org_aliases(conn: psycopg.Connection) -> None:
+    """The curated organization-name aliases (schemas/reference/org_aliases.csv) as the
+    file says: rows it no longer has are removed, only rows that differ are written."""
+    with open(SCHEMAS / "reference" / "org_aliases.csv", encoding="utf-8", newline="") as f:
+        rows = [(r["kind"].strip(), r["alias"].strip(), r["canonical"].strip(),
+                 (r.get("note") or "").strip() or None) for r in csv.DictReader(f)]
+    conn.execute(
+        "DELETE FROM core.org_alias_curated c WHERE (c.kind, c.alias) NOT IN"
+        " (SELECT k, a FROM unnest(%s::text[], %s::text[]) AS f(k, a))",
+        ([r[0] for r in rows], [r[1] for r in rows]))
+    with conn.cursor() as cur:
+        cur.executemany(
+            "INSERT INTO core.org_alias_curated AS t (kind, alias, canonical, note)"
+            " VALUES (%s, %s, %s, %s) ON CONFLICT (kind, alias) DO UPDATE SET"
+            " canonical = EXCLUDED.canonical, note = EXCLUDED.note"
+            " WHERE (t.canonical, t.note) IS DISTINCT FROM (EXCLUDED.canonical, EXCLUDED.note)",
+            rows)
+
+
 def _load_divisions(conn: psycopg.Connection) -> None:
     """The division code table, once per table version (~45,000 rows by COPY)."""
     loaded = conn.execute(
@@ -343,6 +364,29 @@ def _load_divisions(conn: psycopg.Connection) -> None:
         " retired_on, replaced_by)::text), now(), code, name, level, parent_code, table_version,"
         " retired_on, replaced_by FROM division_stage"
     )
+
+
+def record_city_settings(conn: psycopg.Connection, city: CityConfig) -> list[str]:
+    """Record what the marts read of the sources file's `city` in ops.city_setting: the
+    time zone (`record_city_timezone`), the response limits (响应率) and the small-count
+    threshold (city.report.min_ratings). Returns a sentence per change (none: it was
+    already so, and nothing was written)."""
+    changes = []
+    if record_city_timezone(conn, city.timezone):
+        changes.append(f"the marts now count weeks and days in {city.timezone}")
+    wanted = (city.response_limits.urgent_hours, city.response_limits.normal_hours,
+              city.report.min_ratings)
+    row = conn.execute("SELECT response_limit_urgent_h, response_limit_normal_h, min_ratings"
+                       " FROM ops.city_setting").fetchone()
+    if row is None or (float(row[0]), float(row[1]), int(row[2])) != wanted:
+        # The row's trigger rewrites mart.response_limit() and mart.min_ratings().
+        conn.execute("UPDATE ops.city_setting SET response_limit_urgent_h = %s,"
+                     " response_limit_normal_h = %s, min_ratings = %s, updated_at = now()",
+                     wanted)
+        changes.append(f"the marts now judge responses within {wanted[0]:g} h (urgent) and "
+                       f"{wanted[1]:g} h (others), and rates from fewer than {wanted[2]} "
+                       "events as small")
+    return changes
 
 
 def record_city_timezone(conn: psycopg.Connection, timezone: str) -> bool:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import os
 import socket
-from collections.abc import Iterable, Iterator, Mapping
+import time
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -21,21 +22,33 @@ class RunInProgress(RuntimeError):
     pass
 
 
+# How often a run waiting for its source's lock asks again.
+LOCK_POLL_S = 0.5
+
+
 @contextmanager
-def source_lock(source: str) -> Iterator[None]:
+def source_lock(source: str, wait: float = 0.0) -> Iterator[None]:
     """Hold the source's advisory lock for the whole run.
 
     The cursor is shared state: two runs of one source would read the same window
     twice. The lock lives on its own connection, so it goes away with the process
-    however that process ends (a killed run never blocks the next one).
+    however that process ends (a killed run never blocks the next one). With `wait`
+    (seconds), a run that finds the lock taken waits that long for it (an Airflow
+    task queued behind a `hub run` of the same source) before giving up.
     """
     conn = connect(Role.LOADER, autocommit=True, application_name=f"hub-lock-{source}")
     try:
-        got = conn.execute("SELECT pg_try_advisory_lock(hashtext('hub:source:' || %s))",
-                           (source,)).fetchone()
-        if not (got and got[0]):
-            raise RunInProgress(f"another run of {source!r} is in progress; "
-                                "see `hub status` and try again when it has finished")
+        deadline = time.monotonic() + wait
+        while True:
+            got = conn.execute("SELECT pg_try_advisory_lock(hashtext('hub:source:' || %s))",
+                               (source,)).fetchone()
+            if got and got[0]:
+                break
+            if time.monotonic() >= deadline:
+                waited = f" (waited {wait:.0f} s)" if wait else ""
+                raise RunInProgress(f"another run of {source!r} is in progress{waited}; "
+                                    "see `hub status` and try again when it has finished")
+            time.sleep(LOCK_POLL_S)
         yield
     finally:
         conn.close()
@@ -52,11 +65,15 @@ def abandon_stale_runs(conn: psycopg.Connection, source: str) -> int:
     ).rowcount
 
 
-def start_run(conn: psycopg.Connection, source: str, connector: str, trigger: str) -> int:
+def start_run(conn: psycopg.Connection, source: str, connector: str, trigger: str,
+              streams: Sequence[str] | None = None) -> int:
+    """Record a run of `source` starting now, covering `streams` (empty: none, the
+    consistency checks alone; None: not said)."""
     row = conn.execute(
-        "INSERT INTO ops.run (source_system, connector, trigger, host, pid)"
-        " VALUES (%s, %s, %s, %s, %s) RETURNING run_id",
-        (source, connector, trigger, socket.gethostname(), os.getpid()),
+        "INSERT INTO ops.run (source_system, connector, trigger, host, pid, streams)"
+        " VALUES (%s, %s, %s, %s, %s, %s) RETURNING run_id",
+        (source, connector, trigger, socket.gethostname(), os.getpid(),
+         None if streams is None else list(streams)),
     ).fetchone()
     assert row is not None
     return int(row[0])

@@ -7,12 +7,10 @@ installation and the `slow` mark.
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 import pytest
 
-from hub.dag_factory import ingest_dag_id
-from sandbox.airflow_runner import PROJECT_DAGS_FOLDER, LocalAirflow
+from sandbox.airflow_runner import LocalAirflow
 
 pytestmark = pytest.mark.slow
 
@@ -138,28 +136,6 @@ def test_a_run_past_its_timeout_is_killed(airflow: LocalAirflow) -> None:
     assert result.returncode is None
     assert result.duration_s < 60
     assert "killed after 20 s" in result.errors[-1]
-
-
-
-def test_the_real_ingest_dag_runs_the_pipeline(hotline, db, tmp_path: Path) -> None:
-    """dags/hub_ingest.py under `airflow dags test`, against the 12345 simulator."""
-    source, sources_file, server = hotline()
-    airflow = LocalAirflow(home=tmp_path / "airflow", dags_folder=PROJECT_DAGS_FOLDER)
-
-    result = airflow.dags_test(
-        ingest_dag_id(source), extra_env={"HUB_SOURCES_FILE": str(sources_file)}, timeout=300
-    )
-
-    assert result.ok, "\n".join(result.errors) or result.log_tail
-    assert result.task_states == {"migrate": "success", "ingest": "success"}
-    summary = result.return_values["ingest"]
-    assert summary["source"] == source and summary["outcome"] == "succeeded"
-    assert summary["extracted"] == len(server.data.orders) > 0
-    assert summary["extracted"] == summary["loaded"] + summary["quarantined"]
-    run = db.execute(
-        "SELECT trigger, outcome, loaded FROM ops.run WHERE run_id = %s", (summary["run_id"],)
-    ).fetchone()
-    assert run == ("airflow", "succeeded", summary["loaded"])
 
 
 def test_an_unknown_dag_fails_with_airflows_message(airflow: LocalAirflow) -> None:

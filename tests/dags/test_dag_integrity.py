@@ -19,8 +19,18 @@ import pytest
 import yaml
 
 from base.settings import DEFAULT_SOURCES_FILE, SourceConfig, load_sources
-from hub.dag_factory import ASSET_URI_PREFIX, INGEST_DAG_PREFIX, RETRY_BACKOFF, ingest_dag_id
+from connectors.registry import connector_class
+from hub.dag_factory import (
+    INGEST_DAG_PREFIX,
+    MIGRATE_TASK,
+    RETRY_BACKOFF,
+    ingest_dag_id,
+    source_pool,
+    stream_alias,
+)
+from hub.dag_refresh import CHECKS_TASK, LINK_TASK, REFRESH_DAG_ID, refresh_tables
 from hub.dag_reports import REPORT_CRON, REPORT_DAG_ID
+from hub.lineage import tables_written
 from sandbox.airflow_runner import PROJECT_DAGS_FOLDER, DagBagReport, LocalAirflow
 
 # Airflow's start-up plus the DAG file; the DAG file alone must be far quicker.
@@ -30,8 +40,16 @@ PARSE_BUDGET_S = 5.0
 class Parse:
     def __init__(self, airflow: LocalAirflow, trap: socket.socket, home: Path) -> None:
         self.airflow, self.trap, self.home = airflow, trap, home
+        self.project: DagBagReport | None = None
 
     def __call__(self, sources_file: Path) -> DagBagReport:
+        if sources_file == DEFAULT_SOURCES_FILE:  # the project's: parsed once per module
+            if self.project is None:
+                self.project = self.parse(sources_file)
+            return self.project
+        return self.parse(sources_file)
+
+    def parse(self, sources_file: Path) -> DagBagReport:
         port = self.trap.getsockname()[1]
         report = self.airflow.list_dags(
             extra_env={
@@ -58,13 +76,10 @@ def parse(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Parse]:
         yield Parse(LocalAirflow(home=root / "airflow", dags_folder=PROJECT_DAGS_FOLDER), trap, home)
 
 
-def expected_tables(connector: str) -> tuple[str, ...]:
-    from hub.lineage import tables_written
-
-    return tables_written(connector)
-
-
 def check_ingest_dag(report: DagBagReport, source: SourceConfig, timezone: str) -> None:
+    """`migrate`, then one task per stream of the connector, each downstream of the
+    streams it is declared `after` (of `migrate` when none), in the source's pool, with
+    its alias as its only outlet (Asset events only when it changed rows)."""
     dag = report.dags[ingest_dag_id(source.name)]
     assert Path(dag.fileloc) == PROJECT_DAGS_FOLDER / "hub_ingest.py"
     assert dag.schedule == source.schedule
@@ -74,15 +89,47 @@ def check_ingest_dag(report: DagBagReport, source: SourceConfig, timezone: str) 
     assert dag.tags == sorted({"hub", "ingest", *source.tags})
     assert dag.doc_md and (source.description or source.name) in dag.doc_md
 
-    assert sorted(dag.tasks) == ["ingest", "migrate"]
-    ingest: dict[str, Any] = dag.tasks["ingest"]
-    assert ingest["retries"] == source.retries
-    assert ingest["retry_exponential_backoff"] == RETRY_BACKOFF > 1
-    assert ingest["max_retry_delay_s"] >= ingest["retry_delay_s"] > 0
-    assert ingest["outlets"] == [
-        {"name": t, "uri": ASSET_URI_PREFIX + t.replace(".", "/")}
-        for t in expected_tables(source.connector)
-    ]
+    streams = connector_class(source.connector).streams
+    assert set(dag.tasks) == {MIGRATE_TASK, *(s.name for s in streams)}
+    migrate: dict[str, Any] = dag.tasks[MIGRATE_TASK]
+    assert migrate["upstream"] == [] and migrate["is_setup"]
+    for stream in streams:
+        task: dict[str, Any] = dag.tasks[stream.name]
+        assert task["upstream"] == sorted(stream.after or [MIGRATE_TASK]), stream.name
+        assert task["trigger_rule"] == "all_success"
+        assert (task["pool"], task["pool_slots"]) == (source_pool(source.name), 1)
+        assert task["retries"] == source.retries
+        assert task["retry_exponential_backoff"] == RETRY_BACKOFF > 1
+        assert task["max_retry_delay_s"] >= task["retry_delay_s"] > 0
+        assert task["outlets"] == [
+            {"name": stream_alias(source.name, stream.name), "uri": None, "type": "AssetAlias"}]
+
+
+def test_the_declared_stream_order_is_the_dags(parse: Parse) -> None:
+    """gridmgmt as a data engineer expects it: grids first, the rest after the grids."""
+    report = parse(DEFAULT_SOURCES_FILE)
+    tasks = report.dags[ingest_dag_id("gridmgmt")].tasks
+    assert {t: v["upstream"] for t, v in tasks.items()} == {
+        "migrate": [], "grids": ["migrate"], "houses": ["grids"], "orgs": ["grids"],
+        "residents": ["grids"], "events": ["grids"]}
+    assert report.dags[ingest_dag_id("zongzhi")].tasks["disputes"]["upstream"] == [
+        "mediation_orgs"]
+
+
+def test_the_refresh_dag_is_scheduled_on_the_core_assets(parse: Parse) -> None:
+    report = parse(DEFAULT_SOURCES_FILE)
+    refresh = report.dags[REFRESH_DAG_ID]
+    assert Path(refresh.fileloc) == PROJECT_DAGS_FOLDER / "hub_refresh.py"
+    assert refresh.timetable == "AssetTriggeredTimetable"
+    assert sorted(refresh.schedule_assets) == sorted(refresh_tables())
+    assert {"core.event", "core.person", "core.organization", "core.grid"} <= set(
+        refresh.schedule_assets)
+    assert (refresh.catchup, refresh.max_active_runs) == (False, 1)
+    assert set(refresh.tasks) == {CHECKS_TASK, LINK_TASK}
+    # Every table an ingest DAG's task can emit an event for wakes it.
+    written = {t for s in load_sources(DEFAULT_SOURCES_FILE).sources.values()
+               for t in tables_written(s.connector)}
+    assert written <= set(refresh.schedule_assets)
 
 
 def test_project_sources_give_one_dag_per_enabled_source(parse: Parse) -> None:
@@ -94,7 +141,7 @@ def test_project_sources_give_one_dag_per_enabled_source(parse: Parse) -> None:
     assert enabled, "the project's sources file enables no source"
     ingest = {d for d in report.dags if d.startswith(INGEST_DAG_PREFIX)}
     assert ingest == {ingest_dag_id(s.name) for s in enabled}
-    assert set(report.dags) - ingest == {"hub_quality_report"}
+    assert set(report.dags) - ingest == {"hub_quality_report", REFRESH_DAG_ID}
     for source in enabled:
         check_ingest_dag(report, source, config.city.timezone)
 
@@ -140,7 +187,8 @@ def test_a_broken_sources_file_is_an_import_error_not_a_crash(parse: Parse, tmp_
 
     report = parse(path)
 
-    assert set(report.dags) == {"hub_quality_report"}  # it reads the city block alone
+    # The report reads the city block alone; the refresh DAG no sources file at all.
+    assert set(report.dags) == {"hub_quality_report", REFRESH_DAG_ID}
     [(file, error)] = report.import_errors.items()
     assert file.endswith("hub_ingest.py")
     assert "nope" in error

@@ -193,12 +193,12 @@ def test_the_cli_shows_times_in_the_city_zone(db, tmp_path, monkeypatch):
     try:
         beijing = runner.invoke(app, ["status"])
         assert beijing.exit_code == 0, beijing.output
-        assert "started (Asia/Shanghai)" in beijing.output
-        assert "2023-03-13 01:30:00" in beijing.output
+        assert "times in Asia/Shanghai" in beijing.output
+        assert "03-13 01:30" in beijing.output
         urumqi = runner.invoke(app, ["status", "--config",
                                      str(sources_file(tmp_path, "Asia/Urumqi"))])
         assert urumqi.exit_code == 0, urumqi.output
-        assert "started (Asia/Urumqi)" in urumqi.output
-        assert "2023-03-12 23:30:00" in urumqi.output
+        assert "times in Asia/Urumqi" in urumqi.output
+        assert "03-12 23:30" in urumqi.output
     finally:
         db.execute("DELETE FROM ops.run WHERE run_id = %s", (run_id,))

@@ -40,6 +40,7 @@ ORDER: dict[str, Any] = {
     "handleDept": "兴隆台区城管局", "dispatchTime": "2026-11-10 10:00:00",
     "deadline": "2026-11-15 10:00:00", "finishTime": "2026-11-12 16:00:00", "status": "已回访",
     "satisfaction": "满意", "isUrgent": "false", "updateTime": "2026-11-13 09:00:00",
+    "firstContactTime": None, "isSolved": None,  # optional: older platforms lack them
 }
 
 

@@ -185,8 +185,8 @@ def test_hub_docs_writes_markdown_and_html(warehouse: str, tmp_path: Path):
     result = runner.invoke(app, ["docs", "--out", str(tmp_path), "--role", "steward"])
     assert result.exit_code == 0, result.output
     steward = (tmp_path / "data-dictionary-steward.md").read_text(encoding="utf-8")
-    assert "Role described: `hub_steward`" in steward and "### `ops.run`" in steward
-    assert "### `ops.run`" not in md.read_text(encoding="utf-8")
+    assert "Role described: `hub_steward`" in steward and "### `ops.run_review`" in steward
+    assert "### `ops.run_review`" not in md.read_text(encoding="utf-8")
 
 
 def test_the_committed_dictionary_is_current(reader_dictionary: dictionary.Dictionary):

@@ -23,8 +23,11 @@ EXPECTED: dict[str, set[str]] = {
     "id_lower_x": set(),
     "id_spaces": set(),
     "id_legacy15": set(),
+    "id_fullwidth": set(),
     "phone_variant": set(),
+    "phone_fullwidth": set(),
     "name_variant": set(),
+    "name_typo": set(),  # a homophone is a name, not an error: for linking to see through
     "unknown_category": {"category_mapped"},
     "unknown_status": {"status_mapped"},
     "finish_before_accept": {"lifecycle_order"},

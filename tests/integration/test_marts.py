@@ -178,9 +178,12 @@ def test_both_views_keep_their_columns(db, events):
                "repeat_events", "closure_rate", "on_time_rate", "satisfaction_rate",
                "repeat_rate", "response_h_median", "response_h_p90", "handling_h_median",
                "handling_h_p90"]
+    # 0012 appended 响应率 and 解决率 with their counts, and the overdue open events.
+    appended = ["response_due", "responded_on_time", "return_called", "solved", "overdue_open",
+                "response_rate", "solution_rate"]
     assert columns["mart.governance_weekly_district"] == [
-        "report_week", "week_start", "division_code", "district_name", *figures]
+        "report_week", "week_start", "division_code", "district_name", *figures, *appended]
     assert columns["mart.governance_weekly"] == [
         "report_week", "week_start", "division_code", "district_name", "street_code",
         "street_name", "handling_org", "category_l1_code", "category_l1_name", "category_code",
-        "category_name", "source_system", *figures]
+        "category_name", "source_system", *figures, *appended]

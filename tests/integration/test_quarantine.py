@@ -17,6 +17,7 @@ from typer.testing import CliRunner
 from base.settings import settings
 from conform import mappings
 from hub.cli import app
+from hub.console import console
 from hub.pipeline import run_source
 from hub.replay import replay
 from quality import rules
@@ -132,7 +133,7 @@ def test_cli_lists_and_shows_quarantine_with_personal_data_masked(db, hotline):
         ("hub_pii_reader", "核对来电号码")]
 
 
-def test_cli_sql_and_status(db, hotline):
+def test_cli_sql_and_status(db, hotline, monkeypatch):
     source, config, _ = hotline()
     summary = run_source(source, config)
     query = f"select count(*) as n from mart.event where source_system = '{source}'"  # noqa: S608 (the user's own SQL, as typed at the prompt)
@@ -143,6 +144,7 @@ def test_cli_sql_and_status(db, hotline):
     assert str(summary.loaded) in table.output and "(1 row)" in table.output
     bad = runner.invoke(app, ["sql", "select * from no_such_table"])
     assert bad.exit_code == 1 and "query failed" in bad.output
+    monkeypatch.setattr(console, "width", 80)  # an 80-column terminal
     status = runner.invoke(app, ["status"])
     assert status.exit_code == 0 and source in status.output
     # It fits an 80-column terminal, and no count is split over two lines.

@@ -10,19 +10,27 @@ then built once and checked as HTML, in headless Chromium, and in the archive.
 from __future__ import annotations
 
 import json
+import os
 import re
 import socketserver
 import struct
 import subprocess
+import sys
 import threading
 from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import psycopg
 import pytest
+import yaml
+from typer.testing import CliRunner
 
+from base import clock
+from base.settings import PROJECT_ROOT
+from hub.cli import app
 from hub.dag_reports import (
     REPORT_CRON,
     REPORT_DAG_ID,
@@ -32,7 +40,8 @@ from hub.dag_reports import (
     week_before,
 )
 from hub.pipeline import run_source
-from quality.report import build, chromium_command, find_chromium, payload_excerpt
+from quality import report_charts
+from quality.report import WeekNotOver, build, chromium_command, find_chromium, payload_excerpt
 from quality.report_data import Week
 
 WEEK = "2026-W47"
@@ -40,6 +49,8 @@ W46_RUN = "2026-11-12 10:00+08"
 W47_RUN = "2026-11-20 10:00+08"
 W47_FAILED = "2026-11-21 09:00+08"
 LEAKED_PHONE = "13812348000"
+# The name the test's sources file gives the platform: the report shows it, not the id.
+LABEL = "测试热线W47"
 # The schedule's time zone: the project sources file's city.timezone (Asia/Shanghai).
 REPORT_TIMEZONE = report_timezone()
 SECTIONS = ("summary", "scorecard", "volume", "freshness", "runs", "rules", "mapping",
@@ -79,9 +90,12 @@ def w47(db: psycopg.Connection, hotline, tmp_path_factory: pytest.TempPathFactor
         " WHERE source_system = %s AND state = 'open') RETURNING quarantine_id",
         (W47_RUN, second.run_id, source)).fetchone()
     out = tmp_path_factory.mktemp("report")
+    named = yaml.safe_load(config.read_text(encoding="utf-8"))
+    named["sources"][source]["display_name"] = LABEL
+    (out / "sources.yaml").write_text(yaml.safe_dump(named, allow_unicode=True), encoding="utf-8")
     # With Chromium the PDF comes along (one build for both); without, HTML only.
     built = build(WEEK, pdf=find_chromium() is not None, out_dir=out,
-                  now=datetime(2026, 11, 23, 8, 0, tzinfo=UTC))
+                  now=datetime(2026, 11, 23, 8, 0, tzinfo=UTC), config=out / "sources.yaml")
     _BUILT.update(source=source, server=server, built=built, out=out, replayed=replayed,
                   html=built.html_path.read_text(encoding="utf-8"),
                   runs=(first, second))
@@ -91,6 +105,13 @@ def w47(db: psycopg.Connection, hotline, tmp_path_factory: pytest.TempPathFactor
 def section(html: str, name: str) -> str:
     m = re.search(rf'<section id="{name}">(.*?)</section>', html, re.S)
     assert m, f"no section {name}"
+    return m.group(1)
+
+
+def platform_row(html: str, name: str = LABEL) -> str:
+    """The cells after a table row's platform cell (the platform as people know it)."""
+    m = re.search(rf'<td><span class="nowrap">{re.escape(name)}</span></td>(.*?)</tr>', html, re.S)
+    assert m, f"no row for the platform {name}"
     return m.group(1)
 
 
@@ -109,10 +130,9 @@ def test_the_report_has_every_section_in_chinese(w47):
 
 def test_scorecard_shows_the_change_from_last_week(w47):
     card = section(w47["html"], "scorecard")
-    row = re.search(rf"<td>{w47['source']}</td>(.*?)</tr>", card, re.S)
-    assert row, "no scorecard row for the source"
-    assert "%" in row.group(1)
-    assert re.search(r"持平|▲|▼", row.group(1)), "no change from the previous week"
+    row = platform_row(card.split("近 8 周趋势")[0])
+    assert "%" in row
+    assert re.search(r"持平|▲|▼", row), "no change from the previous week"
 
 
 def test_extracted_equals_loaded_plus_quarantined_per_source(w47, db):
@@ -122,11 +142,10 @@ def test_extracted_equals_loaded_plus_quarantined_per_source(w47, db):
         " AND started_at >= '2026-11-16 00:00+08' AND started_at < '2026-11-23 00:00+08'",
         (w47["source"],)).fetchone()
     assert extracted == loaded + quarantined > 0
-    row = re.search(rf"<td>{w47['source']}</td>(.*?)</tr>", runs, re.S)
-    assert row
-    cells = [int(c) for c in re.findall(r'<td class="num[^"]*">(\d+)</td>', row.group(1))]
+    row = platform_row(runs)
+    cells = [int(c) for c in re.findall(r'<td class="num[^"]*">(\d+)</td>', row)]
     assert cells[-3:] == [extracted, loaded, quarantined]
-    assert "✓ 平" in row.group(1)
+    assert "✓ 平" in row
 
 
 def test_the_failed_run_is_listed_with_its_error_masked(w47):
@@ -138,10 +157,10 @@ def test_the_failed_run_is_listed_with_its_error_masked(w47):
 
 def test_quarantine_counts_new_replayed_and_open(w47, db):
     q = section(w47["html"], "quarantine")
-    row = re.search(rf"<td>{w47['source']}</td>(.*?)</tr>", q, re.S)
-    assert row and w47["replayed"]
+    row = platform_row(q)
+    assert w47["replayed"]
     new, replayed, superseded, open_end, _ = (
-        int(c) for c in re.findall(r'<td class="num[^"]*">(\d+)</td>', row.group(1)))
+        int(c) for c in re.findall(r'<td class="num[^"]*">(\d+)</td>', row))
     expected_new = db.execute(
         "SELECT count(*) FROM quality.quarantine WHERE source_system = %s AND quarantined_at"
         " >= '2026-11-16 00:00+08' AND quarantined_at < '2026-11-23 00:00+08'",
@@ -388,3 +407,152 @@ def test_without_a_cjk_font_charts_fall_back_and_the_page_says_so(warehouse, tmp
     assert "没有中文字体" in html
     for name in SECTIONS:
         section(html, name)
+
+
+# ------------------------------------------------ issue 13: as the people who read it
+
+
+def test_platforms_appear_by_the_names_people_know(w47):
+    html, source = w47["html"], w47["source"]
+    for name in ("scorecard", "volume", "freshness", "runs", "quarantine"):
+        assert LABEL in section(html, name), name
+    # The source's id only where the footer says which name is which source.
+    footer = html.split("<footer>", 1)[1]
+    assert html.count(source) == footer.count(source) == 1
+    assert f"{LABEL} = <span class=\"mono\">{source}</span>" in footer
+
+
+def test_every_rate_shows_its_count_and_small_ones_are_greyed(w47, db):
+    gov = section(w47["html"], "governance")
+    rates = re.findall(r'<span class="(small)?"[^>]*>([\d.]+)%</span><span class="cnt">（(\d+)）',
+                       gov)
+    assert rates, "no rate with its count"
+    for grey, _, n in rates:
+        assert bool(grey) == (int(n) < 10), (grey, n)
+    assert any(grey for grey, _, _ in rates), "the simulated week has no small count"
+    # 响应率 and its count, from the mart (no 12345 first-contact time: the dispatch counts).
+    for due, rate in db.execute("SELECT response_due, response_rate FROM"
+                                " mart.governance_weekly_district WHERE report_week = %s"
+                                " AND accepted > 0 AND response_due > 0", (WEEK,)).fetchall():
+        assert f">{float(rate) * 100:.1f}%</span><span class=\"cnt\">（{due}）" in gov
+
+
+def test_the_assessment_shows_the_best_and_worst_organizations(w47, db):
+    part = section(w47["html"], "assessment")
+    assert "承办单位考核" in part and "较上周下降最多的单位" in part
+    ranked = db.execute("SELECT handling_org, rank_in_week FROM mart.assessment_weekly"
+                        " WHERE report_week = %s AND NOT is_small ORDER BY rank_in_week,"
+                        " accepted DESC, handling_org", (WEEK,)).fetchall()
+    assert ranked, "the simulated week ranks no organization"
+    best = part.split("得分最低的")[0]
+    for org, rank in ranked[:10]:
+        assert re.search(rf'<span class="rank">{rank}</span></td><td>{re.escape(org)}', best), org
+    # Small organizations are counted, not ranked among the others.
+    small = db.execute("SELECT count(*) FROM mart.assessment_weekly WHERE report_week = %s"
+                       " AND is_small", (WEEK,)).fetchone()[0]
+    assert f"{small} 个受理少于 10 件" in part
+
+
+def test_a_trend_of_the_last_eight_weeks(w47):
+    card = section(w47["html"], "scorecard")
+    trend = card.split("近 8 周趋势", 1)[1]
+    assert [f"W{n}" for n in range(40, 48)] == re.findall(r'<th class="num">(W\d\d)</th>', trend)
+    row = platform_row(trend)
+    assert row.count("<svg") == 2  # score and events
+    assert row.count('class="na">—') == 6  # runs in W46 and W47 only
+
+
+def test_examples_show_short_references_and_no_hashes(w47):
+    rules = section(w47["html"], "rules")
+    assert not re.search(r"[0-9a-f]{24,}", rules), "a hash in the examples"
+
+
+@needs_chromium
+def test_the_pdf_is_a4(w47):
+    pdf = w47["built"].pdf_path.read_bytes()
+    boxes = {tuple(float(x) for x in m.split()) for m in
+             re.findall(rb"/MediaBox\s*\[\s*([\d.\s]+?)\s*\]", pdf)}
+    assert boxes, "no page size in the PDF"
+    for _, _, width, height in boxes:
+        assert (round(width), round(height)) == (595, 842), (width, height)
+
+
+def test_a_week_that_has_not_ended_is_refused(warehouse, db, tmp_path, monkeypatch):
+    archived = db.execute("SELECT count(*) FROM quality.report").fetchone()[0]
+    out = tmp_path / "reports"
+    with clock.pinned(datetime(2026, 12, 2, 9, 0, tzinfo=UTC)):
+        with pytest.raises(WeekNotOver, match=r"2027-W10 has not ended yet.*last complete week"
+                                              r" is 2026-W48"):
+            build("2027-W10", out_dir=out)
+        # The week under way has not ended either.
+        with pytest.raises(WeekNotOver, match="2026-W49 has not ended"):
+            build("2026-W49", out_dir=out, pdf=True)
+    monkeypatch.setenv("HUB_CLOCK", "2026-12-02T17:00:00+08:00")
+    result = CliRunner().invoke(app, ["report", "--week", "2027-W10", "--out", str(out)])
+    assert result.exit_code != 0
+    assert "2027-W10 has not ended yet" in " ".join(result.output.split())
+    assert not out.exists(), "something was written for a week that has not happened"
+    assert db.execute("SELECT count(*) FROM quality.report").fetchone()[0] == archived
+
+
+def _cjk_font_files() -> list[str]:
+    report_charts.cjk_font.cache_clear()
+    return report_charts.cjk_font_files()
+
+
+# Run in a fresh interpreter: matplotlib reads its font list once per process.
+STALE_CACHE_PROBE = """
+import io, json, warnings
+from datetime import date, timedelta
+from matplotlib import font_manager
+import matplotlib.pyplot as plt
+stale = not any("CJK" in f.name for f in font_manager.fontManager.ttflist)
+from quality import report_charts
+font = report_charts.cjk_font()
+days = [date(2026, 11, 16) + timedelta(days=i) for i in range(7)]
+fig = report_charts.daily_volume_figure(days, {"hotline12345": {days[1]: 5}},
+                                        {"video": {days[2]: 900}}, {"hotline12345": "12345热线"})
+plt.rcParams["svg.fonttype"] = "none"
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    svg = io.StringIO()
+    fig.savefig(svg, format="svg")
+print(json.dumps({"stale": stale, "font": font, "svg": svg.getvalue(),
+                  "missing": [str(w.message) for w in caught if "missing from" in str(w.message)]}))
+"""
+
+
+@pytest.mark.skipif(not _cjk_font_files(), reason="no CJK font installed (Debian: fonts-noto-cjk)")
+def test_charts_find_a_cjk_font_behind_a_stale_font_cache(tmp_path):
+    """matplotlib's font list cached before the CJK font was installed: the charts still
+    carry Chinese labels, and the cache is rewritten with the font."""
+    env = {**os.environ, "MPLCONFIGDIR": str(tmp_path)}
+    subprocess.run([sys.executable, "-c", "import matplotlib.font_manager"], env=env,
+                   check=True, timeout=300)
+    [cache] = tmp_path.glob("fontlist-*.json")
+    fonts = json.loads(cache.read_text(encoding="utf-8"))
+    cjk = set(_cjk_font_files())
+    fonts["ttflist"] = [f for f in fonts["ttflist"]
+                        if f["fname"] not in cjk and f["name"] not in report_charts.CJK_FONTS]
+    cache.write_text(json.dumps(fonts), encoding="utf-8")  # as if built before the install
+
+    probe = subprocess.run([sys.executable, "-c", STALE_CACHE_PROBE], env=env, cwd=PROJECT_ROOT,
+                           capture_output=True, text=True, timeout=300, check=True)
+    got = json.loads(probe.stdout)
+    assert got["stale"], "the crafted cache still lists a CJK font"
+    assert got["font"] in report_charts.CJK_FONTS
+    assert got["missing"] == []
+    assert "12345热线" in got["svg"] and "机器告警" in got["svg"]
+    assert got["font"] in got["svg"]  # the labels' font (SVG text, not paths)
+    rewritten = json.loads(cache.read_text(encoding="utf-8"))
+    assert any(f["name"] == got["font"] for f in rewritten["ttflist"])
+
+
+def test_the_governance_figures_carry_response_and_solution_rates(w47, db):
+    row = db.execute("SELECT sum(response_due), sum(responded_on_time), sum(return_called)"
+                     " FROM mart.governance_weekly_district WHERE report_week = %s",
+                     (WEEK,)).fetchone()
+    assert row[0] > 0 and row[1] <= row[0]
+    assert isinstance(row[2], Decimal | int)
+    gov = section(w47["html"], "governance")
+    assert "响应率" in gov and "解决率" in gov and "超期未办结" in gov

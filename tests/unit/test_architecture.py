@@ -13,13 +13,15 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-FIRST_PARTY = {"base", "schemas", "connectors", "conform", "quality", "warehouse", "hub",
+FIRST_PARTY = {"base", "schemas", "connectors", "conform", "quality", "warehouse", "link", "hub",
                "sandbox", "bench"}
-PRODUCT = ("base", "schemas", "connectors", "conform", "quality", "warehouse", "hub")
+PRODUCT = ("base", "schemas", "connectors", "conform", "quality", "warehouse", "link", "hub")
 # Airflow parses DAG files every few seconds: a task imports the heavy pipeline (GX,
 # pyarrow, the warehouse) when it runs, not when the scheduler reads the file.
 TASK_TIME_IMPORTS = {"hub/dag_factory.py": {"hub.pipeline", "warehouse.migrate", "warehouse.db"},
-                     "hub/dag_reports.py": {"quality.report", "quality.report_data"}}
+                     "hub/dag_reports.py": {"quality.report", "quality.report_data"},
+                     "hub/dag_refresh.py": {"hub.pipeline", "quality.consistency",
+                                            "warehouse.migrate", "warehouse.db"}}
 
 
 def imports_inside_functions(path: Path) -> list[str]:

@@ -9,6 +9,7 @@ import re
 import subprocess
 import sys
 import time
+import unicodedata
 from collections import Counter
 from collections.abc import Iterator
 from datetime import datetime, timedelta
@@ -342,6 +343,15 @@ def test_every_defect_kind_is_planted_and_shows(data: HotlineData) -> None:
                 assert re.sub(r"\D", "", r["callerPhone"]).removeprefix("86") == person.phone
             elif kind == "name_variant":
                 assert r["callerName"] != person.name
+            elif kind == "name_typo":  # one character keyed in wrongly
+                assert len(r["callerName"]) == len(person.name)
+                assert sum(x != y for x, y in zip(r["callerName"], person.name, strict=True)) == 1
+            elif kind == "id_fullwidth":
+                assert id_no != person.id_number
+                assert unicodedata.normalize("NFKC", id_no) == person.id_number
+            elif kind == "phone_fullwidth":
+                assert r["callerPhone"] != person.phone
+                assert unicodedata.normalize("NFKC", r["callerPhone"]) == person.phone
             elif kind == "unknown_category":
                 assert r["categoryCode"] not in mapped
             elif kind == "unknown_status":
