@@ -25,6 +25,7 @@ import csv
 import itertools
 import math
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -334,6 +335,8 @@ class HotlineData:
             elif status == "已办结":
                 record["status"] = "已回访"
                 record["satisfaction"] = _draw_satisfaction(rng)
+                if _sends_contact_fields(no):
+                    record["isSolved"] = _solved(no)
             record["updateTime"] = now
         self._index = None
         return sorted(chosen)
@@ -550,6 +553,8 @@ class HotlineData:
         }
         if any(s == "已退回" for s, _ in events) and status != "已退回" and len(departments) > 1:
             record["handleDept"] = departments[1]  # re-dispatched elsewhere after a return
+        _contact_fields(record, order_no, dispatches[0] if dispatches else None, update_time,
+                        urgent, fmt)
         truth = OrderTruth(incident_id=report.incident_id, person_index=person_index,
                            defects=set(defects), point_wgs84=report.point, grid_code=grid.code)
         return record, truth, plan
@@ -654,6 +659,41 @@ def _squeezed(start: datetime, end: datetime, k: int) -> list[datetime]:
     span = min(3 * 3600, int((end - start).total_seconds()))
     return [start + timedelta(seconds=max(1, span * (j + 1) // k) if span > 0 else 0)
             for j in range(k)]
+
+
+# The optional fields newer 12345 platforms send (sources.md §1): when the handling unit
+# first contacted the caller, and the return call's verdict. Drawn from each order's own
+# seed, so adding them changes no other value the simulator draws.
+_OLDER_PLATFORM_SHARE = 0.25   # orders without either field
+_NO_CONTACT_SHARE = 0.10       # more orders without firstContactTime (dispatch counts)
+
+
+def _order_rng(order_no: str, what: str) -> random.Random:
+    return random.Random(f"{order_no}:{what}")
+
+
+def _sends_contact_fields(order_no: str) -> bool:
+    return _order_rng(order_no, "older").random() >= _OLDER_PLATFORM_SHARE
+
+
+def _solved(order_no: str) -> str:
+    return "已解决" if _order_rng(order_no, "solved").random() < 0.8 else "未解决"
+
+
+def _contact_fields(record: dict[str, Any], order_no: str, dispatched: datetime | None,
+                    updated: datetime, urgent: bool, fmt: Callable[[Any], Any]) -> None:
+    """firstContactTime on dispatched orders (mostly within the limit: urgent 2 h, else
+    24 h), isSolved on return-called ones; both left out as older platforms do."""
+    if not _sends_contact_fields(order_no):
+        return
+    rng = _order_rng(order_no, "contact")
+    if dispatched is not None and rng.random() >= _NO_CONTACT_SHARE:
+        limit_h = 2 if urgent else 24
+        within = rng.random() < (0.8 if urgent else 0.85)
+        delay_h = rng.uniform(0.05, limit_h) if within else rng.uniform(limit_h, limit_h * 2)
+        record["firstContactTime"] = fmt(min(dispatched + timedelta(hours=delay_h), updated))
+    if record["status"] == "已回访":
+        record["isSolved"] = _solved(order_no)
 
 
 def _draw_satisfaction(rng: random.Random) -> str:

@@ -56,3 +56,20 @@ def test_no_clear_id_number_or_mobile_is_stored_in_core_rows(db, hotline):
                 assert not CITIZEN_ID.search(value), (table, column)
                 assert not MOBILE.search(value), (table, column)
     assert scanned > 100
+
+
+def test_the_optional_contact_fields_arrive_where_sent(db, hotline):
+    """firstContactTime and isSolved (sources.md §1, optional) land as first_contact_at
+    and is_solved; orders from older platforms leave them out, and dispatch counts."""
+    source, config, _ = hotline()
+    run_source(source, config)
+    row = db.execute(
+        "SELECT count(*) FILTER (WHERE first_contact_at IS NOT NULL),"
+        " count(*) FILTER (WHERE first_contact_at IS NULL AND dispatched_at IS NOT NULL),"
+        " count(*) FILTER (WHERE is_solved IS NOT NULL),"
+        " count(*) FILTER (WHERE is_solved IS NOT NULL AND closed_at IS NULL),"
+        " count(*) FILTER (WHERE first_contact_at < accepted_at)"
+        " FROM core.event WHERE source_system = %s AND valid_to IS NULL", (source,)).fetchone()
+    sent, left_out, solved_known, solved_open, before_accept = row
+    assert sent > 0 and left_out > 0 and solved_known > 0
+    assert solved_open == 0 and before_accept == 0

@@ -164,6 +164,7 @@ def test_cli_run_reports_counts(hotline):
     out = runner.invoke(app, ["run", source, "--config", str(config)])
     assert out.exit_code == 0, out.output
     assert re.search(r"\d+ extracted = \d+ loaded \+ \d+ quarantined", out.output)
+    assert re.search(r"\d+ unchanged, \d+ closed;", out.output)
 
 
 def test_cli_run_of_an_unknown_source_says_so(tmp_path: Path, hotline):

@@ -39,3 +39,11 @@ def test_a_run_that_cannot_work_says_what_to_set_before_it_is_recorded(
     assert "landing folder .hub/landing/gridmgmt does not exist" in result.output
     assert "sources.gridmgmt.settings.folder" in result.output
     assert "connection" not in result.output and "Traceback" not in result.output
+
+
+def test_boolean_options_are_plain_flags() -> None:
+    shown = CliRunner().invoke(app, ["quarantine", "list", "--help"])
+    assert shown.exit_code == 0 and "<bool>" not in shown.output
+    assert any(line.split()[:1] == ["--all"] for line in shown.output.splitlines())
+    wrong = CliRunner().invoke(app, ["quarantine", "list", "--all", "true"])
+    assert wrong.exit_code == 2 and "Traceback" not in wrong.output
