@@ -15,42 +15,24 @@
 -- The four service roles may log in (the hub's own jobs connect as them); passwords
 -- or certificates are the deployment's (ALTER ROLE … PASSWORD), never the repo's.
 DO $roles$
+DECLARE
+    wanted record;
 BEGIN
-    IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'hub_owner') THEN
+    -- In order: the readers' roles are members of hub_reader.
+    FOR wanted IN SELECT * FROM (VALUES
+            ('hub_owner', 'LOGIN CREATEROLE'),
+            ('hub_loader', 'LOGIN BYPASSRLS'),
+            ('hub_reader', 'LOGIN'),
+            ('hub_steward', 'LOGIN IN ROLE hub_reader'),
+            ('hub_pii_reader', 'LOGIN IN ROLE hub_reader')) AS r(name, options)
+    LOOP
+        CONTINUE WHEN EXISTS (SELECT FROM pg_roles WHERE rolname = wanted.name);
         BEGIN
-            CREATE ROLE hub_owner LOGIN CREATEROLE;
+            EXECUTE format('CREATE ROLE %I %s', wanted.name, wanted.options);
         EXCEPTION WHEN duplicate_object OR unique_violation THEN
             NULL;  -- another migration created it meanwhile
         END;
-    END IF;
-    IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'hub_loader') THEN
-        BEGIN
-            CREATE ROLE hub_loader LOGIN BYPASSRLS;
-        EXCEPTION WHEN duplicate_object OR unique_violation THEN
-            NULL;  -- another migration created it meanwhile
-        END;
-    END IF;
-    IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'hub_reader') THEN
-        BEGIN
-            CREATE ROLE hub_reader LOGIN;
-        EXCEPTION WHEN duplicate_object OR unique_violation THEN
-            NULL;  -- another migration created it meanwhile
-        END;
-    END IF;
-    IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'hub_steward') THEN
-        BEGIN
-            CREATE ROLE hub_steward LOGIN IN ROLE hub_reader;
-        EXCEPTION WHEN duplicate_object OR unique_violation THEN
-            NULL;  -- another migration created it meanwhile
-        END;
-    END IF;
-    IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'hub_pii_reader') THEN
-        BEGIN
-            CREATE ROLE hub_pii_reader LOGIN IN ROLE hub_reader;
-        EXCEPTION WHEN duplicate_object OR unique_violation THEN
-            NULL;  -- another migration created it meanwhile
-        END;
-    END IF;
+    END LOOP;
     -- A role made before the pipeline needed it.
     IF NOT (SELECT rolbypassrls FROM pg_roles WHERE rolname = 'hub_loader')
        AND (SELECT rolsuper FROM pg_roles WHERE rolname = current_user) THEN
