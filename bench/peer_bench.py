@@ -48,6 +48,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -138,9 +139,10 @@ def _pace(batch: int, batches: int) -> None:
         sys.stdin.readline()
 
 
-def _paced(batch: int, batches: int) -> None:
+def _paced(batch: int, batches: int, last: bool | None = None) -> None:
+    """Paired runs: tell the parent a turn has ended (`last`: the load's last)."""
     if os.environ.get("BENCH_PACED"):
-        _report(batch=batch, last=batch == batches - 1)
+        _report(batch=batch, last=batch == batches - 1 if last is None else last)
 
 
 def run_copy(kind: str, folder: Path, admin: str) -> None:
@@ -210,10 +212,23 @@ def _time_phases() -> dict[str, float]:
 
 
 def run_hub(kind: str, folder: Path, admin: str) -> None:
+    phases = bool(os.environ.get("BENCH_PHASES"))
+    spent = _time_phases() if phases else {}
+    for load in LOADS:
+        checkpoint(admin)
+        _report(start=load)
+        spent.clear()
+        _report(**_hub_load(kind, load, _chunks(folder, kind, load)), phases=dict(spent))
+
+
+def _hub_load(kind: str, load: str, chunks: list[data.Chunk]) -> dict[str, Any]:
+    """One load by the hub's path, batch by batch as the pipeline runs a stream: its
+    report (rows, the hub's own seconds, counts, memory)."""
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
     from base.settings import CityConfig
-    from hub.pipeline import store_validated
+    from hub.pipeline import Loadable, ahead, loadable, store_validated
     from quality.context import rule_context
     from quality.validate import validate
     from warehouse import ops
@@ -224,59 +239,70 @@ def run_hub(kind: str, folder: Path, admin: str) -> None:
     snapshot = kind == "residents"
     source = f"bench_{kind}"
     city = CityConfig(code="2111", extent=(121.42, 40.65, 122.52, 41.45))
-    phases = bool(os.environ.get("BENCH_PHASES"))
-    spent = _time_phases() if phases else {}
-    for load in LOADS:
-        checkpoint(admin)
-        _report(start=load)
-        spent.clear()
-        chunks = _chunks(folder, kind, load)
-        timings = {"validate_s": 0.0, "load_s": 0.0}
-        counts = dict.fromkeys(("extracted", "loaded", "quarantined", "reread", "inserted",
-                                "updated", "unchanged", "closed"), 0)
-        rss: list[float] = []
-        started = time.perf_counter()
-        with connect(Role.LOADER) as conn:
-            ctx = rule_context(conn, city)
-            run_id = ops.start_run(conn, source, "bench", "bench", [kind])
-        own = time.perf_counter() - started
+    timings = {"validate_s": 0.0, "load_s": 0.0}
+    counts = dict.fromkeys(("extracted", "loaded", "quarantined", "reread", "inserted",
+                            "updated", "unchanged", "closed"), 0)
+    rss: list[float] = []
+    # Not the hub's time: reading the prepared chunks, waiting for the parent's word.
+    idle = 0.0
+    prepared = threading.Semaphore(0)
+
+    def conformed_chunks() -> Iterator[pa.Table]:
+        # Paired (BENCH_PACED), a turn is the store of batch k with the checks of batch
+        # k+1 beside it (as the pipeline runs them): the turn ends once both are done,
+        # so none of the hub's work runs in the other contender's turn.
+        nonlocal idle
         for i, chunk in enumerate(chunks):
-            _pace(i, len(chunks))
-            conformed = pq.read_table(chunk.conformed)
-            n = conformed.num_rows
+            if i:
+                prepared.acquire()
+                _paced(i - 1, len(chunks), last=False)
             clock = time.perf_counter()
-            checked = validate(entity, conformed, ctx)
-            validated = time.perf_counter()
-            if phases:
-                spent["validate"] = spent.get("validate", 0.0) + validated - clock
-            with connect(Role.LOADER) as conn:
-                merged = store_validated(conn, entity, checked, source=source, stream=kind,
-                                         run_id=run_id, payload=None)
-                closed = 0
-                if snapshot:
-                    record_seen(conn, source, kind, load, conformed["source_id"])
-                    if i == len(chunks) - 1:
-                        closed = close_missing(conn, entity, source, kind, load)
-                loaded = int((~checked.quarantine).sum())
-                batch = {"extracted": n, "loaded": loaded, "quarantined": n - loaded,
-                         "reread": 0, "inserted": merged.inserted, "updated": merged.updated,
-                         "unchanged": merged.unchanged, "closed": closed}
-                ops.add_batch(conn, run_id, batch, timings)
-            finished = time.perf_counter()
-            timings["validate_s"] += validated - clock
-            timings["load_s"] += finished - validated
-            own += finished - clock
-            for k, v in batch.items():
-                counts[k] += v
-            rss.append(rss_now_mb())
-            _paced(i, len(chunks))
+            _pace(i, len(chunks))
+            table = pq.read_table(chunk.conformed)
+            idle += time.perf_counter() - clock
+            yield table
+
+    def prepare(conformed: pa.Table) -> Loadable:
         clock = time.perf_counter()
+        try:
+            return loadable(entity, validate(entity, conformed, ctx))
+        finally:
+            timings["validate_s"] += time.perf_counter() - clock
+            prepared.release()
+
+    started = time.perf_counter()
+    with connect(Role.LOADER) as conn:
+        ctx = rule_context(conn, city)
+        run_id = ops.start_run(conn, source, "bench", "bench", [kind])
+    for i, (conformed, part) in enumerate(ahead(conformed_chunks(), prepare)):
+        n = conformed.num_rows
+        clock = time.perf_counter()
+        with connect(Role.LOADER) as conn:
+            merged = store_validated(conn, part, source=source, stream=kind, run_id=run_id,
+                                     payload=None)
+            closed = 0
+            if snapshot:
+                record_seen(conn, source, kind, load, conformed["source_id"])
+                if i == len(chunks) - 1:
+                    closed = close_missing(conn, entity, source, kind, load)
+            loaded = int((~part.validated.quarantine).sum())
+            batch = {"extracted": n, "loaded": loaded, "quarantined": n - loaded,
+                     "reread": 0, "inserted": merged.inserted, "updated": merged.updated,
+                     "unchanged": merged.unchanged, "closed": closed}
+            ops.add_batch(conn, run_id, batch, timings)
+        timings["load_s"] += time.perf_counter() - clock
+        for k, v in batch.items():
+            counts[k] += v
+        rss.append(rss_now_mb())
+    with connect(Role.LOADER) as conn:
         ops.finish_run(run_id, "succeeded")
-        own += time.perf_counter() - clock
-        _report(load=load, rows=counts["extracted"], seconds=own, peak_rss_mb=peak_rss_mb(),
-                counts=counts, validate_s=timings["validate_s"], load_s=timings["load_s"],
-                rss_settled_mb=rss[min(2, len(rss) - 1)] if rss else 0.0,
-                rss_last_mb=rss[-1] if rss else 0.0, phases=dict(spent))
+    own = time.perf_counter() - started - idle
+    _paced(len(chunks) - 1, len(chunks))
+    return {"load": load, "rows": counts["extracted"], "seconds": own,
+            "peak_rss_mb": peak_rss_mb(), "counts": counts,
+            "validate_s": timings["validate_s"], "load_s": timings["load_s"],
+            "rss_settled_mb": rss[min(2, len(rss) - 1)] if rss else 0.0,
+            "rss_last_mb": rss[-1] if rss else 0.0}
 
 
 def run_dlt(kind: str, folder: Path, admin: str, strategy: str, credentials: str) -> None:

@@ -26,11 +26,12 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import psycopg
@@ -57,9 +58,11 @@ from quality.validate import Validated, validate
 from schemas.model import Entity, entity
 from warehouse import ops
 from warehouse.db import Role, connect
-from warehouse.loader import MergeCounts, close_missing, merge, record_seen
+from warehouse.loader import MergeCounts, close_missing, merge, record_seen, row_hashes
 from warehouse.migrate import require_current
 
+T = TypeVar("T")
+U = TypeVar("U")
 log = logging.getLogger(__name__)
 
 
@@ -264,7 +267,6 @@ class Run:
             state = ops.read_cursor(conn, self.src.name, stream.name)
             conformer = self.open_stream(stream, conn)
             context = read_context(conn, self.src.name, stream, conformer.primary)
-            self.reference = read_reference(conn, self.config.city)
         with ExitStack() as stack:
             if isinstance(stream, LandedStream):
                 # What the collector landed, read on a connection held while the stream is.
@@ -272,13 +274,46 @@ class Run:
                     current_records=context.current_records,
                     accepted_snapshots=context.accepted_snapshots,
                     landed=stack.enter_context(LandingReader(self.src.name)))
+            batches = self._extracted(_batches(self.connector.extract(stream, state, context),
+                                               settings().batch_rows))
+            # Batch k+1 is conformed and checked while batch k is stored: the CPU's work
+            # beside the server's COPY. Nothing is written before its batch's turn.
+            for batch, prepared in ahead(batches, lambda b: self._prepare(stream, conformer, b)):
+                self._store(stream, batch, prepared)
+
+    def load_batch(self, stream: Stream, conformer: Conformer, batch: Extract, *,
+                   replay: bool = False) -> None:
+        """Take one batch through the stages and commit it with its cursor.
+
+        A replay loads records taken back out of quarantine: it moves no cursor,
+        and the entries it loads are resolved as 'replayed'.
+        """
+        self._store(stream, batch, self._prepare(stream, conformer, batch, replay=replay),
+                    replay=replay)
+
+    def _extracted(self, batches: Iterator[Extract]) -> Iterator[Extract]:
+        clock = time.monotonic()
+        for batch in batches:
+            self._tick("extract_s", clock)
+            failpoint("after_extract")
+            yield batch
             clock = time.monotonic()
-            for batch in _batches(self.connector.extract(stream, state, context),
-                                  settings().batch_rows):
-                self._tick("extract_s", clock)
-                failpoint("after_extract")
-                self.load_batch(stream, conformer, batch)
-                clock = time.monotonic()
+
+    def _prepare(self, stream: Stream, conformer: Conformer, batch: Extract, *,
+                 replay: bool = False) -> Prepared | None:
+        """Conform, enrich, validate and ready a batch for the store stage (None: a
+        batch with nothing in it, the platform having nothing new, only moves the
+        cursor: no stage has anything to do, and their fixed costs are most of a run
+        that found nothing)."""
+        if _nothing_read(batch) and not replay:
+            return None
+        clock = time.monotonic()
+        conformed = conform(dedupe(batch, stream), conformer)
+        clock = self._tick("conform_s", clock)
+        prepared = prepare(validate_batch(enrich(conformed, stream, self._reference()),
+                                          conformer))
+        self._tick("validate_s", clock)
+        return prepared
 
     def _tick(self, what: str, since: float) -> float:
         now = time.monotonic()
@@ -291,28 +326,21 @@ class Run:
                 self.reference = read_reference(conn, self.config.city)
         return self.reference
 
-    def load_batch(self, stream: Stream, conformer: Conformer, batch: Extract, *,
-                   replay: bool = False) -> None:
-        """Take one batch through the stages and commit it with its cursor.
-
-        A replay loads records taken back out of quarantine: it moves no cursor,
-        and the entries it loads are resolved as 'replayed'.
-        """
-        clock = time.monotonic()
-        conformed = conform(dedupe(batch, stream), conformer)
-        clock = self._tick("conform_s", clock)
-        checked = validate_batch(enrich(conformed, stream, self._reference()), conformer)
-        clock = self._tick("validate_s", clock)
-
+    def _store(self, stream: Stream, batch: Extract, prepared: Prepared | None, *,
+               replay: bool = False) -> None:
+        """Store a prepared batch and commit it with its cursor; count and log it."""
         target = Target(source=self.src.name, stream=stream.name, run_id=self.summary.run_id,
                         batch_no=self.summary.batches, replay=replay,
                         gx=stream.name not in self.gx_done,
                         min_snapshot_ratio=self.connector.settings.min_snapshot_ratio)
+        clock = time.monotonic()
         with connect(Role.LOADER) as conn:
-            counts = store_batch(conn, checked, target)
+            counts = (store_batch(conn, prepared, target) if prepared is not None
+                      else BatchCounts(reread=batch.reread))
             self._tick("load_s", clock)
             commit_position(conn, target, batch, counts, self.summary.timings)
-        self.gx_done.add(stream.name)
+        if counts.gx_recorded:
+            self.gx_done.add(stream.name)
         for k, v in counts.as_dict().items():
             setattr(self.summary, k, getattr(self.summary, k) + v)
         self.summary.add_changes(counts.tables)
@@ -419,6 +447,26 @@ class Checked:
 
 
 @dataclass(frozen=True)
+class Loadable:
+    """One entity's share of a batch as the store stage takes it: the verdicts, and the
+    passing rows as they are loaded (personal data protected) with their record hashes."""
+
+    entity: Entity
+    validated: Validated
+    rows: pa.Table
+    hashes: pa.Array
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A checked batch ready to store: the primary entity's and each derived one's share."""
+
+    checked: Checked
+    primary: Loadable
+    derived: tuple[Loadable, ...]
+
+
+@dataclass(frozen=True)
 class Target:
     """Where a checked batch is stored, and how."""
 
@@ -433,20 +481,22 @@ class Target:
 
 @dataclass(frozen=True)
 class BatchCounts:
-    extracted: int
-    loaded: int
-    quarantined: int
-    reread: int
-    inserted: int
-    updated: int
-    unchanged: int
-    closed: int
+    extracted: int = 0
+    loaded: int = 0
+    quarantined: int = 0
+    reread: int = 0
+    inserted: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    closed: int = 0
     # What the batch changed per core table (CHANGE_KINDS), the derived entities' too.
     tables: Mapping[str, Mapping[str, int]] = field(default_factory=dict)
+    # Whether Great Expectations validated the batch (and its result is archived).
+    gx_recorded: bool = False
 
     def as_dict(self) -> dict[str, int]:
-        """The counts ops.run adds up (`tables` is not one)."""
-        return {k: v for k, v in asdict(self).items() if k != "tables"}
+        """The counts ops.run adds up."""
+        return {k: v for k, v in asdict(self).items() if k not in ("tables", "gx_recorded")}
 
 
 def dedupe(batch: Extract, stream: Stream) -> Deduped:
@@ -488,13 +538,27 @@ def validate_batch(enriched: Enriched, conformer: Conformer) -> Checked:
     return Checked(enriched, checked, derived)
 
 
-def store_batch(conn: psycopg.Connection, checked: Checked, target: Target) -> BatchCounts:
+def loadable(ent: Entity, validated: Validated) -> Loadable:
+    """The rows that passed, as loaded: personal data hashed and masked, hashed whole."""
+    rows = protect(ent, validated.table.filter(pa.array(~validated.quarantine)))
+    return Loadable(ent, validated, rows, row_hashes(ent, rows))
+
+
+def prepare(checked: Checked) -> Prepared:
+    """Every entity's share of the batch made loadable: the last stage before the store,
+    and like the others no transaction (so it can run while the batch before is stored)."""
+    return Prepared(checked, loadable(checked.enriched.conformed.entity, checked.primary),
+                    tuple(loadable(entity(name), v) for name, v in checked.derived.items()))
+
+
+def store_batch(conn: psycopg.Connection, prepared: Prepared, target: Target) -> BatchCounts:
     """Quarantine what failed and merge what passed, note the snapshot's keys and close
     what a complete snapshot lacked: on the caller's transaction."""
+    checked = prepared.checked
     batch, raw, primary = checked.batch, checked.raw, checked.primary
-    entity_ = checked.enriched.conformed.entity
+    entity_ = prepared.primary.entity
     fixed = "replayed" if target.replay else "superseded"
-    counts = store_validated(conn, entity_, primary, source=target.source, stream=target.stream,
+    counts = store_validated(conn, prepared.primary, source=target.source, stream=target.stream,
                              run_id=target.run_id, payload=raw, fixed_state=fixed)
     tables: dict[str, dict[str, int]] = {}
 
@@ -510,9 +574,9 @@ def store_batch(conn: psycopg.Connection, checked: Checked, target: Target) -> B
     ops.record_rejected_files(conn, target.run_id, target.source, target.stream,
                               batch.rejected_files)
     ops.add_warnings(conn, target.run_id, batch.warnings)
-    for name, result in checked.derived.items():
-        changed(entity(name), store_validated(
-            conn, entity(name), result, source=target.source, stream=target.stream,
+    for part in prepared.derived:
+        changed(part.entity, store_validated(
+            conn, part, source=target.source, stream=target.stream,
             run_id=target.run_id, payload=None, fixed_state=fixed))
     closed = 0
     if batch.snapshot_id is not None:
@@ -522,7 +586,12 @@ def store_batch(conn: psycopg.Connection, checked: Checked, target: Target) -> B
             closed = close_missing(conn, entity_, target.source, target.stream,
                                    batch.snapshot_id, min_ratio=target.min_snapshot_ratio)
             changed(entity_, MergeCounts(), closed)
-    if target.gx:
+    # GX validates what a run brings: a batch of records all stored before as they
+    # are (a snapshot sent again, an overlap re-read) was validated when they came.
+    quarantined = int(primary.quarantine.sum()) + len(batch.rejects)
+    gx = target.gx and primary.table.num_rows > 0 and bool(
+        counts.inserted or counts.updated or quarantined)
+    if gx:
         store.record_gx(conn, target.run_id, entity_, target.batch_no, primary,
                         checked.enriched.ctx)
     failpoint("after_merge")
@@ -530,10 +599,17 @@ def store_batch(conn: psycopg.Connection, checked: Checked, target: Target) -> B
     return BatchCounts(
         extracted=raw.num_rows + len(batch.rejects),
         loaded=int((~primary.quarantine).sum()),
-        quarantined=int(primary.quarantine.sum()) + len(batch.rejects),
+        quarantined=quarantined,
         reread=checked.enriched.conformed.deduped.reread,
         inserted=counts.inserted, updated=counts.updated, unchanged=counts.unchanged,
-        closed=closed, tables=tables)
+        closed=closed, tables=tables, gx_recorded=gx)
+
+
+def _nothing_read(batch: Extract) -> bool:
+    """Whether a batch holds nothing to store: no record, no unreadable row, no file
+    or warning to record, and no snapshot (an empty snapshot closes what it lacks)."""
+    return (batch.records.num_rows == 0 and batch.snapshot_id is None and not batch.rejects
+            and not batch.rejected_files and not batch.warnings)
 
 
 def snapshot_keys(checked: Checked) -> pa.Array:
@@ -589,15 +665,35 @@ def assign_grids(table: pa.Table, grids: GridIndex | None) -> pa.Table:
     return table.set_column(index, "grid_code", pa.array(codes, pa.string()))
 
 
-def store_validated(conn: psycopg.Connection, ent: Entity, checked: Validated, *, source: str,
-                    stream: str, run_id: int, payload: pa.Table | None,
+def store_validated(conn: psycopg.Connection, part: Loadable, *, source: str, stream: str,
+                    run_id: int, payload: pa.Table | None,
                     fixed_state: str = "superseded") -> MergeCounts:
     """One entity's share of a batch: quarantine what failed, merge what passed."""
-    keep = checked.table.filter(pa.array(~checked.quarantine))
-    counts = merge(conn, ent, protect(ent, keep), source_system=source, stream=stream,
-                   run_id=run_id)
-    store.record(conn, run_id, source, stream, ent, checked, payload, fixed_state=fixed_state)
+    counts = merge(conn, part.entity, part.rows, source_system=source, stream=stream,
+                   run_id=run_id, hashes=part.hashes)
+    store.record(conn, run_id, source, stream, part.entity, part.validated, payload,
+                 fixed_state=fixed_state)
     return counts
+
+
+def ahead(items: Iterable[T], prepare_item: Callable[[T], U]) -> Iterator[tuple[T, U]]:
+    """Each item with what `prepare_item` makes of it, the next item's taken and prepared
+    (in a thread) while the caller works on this one: two items in hand at most.
+
+    What the thread runs must not need the caller's transaction; the pipeline's
+    conform-to-prepare stages don't, and pyarrow, numpy and the driver's socket waits
+    release the GIL, so on two cores the store of batch k and the checks of batch k+1
+    overlap. An error preparing an item is raised when the caller reaches that item.
+    """
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pending: tuple[T, Future[U]] | None = None
+        for item in items:
+            future = pool.submit(prepare_item, item)
+            if pending is not None:
+                yield pending[0], pending[1].result()
+            pending = (item, future)
+        if pending is not None:
+            yield pending[0], pending[1].result()
 
 
 def _batches(extracts: Iterator[Extract], rows: int) -> Iterator[Extract]:

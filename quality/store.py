@@ -214,12 +214,8 @@ def record_gx(conn: psycopg.Connection, run_id: int, entity: Entity, batch_no: i
     batch's outcome: a suite derived from the rule declarations, one expectation per
     applied rule, whose counts are the vectorised checks' counts. It costs a fixed
     ~0.2 s a call, so the pipeline asks for it once per stream and run, on a bounded
-    sample.
+    sample of a batch that brought something (never an empty one).
     """
-    if validated.table.num_rows == 0:
-        # Nothing came (a run that found the platform unchanged): nothing to validate,
-        # and GX's fixed cost is most of such a run's.
-        return
     report = run_suite(entity, validated.table, ctx, validated.evaluation, max_rows=GX_SAMPLE_ROWS)
     conn.execute(
         "INSERT INTO quality.gx_validation (run_id, entity, batch_no, success, result)"

@@ -41,6 +41,10 @@ class Field:
     # (link/): it stays out of the record hash, so adding one does not make every stored
     # record look changed (warehouse.loader.merge).
     hashed: bool = True
+    # True for a key the resolve step (link/) sets after loading: a new version of the
+    # record keeps its previous version's value until the next link run decides again,
+    # so a changed record never drops out of its person, organization or incident.
+    resolved: bool = False
 
     def columns(self) -> list[tuple[str, Kind]]:
         """Physical columns: a PII field becomes `<name>_hash` and `<name>_masked`."""
@@ -73,6 +77,10 @@ class Entity:
     def unhashed_columns(self) -> list[str]:
         """Columns the record hash leaves out (fields declared `hashed=False`)."""
         return [c for f in self.fields if not f.hashed for c, _ in f.columns()]
+
+    def resolved_columns(self) -> list[str]:
+        """Keys the resolve step sets (fields declared `resolved=True`)."""
+        return [c for f in self.fields if f.resolved for c, _ in f.columns()]
 
 
 # Lineage and history on every core row. `valid_to IS NULL` marks the current
@@ -180,7 +188,7 @@ PERSON = Entity(
         F("special_groups", T, "特殊人群 tags, comma-separated"),
         F("role", T, "resident / caller / party: how the source knows the person", required=True),
         *_LOCATION[:4],
-        F("person_key", T, "key of the golden person this record resolves to"),
+        F("person_key", T, "key of the golden person this record resolves to", resolved=True),
     ),
 )
 
@@ -197,7 +205,7 @@ ORGANIZATION = Entity(
         F("phone", T, "联系电话", pii=Pii.PHONE, rules=("phone_format",)),
         F("address", T, "地址"),
         *_LOCATION[:4],
-        F("org_key", T, "key of the golden organization"),
+        F("org_key", T, "key of the golden organization", resolved=True),
     ),
 )
 
@@ -270,10 +278,10 @@ EVENT = Entity(
         F("reporter_id_number", T, "reporter's ID number", pii=Pii.ID_NUMBER,
           rules=("citizen_id_valid",)),
         F("source_updated_at", TS, "last update on the platform", required=True),
-        F("cluster_key", T, "key shared by reports of the same incident"),
+        F("cluster_key", T, "key shared by reports of the same incident", resolved=True),
         F("reporter_person_key", T, "person_key of the golden person who reported it (linked by "
           "the reporter's ID-number hash, else by phone hash and masked name where that names "
-          "one person); NULL: not linked", hashed=False),
+          "one person); NULL: not linked", hashed=False, resolved=True),
     ),
     row_rules=("lifecycle_order", "derived_time_order", "deadline_after_accept",
                "satisfaction_only_if_evaluated", "grid_assigned"),

@@ -117,22 +117,34 @@ def record_hashes(table: pa.Table) -> pa.Array:
     return pa.array(pd.util.hash_pandas_object(values, index=False).to_numpy()).cast(pa.string())
 
 
+def row_hashes(entity: Entity, table: pa.Table) -> pa.Array:
+    """The record hash of each of `entity`'s rows (load schema): every value but the key
+    and the columns the resolve step sets after loading (`Entity.unhashed_columns`)."""
+    return record_hashes(table.drop_columns(
+        [c for c in entity.unhashed_columns() if c in table.column_names]))
+
+
 def _current(conn: psycopg.Connection, entity: Entity, source_system: str,
              keys: pa.Array | pa.ChunkedArray, versioned: bool) -> pa.Table:
-    """The current versions of these keys: source_id, record_hash (and source_updated_at)."""
-    updated = sql.SQL(", source_updated_at") if versioned else sql.SQL("")
+    """The current versions of these keys: source_id, record_hash as current_hash (and
+    source_updated_at as current_updated_at), and the keys the resolve step set."""
+    resolved = entity.resolved_columns()
+    types = {"source_id": pa.string(), "current_hash": pa.string(),
+             **({"current_updated_at": pa.timestamp("us", tz="UTC")} if versioned else {}),
+             **dict.fromkeys(resolved, pa.string())}
+    selected = [sql.Identifier("source_id"), sql.SQL("record_hash"),
+                *([sql.SQL("source_updated_at")] if versioned else []),
+                *map(sql.Identifier, resolved)]
     rows = conn.execute(
-        sql.SQL("SELECT source_id, record_hash{} FROM {} WHERE source_system = %s"
+        sql.SQL("SELECT {} FROM {} WHERE source_system = %s"
                 " AND valid_to IS NULL AND source_id = ANY(%s)").format(
-            updated, sql.Identifier(*entity.table.split("."))),
+            sql.SQL(", ").join(selected), sql.Identifier(*entity.table.split("."))),
         (source_system, keys.to_pylist()),
     ).fetchall()
-    columns: list[tuple[object, ...]] = list(zip(*rows, strict=True)) if rows else [(), (), ()]
-    out = {"source_id": pa.array(columns[0], pa.string()),
-           "current_hash": pa.array(columns[1], pa.string())}
-    if versioned:
-        out["current_updated_at"] = pa.array(columns[2], pa.timestamp("us", tz="UTC"))
-    return pa.table(out)
+    columns: list[tuple[object, ...]] = (list(zip(*rows, strict=True)) if rows
+                                         else [()] * len(types))
+    return pa.table({name: pa.array(values, type_)
+                     for (name, type_), values in zip(types.items(), columns, strict=True)})
 
 
 def merge(
@@ -143,8 +155,10 @@ def merge(
     source_system: str,
     stream: str,
     run_id: int,
+    hashes: pa.Array | None = None,
 ) -> MergeCounts:
-    """Merge one batch of `entity` rows (load schema, one row per source_id).
+    """Merge one batch of `entity` rows (load schema, one row per source_id); `hashes`,
+    their `row_hashes` if the caller computed them ahead (else computed here).
 
     Set-based in two statements whatever the batch size: one look-up of the
     batch's keys among the current rows (via the unique current-key index), then
@@ -158,9 +172,8 @@ def merge(
     # The key look-up runs on the server while the row hashes are computed here.
     with ThreadPoolExecutor(max_workers=1) as pool:
         looked_up = pool.submit(_current, conn, entity, source_system, keys, versioned)
-        # Columns the resolve step sets after loading are no conformed value: left out.
-        hashes = record_hashes(table.drop_columns(
-            [c for c in entity.unhashed_columns() if c in table.column_names]))
+        if hashes is None:
+            hashes = row_hashes(entity, table)
         current = looked_up.result()
     # Each row's current version, by position (null: none), the batch's order kept.
     at = pc.index_in(keys, value_set=current["source_id"])
@@ -183,7 +196,8 @@ def merge(
                 sql.Identifier(*entity.table.split("."))),
             (source_system, changed_keys.to_pylist()),
         )
-    new_rows = table.append_column("record_hash", hashes).filter(write)
+    new_rows = _carry_resolved(entity, table, current, at).append_column(
+        "record_hash", hashes).filter(write)
     if new_rows.num_rows:
         row = conn.execute("SELECT now()").fetchone()
         assert row is not None
@@ -200,6 +214,21 @@ def merge(
     n_written = new_rows.num_rows
     return MergeCounts(inserted=n_written - n_changed, updated=n_changed,
                        unchanged=table.num_rows - n_written)
+
+
+def _carry_resolved(entity: Entity, table: pa.Table, current: pa.Table,
+                    at: pa.Array) -> pa.Table:
+    """The rows with the keys the resolve step set on their current versions, where the
+    rows bring none (they never do: conformers leave them to linking). After the record
+    hash: a carried key is no change of the record."""
+    for name in entity.resolved_columns():
+        prior = current[name].take(at)
+        if name in table.column_names:
+            table = table.set_column(table.column_names.index(name), name,
+                                     pc.coalesce(table[name], prior))
+        else:
+            table = table.append_column(name, prior)
+    return table
 
 
 def _repeat(value: object, n: int, type_: pa.DataType) -> pa.Array:

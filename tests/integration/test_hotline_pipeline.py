@@ -6,6 +6,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
+from base.settings import settings
 from hub.pipeline import run_source
 from sandbox.hotline_server import Faults
 from tests.support.warehouse_checks import assert_one_current_row_each, quarantined
@@ -46,6 +47,30 @@ def test_running_again_adds_no_duplicate(db, hotline):
     again = run_source(source, config)
     assert (again.inserted, again.updated) == (0, 0)
     assert_one_current_row_each(db, source, CORE)
+
+
+def gx_results(db: psycopg.Connection, run_id: int) -> list[tuple[str, int, bool]]:
+    return db.execute("SELECT entity, batch_no, success FROM quality.gx_validation"
+                      " WHERE run_id = %s ORDER BY batch_no", (run_id,)).fetchall()
+
+
+def test_great_expectations_validates_what_a_run_brings_and_nothing_else(
+        db, hotline, hotline_data_factory, monkeypatch):
+    monkeypatch.setenv("HUB_BATCH_ROWS", "100")
+    settings.cache_clear()
+    source, config, server = hotline(data=hotline_data_factory(days=5))
+    first = run_source(source, config)
+    # The stream's first batch, once per run, however many batches.
+    assert first.batches > 1
+    assert [(e, b) for e, b, _ in gx_results(db, first.run_id)] == [("event", 0)]
+    # Nothing changed on the platform: nothing new to validate.
+    idle = run_source(source, config)
+    assert (idle.inserted, idle.updated, idle.quarantined) == (0, 0, 0)
+    assert gx_results(db, idle.run_id) == []
+    server.advance(15)
+    changed = run_source(source, config)
+    assert changed.updated + changed.inserted > 0
+    assert [e for e, _, _ in gx_results(db, changed.run_id)] == ["event"]
 
 
 def test_an_updated_order_shows_its_new_status_and_keeps_the_old(db, hotline):

@@ -74,6 +74,25 @@ def test_a_change_makes_a_new_version_and_keeps_the_old(db, warehouse):
     assert history == [("accepted", False), ("resolved", True)]
 
 
+def test_a_new_version_keeps_the_keys_linking_gave_the_record(db, warehouse):
+    load(events(["a", "b", "c"]), "t_keys")
+    with connect(Role.OWNER) as conn:
+        conn.execute("UPDATE core.event SET cluster_key = 'K-' || source_id,"
+                     " reporter_person_key = 'P-' || source_id"
+                     " WHERE source_system = 't_keys' AND source_id IN ('a', 'b')")
+    counts = load(events(["a", "c", "d"], status="resolved", updated=T1), "t_keys")
+    assert (counts.inserted, counts.updated) == (1, 2)
+    rows = db.execute("SELECT source_id, status, cluster_key, reporter_person_key"
+                      " FROM core.event WHERE source_system = 't_keys' AND valid_to IS NULL"
+                      " ORDER BY source_id").fetchall()
+    assert rows == [("a", "resolved", "K-a", "P-a"),     # changed: keeps its keys
+                    ("b", "accepted", "K-b", "P-b"),     # untouched
+                    ("c", "resolved", None, None),       # changed, never linked
+                    ("d", "resolved", None, None)]       # new
+    # A carried key is no change: loading the same rows again writes nothing.
+    assert load(events(["a", "c", "d"], status="resolved", updated=T1), "t_keys").unchanged == 3
+
+
 def test_an_older_copy_never_overwrites_newer_data(db, warehouse):
     load(events(["a"], status="resolved", updated=T1), "t_stale")
     counts = load(events(["a"], status="accepted", updated=T0), "t_stale")

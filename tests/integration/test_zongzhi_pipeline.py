@@ -123,6 +123,21 @@ def test_a_rerun_adds_nothing(db, zongzhi):
     assert_one_current_row_each(db, source, CORE)
 
 
+def test_the_committee_list_sent_again_loads_nothing_and_one_gone_is_closed(db, zongzhi):
+    source, config, server = zongzhi()
+    first = run_source(source, config, streams=["mediation_orgs"])
+    assert first.loaded == len(server.data.orgs) > 1
+    # The same list (in another order): the snapshot already loaded, nothing to read.
+    server.data.orgs.reverse()
+    again = run_source(source, config, streams=["mediation_orgs"])
+    assert (again.extracted, again.inserted, again.closed) == (0, 0, 0)
+    gone = server.data.orgs.pop()
+    changed = run_source(source, config, streams=["mediation_orgs"])
+    assert (changed.extracted, changed.closed) == (len(server.data.orgs), 1)
+    assert gone["code"] not in current(db, source, "core.organization")
+    assert_one_current_row_each(db, source, ["core.organization"])
+
+
 def test_moved_on_disputes_get_a_new_version(db, zongzhi):
     source, config, server = zongzhi()
     run_source(source, config)
