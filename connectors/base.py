@@ -873,15 +873,18 @@ class CursorTokenPages(Paginator):
         updated, key = stream.updated_field, stream.key_field
         assert updated is not None  # misdeclared() holds it
         committed = fmt.parse((state or {}).get("updated_since"), tz)
+        overlap = timedelta(minutes=s.overlap_minutes)
         if committed is not None:
-            start = committed - timedelta(minutes=s.overlap_minutes)
+            start = committed - overlap
         else:
             start = datetime.fromisoformat(s.start_from)
             start = start if start.tzinfo else start.replace(tzinfo=ZoneInfo(tz))
         # The latest update time this read has reached, and the versions (key, update
-        # time) it read from a second before it on: what a restart serves again.
+        # time) read from the overlap before it on: what a restart serves again, and
+        # (kept in the cursor) what the next run's overlap does.
         since, reached = start, None
-        seen: dict[tuple[str, str], datetime | None] = {}
+        seen: dict[tuple[str, str], datetime | None] = {
+            (key_, at_): fmt.parse(at_, tz) for key_, at_ in (state or {}).get("read", ())}
         token: str | None = None
         restarts = 0
         while True:
@@ -907,12 +910,14 @@ class CursorTokenPages(Paginator):
                     fresh.append(record)
                 if at is not None and (reached is None or at > reached):
                     reached, restarts = at, 0
-            if reached is not None:
-                floor = reached - timedelta(seconds=1)
-                seen = {v: at for v, at in seen.items() if at is None or at >= floor}
             # Never behind what an earlier run committed: re-reading its overlap moves nothing.
             position = max((t for t in (reached, committed) if t is not None), default=start)
-            cursor = {"updated_since": fmt.render(position, tz)}
+            floor = position - max(overlap, timedelta(seconds=1))
+            seen = {v: at for v, at in seen.items() if at is None or at >= floor}
+            # Committed with the batch holding them: a version read in the next run's
+            # overlap is a re-read, skipped before conform.
+            cursor = {"updated_since": fmt.render(position, tz),
+                      "read": sorted([k, u] for (k, u), at in seen.items() if at is not None)}
             yield Extract(records_table(stream, fresh), cursor, len(records) - len(fresh))
             next_token = result.get(self.next_token) or None
             if next_token is None:

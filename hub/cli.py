@@ -307,7 +307,7 @@ app.add_typer(snapshot_app, name="snapshot")
 def snapshot_accept(
     source: str, stream: str,
     snapshot_id: Annotated[str, typer.Argument(help="as `hub status` and the refusal name it:"
-                                               " <file name>#<sha256>, or the file name alone")],
+                                               " <file name>#<sha256> (or the file name alone), a list's <stream>#<digest>")],
     reason: Annotated[str, typer.Option(help="why the drop is real (kept with the decision)")],
 ) -> None:
     """Accept a refused snapshot: the next run loads it and closes the records it lacks."""
