@@ -35,7 +35,8 @@ COPY connectors ./connectors
 COPY conform ./conform
 COPY quality ./quality
 COPY link ./link
-RUN pip install . \
+# The scaleout extra: the Celery provider and the Redis client, for `--profile celery`.
+RUN pip install ".[scaleout]" \
         "apache-airflow[postgres]==${AIRFLOW_VERSION}" \
         apache-airflow-providers-fab \
     && python -c "import hub.dag_factory, connectors.registry"

@@ -4,10 +4,11 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 BENCH_STAMP := $(VENV)/.bench-installed
+SCALEOUT_STAMP := $(VENV)/.scaleout-installed
 N ?= 1000000
 KIND ?= all
 
-.PHONY: demo test bench lint install clean
+.PHONY: demo test bench scaleout lint install clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -22,6 +23,11 @@ $(BENCH_STAMP): $(STAMP)
 	$(BIN)/pip install -q -e '.[dev,bench]'
 	touch $(BENCH_STAMP)
 
+# The scaleout extra (Airflow's Celery provider, the Redis client) only for `make scaleout`.
+$(SCALEOUT_STAMP): $(STAMP)
+	$(BIN)/pip install -q -e '.[dev,scaleout]'
+	touch $(SCALEOUT_STAMP)
+
 install: $(STAMP)
 
 demo: $(STAMP)
@@ -35,6 +41,11 @@ test: $(STAMP)
 
 bench: $(BENCH_STAMP)
 	$(BIN)/python -m bench.peer_bench --rows $(N) --kind $(KIND)
+
+# The ingest DAGs on Airflow's CeleryExecutor: two workers, then one, on this machine's
+# Redis and PostgreSQL (sandbox/scaleout.py); says why and skips when either is missing.
+scaleout: $(SCALEOUT_STAMP)
+	$(BIN)/python -m sandbox scaleout
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

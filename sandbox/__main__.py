@@ -1,5 +1,6 @@
-"""The development tools' command line: `python -m sandbox demo` (what `make demo` runs) and
-`python -m sandbox serve` (the simulators kept running for a real Airflow).
+"""The development tools' command line: `python -m sandbox demo` (what `make demo` runs),
+`python -m sandbox serve` (the simulators kept running for a real Airflow) and
+`python -m sandbox scaleout` (what `make scaleout` runs: the DAGs on Celery workers).
 
 Kept out of the `hub` command: the product never imports the simulators.
 """
@@ -12,6 +13,14 @@ import typer
 
 from hub.console import console
 from sandbox.demo import run_demo
+from sandbox.scaleout import (
+    DEFAULT_DAYS,
+    DEFAULT_SCALE,
+    ScaleoutError,
+    ScaleoutSkipped,
+    run_scaleout,
+    summarise,
+)
 from sandbox.serve import DEFAULT_ADVANCE_EVERY, DEFAULT_AIRFLOW_PORT
 from sandbox.serve import serve as run_serve
 
@@ -50,6 +59,31 @@ def serve(
     .hub/serve.env) the environment `airflow standalone` needs to run the DAGs against them."""
     run_serve(scale=scale, days=days, advance_every=advance_every, airflow_port=airflow_port,
               console=console)
+
+
+@app.command()
+def scaleout(
+    scale: Annotated[float, typer.Option(help="simulated city size (1 = all of 盘锦)")]
+    = DEFAULT_SCALE,
+    days: Annotated[int, typer.Option(help="days of history the simulators serve")]
+    = DEFAULT_DAYS,
+    keep: Annotated[bool, typer.Option(
+        help="keep the databases (Airflow's metadata, both warehouses) to look into")] = False,
+) -> None:
+    """Run every ingest DAG on Airflow's CeleryExecutor with two workers (the machine's Redis
+    and PostgreSQL), then with one; show the tasks spread, the per-source lock held and the
+    warehouses equal. Skips, saying why, when Redis, PostgreSQL or the provider is missing."""
+    try:
+        result = run_scaleout(scale=scale, days=days, keep=keep, console=console)
+    except ScaleoutSkipped as skipped:
+        console.print(f"[yellow]scale-out run skipped: {skipped}[/yellow]")
+        return
+    except ScaleoutError as failed:
+        console.print(f"[red]scale-out run failed: {failed}[/red]")
+        raise typer.Exit(1) from None
+    summarise(result, console)
+    if result.problems():
+        raise typer.Exit(1)
 
 
 if __name__ == "__main__":

@@ -21,8 +21,8 @@ import signal
 import socket
 import sys
 import time
-from collections.abc import Mapping
-from contextlib import ExitStack
+from collections.abc import Iterator, Mapping
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -104,19 +104,27 @@ def port_free(port: int) -> bool:
     return True
 
 
-def serve(*, scale: float, days: int, advance_every: float, airflow_port: int,
-          console: Console) -> None:
-    """Start the simulators, print and write the environment, advance until Ctrl-C."""
+@dataclass
+class Simulated:
+    """The simulators of every enabled source, running, and how the DAGs reach them."""
+
+    sources: list[SourceConfig]
+    platforms: dict[str, DemoPlatform]
+    sources_file: Path
+    # HUB_SOURCES_FILE (the copy pointed at the simulators) and the simulators' secrets.
+    env: dict[str, str]
+
+
+@contextmanager
+def simulators(paths: ServePaths, *, scale: float, days: int, console: Console,
+               header: str) -> Iterator[Simulated]:
+    """Start a simulator for every enabled source; write the sources file pointed at them
+    (`header` first) and the pools file; stop them on leaving."""
     config_path = settings().sources_file
     config = load_sources(config_path)
-    paths = ServePaths(settings().home)
     sources: list[SourceConfig] = [s for s in config.sources.values()
                                    if s.enabled and s.connector in STARTERS]
     city = City(config.city.code, scale=scale)
-    if not port_free(airflow_port):
-        console.print(f"[yellow]port {airflow_port} is in use: pick another with "
-                      "--airflow-port before starting Airflow[/yellow]")
-
     with ExitStack() as stack:
         platforms: dict[str, DemoPlatform] = {}
         for src in sources:
@@ -128,27 +136,42 @@ def serve(*, scale: float, days: int, advance_every: float, airflow_port: int,
                           + ", ".join(f"{k}={v}" for k, v in platform.settings.items()))
         sources_file = write_simulated_sources(
             config_path, {n: p.settings for n, p in platforms.items()}, paths.sources_file,
+            header)
+        paths.pools_file.write_text(json.dumps(pool_definitions(sources), indent=2) + "\n",
+                                    encoding="utf-8")
+        yield Simulated(sources, platforms, sources_file,
+                        {"HUB_SOURCES_FILE": str(sources_file),
+                         **{k: v for p in platforms.values() for k, v in p.env.items()}})
+
+
+def serve(*, scale: float, days: int, advance_every: float, airflow_port: int,
+          console: Console) -> None:
+    """Start the simulators, print and write the environment, advance until Ctrl-C."""
+    paths = ServePaths(settings().home)
+    if not port_free(airflow_port):
+        console.print(f"[yellow]port {airflow_port} is in use: pick another with "
+                      "--airflow-port before starting Airflow[/yellow]")
+
+    with simulators(paths, scale=scale, days=days, console=console, header=(
             "# written by `python -m sandbox serve`: the sources file pointed at the"
-            " simulators\n")
+            " simulators\n")) as simulated:
+        sources = simulated.sources
         env = {**airflow_env(paths.airflow_home, airflow_port),
                # The tasks' warehouse and keys: the embedded server under this state folder.
                "HUB_HOME": str(paths.home),
-               "HUB_SOURCES_FILE": str(sources_file),
-               **{k: v for p in platforms.values() for k, v in p.env.items()}}
+               **simulated.env}
         lines = env_lines(env)
         paths.env_file.write_text(
             "# written by `python -m sandbox serve`; `source` it in the shell that runs Airflow."
             "\n# The simulators' secrets change each time serve starts.\n"
             + "\n".join(lines) + "\n", encoding="utf-8")
         paths.env_file.chmod(0o600)  # the simulators' secrets
-        paths.pools_file.write_text(json.dumps(pool_definitions(sources), indent=2) + "\n",
-                                    encoding="utf-8")
 
         def say(text: str = "") -> None:  # whole lines, to copy: no markup, no wrapping
             console.print(text, markup=False, highlight=False, soft_wrap=True)
 
         console.rule("the simulators are running")
-        say(f"sources file: {sources_file}")
+        say(f"sources file: {simulated.sources_file}")
         say(f"environment (written to {paths.env_file}):")
         for line in lines:
             say(f"  {line}")
@@ -167,7 +190,7 @@ def serve(*, scale: float, days: int, advance_every: float, airflow_port: int,
             console.print(f"the platforms move on every {advance_every:g} s; Ctrl-C stops them")
         else:
             console.print("the platforms stand still (--advance-every 0); Ctrl-C stops them")
-        _advance_until_interrupted(platforms, advance_every, console)
+        _advance_until_interrupted(simulated.platforms, advance_every, console)
     console.print("simulators stopped")
 
 

@@ -7,6 +7,7 @@ installed, its own validation runs too.
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
@@ -29,8 +30,12 @@ AIRFLOW_COMPONENTS = {
     "airflow-dag-processor": "dag-processor",
     "airflow-triggerer": "triggerer",
 }
-# Services that run the hub's tasks (LocalExecutor: inside the scheduler).
-TASK_RUNNERS = {"airflow-scheduler"}
+# The Celery profile's Airflow service: it scales (`--scale airflow-worker=N`).
+WORKER = "airflow-worker"
+# Services that run the hub's tasks (LocalExecutor: inside the scheduler; CeleryExecutor:
+# in the workers).
+TASK_RUNNERS = {"airflow-scheduler", WORKER}
+PROFILES = {"hotline-sandbox": ["sandbox"], "redis": ["celery"], WORKER: ["celery"]}
 SECRET_NAME = re.compile(r"PASSWORD|SECRET|_KEY$|TOKEN|_URL$|SQL_ALCHEMY_CONN")
 REQUIRED_VAR = re.compile(r"^\$\{(?P<name>[A-Z0-9_]+):\?[^}]+\}$")
 ANY_VAR = re.compile(r"\$\{(?P<name>[A-Z0-9_]+)(?P<op>:?[-?])?[^}]*\}")
@@ -83,9 +88,9 @@ def test_every_service_has_an_image_and_ours_is_built(services: dict[str, dict[s
     assert len(built) == 1, "one image of the hub, built from the Dockerfile"
     for name, service in services.items():
         assert service.get("image"), name
-        if not service["image"].startswith("postgres:"):
+        if not service["image"].startswith(("postgres:", "redis:")):
             assert service["image"] in built, f"{name} runs an image nothing builds"
-    for name in ("airflow-init", *AIRFLOW_COMPONENTS):
+    for name in ("airflow-init", *AIRFLOW_COMPONENTS, WORKER):
         assert services[name]["build"]["dockerfile"] == "Dockerfile"
     assert DOCKERFILE.is_file()
 
@@ -141,7 +146,7 @@ def test_env_example_names_every_variable_and_holds_no_secret() -> None:
 
 def test_dags_and_sources_reach_airflow(services: dict[str, dict[str, Any]]) -> None:
     dockerfile = DOCKERFILE.read_text(encoding="utf-8")
-    for name in ("airflow-init", *AIRFLOW_COMPONENTS):
+    for name in ("airflow-init", *AIRFLOW_COMPONENTS, WORKER):
         env = env_of(services[name])
         dags_folder = env["AIRFLOW__CORE__DAGS_FOLDER"]
         mounts = [v.split(":")[1] for v in services[name].get("volumes", [])]
@@ -155,9 +160,12 @@ def test_dags_and_sources_reach_airflow(services: dict[str, dict[str, Any]]) -> 
 
 def test_components_share_the_keys_they_must_agree_on(services: dict[str, dict[str, Any]]) -> None:
     shared = ("AIRFLOW__API_AUTH__JWT_SECRET", "AIRFLOW__CORE__FERNET_KEY",
-              "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", "AIRFLOW__CORE__EXECUTION_API_SERVER_URL")
+              "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", "AIRFLOW__CORE__EXECUTION_API_SERVER_URL",
+              "AIRFLOW__CORE__EXECUTOR", "AIRFLOW__CELERY__BROKER_URL",
+              "AIRFLOW__CELERY__RESULT_BACKEND")
     for var in shared:
-        values = {env_of(services[name]).get(var) for name in ("airflow-init", *AIRFLOW_COMPONENTS)}
+        values = {env_of(services[name]).get(var)
+                  for name in ("airflow-init", *AIRFLOW_COMPONENTS, WORKER)}
         assert len(values) == 1 and None not in values, var
 
 
@@ -173,8 +181,35 @@ def test_sandbox_profile_serves_the_configured_base_url(services: dict[str, dict
     base_url = urlsplit(load_sources().source("hotline12345").settings["base_url"])
     assert base_url.hostname == "127.0.0.1"
     assert f"--host 127.0.0.1 --port {base_url.port}" in command
-    # Only the sandbox profile starts it.
-    assert all("profiles" not in s for n, s in services.items() if n != "hotline-sandbox")
+    # Only the sandbox profile starts it; the celery profile, the broker and the workers.
+    assert {n: s["profiles"] for n, s in services.items() if "profiles" in s} == PROFILES
+
+
+def test_celery_profile_scales_workers_on_a_password_protected_broker(
+        services: dict[str, dict[str, Any]]) -> None:
+    worker, redis = services[WORKER], services["redis"]
+    assert command_of(worker).split()[:3] == ["airflow", "celery", "worker"]
+    # `--scale airflow-worker=N`: no fixed name, no host port for replicas to fight over.
+    assert "container_name" not in worker and "ports" not in worker
+    assert not published_ports(redis), "the broker is for the containers only"
+    assert worker["depends_on"]["redis"]["condition"] == "service_healthy"
+    assert worker["depends_on"]["airflow-init"]["condition"] == "service_completed_successfully"
+    assert redis["image"].startswith("redis:") and "healthcheck" in redis
+    # The broker wants the password the components send, both from .env.
+    assert '--requirepass "$$REDIS_PASSWORD"' in command_of(redis)
+    assert REQUIRED_VAR.match(env_of(redis)["REDIS_PASSWORD"])
+    env = env_of(worker)
+    broker = urlsplit(ANY_VAR.sub(r"var-\g<name>", env["AIRFLOW__CELERY__BROKER_URL"]))
+    assert (broker.scheme, broker.hostname, broker.password) == ("redis", "redis",
+                                                                 "var-REDIS_PASSWORD")
+    backend = urlsplit(ANY_VAR.sub(r"var-\g<name>", env["AIRFLOW__CELERY__RESULT_BACKEND"]))
+    assert backend.scheme.startswith("db+postgresql") and backend.hostname == "airflow-metadata"
+    assert env["AIRFLOW__CORE__EXECUTOR"] == "${AIRFLOW_EXECUTOR:-LocalExecutor}"
+    # Each worker loads the pipeline once, not each task (as `make scaleout` measures).
+    assert "hub.pipeline" in json.loads(env["AIRFLOW__CELERY__EXTRA_CELERY_CONFIG"])["imports"]
+    # The workers are built with the Celery provider: the image installs the scaleout extra.
+    assert re.search(r'^RUN pip install "\.\[scaleout\]"', DOCKERFILE.read_text(encoding="utf-8"),
+                     re.M)
 
 
 def published_ports(service: dict[str, Any]) -> list[tuple[str | None, str]]:
@@ -225,7 +260,7 @@ def test_docker_compose_accepts_the_file(tmp_path: Path) -> None:
     env.write_text("".join(
         f"{n}={5000 + i if n.endswith('_PORT') else f'x{i}'}\n" for i, n in enumerate(names)
     ))
-    for profile in ([], ["--profile", "sandbox"]):
+    for profile in ([], ["--profile", "sandbox"], ["--profile", "celery"]):
         done = subprocess.run(
             ["docker-compose", "--env-file", str(env), "-f", str(COMPOSE_FILE), *profile,
              "config", "--quiet"],
