@@ -22,6 +22,9 @@ Pairs are never enumerated: from the contingency table of (true cluster, predict
 cluster) sizes, the correct pairs are Σ C(n_ij, 2) over its cells, the true pairs
 Σ C(a_i, 2) over true clusters and the predicted pairs Σ C(b_j, 2) over predicted ones;
 B-cubed precision is Σ n_ij² / b_j / N, recall Σ n_ij² / a_i / N. Linear in the records.
+The pairs *across platforms* (records of two source systems: a call and the grid
+worker's report of one incident, not a camera's repeated alarms) are the pairs less those
+of the same table over (label, source system).
 
 A ratio of nothing — precision when no pair is predicted (every key NULL), recall when
 the truth has no pair, either over no records — is 1.0: nothing was claimed wrongly,
@@ -87,6 +90,9 @@ class PairCounts:
                       ratio(self.correct_pairs, self.true_pairs))
 
 
+NO_PAIRS = PairCounts(0, 0, 0)
+
+
 @dataclass(frozen=True)
 class Contingency:
     """Sizes: of each (true, predicted) cell, of each true and each predicted cluster."""
@@ -132,6 +138,14 @@ def bcubed_of(table: Contingency) -> Scores:
     return Scores(ratio(precision, n), ratio(recall, n))
 
 
+def across(all_pairs: PairCounts, within: PairCounts) -> PairCounts:
+    """The pairs of `all_pairs` that are not among `within` (the pairs of records of one
+    source system: from the contingency of (label, system) on both sides)."""
+    return PairCounts(all_pairs.true_pairs - within.true_pairs,
+                      all_pairs.predicted_pairs - within.predicted_pairs,
+                      all_pairs.correct_pairs - within.correct_pairs)
+
+
 def pair_counts(truth: Sequence[Hashable], predicted: Sequence[Hashable | None]) -> PairCounts:
     """Pairwise counts of row-aligned true and predicted labels (None: alone)."""
     return pair_counts_of(contingency(truth, predicted))
@@ -155,6 +169,8 @@ class EntityEvaluation:
     predicted_clusters: int
     pairs: PairCounts
     bcubed: Scores
+    # Pairs of records of two source systems: one thing known to two platforms.
+    cross_pairs: PairCounts = NO_PAIRS
 
     @property
     def pairwise(self) -> Scores:
@@ -205,6 +221,7 @@ def evaluate_entity(conn: psycopg.Connection, entity: str,
     systems = sorted({s for s, _ in truth})
     true_labels: list[str] = []
     predicted: list[str | None] = []
+    of_system: list[str] = []
     seen = 0
     if systems:
         query = sql.SQL("SELECT source_system, source_id, {key} FROM {table}"
@@ -219,12 +236,16 @@ def evaluate_entity(conn: psycopg.Connection, entity: str,
                     if label is not None:
                         true_labels.append(label)
                         predicted.append(value)
+                        of_system.append(system)
     table = contingency(true_labels, predicted)
+    within = pair_counts(list(zip(true_labels, of_system, strict=True)),
+                         [None if p is None else (p, s)
+                          for p, s in zip(predicted, of_system, strict=True)])
     return EntityEvaluation(
         entity=entity, records=table.records, not_in_truth=seen - table.records,
         not_loaded=len(truth) - table.records, true_clusters=len(table.true_sizes),
         predicted_clusters=len(table.predicted_sizes), pairs=pair_counts_of(table),
-        bcubed=bcubed_of(table))
+        bcubed=bcubed_of(table), cross_pairs=across(pair_counts_of(table), within))
 
 
 def evaluate(conn: psycopg.Connection, truth_csv: Path) -> Evaluation:
@@ -264,6 +285,11 @@ def format_evaluation(e: Evaluation) -> str:
            "  ".join("-" * w for w in widths)]
     out += [line(r) for r in rows]
     out.append("")
+    out += [f"{ev.entity} across platforms (pairs of records of two source systems):"
+            f" {ev.cross_pairs.true_pairs:,} true, {ev.cross_pairs.predicted_pairs:,} hub,"
+            f" {ev.cross_pairs.correct_pairs:,} correct; pair P"
+            f" {_figure(ev.cross_pairs.scores.precision)} R {_figure(ev.cross_pairs.scores.recall)}"
+            f" F1 {_figure(ev.cross_pairs.scores.f1)}" for ev in e]
     out += [f"{ev.entity}: {ev.not_in_truth:,} current rows the truth does not list,"
             f" {ev.not_loaded:,} truth records not in the warehouse (not scored)" for ev in e]
     out.append("a NULL key is a cluster of one; a ratio of nothing (no pair predicted, no true"

@@ -6,37 +6,33 @@ report, a camera's alarm) into one cluster, records each cluster of two or more
 reports in core.incident_cluster with its lead report and the evidence, and writes
 the cluster's key on its reports.
 
-Two reports are linked (a *pair*) when
-- **transfer** (deterministic): one names the other: its `transfer_ref`, or the 12345
-  order number a 数字城管 case quotes in its text (工单号：…), is the other platform's
-  key of the other report; or
-- **near**: both have coordinates, lie within `distance_m` (haversine) and were reported
-  within `window_hours` of each other; or **grid**: one of them has no coordinates, they
-  share a grid and the time window; and, for near and grid, their categories are
-  compatible (the same hub L1 category, or a pair of `COMPATIBLE_CATEGORIES`; an
-  unmapped category is compatible with any) and they say the same: the character-bigram
-  Jaccard similarity of title + description (Chinese characters only) is at least
-  `text_threshold` + `text_stretch` × how far apart they are (the mean of time apart /
-  window and distance / distance_m; a grid pair counts as distance_m apart): two calls
-  ten minutes and metres apart need a few words in common, two reports three days and
-  300 m apart nearly the same words. Reports with no text of their own (camera alarms,
-  channel 视频: their text is the machine's) are not compared by text: they pair with a
-  report of exactly the same hub category instead. Policy questions (政策咨询) have no
-  place: they pair by transfer only.
+Candidate pairs come from PostgreSQL: a hash self-join of the events on one packed key
+(distance-sized cell column and row, time bucket), so a report meets only the reports
+of its 3 × 3 neighbouring cells in its own and the next time bucket; distance, time and
+category compatibility (the same hub L1, a pair of `Rules.compatible`, or unmapped) are checked there too. Reports without coordinates pair by grid; a
+transferred report pairs with the report it names — its `transfer_ref`, or the 12345
+order number a 数字城管 case quotes in its text (工单号：…) — whatever the time and
+place. Policy questions (政策咨询) have no place: they pair by transfer only. Texts
+are compared only for reports with words of their own: a camera's (channel 视频) are
+the machine's.
 
-Candidate pairs come from PostgreSQL: a hash self-join of the current events on one
-packed key (distance-sized cell column and row, time bucket), so a report meets only
-the reports of its 3 × 3 neighbouring cells in its own and the next time bucket;
-distance, time and category are checked there too. Python reads the pairs in order of
-the later report, a chunk of reports at a time, with the texts of that chunk's pairs
-only, and clusters **greedily in time order**: a report joins the cluster of the
-earlier report it matches best (transfer first, then the most similar text, then the
-nearest) if that cluster's lead (its earliest report) is within the window, or the link
-is a transfer; otherwise it leads a cluster of its own. A cluster so never spans more
-than the window (bar transfers): a street vendor a camera sees every day for a month is
-not one incident. What Python keeps across chunks is the membership of the clustered
-reports, under 1 KB each (1,000,000 events, 384,000 of them clustered: 400 MB peak for
-the whole process, measured).
+Python reads the pairs in order of the later report, a chunk of reports at a time, and
+clusters **in time order, anchored on leads** (link.incident_rules): a report joins a
+cluster only if it is close to that cluster's lead (its earliest report) in place, time
+and category and says what a member said — or, without words, came soon after the
+cluster's latest report in a category near the lead's — or names a member (a transfer);
+otherwise it may lead a cluster of its own. No chain of near neighbours grows a cluster
+across a street or a week. What Python keeps across chunks is each clustered report's
+lead and the lead's time and category.
+
+**Incremental** (the default once a run with the same rules is recorded): the reports
+loaded since that run (less `OVERLAP`, for loads committed while it ran) are decided,
+with every report from `window` before the earliest of them on (a later report's
+decision may depend on theirs); the reports of the window before that, and the reports
+a transferred one names, are *kept*: their clusters stand and may be joined. Nothing
+older is read. As decisions only look back, an incremental run decides as a full one
+(`full=True`) would and the keys agree; a report loaded days after it was made
+(back-filled) widens the window it decides, down to a full run.
 
 A report alone keeps cluster_key NULL, which mart.event_current counts as a cluster of
 one. Keys are stable: a cluster keeps the key whose lead it still contains (the
@@ -51,17 +47,17 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import operator
-import re
 import time
 from collections import Counter, defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 
 import psycopg
 from psycopg import sql
 
 from conform.video import CHANNEL as CAMERA_CHANNEL
+from link.incident_rules import CLOSED, Cluster, Pair, Report, Rules, best_join, bigrams, join
 from link.runs import database_now, record_link_run
 
 log = logging.getLogger(__name__)
@@ -69,27 +65,16 @@ log = logging.getLogger(__name__)
 # Any constant: two clustering runs never interleave their writes.
 _LOCK = 4_271_996_012
 
-# Hub L1 categories that one incident is often reported under (taxonomy.csv): a
-# vendor on the pavement is 市容环境 to one caller and 街面秩序 to another, a noisy
-# neighbour 环境保护 or 矛盾纠纷, a blocked fire lane 街面秩序 or 安全隐患.
-COMPATIBLE_CATEGORIES: frozenset[tuple[str, str]] = frozenset({
-    ("JM", "SR"),  # 街面秩序 · 市容环境: 占道经营 / 流动摊贩
-    ("HB", "SC"),  # 环境保护 · 市场监管: 餐饮油烟 / 餐饮食品卫生
-    ("HB", "MD"),  # 环境保护 · 矛盾纠纷: 噪声扰民 / 邻里纠纷
-    ("AQ", "JM"),  # 安全隐患 · 街面秩序: 消防通道堵塞 / 违章停车
-    ("AQ", "MD"),  # 安全隐患 · 矛盾纠纷: 房屋安全隐患 / 物业纠纷
-    ("AQ", "SZ"),  # 安全隐患 · 市政设施: 井盖缺失, 路面塌陷
-    ("JT", "SZ"),  # 交通出行 · 市政设施: 交通设施 / 道路破损
-    ("MS", "SZ"),  # 民生服务 · 市政设施: 停水停暖 / 供排水
-})
 # Hub L1 categories without a place: two callers asking the same policy question are
 # two questions, however close they live. They link by transfer only.
 PLACELESS_CATEGORIES: tuple[str, ...] = ("ZC",)
 # Channels whose text is made by a machine, not said by a person (an AI alarm's
 # "AI告警 置信度 …"): such reports are matched by category, not by text.
 MACHINE_TEXT_CHANNELS: tuple[str, ...] = (CAMERA_CHANNEL,)
+# An incremental run decides again what was loaded this long before the last run began:
+# a load that committed while that run read saw its rows after it.
+OVERLAP = timedelta(hours=1)
 
-_NOT_CJK = re.compile(r"[^\u4e00-\u9fff]+")
 _MIN_BIGRAMS = 3  # fewer: no text to compare
 _CHUNK = 50_000  # later reports per read of pairs
 _EARTH_M = 6_371_008.8
@@ -99,11 +84,12 @@ _EARTH_M = 6_371_008.8
 class IncidentSummary:
     """What one `cluster_incidents` run did."""
 
-    events: int  # current events considered
+    mode: str  # full / incremental
+    events: int  # current events read (an incremental run: the window it decides and keeps)
+    decided: int  # … of them decided in this run (the others kept their clusters)
     located: int  # … with usable coordinates
     pairs: dict[str, int]  # candidate pairs by rule (transfer, near, grid)
-    pairs_matched: int  # candidate pairs that passed category and text
-    clusters: int  # clusters of two or more reports
+    clusters: int  # clusters of two or more reports among the events read
     clustered_events: int  # reports in them
     largest_cluster: int
     events_updated: int  # reports whose cluster_key changed
@@ -117,38 +103,20 @@ class IncidentSummary:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
 
 
-def bigrams(text: str | None) -> frozenset[str]:
-    """The character bigrams of the Chinese text in `text`: CJK unified ideographs only,
-    so digits, Latin letters, punctuation and blanks (full-width or not) do not count, nor
-    does an address number or an order number."""
-    if not text:
-        return frozenset()
-    chars = _NOT_CJK.sub("", text)
-    return frozenset(map(operator.add, chars, chars[1:]))
-
-
-def jaccard(a: frozenset[str], b: frozenset[str]) -> float:
-    """|a ∩ b| / |a ∪ b|; 0 when either is empty."""
-    if not a or not b:
-        return 0.0
-    shared = len(a & b)
-    return shared / (len(a) + len(b) - shared)
-
-
-@dataclass(slots=True)
-class _Cluster:
-    lead: int
-    lead_t: float | None
-
-
 @dataclass(slots=True)
 class _Member:
-    cluster: int
-    rule: str
+    cluster: int  # its lead's id
+    rule: str  # lead / transfer / near / grid / kept
     via: int | None = None
     distance_m: float | None = None
     minutes: float | None = None
     text_similarity: float | None = None
+
+
+def _grams(text: str | None) -> frozenset[str] | None:
+    """The bigrams of a report's words; None: too few to compare."""
+    grams = bigrams(text)
+    return grams if len(grams) >= _MIN_BIGRAMS else None
 
 
 @dataclass
@@ -166,24 +134,19 @@ class _Texts:
             self.cache[i] = None  # machine text or none
         for i, text in self.conn.execute(
                 "SELECT id, text FROM incident_text WHERE id = ANY(%s)", (missing,)):
-            grams = bigrams(text)
-            self.cache[i] = grams if len(grams) >= _MIN_BIGRAMS else None
+            self.cache[i] = _grams(text)
 
     def forget_below(self, lowest: int) -> None:
         for i in [i for i in self.cache if i < lowest]:
             del self.cache[i]
 
 
-def cluster_incidents(conn: psycopg.Connection, *, window_hours: float = 72,
-                      distance_m: float = 300, text_threshold: float = 0.15,
-                      text_stretch: float = 0.7,
-                      compatible: Iterable[tuple[str, str]] = COMPATIBLE_CATEGORIES
-                      ) -> IncidentSummary:
+def cluster_incidents(conn: psycopg.Connection, *, rules: Rules | None = None,
+                      full: bool = False) -> IncidentSummary:
     """Cluster the current reports of one incident (see the module's doc) and write
-    core.event.cluster_key and core.incident_cluster, in one transaction."""
-    # The packed cell key holds 2^20 columns and rows and 2^23 time buckets.
-    if window_hours < 0.25 or distance_m < 10:
-        raise ValueError("window_hours must be 0.25 or more and distance_m 10 or more")
+    core.event.cluster_key and core.incident_cluster, in one transaction. Incremental
+    unless `full` or no earlier run used the same rules."""
+    rules = rules or Rules()
     started = time.perf_counter()
     timings: dict[str, float] = {}
     mark = [started]
@@ -193,21 +156,18 @@ def cluster_incidents(conn: psycopg.Connection, *, window_hours: float = 72,
         timings[stage] = round(now - mark[0], 3)
         mark[0] = now
 
-    window_s = window_hours * 3600.0
-    pairs_of = sorted({"{}:{}".format(*sorted(p)) for p in compatible})
-    params = {"window_hours": window_hours, "distance_m": distance_m,
-              "text_threshold": text_threshold, "text_stretch": text_stretch,
-              "compatible": pairs_of}
+    params = rules.params()
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK,))
         started_at = database_now(conn)
-        # The self-joins hash every current event: room for them in memory.
+        # The self-joins hash the events read: room for them in memory.
         conn.execute("SET LOCAL work_mem = '256MB'")
-        events, located = _stage_events(conn, window_s, distance_m)
+        since = None if full else _last_run(conn, params)
+        events, decided, located = _stage_events(conn, rules, since)
         lap("events")
-        pair_counts = _stage_pairs(conn, window_s, distance_m, pairs_of)
+        pair_counts = _stage_pairs(conn, rules)
         lap("pairs")
-        members, matched = _cluster(conn, window_s, distance_m, text_threshold, text_stretch)
+        members = _cluster(conn, rules)
         lap("clustering")
         keys, kept, new = _keys(conn, members)
         lap("keys")
@@ -215,41 +175,95 @@ def cluster_incidents(conn: psycopg.Connection, *, window_hours: float = 72,
         lap("write")
         sizes = Counter(m.cluster for m in members.values())
         summary = IncidentSummary(
-            events=events, located=located, pairs=pair_counts, pairs_matched=matched,
-            clusters=len(sizes), clustered_events=len(members),
-            largest_cluster=max(sizes.values(), default=0), events_updated=updated,
-            keys_kept=kept, keys_new=new, clusters_removed=removed,
+            mode="full" if since is None else "incremental", events=events, decided=decided,
+            located=located, pairs=pair_counts, clusters=len(sizes),
+            clustered_events=len(members), largest_cluster=max(sizes.values(), default=0),
+            events_updated=updated, keys_kept=kept, keys_new=new, clusters_removed=removed,
             timings=timings, seconds=round(time.perf_counter() - started, 3))
-        record_link_run(conn, "incident", started_at, records=events, compared=events,
-                        summary={**summary.as_dict(), "params": params})
+        record_link_run(conn, "incident", started_at, records=events, compared=decided,
+                        summary={**summary.as_dict(), "params": params}, mode=summary.mode)
     log.info("incidents clustered: %s", summary.as_dict())
     return summary
 
 
-def _stage_events(conn: psycopg.Connection, window_s: float,
-                  distance_m: float) -> tuple[int, int]:
-    """incident_event: the current events, numbered in report order, with their time
-    bucket, their cell `k` (coordinates in degrees over cells at least distance_m wide up
-    to 54°N, and the time bucket, packed in one bigint: column 2^43, row 2^23, bucket 1, so
-    a neighbouring cell is k plus a constant), and the key of the report a transferred one
-    names."""
+def _last_run(conn: psycopg.Connection, params: dict[str, object]) -> datetime | None:
+    """Where an incremental run starts: the rows loaded since the last run with the same
+    rules began (less OVERLAP); None (a full run) when there is none."""
+    row = conn.execute(
+        "SELECT started_at FROM ops.link_run WHERE entity = 'incident'"
+        " AND summary -> 'params' = %s::jsonb ORDER BY started_at DESC LIMIT 1",
+        (json.dumps(params, ensure_ascii=False, sort_keys=True),)).fetchone()
+    return None if row is None else row[0] - OVERLAP
+
+
+# The words of a report (core.event e) that texts compare.
+_TEXT = sql.SQL("left(coalesce(e.title, '') || ' ' || coalesce(e.description, ''), 1000)")
+# What a clustering reads of an event (core.event e), with the key of the report a
+# transferred one names: its transfer_ref, or the 12345 order number its text quotes.
+_READ = sql.SQL(
+    """e.row_id, e.source_system, e.source_id, e.reported_at, e.category_code,
+       e.source_category, e.channel,
+       e.grid_code, e.division_code, e.street_code, e.cluster_key, e.longitude, e.latitude,
+       coalesce(nullif(btrim(e.transfer_ref), ''),
+                CASE WHEN e.description LIKE '%%工单号%%' THEN
+                     substring(e.description FROM '工单号[：:]\\s*([0-9A-Za-z]+)')
+                END) AS ref""")
+
+
+def _stage_events(conn: psycopg.Connection, rules: Rules,
+                  since: datetime | None) -> tuple[int, int, int]:
+    """incident_event: the events read, numbered in report order, with their time bucket,
+    their cell `k` (coordinates in degrees over cells at least distance_m wide up to 54°N,
+    and the time bucket, packed in one bigint: column 2^43, row 2^23, bucket 1, so a
+    neighbouring cell is k plus a constant), the key of the report a transferred one
+    names, and whether it is `kept` (an incremental run: read, not decided).
+    (events, decided, located)"""
+    # An incremental run decides from `decide_from` on and keeps the window before it.
+    decide_from = None
+    if since is not None:
+        row = conn.execute(
+            "SELECT min(reported_at) FROM core.event WHERE valid_to IS NULL"
+            " AND valid_from >= %s", (since,)).fetchone()
+        decide_from = row[0] - timedelta(seconds=rules.window_s) if row and row[0] else None
+        if decide_from is None:  # nothing new: an empty run
+            decide_from = datetime.max.replace(tzinfo=since.tzinfo)
+    window = timedelta(seconds=rules.window_s)
+    conn.execute(sql.SQL(
+        """
+        CREATE TEMP TABLE incident_read ON COMMIT DROP AS
+        SELECT {columns}, %(decide_from)s::timestamptz IS NOT NULL
+                   AND e.reported_at < %(decide_from)s::timestamptz AS kept
+          FROM core.event e
+         WHERE e.valid_to IS NULL
+           AND (%(decide_from)s::timestamptz IS NULL
+                OR e.reported_at >= %(decide_from)s::timestamptz - %(window)s::interval)
+        """).format(columns=_READ), {"decide_from": decide_from, "window": window})
+    if decide_from is not None:
+        # The reports the decided ones name, and their clusters' reports: kept.
+        conn.execute(sql.SQL(
+            """
+            INSERT INTO incident_read
+            WITH named AS (
+                SELECT o.row_id, o.cluster_key FROM incident_read r
+                  JOIN core.event o ON o.source_id = r.ref AND o.source_system <> r.source_system
+                 WHERE NOT r.kept AND o.valid_to IS NULL
+                   AND o.row_id NOT IN (SELECT row_id FROM incident_read)
+            )
+            SELECT {columns}, true
+              FROM core.event e
+             WHERE e.valid_to IS NULL AND e.row_id NOT IN (SELECT row_id FROM incident_read)
+               AND (e.row_id IN (SELECT row_id FROM named)
+                    OR e.cluster_key IN (SELECT cluster_key FROM named))
+            """).format(columns=_READ), {})  # {}: %% is the placeholder syntax's %
     conn.execute(
         """
         CREATE TEMP TABLE incident_event ON COMMIT DROP AS
         WITH ev AS (
-            SELECT e.row_id, e.source_system, e.source_id, e.reported_at, e.category_code,
-                   e.channel, e.grid_code, e.division_code, e.street_code, e.cluster_key,
-                   (e.longitude BETWEEN 73 AND 136 AND e.latitude BETWEEN 3 AND 54) AS located,
-                   e.longitude, e.latitude,
-                   coalesce(nullif(btrim(e.transfer_ref), ''),
-                            CASE WHEN e.description LIKE '%%工单号%%' THEN
-                                 substring(e.description FROM '工单号[：:]\\s*([0-9A-Za-z]+)')
-                            END) AS ref
-              FROM core.event e
-             WHERE e.valid_to IS NULL
+            SELECT r.*, (r.longitude BETWEEN 73 AND 136 AND r.latitude BETWEEN 3 AND 54) AS located
+              FROM incident_read r
         )
         SELECT (row_number() OVER (ORDER BY reported_at, source_system, source_id))::int AS id,
-               row_id, source_system, source_id, reported_at,
+               row_id, source_system, source_id, reported_at, kept,
                extract(epoch FROM reported_at)::float8 AS t,
                floor(extract(epoch FROM reported_at) / %(window)s)::bigint AS tb,
                CASE WHEN located THEN longitude END AS lon,
@@ -262,20 +276,22 @@ def _stage_events(conn: psycopg.Connection, window_s: float,
                nullif(btrim(grid_code), '') AS grid_code,
                nullif(btrim(grid_code), '') || '|'
                    || floor(extract(epoch FROM reported_at) / %(window)s)::bigint AS grid_k,
-               category_code,
+               category_code, source_system || '|' || coalesce(source_category, '') AS kind,
                CASE WHEN category_code ~ '^[A-Z]{2}' THEN left(category_code, 2) END AS l1,
                channel, division_code, street_code, ref, cluster_key AS old_key,
                coalesce(left(category_code, 2) = ANY(%(placeless)s), false) AS placeless
           FROM ev
         """,
-        {"placeless": list(PLACELESS_CATEGORIES), "window": window_s, "dlat": distance_m / 110_574.0,
-         "dlon": distance_m / (111_320.0 * 0.5877852522924731)},  # cos 54°
+        {"placeless": list(PLACELESS_CATEGORIES), "window": rules.window_s,
+         "dlat": rules.distance_m / 110_574.0,
+         "dlon": rules.distance_m / (111_320.0 * 0.5877852522924731)},  # cos 54°
     )
     conn.execute("ALTER TABLE incident_event ADD PRIMARY KEY (id)")
     conn.execute("ANALYZE incident_event")
-    row = conn.execute("SELECT count(*), count(lon) FROM incident_event").fetchone()
+    row = conn.execute("SELECT count(*), count(*) FILTER (WHERE NOT kept), count(lon)"
+                       " FROM incident_event").fetchone()
     assert row is not None
-    return int(row[0]), int(row[1])
+    return int(row[0]), int(row[1]), int(row[2])
 
 
 # Haversine distance in metres between incident_event rows a and b.
@@ -293,10 +309,10 @@ _COMPATIBLE = sql.SQL(
     " OR least(a.l1, b.l1) || ':' || greatest(a.l1, b.l1) = ANY(%(compatible)s))")
 
 
-def _stage_pairs(conn: psycopg.Connection, window_s: float, distance_m: float,
-                 compatible: list[str]) -> dict[str, int]:
-    """incident_pair: candidate pairs (a reported before b), by rule."""
-    args = {"window": window_s, "distance": distance_m, "compatible": compatible}
+def _stage_pairs(conn: psycopg.Connection, rules: Rules) -> dict[str, int]:
+    """incident_pair: candidate pairs (a reported before b, b decided in this run), by rule."""
+    args = {"window": rules.window_s, "distance": rules.distance_m,
+            "compatible": rules.compatible_pairs()}
     conn.execute(
         "CREATE TEMP TABLE incident_pair (a int NOT NULL, b int NOT NULL, rule text NOT NULL,"
         " distance_m float8, minutes float8) ON COMMIT DROP")
@@ -308,7 +324,7 @@ def _stage_pairs(conn: psycopg.Connection, window_s: float, distance_m: float,
           FROM incident_event a
          CROSS JOIN (VALUES {neighbours}) n(offset_k)
           JOIN incident_event b ON b.k = a.k + n.offset_k
-         WHERE a.k IS NOT NULL AND NOT a.placeless AND NOT b.placeless
+         WHERE a.k IS NOT NULL AND NOT a.placeless AND NOT b.placeless AND NOT b.kept
            AND b.id > a.id AND b.t - a.t <= %(window)s
            AND {compatible} AND {distance} <= %(distance)s
         """).format(distance=_DISTANCE, compatible=_COMPATIBLE, neighbours=_NEIGHBOURS), args)
@@ -320,66 +336,85 @@ def _stage_pairs(conn: psycopg.Connection, window_s: float, distance_m: float,
           FROM incident_event a
          CROSS JOIN (VALUES (0), (1)) n(dt)
           JOIN incident_event b ON b.grid_k = a.grid_code || '|' || (a.tb + n.dt)
-         WHERE b.id > a.id AND (a.k IS NULL OR b.k IS NULL) AND b.t - a.t <= %(window)s
+         WHERE b.id > a.id AND NOT b.kept AND (a.k IS NULL OR b.k IS NULL)
+           AND b.t - a.t <= %(window)s
            AND NOT a.placeless AND NOT b.placeless AND {compatible}
         """).format(compatible=_COMPATIBLE), args)
     # A transferred report names the other platform's report: joined whatever the time.
     conn.execute(sql.SQL(
         """
         INSERT INTO incident_pair (a, b, rule, distance_m, minutes)
-        SELECT least(e.id, o.id), greatest(e.id, o.id), 'transfer',
+        SELECT a.id, b.id, 'transfer',
                CASE WHEN a.lat IS NOT NULL AND b.lat IS NOT NULL THEN {distance} END,
-               abs(e.t - o.t) / 60
+               (b.t - a.t) / 60
           FROM incident_event e
           JOIN incident_event o ON o.source_id = e.ref AND o.source_system <> e.source_system
           JOIN incident_event a ON a.id = least(e.id, o.id)
           JOIN incident_event b ON b.id = greatest(e.id, o.id)
-         WHERE e.ref IS NOT NULL
+         WHERE e.ref IS NOT NULL AND NOT b.kept
         """).format(distance=_DISTANCE))
     conn.execute("CREATE INDEX ON incident_pair (b, a)")
     conn.execute("ANALYZE incident_pair")
-    counts: dict[str, int] = dict(conn.execute("SELECT rule, count(*) FROM incident_pair GROUP BY rule").fetchall())
+    counts: dict[str, int] = dict(conn.execute(
+        "SELECT rule, count(*) FROM incident_pair GROUP BY rule").fetchall())
     # The texts the near and grid pairs compare (machine-made texts are not compared).
-    conn.execute(
+    conn.execute(sql.SQL(
         """
         CREATE TEMP TABLE incident_text ON COMMIT DROP AS
-        SELECT v.id, left(coalesce(e.title, '') || ' ' || coalesce(e.description, ''), 1000) AS text
+        SELECT v.id, {text} AS text
           FROM incident_event v
           JOIN core.event e ON e.row_id = v.row_id
          WHERE NOT (coalesce(v.channel, '') = ANY(%(machine)s))
            AND v.id IN (SELECT a FROM incident_pair WHERE rule <> 'transfer'
                         UNION SELECT b FROM incident_pair WHERE rule <> 'transfer')
-        """, {"machine": list(MACHINE_TEXT_CHANNELS)})
+        """).format(text=_TEXT), {"machine": list(MACHINE_TEXT_CHANNELS)})
     conn.execute("ALTER TABLE incident_text ADD PRIMARY KEY (id)")
     return {rule: int(counts.get(rule, 0)) for rule in ("transfer", "near", "grid")}
 
 
-@dataclass(frozen=True, slots=True)
-class _Edge:
-    """A matched pair seen from its later report: the earlier report `a` and why."""
-
-    a: int
-    rule: str  # transfer / near / grid
-    rank: tuple[float, float, float]  # transfer first, then text similarity, then nearness
-    distance_m: float | None
-    minutes: float | None
-    text_similarity: float | None
-
-
-def _cluster(conn: psycopg.Connection, window_s: float, distance_m: float,
-             text_threshold: float, text_stretch: float) -> tuple[dict[int, _Member], int]:
-    """Greedy clustering in report order (see the module's doc): event id → membership,
-    for the events of clusters of two or more; and the pairs that matched."""
-    clusters: dict[int, _Cluster] = {}
+def _cluster(conn: psycopg.Connection, rules: Rules) -> dict[int, _Member]:
+    """Clustering in report order (see link.incident_rules): event id → membership, for
+    the events of clusters of two or more. Kept events stand in their clusters."""
+    clusters: dict[int, Cluster] = {}
+    cluster_of: dict[int, int] = {}
     members: dict[int, _Member] = {}
+    # Kept reports of clusters, in report order: their clusters, replayed as reached.
+    # (A cluster whose lead was not read is older than any decided report may join.)
+    kept = conn.execute(sql.SQL(
+        "SELECT v.id, v.old_key, v.t, v.category_code, v.kind, c.cluster_key IS NOT NULL,"
+        " CASE WHEN c.cluster_key IS NOT NULL AND NOT (coalesce(v.channel, '') = ANY(%s))"
+        " THEN {text} END"
+        " FROM incident_event v JOIN core.event e ON e.row_id = v.row_id"
+        " LEFT JOIN core.incident_cluster c ON c.cluster_key = v.old_key"
+        " AND c.lead_source_system = v.source_system AND c.lead_source_id = v.source_id"
+        " WHERE v.kept AND v.old_key IS NOT NULL ORDER BY v.id").format(text=_TEXT),
+        (list(MACHINE_TEXT_CHANNELS),)).fetchall()
+    lead_of_key: dict[str, int] = {}
+    replayed = 0
+
+    def replay(until: int) -> None:
+        nonlocal replayed
+        while replayed < len(kept) and kept[replayed][0] < until:
+            i, key, t, category, kind, is_lead, text = kept[replayed]
+            replayed += 1
+            if is_lead:
+                lead_of_key[key] = i
+                clusters[i] = Cluster(Report(i, t, category, kind, _grams(text)), t)
+            lead = lead_of_key.get(key)
+            if lead is None:
+                cluster_of[i] = CLOSED
+                continue
+            clusters[lead].last_t = max(clusters[lead].last_t, t)
+            cluster_of[i] = lead
+            members[i] = _Member(cluster=lead, rule="lead" if lead == i else "kept")
+
     texts = _Texts(conn)
-    matched = 0
     row = conn.execute("SELECT coalesce(max(b), 0) FROM incident_pair").fetchone()
     last = int(row[0]) if row else 0
     for lo in range(1, last + 1, _CHUNK):
         rows = conn.execute(
             "SELECT p.a, p.b, p.rule, p.distance_m, p.minutes, ea.t, eb.t,"
-            " ea.category_code = eb.category_code AND ea.l1 IS NOT NULL"
+            " ea.category_code, eb.category_code, ea.kind, eb.kind"
             " FROM incident_pair p JOIN incident_event ea ON ea.id = p.a"
             " JOIN incident_event eb ON eb.id = p.b"
             " WHERE p.b >= %s AND p.b < %s ORDER BY p.b, p.a",
@@ -388,56 +423,24 @@ def _cluster(conn: psycopg.Connection, window_s: float, distance_m: float,
             continue
         texts.forget_below(min(r[0] for r in rows))
         texts.need(i for r in rows if r[2] != "transfer" for i in (r[0], r[1]))
-        edges: dict[int, list[_Edge]] = defaultdict(list)
-        t_of: dict[int, float | None] = {}  # report times of this chunk's pairs
-        for a, b, rule, dist, minutes, ta, tb, same_category in rows:
-            t_of[a], t_of[b] = ta, tb
-            sim: float | None = None
-            if rule == "transfer":
-                rank = (2.0, 0.0, 0.0)
-            else:
-                ga, gb = texts.cache.get(a), texts.cache.get(b)
-                if ga is not None and gb is not None:
-                    sim = jaccard(ga, gb)
-                    # The further apart, the more alike the words must be.
-                    apart = ((minutes or 0.0) * 60 / window_s
-                             + (dist if dist is not None else distance_m) / distance_m) / 2
-                    if sim < text_threshold + text_stretch * apart:
-                        continue
-                    rank = (1.0, sim, -(dist if dist is not None else _FAR))
-                elif same_category:  # no text to compare: exactly the same category
-                    rank = (0.0, 0.0, -(dist if dist is not None else _FAR))
-                else:
-                    continue
-            matched += 1
-            edges[b].append(_Edge(a, rule, rank, dist, minutes, sim))
-        for b in sorted(edges):
-            _join(b, edges[b], clusters, members, t_of, window_s)
-    return members, matched
-
-
-_FAR = 1e9  # a grid pair (no distance) ranks behind a near one of equal text
-
-
-def _join(b: int, edges: list[_Edge], clusters: dict[int, _Cluster],
-          members: dict[int, _Member], t_of: dict[int, float | None], window_s: float) -> None:
-    """Report b joins the cluster of its best match that it may join: a transfer always,
-    otherwise one whose lead was reported within the window before b."""
-    tb = t_of.get(b)
-    for edge in sorted(edges, key=lambda e: (tuple(-x for x in e.rank), e.a)):
-        member = members.get(edge.a)
-        cluster = clusters[member.cluster] if member else None
-        lead_t = cluster.lead_t if cluster else t_of.get(edge.a)
-        if edge.rule != "transfer" and (tb is None or lead_t is None
-                                        or tb - lead_t > window_s):
-            continue
-        if cluster is None:
-            cluster = clusters[edge.a] = _Cluster(lead=edge.a, lead_t=lead_t)
-            members[edge.a] = _Member(cluster=edge.a, rule="lead")
-        members[b] = _Member(cluster=cluster.lead, rule=edge.rule, via=edge.a,
-                             distance_m=edge.distance_m, minutes=edge.minutes,
-                             text_similarity=edge.text_similarity)
-        return
+        pairs: dict[int, list[Pair]] = defaultdict(list)
+        reports: dict[int, Report] = {}
+        for a, b, rule, dist, minutes, ta, tb, cat_a, cat_b, kind_a, kind_b in rows:
+            reports[a] = Report(a, ta, cat_a, kind_a, texts.cache.get(a))
+            reports[b] = Report(b, tb, cat_b, kind_b, texts.cache.get(b))
+            pairs[b].append(Pair(a, rule, dist, minutes))
+        for b in sorted(pairs):
+            replay(b)
+            chosen = best_join(rules, reports[b], pairs[b], clusters, cluster_of, reports)
+            if chosen is None:
+                continue
+            cluster = join(reports[b], chosen, clusters, cluster_of, reports)
+            members.setdefault(cluster.lead.id, _Member(cluster=cluster.lead.id, rule="lead"))
+            members[b] = _Member(cluster=cluster.lead.id, rule=chosen.rule, via=chosen.via,
+                                 distance_m=chosen.distance_m, minutes=chosen.minutes,
+                                 text_similarity=chosen.text_similarity)
+    replay(2**31)  # the kept reports after the last decided one
+    return members
 
 
 def _hash_key(source_system: str, source_id: str) -> str:
@@ -510,12 +513,16 @@ def _write(conn: psycopg.Connection, members: dict[int, _Member], keys: dict[int
                   FROM incident_event v
                   LEFT JOIN incident_member m ON m.id = v.id
                   LEFT JOIN incident_key k ON k.cluster = m.cluster
-                 WHERE v.old_key IS DISTINCT FROM k.cluster_key) n
+                 WHERE (NOT v.kept OR m.id IS NOT NULL)
+                   AND v.old_key IS DISTINCT FROM k.cluster_key) n
          WHERE e.row_id = n.row_id AND e.valid_to IS NULL
         """).rowcount
+    # Clusters of the reports decided that no cluster holds now (kept ones stand).
     removed = conn.execute(
-        "DELETE FROM core.incident_cluster c WHERE NOT EXISTS"
-        " (SELECT 1 FROM incident_key k WHERE k.cluster_key = c.cluster_key)").rowcount
+        "DELETE FROM core.incident_cluster c WHERE c.cluster_key IN"
+        " (SELECT old_key FROM incident_event WHERE NOT kept)"
+        " AND NOT EXISTS (SELECT 1 FROM incident_key k WHERE k.cluster_key = c.cluster_key)"
+    ).rowcount
     # A cluster whose reports all carried its key already, and no other report did, is as
     # it was (a report that changes is a new version, without a key): its row stands,
     # unless the parameters changed.
@@ -553,7 +560,7 @@ def _write(conn: psycopg.Connection, members: dict[int, _Member], keys: dict[int
                min(v.reported_at), max(v.reported_at), lead.category_code, lead.division_code,
                lead.street_code, lead.grid_code,
                jsonb_build_object('params', %(params)s::jsonb, 'members', jsonb_agg(
-                   jsonb_strip_nulls(jsonb_build_object(
+                   coalesce(was.member, jsonb_strip_nulls(jsonb_build_object(
                        'source_system', v.source_system, 'source_id', v.source_id,
                        'rule', m.rule,
                        'via', CASE WHEN via.id IS NOT NULL
@@ -563,7 +570,7 @@ def _write(conn: psycopg.Connection, members: dict[int, _Member], keys: dict[int
                        'text_similarity', m.text_similarity,
                        'categories', CASE WHEN via.id IS NOT NULL
                                           THEN jsonb_build_array(v.category_code, via.category_code)
-                                     END))
+                                     END)))
                    ORDER BY v.id))
           FROM incident_changed ch
           JOIN incident_member m ON m.cluster = ch.cluster
@@ -571,6 +578,14 @@ def _write(conn: psycopg.Connection, members: dict[int, _Member], keys: dict[int
           JOIN incident_event v ON v.id = m.id
           JOIN incident_event lead ON lead.id = m.cluster
           LEFT JOIN incident_event via ON via.id = m.via
+          -- A kept report's evidence is what it was.
+          LEFT JOIN LATERAL (
+              SELECT x AS member FROM core.incident_cluster o,
+                     jsonb_array_elements(o.evidence -> 'members') x
+               WHERE m.rule = 'kept' AND o.cluster_key = v.old_key
+                 AND x ->> 'source_system' = v.source_system
+                 AND x ->> 'source_id' = v.source_id
+               LIMIT 1) was ON true
          GROUP BY k.cluster_key, lead.source_system, lead.source_id, lead.category_code,
                   lead.division_code, lead.street_code, lead.grid_code
         ON CONFLICT (cluster_key) DO UPDATE SET

@@ -14,13 +14,14 @@ from link.people import link_people
 
 def link_all(conn: psycopg.Connection, *, full: bool = False) -> dict[str, Any]:
     """Link people, organizations and incidents on `conn` (the pipeline's, hub_loader),
-    each step committed on its own; returns what each did. `full`: people are linked
-    afresh (the keys of unchanged records stay as they were) instead of incrementally."""
+    each step committed on its own; returns what each did. `full`: people and incidents
+    are linked afresh (the keys of unchanged records stay as they were) instead of
+    incrementally."""
     people = link_people(conn, full=full)
     conn.commit()
     organizations = link_organizations(conn)
     conn.commit()
-    incidents = cluster_incidents(conn)
+    incidents = cluster_incidents(conn, full=full)
     conn.commit()
     return {"person": people.as_json(), "organization": organizations.as_dict(),
             "incident": incidents.as_dict()}

@@ -10,13 +10,15 @@ import psycopg
 
 
 def record_link_run(conn: psycopg.Connection, entity: str, started_at: datetime, *,
-                    records: int, compared: int, summary: dict[str, object]) -> None:
-    """Note a full run of `entity` ('organization' or 'incident') that began at
-    `started_at` (the database's clock) and linked `records` current records."""
+                    records: int, compared: int, summary: dict[str, object],
+                    mode: str = "full") -> None:
+    """Note a run of `entity` ('organization' or 'incident'; `mode` 'full' or
+    'incremental') that began at `started_at` (the database's clock) and linked
+    `records` current records."""
     conn.execute(
         "INSERT INTO ops.link_run (entity, mode, started_at, finished_at, records, compared,"
-        " summary) VALUES (%s, 'full', %s, clock_timestamp(), %s, %s, %s::jsonb)",
-        (entity, started_at, records, compared,
+        " summary) VALUES (%s, %s, %s, clock_timestamp(), %s, %s, %s::jsonb)",
+        (entity, mode, started_at, records, compared,
          json.dumps(summary, ensure_ascii=False, sort_keys=True, default=str)))
 
 

@@ -204,6 +204,8 @@ class ReportData:
     quarantine: list[Row]
     quarantine_open_by_rule: list[Row]
     districts: list[Row]
+    # 重复报告率 per top-level category (the district table has it per district).
+    repeats_by_category: list[Row] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     # Machine alarms (the video network's AI alarms), per platform and local day.
     daily_alarms: dict[str, dict[date, int]] = field(default_factory=dict)
@@ -258,6 +260,7 @@ def _collect(conn: psycopg.Connection, week: Week, as_of: datetime,
         quarantine=_rows(conn, QUARANTINE, params),
         quarantine_open_by_rule=_rows(conn, QUARANTINE_OPEN_BY_RULE, params),
         districts=_rows(conn, DISTRICTS, params),
+        repeats_by_category=_rows(conn, REPEATS_BY_CATEGORY, params),
     )
 
 
@@ -509,6 +512,16 @@ SELECT source_system, entity, rule, count(*) AS open, min(quarantined_at) AS old
 DISTRICTS = """
 SELECT * FROM mart.governance_weekly_district WHERE report_week = %(week)s
  ORDER BY accepted DESC, division_code
+"""
+
+# Counts add up across mart.governance_weekly's rows (its rates do not): summed per
+# top-level category, the rate taken of the sums.
+REPEATS_BY_CATEGORY = """
+SELECT category_l1_code, category_l1_name, sum(events) AS events,
+       sum(repeat_events) AS repeat_events,
+       round(sum(repeat_events)::numeric / nullif(sum(events), 0), 4) AS repeat_rate
+  FROM mart.governance_weekly WHERE report_week = %(week)s
+ GROUP BY 1, 2 ORDER BY repeat_events DESC, events DESC, 1
 """
 
 

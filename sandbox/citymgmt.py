@@ -446,13 +446,16 @@ class CityMgmtData:
         component = ""
         if cls.class_type == "部件":
             component = self._component_near(cls, grid, rng)
-        address = self.city.address(grid, rng)
+        address = (self.city.address(grid, rng) if report.incident_id is None
+                   else incidents.place(self.city, report.incident_id, grid))
         if "hostile_text" in bad:
             description = citymod.HOSTILE_TEXT[next(hostile) % len(citymod.HOSTILE_TEXT)]
         elif report.hotline_order_no:
             description = f"【12345转办】工单号：{report.hotline_order_no}。{report.hotline_text}"
         else:
-            description = f"{address}附近{rng.choice(cls.examples)}"
+            example = (rng.choice(cls.examples) if report.incident_id is None
+                       else incidents.matter(self.city, report.incident_id, cls.examples))
+            description = f"{address}附近{example}"
         handlers = HANDLERS[(cls.class_type, cls.big_class)]
         dept = self.department(handlers[rng.randrange(len(handlers))], grid.district_code)
         reporter = {"监督员上报": f"JDY{rng.randint(1, 300):04d}", "视频发现": f"SP{rng.randint(1, 999):05d}",

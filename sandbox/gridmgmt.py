@@ -93,6 +93,8 @@ _EVENT_TEXT = {
     "防汛巡查": "{x}低洼处排水不畅", "信访维稳": "{x}居民聚集反映拆迁补偿",
 }
 _EVENT_CAUSES = ("噪音", "漏水", "停车位", "宠物", "装修", "楼道杂物", "电动车充电", "燃气管道")
+# A quarrel other platforms report too: its matter, in the order their lists name it.
+_SHARED_CAUSES = ("漏水", "楼道杂物", "宠物")
 
 # Planted defects: share of records per kind, with a floor so small samples carry each.
 RESIDENT_DEFECT_RATES = {"id_spaces": 0.02, "id_lower_x": 0.02, "id_legacy15": 0.02,
@@ -562,16 +564,18 @@ class GridData:
             grid_code = f"{grid.street_code}9{rng.randint(0, 99):02d}{rng.randint(1, 999):03d}"
         elif "no_grid_code" in defects:
             grid_code = None
-        address = city.address(grid, rng)
+        address = (city.address(grid, rng) if shared is None
+                   else incidents.place(city, shared.incident_id, grid))
         if "hostile_text" in defects:
             description = citymod.HOSTILE_TEXT[rng.randrange(len(citymod.HOSTILE_TEXT))]
         elif shared is not None and shared.theme.grid_text and event_type not in PARTY_TYPES \
                 and event_type not in UNKNOWN_EVENT_TYPES:
             description = shared.theme.grid_text.format(x=address)
         else:
-            description = _EVENT_TEXT[event_type].format(x=rng.choice(_EVENT_CAUSES)
-                                                         if event_type in PARTY_TYPES
-                                                         else address)
+            cause = (rng.choice(_EVENT_CAUSES) if shared is None
+                     else incidents.matter(city, shared.incident_id, _SHARED_CAUSES))
+            description = _EVENT_TEXT[event_type].format(
+                x=cause if event_type in PARTY_TYPES else address)
         self.truth.events[event_id] = EventTruth(
             defects=set(defects), grid_code=grid.code, point=point, party_indices=parties,
             incident_id=shared.incident_id if shared is not None else None)

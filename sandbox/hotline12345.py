@@ -519,11 +519,12 @@ class HotlineData:
         if "satisfaction_not_evaluated" in defects:
             satisfaction = "满意"
 
-        address = city.address(grid, rng)
+        address = incidents.place(city, report.incident_id, grid)  # every caller names it
         if "hostile_text" in defects:
             content = citymod.HOSTILE_TEXT[hostile_index % len(citymod.HOSTILE_TEXT)]
         else:
-            content = _content(rng, report.channel, appeal, category, address)
+            content = _content(rng, report.channel, appeal, address,
+                               incidents.matter(city, report.incident_id, category.examples))
         record: dict[str, Any] = {
             "orderNo": order_no,
             "acceptTime": fmt(accept_shown),
@@ -735,9 +736,8 @@ def _title(rng: random.Random, appeal: str, category: Category) -> str:
                        f"反映{category.leaf}"])
 
 
-def _content(rng: random.Random, channel: str, appeal: str, category: Category,
-             address: str) -> str:
-    example = rng.choice(category.examples)
+def _content(rng: random.Random, channel: str, appeal: str, address: str,
+             example: str) -> str:
     repeat = "已多次反映未果，" if rng.random() < 0.15 else ""
     if appeal == "咨询":
         return f"{_CHANNEL_INTRO[channel]}：{example}。{_APPEAL_ASK[appeal]}"

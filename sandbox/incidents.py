@@ -5,7 +5,8 @@ A pothole is reported by a grid worker on patrol and, an hour later, by a reside
 calling 12345; a camera's AI flags a street vendor and a 数字城管 operator raises a case
 from the video minutes later; a quarrel between neighbours is noted by the grid worker
 and registered for mediation on the 综治 platform. Each platform describes the incident
-in its own words and categories, at its own time and a few tens of metres off.
+in its own words and categories, at its own time and a few tens of metres off, naming the
+same place (`place`) and the same matter (`matter`).
 
 `shared_incidents(city, day)` is a pure function of (city, day): every platform simulating
 that day sees the same incidents, whatever its own window. A platform takes the reports
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import math
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
@@ -191,6 +193,19 @@ def _residents(city: City, g_index: int, rng: random.Random, n: int) -> tuple[in
         if index not in picked or rows < n:
             picked.append(index)
     return tuple(picked)
+
+
+def place(city: City, incident_id: str, grid: Grid) -> str:
+    """Where an incident is, as the people reporting it name it (an address in its grid):
+    the same in every report of it, whatever the platform (a pure function of the id)."""
+    return city.address(grid, city.rng("incident-place", incident_id))
+
+
+def matter(city: City, incident_id: str, options: Sequence[str]) -> str:
+    """What the incident is about, in one platform's words: the same in every report of it.
+    The platforms' lists of one kind of incident name the same matters in the same order
+    (a neighbours' quarrel over a leak, the stairwell, a dog), so they agree."""
+    return options[city.rng("incident-matter", incident_id).randrange(len(options))]
 
 
 def reports_for(city: City, channel: str, start: datetime, end: datetime) -> list[Report]:

@@ -16,8 +16,10 @@ the record's key exactly as the hub stores it; `truth_id` what the record really
   mediation committee);
 - event: the incident: `H…` (one 12345 incident, maybe called in several times, and
   the 数字城管 cases and 综治 disputes transferred from it), `X…` (an incident several
-  platforms report, sandbox.incidents), else `<source_system>:<source_id>` (a record
-  that is an incident of its own).
+  platforms report, sandbox.incidents: minutes to hours apart, in each platform's
+  categories and words, naming one place and matter), `V…` (a camera alarming again
+  while what it saw lasts), else `<source_system>:<source_id>` (a record that is an
+  incident of its own).
 
 Keys the hub derives from personal data are computed here with the hub's own functions,
 under the hub's personal-data key (base.pii): a grid resident's `resident:<hash>`, a

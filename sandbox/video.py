@@ -14,6 +14,9 @@ Dirt is planted deliberately and recorded per record (`VideoData.device_truth`,
   covers, coordinates at (0, 0), a deviceId that is not in the inventory; about
   40 % carry no coordinates at all (the device's location stands for them).
 
+A camera alarms again about what it saw while the situation lasts (minutes apart: one
+incident, `AlarmTruth.incident_id` `V…`); its next incident of the same type comes hours
+later (`INCIDENT_SPACING`: the platform holds back an alarm type on a camera meanwhile).
 Some alarms are of incidents other platforms report too (sandbox.incidents: the street
 vendor a 数字城管 operator files a case about from the video), raised by the camera of
 the incident's grid, sometimes more than once: `AlarmTruth.incident_id`.
@@ -32,7 +35,7 @@ import random
 import threading
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -67,8 +70,15 @@ DEVICE_DEFECTS: dict[str, float] = {
 ALARM_DEFECTS: dict[str, float] = {
     "duplicate": 0.05, "unknown_type": 0.02, "coords_zero": 0.01, "unknown_device": 0.01,
 }
+# Of what a camera is or sees, not of one delivery: on alarms that are an incident of their
+# own (an unregistered camera does not alarm from the inventory five minutes later).
+CAMERA_BOUND = ("unknown_type", "coords_zero", "unknown_device")
 # Shares of alarms without coordinates of their own (not a defect: common practice).
 ALARM_WITHOUT_COORDS = 0.4
+# Extra alarms a camera raises about one incident while it lasts, 3–20 minutes apart; a
+# camera's incidents of one type are at least INCIDENT_SPACING apart.
+REALARMS = (0, 0, 0, 1, 2)
+INCIDENT_SPACING = timedelta(hours=4)
 _HOUR_WEIGHTS = (1, 0.5, 0.3, 0.3, 0.3, 0.5, 1.5, 3, 6, 8, 8, 7,
                  6, 6, 7, 7, 7, 6, 5, 5, 4, 3, 2, 1.5)
 
@@ -114,6 +124,7 @@ class VideoData:
         self._next_to_publish = 0
         self._advance_calls = 0
         self._serial = 0
+        self._incidents_at: dict[tuple[str, str], list[datetime]] = {}  # (camera, type) → times
         self._district_name = {d.code: d.name for d in city.districts}
         self._street_name = {s.code: s.name for s in city.streets}
         self._generate()
@@ -179,8 +190,8 @@ class VideoData:
             installed["updateTime"] = stamp
             n = alarms if alarms is not None else max(5, self._per_day() // 24)
             cameras = self.cameras()
-            new = [self._alarm(now - timedelta(seconds=rng.randint(0, 600)), rng, cameras)
-                   for _ in range(n)]
+            new = self._incidents(n, rng, cameras,
+                                  lambda: now - timedelta(seconds=rng.randint(0, 600)), now)
             new.sort(key=lambda a: (a["alarmTime"], a["alarmId"]))
             self.alarms.extend(new)
             return {"devices": len(flipped) + 2, "alarms": len(new)}
@@ -217,17 +228,26 @@ class VideoData:
         shared = [r for r in incidents.reports_for(self.city, incidents.VIDEO, start, self.end)
                   if r.grid.code in camera_of]
         shared_per_day = incidents.per_slot(shared, start, self.days)
-        raised: list[dict[str, Any]] = []
+        raised = [self._alarm(r.at, self._rng("shared-alarm", r.incident_id, k),
+                              [camera_of[r.grid.code]], r) for k, r in enumerate(shared)]
+        for alarm, r in zip(raised, shared, strict=True):
+            self._incidents_at.setdefault((alarm["deviceId"], r.kind), []).append(r.at)
         for day in range(self.days):
-            for _ in range(max(0, per_day - shared_per_day[day])):
+            def when(day: int = day) -> datetime:
                 hour = rng.choices(range(24), weights=_HOUR_WEIGHTS)[0]
-                t = start + timedelta(days=day, hours=hour, seconds=rng.randint(0, 3599))
-                raised.append(self._alarm(t, rng, cameras))
-        for k, r in enumerate(shared):
-            raised.append(self._alarm(r.at, self._rng("shared-alarm", r.incident_id, k),
-                                      [camera_of[r.grid.code]], r))
+                return start + timedelta(days=day, hours=hour, seconds=rng.randint(0, 3599))
+            raised += self._incidents(max(0, per_day - shared_per_day[day]), rng, cameras, when,
+                                      self.end)
         raised.sort(key=lambda a: (a["alarmTime"], a["alarmId"]))
-        planted = _plant(len(raised), ALARM_DEFECTS, self._rng("alarm-defects"))
+        alone = [i for i, a in enumerate(raised)
+                 if self.alarm_truth[a["alarmId"]].incident_id is None]
+        planted = _plant(len(raised), {k: r for k, r in ALARM_DEFECTS.items()
+                                       if k not in CAMERA_BOUND}, self._rng("alarm-defects"))
+        bound = _plant(len(alone), {k: r * len(raised) / max(1, len(alone))
+                                    for k, r in ALARM_DEFECTS.items() if k in CAMERA_BOUND},
+                       self._rng("alarm-defects", "camera"))
+        for i, held in zip(alone, bound, strict=True):
+            planted[i] |= held
         for alarm, kinds_ in zip(raised, planted, strict=True):
             self._spoil_alarm(alarm, kinds_, self._rng("alarm", alarm["alarmId"]))
         self.alarms = raised
@@ -270,12 +290,41 @@ class VideoData:
         self.device_truth[device_id] = DeviceTruth(kind, grid.code, point, set(defects))
         return record
 
+    def _incidents(self, n: int, rng: random.Random, cameras: list[str],
+                   when: Callable[[], datetime], until: datetime) -> list[dict[str, Any]]:
+        """n alarms (fewer if the cameras are that busy) of incidents no other platform
+        reports: each at a camera free of that type for INCIDENT_SPACING, raised again
+        while it lasts (before `until`: the platform's now)."""
+        out: list[dict[str, Any]] = []
+        for _ in range(3 * n):  # a draw too close to the camera's last incident is dropped
+            if len(out) >= n:
+                break
+            t = when()
+            first = self._alarm(t, rng, cameras)
+            device_id, kind = first["deviceId"], first["alarmType"]
+            seen = self._incidents_at.setdefault((device_id, kind), [])
+            if any(abs(t - s) < INCIDENT_SPACING for s in seen):
+                del self.alarm_truth[first["alarmId"]]
+                continue
+            seen.append(t)
+            alarms = [first]
+            for _ in range(min(rng.choice(REALARMS), n - len(out) - 1)):
+                t += timedelta(seconds=rng.randint(180, 1200))
+                if t >= until:
+                    break
+                alarms.append(self._alarm(t, rng, [device_id], kind=kind))
+            if len(alarms) > 1:
+                for alarm in alarms:
+                    self.alarm_truth[alarm["alarmId"]].incident_id = f"V{first['alarmId']}"
+            out += alarms
+        return out
+
     def _alarm(self, t: datetime, rng: random.Random, cameras: list[str],
-               shared: incidents.Report | None = None) -> dict[str, Any]:
+               shared: incidents.Report | None = None, kind: str | None = None
+               ) -> dict[str, Any]:
         device_id = cameras[rng.randrange(len(cameras))]
-        kind = rng.choices(list(ALARM_TYPES), weights=list(ALARM_TYPES.values()))[0]
-        if shared is not None:
-            kind = shared.kind
+        drawn = rng.choices(list(ALARM_TYPES), weights=list(ALARM_TYPES.values()))[0]
+        kind = shared.kind if shared is not None else kind or drawn
         alarm_id = str(uuid.UUID(int=rng.getrandbits(128), version=4))
         alarm: dict[str, Any] = {
             "alarmId": alarm_id,
@@ -290,8 +339,8 @@ class VideoData:
             bearing, metres = rng.uniform(0, 2 * math.pi), rng.uniform(5, 40)
             alarm["longitude"] = round(lon + metres * math.sin(bearing) / 85_000, 6)
             alarm["latitude"] = round(lat + metres * math.cos(bearing) / 111_320, 6)
-            if shared is not None:  # where the camera saw it
-                alarm["longitude"], alarm["latitude"] = shared.point
+        if shared is not None:  # where the camera saw it (the grid's camera may be far off)
+            alarm["longitude"], alarm["latitude"] = shared.point
         self.alarm_truth[alarm_id] = AlarmTruth(
             device_id, incident_id=shared.incident_id if shared is not None else None)
         return alarm

@@ -1,4 +1,4 @@
-"""mart.record_ref, computed with string functions since 0018, gives every key the
+"""mart.record_ref, computed with string functions since 0017, gives every key the
 reference 0008's regular expressions gave it: the references people already hold (in
 reports, in tickets) still find their records."""
 

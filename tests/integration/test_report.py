@@ -89,6 +89,12 @@ def w47(db: psycopg.Connection, hotline, tmp_path_factory: pytest.TempPathFactor
         " WHERE quarantine_id = (SELECT min(quarantine_id) FROM quality.quarantine"
         " WHERE source_system = %s AND state = 'open') RETURNING quarantine_id",
         (W47_RUN, second.run_id, source)).fetchone()
+    # Two reports of one incident (as linking would mark them): a repeat in the figures.
+    db.execute(
+        "UPDATE core.event SET cluster_key = 'w47-incident' WHERE valid_to IS NULL AND"
+        " (source_system, source_id) IN (SELECT source_system, source_id FROM mart.event_current"
+        "  WHERE source_system = %s AND report_week = %s ORDER BY category_l1_code, source_id"
+        "  LIMIT 2)", (source, WEEK))
     out = tmp_path_factory.mktemp("report")
     named = yaml.safe_load(config.read_text(encoding="utf-8"))
     named["sources"][source]["display_name"] = LABEL
@@ -202,6 +208,22 @@ def test_governance_figures_per_district_come_from_the_mart(w47, db):
         # Events without a division (a grid event with no grid code) are shown as such.
         assert (name or "（未知区划）") in gov
         assert f"{float(rate) * 100:.1f}%" in gov, (name, rate)
+
+
+def test_repeat_reports_per_category_come_from_the_mart(w47, db):
+    gov = section(w47["html"], "governance")
+    assert "重复报告（按类别）" in gov
+    rows = db.execute("SELECT category_l1_name, sum(events), sum(repeat_events)"
+                      " FROM mart.governance_weekly WHERE report_week = %s GROUP BY 1",
+                      (WEEK,)).fetchall()
+    assert sum(r[2] for r in rows) == 1  # the incident's second report
+    table = gov[gov.index("重复报告（按类别）"):]
+    for name, events, repeats in rows:
+        row = re.search(rf"<td>{re.escape(name or '（未分类）')} .*?</tr>", table, re.S)
+        assert row, name
+        cells = re.findall(r'<td class="num">(.*?)</td>', row.group(0), re.S)
+        assert cells[:2] == [str(events), str(repeats)], (name, cells)
+        assert f"{repeats / events * 100:.1f}%" in cells[2], (name, cells)
 
 
 def test_the_report_is_archived(w47, db):

@@ -8,6 +8,7 @@ import re
 import unicodedata
 from collections import Counter, defaultdict
 from datetime import datetime, timedelta
+from itertools import pairwise
 from pathlib import Path
 
 import pyarrow as pa
@@ -23,7 +24,7 @@ from sandbox.gridmgmt import GridData
 from sandbox.hotline12345 import HotlineData
 from sandbox.platform import DemoPlatform
 from sandbox.truth import FIELDS, simulator_of, truth_rows, write_truth
-from sandbox.video import VideoData
+from sandbox.video import INCIDENT_SPACING, VideoData
 from sandbox.zongzhi import ZongzhiData
 
 END = datetime(2026, 11, 20)
@@ -173,6 +174,49 @@ def test_incidents_reach_two_or_three_platforms_in_their_own_words(platforms, tr
         assert hl.truth[calls[0]].grid_code == t.grid_code
         pairs += 1
     assert pairs
+
+
+def test_reports_of_one_incident_name_its_place_and_transfers_are_on_the_case(platforms,
+                                                                            truth):
+    hl, grid, cm = platforms["hl"], platforms["grid"], platforms["cm"]
+    place_of = {t.incident_id: o["address"] for no, o in hl.orders.items()
+                if (t := hl.truth[no]).incident_id and "hostile_text" not in t.defects}
+    named = 0
+    for event_id, t in grid.truth.events.items():
+        place = place_of.get(t.incident_id or "")
+        text = grid.events[event_id]["description"]
+        if place and place.split("号")[0] in text:
+            named += 1
+    assert named  # the grid worker names the place the caller named
+    # A 12345 order transferred to 数字城管: the case quotes its number, one incident.
+    events = ids_of(truth, "event", "hl")
+    transfers = [(c, t.hotline_order_no) for c, t in cm.case_truth.items() if t.hotline_order_no]
+    assert transfers
+    for case_no, order_no in transfers:
+        assert f"工单号：{order_no}" in cm.cases[case_no]["description"]
+        assert ids_of(truth, "event", "cm")[case_no] == events[order_no]
+
+
+def test_a_camera_alarms_again_while_an_incident_lasts(platforms):
+    video = platforms["vid"]
+    by_incident: dict[str, list[dict]] = defaultdict(list)
+    for alarm in video.alarms:
+        incident_id = video.alarm_truth[alarm["alarmId"]].incident_id
+        if incident_id and incident_id.startswith("V"):
+            by_incident[incident_id].append(alarm)
+    assert by_incident
+    for alarms in by_incident.values():
+        times = sorted(a["alarmTime"] for a in alarms)
+        assert len(alarms) >= 2 and len({(a["deviceId"], a["alarmType"]) for a in alarms}) == 1
+        assert all(0 < b - a <= 21 * 60_000 for a, b in pairwise(times))  # 3–20 minutes
+    # The camera's next incident of that type comes hours later.
+    firsts: dict[tuple[str, str], list[int]] = defaultdict(list)
+    for alarms in by_incident.values():
+        first = min(alarms, key=lambda a: a["alarmTime"])
+        firsts[(first["deviceId"], first["alarmType"])].append(first["alarmTime"])
+    spacing_ms = INCIDENT_SPACING.total_seconds() * 1000 - 1000
+    for times in firsts.values():
+        assert all(b - a >= spacing_ms for a, b in pairwise(sorted(times)))
 
 
 def test_shared_incidents_are_a_pure_function_of_the_day(city):
