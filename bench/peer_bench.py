@@ -17,7 +17,8 @@ Contenders, each in a process of its own (peak memory is its own; one that overr
 the time limit is killed and reported "did not finish"):
 - `copy`: the baseline, pyarrow CSV + COPY of the rows as the core table holds them
   (personal data hashed and masked) into a table equivalent to the core table (same
-  columns, keys and indexes: CREATE TABLE … (LIKE core.x INCLUDING ALL)), one
+  columns, keys, indexes and storage parameters: CREATE TABLE … (LIKE core.x INCLUDING
+  ALL) and the core table's reloptions), one
   transaction per batch; the second load is written beside the first;
 - `hub`: the hub's validate-and-merge path, batch by batch as the pipeline runs it:
   rules, quarantine and findings, personal-data hashing and masking, the merge into the
@@ -158,6 +159,14 @@ def run_copy(kind: str, folder: Path, admin: str) -> None:
     with connect(Role.OWNER) as conn:
         conn.execute(sql.SQL("CREATE TABLE {} (LIKE {} INCLUDING ALL)").format(
             target, sql.Identifier(*entity.table.split("."))))
+        # The core table's storage parameters too (LIKE leaves them out): core.person's
+        # fillfactor, say, which leaves room on its pages for linking's updates.
+        row = conn.execute("SELECT reloptions FROM pg_class WHERE oid = %s::regclass",
+                           (entity.table,)).fetchone()
+        for option in (row[0] if row and row[0] else []):
+            name, value = option.split("=", 1)
+            conn.execute(sql.SQL("ALTER TABLE {} SET ({} = {})").format(
+                target, sql.Identifier(name), sql.Literal(value)))
     for load in LOADS:
         checkpoint(admin)
         _report(start=load)
