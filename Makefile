@@ -39,8 +39,10 @@ test: $(STAMP)
 	$(BIN)/lint-imports --no-cache
 	$(BIN)/pytest -q
 
+# The peer benchmark (hub, raw COPY, dlt), then linking N people and 10,000 more.
 bench: $(BENCH_STAMP)
 	$(BIN)/python -m bench.peer_bench --rows $(N) --kind $(KIND)
+	$(BIN)/python -m bench.link_bench --rows $(N) --new 10000
 
 # The ingest DAGs on Airflow's CeleryExecutor: two workers, then one, on this machine's
 # Redis and PostgreSQL (sandbox/scaleout.py); says why and skips when either is missing.

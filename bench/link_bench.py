@@ -2,6 +2,7 @@
 
     python -m bench.link_bench --rows 100000
     python -m bench.link_bench --rows 1000000 --new 10000
+    python -m bench.link_bench --rows 100000 --seed 7   # another city, other people
 
 The records are the simulated city's people (sandbox.city.City) as several platforms
 know them: a grid platform's residents (full details, now and then a traditional or
@@ -236,6 +237,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rows", type=int, default=100_000)
     parser.add_argument("--new", type=int, default=10_000,
                         help="records added before the incremental run")
+    parser.add_argument("--seed", type=int, default=SEED,
+                        help="another seed is another city: other people, names and families")
     parser.add_argument("--keep", action="store_true", help="keep the bench database")
     args = parser.parse_args(argv)
 
@@ -243,8 +246,9 @@ def main(argv: list[str] | None = None) -> int:
     migrate()
     url = os.environ["HUB_WAREHOUSE_URL"]
     # People enough that the city's name pool gives namesakes, as a real city's does.
-    city = City("2111", scale=max(0.01, args.rows / 1_400_000))
-    population = Population(city)
+    city = City("2111", seed=args.seed, scale=max(0.01, args.rows / 1_400_000))
+    population = Population(city, args.seed)
+    print(f"seed {args.seed}", file=sys.stderr)
     started = time.perf_counter()
     first = population.generate(args.rows)
     load(first, "bench")

@@ -57,7 +57,7 @@ class Clusters:
     def group(self, groups: np.ndarray) -> None:
         """Make each group of records (one non-negative label in `groups`) a cluster without
         asking the rules: clusters that held before (the unchanged clusters of an
-        incremental run). Vectorised; call it first, on records alone in their cluster."""
+        incremental run). Vectorised; on records alone in their cluster."""
         members = np.flatnonzero(groups >= 0)
         if not len(members):
             return
@@ -82,6 +82,35 @@ class Clusters:
             for head, value in zip(rows["head"].tolist(), rows["value"].tolist(), strict=True):
                 merged.setdefault(head, set()).add(value)
             self.merged[c].update({h: frozenset(v) for h, v in merged.items()})
+
+    def join_consistent(self, groups: np.ndarray) -> np.ndarray:
+        """Make each group of records (one non-negative label in `groups`) one cluster at
+        once where `union` of its records one by one could refuse nothing: each record alone
+        in its cluster, bound by no cannot-link, and at most one value of every column in
+        the group. Returns `groups` without the groups it joined: the rest are for `union`,
+        a record at a time."""
+        members = np.flatnonzero(groups >= 0)
+        if not len(members):
+            return groups
+        bound = np.fromiter(self.cannot, dtype=np.int64, count=len(self.cannot))
+        frame = pd.DataFrame({
+            "group": groups[members],
+            "ok": ((self.parent[members] == members) & (self.size[members] == 1)
+                   & ~np.isin(members, bound)),
+            **{f"v{c}": pd.Series([column[int(m)] for m in members], dtype="object")
+               for c, column in enumerate(self.columns)},
+        })
+        per = frame.groupby("group")
+        ok = per["ok"].all()
+        for c in range(len(self.columns)):
+            ok &= per[f"v{c}"].nunique() <= 1
+        good = frame["group"].isin(ok.index[ok]).to_numpy()
+        joined = np.full_like(groups, -1)
+        joined[members[good]] = groups[members[good]]
+        self.group(joined)
+        rest = groups.copy()
+        rest[members[good]] = -1
+        return rest
 
     def cannot_link(self, a: int, b: int) -> None:
         """`a` and `b` may never share a cluster (they do not yet)."""

@@ -7,8 +7,8 @@ gives every current event the key of its reporter (core.event.reporter_person_ke
 1. Records with the same ID-number hash are one person: the hash is taken over the ID's
    identity form, so equal hashes are the same number however it was keyed in.
 2. The rest are scored by the Splink model of `link.person_model` (names in their normal
-   forms and pinyin, birth date, gender, phone hash, address and grid) and linked above a
-   conservative threshold, strongest first, under rules no score overrides: never two
+   forms and pinyin, birth date, gender, phone hash, address and grid) and linked where a
+   match is likelier than not, strongest first, under rules no score overrides: never two
    different ID hashes, birth dates or genders in one person, never a record that fits two
    people, never across a data steward's split (`split`); a steward's `merge` holds unless a
    split stands against it (revoke one of them: `revoke`).
@@ -20,8 +20,12 @@ gives every current event the key of its reporter (core.event.reporter_person_ke
 
 An incremental run (the default) compares only the records new or changed since the last
 run, and every record of a cluster such a record left, a record of which vanished, or a
-steward's decision names, against the rest (whose clusters stand), with the stored model.
+steward's decision names, against the candidates that share a blocking key with them
+(whose clusters stand), with the stored model; it reads nothing else
+(`link.person_store`: the compared values of every record are kept in core.person_match).
 `full=True` retrains and compares everything; keys of unchanged records stay the same.
+Only what changed is written: keys, links, compared values and golden rows; new ones by
+COPY, changed ones by one set-based UPDATE each.
 Everything commits in one transaction, under a lock that keeps a second run out.
 """
 
@@ -42,11 +46,11 @@ from psycopg import sql
 from psycopg.types.json import Jsonb
 from splink.backends.duckdb import DuckDBAPI
 
-from link import person_model
-from link.clusters import Clusters, stable_keys
+from link import person_model, person_store
+from link.clusters import Clusters, new_keys, stable_keys
 from link.normal import addresses, genders, name_forms
 from link.person_model import Model
-from warehouse.loader import copy_arrow, read_arrow
+from warehouse.loader import copy_arrow
 
 ENTITY = "person"
 KEY_PREFIX = "P"
@@ -54,39 +58,6 @@ KEY_PREFIX = "P"
 # that a record's source_system is, or starts with; platforms not named come last.
 DEFAULT_TRUST_ORDER: tuple[str, ...] = ("gridmgmt", "zongzhi", "citymgmt", "hotline12345", "video")
 _LOCK = "hub:link:person"
-
-RECORDS_SCHEMA = pa.schema([
-    ("row_id", pa.int64()),
-    ("source_system", pa.string()),
-    ("source_id", pa.string()),
-    ("name", pa.string()),
-    ("gender", pa.string()),
-    ("id_number_hash", pa.string()),
-    ("id_number_masked", pa.string()),
-    ("birth_date", pa.date32()),
-    ("phone_hash", pa.string()),
-    ("phone_masked", pa.string()),
-    ("current_address", pa.string()),
-    ("household_address", pa.string()),
-    ("division_code", pa.string()),
-    ("street_code", pa.string()),
-    ("grid_code", pa.string()),
-    ("valid_from", pa.timestamp("us", tz="UTC")),
-    ("current_key", pa.string()),
-    ("linked_key", pa.string()),
-    ("linked", pa.bool_()),
-])
-_RECORDS_SQL = """
-SELECT p.row_id, p.source_system, p.source_id, p.name, p.gender, p.id_number_hash, p.id_number_masked,
-       p.birth_date, p.phone_hash, p.phone_masked, p.current_address, p.household_address,
-       p.division_code, p.street_code, p.grid_code, p.valid_from,
-       p.person_key, l.person_key, l.source_id IS NOT NULL
-  FROM core.person p
-  LEFT JOIN core.person_link l ON l.source_system = p.source_system AND l.source_id = p.source_id
- WHERE p.valid_to IS NULL
- ORDER BY p.source_system, p.source_id
-"""
-
 
 class LinkInProgress(RuntimeError):
     """Another linking run of the same entity holds the lock."""
@@ -226,21 +197,26 @@ def _run(conn: psycopg.Connection, full: bool, trust: tuple[str, ...]) -> LinkSu
     row = conn.execute("SELECT now()").fetchone()
     assert row is not None
     started = row[0]
-    last = conn.execute("SELECT started_at FROM ops.link_run WHERE entity = %s"
+    last = conn.execute("SELECT started_at, records FROM ops.link_run WHERE entity = %s"
                         " ORDER BY started_at DESC LIMIT 1", (ENTITY,)).fetchone()
     stored = _latest_model(conn)
-    incremental = not full and last is not None and stored is not None
-    records = read_arrow(conn, _RECORDS_SQL, RECORDS_SCHEMA)
-    vanished = conn.execute(
-        "SELECT l.source_system, l.source_id, l.person_key FROM core.person_link l"
-        " WHERE NOT EXISTS (SELECT 1 FROM core.person p WHERE p.valid_to IS NULL"
-        " AND p.source_system = l.source_system AND p.source_id = l.source_id)").fetchall()
+    # Without stored compared values (a warehouse linked before they were kept) only a
+    # full run knows every record's.
+    incremental = (not full and last is not None and stored is not None
+                   and person_store.stored(conn))
     decisions = _decisions(conn, last[0] if last else None)
-    taken = {r[0] for r in conn.execute("SELECT person_key FROM core.person_golden")}
+    vanished = person_store.vanished(conn, last[0] if incremental and last else None)
+    if incremental:
+        assert last is not None
+        records, match, fresh, frequent = _read_incremental(conn, last[0], vanished, decisions)
+    else:
+        records = person_store.read_all(conn)
+        match = match_values(records)
+        fresh, frequent = np.ones(records.num_rows, dtype=bool), None
     clock.lap("read")
 
     n = records.num_rows
-    features = person_features(records)
+    features = person_features(match, frequent)
     previous = _previous_keys(records)
     refs = _record_keys(records)
     db = DuckDBAPI()
@@ -256,10 +232,13 @@ def _run(conn: psycopg.Connection, full: bool, trust: tuple[str, ...]) -> LinkSu
 
     if incremental:
         assert last is not None
-        fresh = _fresh(records, previous, vanished, decisions, refs, last[0])
+        # Every current record: those of the last run, less the vanished, and the new.
+        summary_records = int(last[1]) - len(vanished) + int(
+            pc.sum(pc.invert(records["linked"])).as_py() or 0)
+        frequencies = person_store.name_frequencies(conn, features["name"], summary_records)
     else:
-        fresh = np.ones(n, dtype=bool)
-    pairs = _score(db, model, features, fresh, incremental)
+        summary_records, frequencies = n, None
+    pairs = _score(db, model, features, fresh, incremental, frequencies)
     identities = records["id_number_hash"].to_pylist()
     births = features["birth_date"].to_pylist()
     pairs, ambiguous = _drop_ambiguous(pairs, identities, births)
@@ -274,15 +253,17 @@ def _run(conn: psycopg.Connection, full: bool, trust: tuple[str, ...]) -> LinkSu
     labels = clusters.labels()
     clock.lap("cluster")
 
+    taken, active = _taken_keys(conn, incremental, refs)
     assignment = stable_keys(labels, previous, refs, KEY_PREFIX, taken)
     keys = assignment.keys
-    retired = dict(assignment.retired)
     in_use = set(keys.tolist())
+    retired = {k: v for k, v in assignment.retired.items() if k not in in_use}
     for _, _, key in vanished:  # every record of the key vanished
         if key not in retired and key not in in_use:
             retired[key] = None
     summary = LinkSummary(mode="incremental" if incremental else "full",
-                          model_version=model.version, records=n, compared=int(fresh.sum()),
+                          model_version=model.version, records=summary_records,
+                          compared=int(fresh.sum()),
                           pairs_scored=len(pairs), keys_kept=assignment.kept,
                           keys_new=assignment.new, ambiguous=len(ambiguous),
                           decisions_applied=applied, decisions_not_applied=skipped)
@@ -298,13 +279,20 @@ def _run(conn: psycopg.Connection, full: bool, trust: tuple[str, ...]) -> LinkSu
     summary.records_rekeyed = int((rekeyed & pd.notna(prev_arr)).sum())
     _write_links(conn, records, keys, fresh, rekeyed, methods, probabilities, evidence, model,
                  vanished)
+    # Compared values are written where the stored ones are of another version.
+    stale = pc.or_kleene(pc.is_null(records["matched_row"]),
+                         pc.not_equal(records["matched_row"], records["row_id"]))
+    person_store.write_matches(
+        conn, person_store.match_rows(records, match).filter(stale),
+        pc.is_null(records["matched_row"]).filter(stale), [(v[0], v[1]) for v in vanished])
     clock.lap("write links")
 
     affected = keys[fresh | rekeyed]
     summary.goldens_written = _write_goldens(conn, db, records, features, keys,
-                                             set(affected.tolist()), trust, model,
-                                             full=not incremental)
-    summary.keys_retired = _retire(conn, retired, in_use, full=not incremental)
+                                             set(affected.tolist()),
+                                             {k for k in previous if k is not None}, trust,
+                                             model, full=not incremental)
+    summary.keys_retired = _retire(conn, retired, active - in_use)
     clock.lap("goldens")
     summary.events_linked = link_reporters(conn)
     clock.lap("reporters")
@@ -312,7 +300,7 @@ def _run(conn: psycopg.Connection, full: bool, trust: tuple[str, ...]) -> LinkSu
     conn.execute(
         "INSERT INTO ops.link_run (entity, mode, model_version, started_at, records, compared,"
         " summary) VALUES (%s, %s, %s, %s, %s, %s, %s)",
-        (ENTITY, summary.mode, model.version, started, n, summary.compared,
+        (ENTITY, summary.mode, model.version, started, summary.records, summary.compared,
          Jsonb(summary.as_json())))
     db.duckdb_con.close()
     return summary
@@ -332,34 +320,89 @@ class _Stopwatch:
 # ------------------------------------------------------------------ features
 
 
-def person_features(records: pa.Table) -> pa.Table:
-    """The columns the model compares (person_model.FEATURE_SCHEMA), one row per record;
-    `unique_id` is the record's row number."""
-    n = records.num_rows
+def match_values(records: pa.Table) -> pa.Table:
+    """The values the model compares (person_store.MATCH_COLUMNS) of each record, in their
+    normal forms."""
     names = name_forms(records["name"])
     address, coarse = addresses(pc.coalesce(records["current_address"],
                                             records["household_address"]))
-    phones = records["phone_hash"]
-    counts = pc.value_counts(phones.drop_null())
-    frequent = [v["values"].as_py() for v in counts
-                if v["counts"].as_py() > person_model.MAX_PHONE_BLOCK]
-    block = phones if not frequent else pc.if_else(
-        pc.is_in(phones, pa.array(frequent, pa.string())), pa.scalar(None, pa.string()), phones)
     return pa.table({
-        "unique_id": pa.array(np.arange(n, dtype=np.int64)),
         "name": names.name,
         "surname": names.surname,
         "pinyin": names.pinyin,
         "birth_date": pc.strftime(records["birth_date"], "%Y-%m-%d"),
         "gender": genders(records["gender"]),
-        "phone_hash": phones,
-        "phone_block": block,
+        "phone_hash": records["phone_hash"],
         "id_hash": records["id_number_hash"],
         "address": address,
         "address_coarse": coarse,
         "grid_code": records["grid_code"],
         "street_code": records["street_code"],
-    }, schema=person_model.FEATURE_SCHEMA)
+    }, schema=pa.schema([person_model.FEATURE_SCHEMA.field(c)
+                         for c in person_store.MATCH_COLUMNS]))
+
+
+def person_features(match: pa.Table, frequent: set[str] | None = None) -> pa.Table:
+    """The model's input (person_model.FEATURE_SCHEMA): the compared values with each
+    record's row number as `unique_id` and its phone as a blocking key unless `frequent`
+    (else: more than MAX_PHONE_BLOCK of these records share it)."""
+    phones = match["phone_hash"]
+    if frequent is None:
+        counts = pc.value_counts(phones.drop_null())
+        frequent = {v["values"].as_py() for v in counts
+                    if v["counts"].as_py() > person_model.MAX_PHONE_BLOCK}
+    block = phones if not frequent else pc.if_else(
+        pc.is_in(phones, pa.array(sorted(frequent), pa.string())),
+        pa.scalar(None, pa.string()), phones)
+    columns = {"unique_id": pa.array(np.arange(match.num_rows, dtype=np.int64)),
+               "phone_block": block, **{c: match[c] for c in person_store.MATCH_COLUMNS}}
+    return pa.table({f.name: columns[f.name] for f in person_model.FEATURE_SCHEMA},
+                    schema=person_model.FEATURE_SCHEMA)
+
+
+def _read_incremental(conn: psycopg.Connection, since: Any,
+                      vanished: list[tuple[str, str, str]], decisions: list[_Decision]
+                      ) -> tuple[pa.Table, pa.Table, np.ndarray, set[str]]:
+    """What an incremental run links (person_store.read_subset): the records new or
+    changed since `since` and those a decision made or revoked since names, compared with
+    every record of the clusters they, a vanished record or such a decision touch; the
+    clusters of their candidates and of every decision's records stand beside them.
+    Returns (records, compared values, whether each is compared, frequent phones)."""
+    changed = [d for d in decisions if d.changed]
+    anchored = [r for d in decisions for r in (d.a, d.b)]
+    fresh = person_store.read_fresh(conn, since, [r for d in changed for r in (d.a, d.b)])
+    fresh_match = match_values(fresh)
+    touched = {k for k in _previous_keys(fresh) if k is not None}
+    touched |= {key for _, _, key in vanished}
+    touched |= {k for d in changed for k in (d.key_a, d.key_b) if k}
+    context, context_match, compared, frequent = person_store.read_subset(
+        conn, fresh, fresh_match, touched, anchored)
+    records, match, flags = person_store.combine(fresh, fresh_match, context, context_match,
+                                                 compared)
+    return records, match, np.asarray(flags.to_numpy(zero_copy_only=False), dtype=bool), frequent
+
+
+def _taken_keys(conn: psycopg.Connection, incremental: bool, seeds: list[str]
+                ) -> tuple[set[str], set[str]]:
+    """Keys a new golden person may not take: every key ever given; and of those, the
+    ones in use. An incremental run looks up only the keys its records could be given
+    (`new_key` of each, with every salt up to the first key not given yet), and not
+    which are in use."""
+    if not incremental:
+        rows = conn.execute("SELECT person_key, retired_at IS NULL FROM core.person_golden"
+                            ).fetchall()
+        return {r[0] for r in rows}, {r[0] for r in rows if r[1]}
+    taken: set[str] = set()
+    salt = 0
+    while seeds:
+        tried = dict(zip(new_keys(KEY_PREFIX, seeds, salt), seeds, strict=True))
+        found = {r[0] for r in conn.execute(
+            "SELECT person_key FROM core.person_golden WHERE person_key = ANY(%s)",
+            (list(tried),))}
+        taken |= found
+        seeds = [tried[k] for k in found]
+        salt += 1
+    return taken, set()
 
 
 def _record_keys(records: pa.Table) -> list[str]:
@@ -452,35 +495,6 @@ def _link_scored(clusters: Clusters, pairs: list[dict[str, Any]]) -> dict[int, d
 # ------------------------------------------------------------------ what to compare
 
 
-def _fresh(records: pa.Table, previous: list[str | None], vanished: list[tuple[str, str, str]],
-           decisions: list[_Decision], refs: list[str], since: Any) -> np.ndarray:
-    """Records an incremental run compares: new or changed since the last run (no link
-    yet, no key on the record: a new version carries none, or loaded since), and every
-    record of a cluster one of them was in, a record of which vanished, or a decision
-    made or revoked since names."""
-    new = pc.or_kleene(pc.invert(records["linked"]), pc.is_null(records["current_key"]))
-    new = pc.or_kleene(new, pc.greater(records["valid_from"], pa.scalar(since, records.schema.field(
-        "valid_from").type))).to_numpy(zero_copy_only=False)
-    new = np.asarray(new, dtype=bool)
-    prev = np.array(previous, dtype=object)
-    touched: set[str] = {k for k in prev[new] if k is not None}
-    touched |= {key for _, _, key in vanished}
-    index = {r: i for i, r in enumerate(refs)}
-    for d in decisions:
-        if not d.changed:
-            continue
-        touched |= {k for k in (d.key_a, d.key_b) if k}
-        for ref in (d.a, d.b):
-            i = index.get("\x1f".join(ref))
-            if i is not None:
-                new[i] = True
-                if prev[i] is not None:
-                    touched.add(prev[i])
-    if touched:
-        new |= np.isin(prev, np.array(sorted(touched), dtype=object))
-    return new
-
-
 def _unchanged_groups(previous: list[str | None], fresh: np.ndarray) -> np.ndarray:
     """For `Clusters.group`: the previous cluster of each record not compared again, as a
     number (-1: compared again, or no previous key)."""
@@ -489,27 +503,33 @@ def _unchanged_groups(previous: list[str | None], fresh: np.ndarray) -> np.ndarr
 
 
 def _link_same_identity(clusters: Clusters, identities: list[str | None]) -> None:
-    """Records with the same ID-number hash are one person (unless a steward split them)."""
-    frame = pd.DataFrame({"id": pd.Series(identities, dtype="object")}).dropna()
-    repeated = frame[frame["id"].duplicated(keep=False)]
-    first: dict[str, int] = {}
-    for i, h in zip(repeated.index.tolist(), repeated["id"].tolist(), strict=True):
-        if h in first:
-            clusters.union(first[h], i)
+    """Records with the same ID-number hash are one person (unless a steward split them,
+    or they disagree on the birth date or gender): all at once where nothing can refuse,
+    the rest record by record."""
+    codes, _ = pd.factorize(pd.Series(identities, dtype="object"), use_na_sentinel=True)
+    counts = np.bincount(codes[codes >= 0], minlength=1)
+    repeated = (codes >= 0) & (counts[np.maximum(codes, 0)] > 1)
+    rest = clusters.join_consistent(np.where(repeated, codes, -1))
+    first: dict[int, int] = {}
+    for i in np.flatnonzero(rest >= 0).tolist():
+        group = int(rest[i])
+        if group in first:
+            clusters.union(first[group], i)
         else:
-            first[h] = i
+            first[group] = i
 
 
 # ------------------------------------------------------------------ scoring
 
 
 def _score(db: DuckDBAPI, model: Model, features: pa.Table, fresh: np.ndarray,
-           incremental: bool) -> list[dict[str, Any]]:
-    """Scored pairs that pass the threshold and the guards, strongest first."""
+           incremental: bool, frequencies: pa.Table | None) -> list[dict[str, Any]]:
+    """Scored pairs that pass the threshold and the guards, strongest first; the names'
+    `frequencies` those of the stored records (an incremental run sees a few of them)."""
     con = db.duckdb_con
     if not fresh.any():
         return []
-    linker = person_model.linker(db, "features", model)
+    linker = person_model.linker(db, "features", model, frequencies)
     if incremental:
         ids = pa.table({"unique_id": pa.array(np.flatnonzero(fresh).astype(np.int64))})
         con.register("fresh_ids", ids)
@@ -552,15 +572,18 @@ def _drop_ambiguous(pairs: list[dict[str, Any]], identities: list[str | None],
     """Without the links of records that match records of two different ID numbers or
     two different birth dates while having neither themselves: two people fit them (a
     father and son of one name on one phone), and the data cannot say which."""
-    partners: dict[int, tuple[set[str], set[str]]] = {}
-    for edge in pairs:
-        for me, other in ((edge["a"], edge["b"]), (edge["b"], edge["a"])):
-            ids, dates = partners.setdefault(me, (set(), set()))
-            if identities[me] is None and identities[other] is not None:
-                ids.add(identities[other])
-            if births[me] is None and births[other] is not None:
-                dates.add(births[other])
-    ambiguous = {r for r, (ids, dates) in partners.items() if len(ids) > 1 or len(dates) > 1}
+    if not pairs:
+        return pairs, set()
+    a = np.array([e["a"] for e in pairs], dtype=np.int64)
+    b = np.array([e["b"] for e in pairs], dtype=np.int64)
+    me, other = np.concatenate([a, b]), np.concatenate([b, a])
+    ambiguous: set[int] = set()
+    for column in (identities, births):
+        values = pd.Series(column, dtype="object")
+        seen = pd.DataFrame({"me": me, "value": values.to_numpy()[other]})
+        seen = seen[values.isna().to_numpy()[me]].dropna()
+        counts = seen.drop_duplicates().groupby("me").size()
+        ambiguous |= set(counts.index[counts > 1].tolist())
     if not ambiguous:
         return pairs, ambiguous
     return [e for e in pairs if e["a"] not in ambiguous and e["b"] not in ambiguous], ambiguous
@@ -583,83 +606,88 @@ def _evidence(records: pa.Table, labels: np.ndarray, fresh: np.ndarray,
                          index=near)
     same_id = np.zeros(n, dtype=np.int64)
     same_id[near] = frame.groupby(["cluster", "id"])["id"].transform("size").to_numpy()
-    methods = np.full(n, "singleton", dtype=object)
-    probabilities = np.full(n, np.nan)
-    evidence: list[str | None] = [None] * n
-    for i in np.flatnonzero(fresh).tolist():
-        if i in steward_of:
-            methods[i], probabilities[i] = "steward", 1.0
-            evidence[i] = json.dumps({"decision_id": steward_of[i]})
-        elif same_id[i] > 1:
-            methods[i], probabilities[i] = "id_number", 1.0
-            evidence[i] = json.dumps({"id_number_hash": "equal", "records": int(same_id[i])})
-        elif i in best_edge:
-            edge = best_edge[i]
-            other = refs[edge["other"]].split("\x1f", 1)
-            methods[i], probabilities[i] = "probabilistic", edge["probability"]
-            evidence[i] = json.dumps({"with": other, "match_weight": edge["match_weight"],
-                                      "comparisons": edge["comparisons"]}, ensure_ascii=False)
-        elif cluster_size[i] > 1:
-            # In a cluster with no link of its own: only a cluster that stood (incremental).
-            methods[i] = "probabilistic"
-            evidence[i] = json.dumps({"via_cluster": True})
-        else:
-            evidence[i] = "{}"
-    return methods, probabilities, evidence
+    # Strongest first: a steward's merge, the ID number, the record's own scored link, a
+    # cluster that stood (incremental: no link of its own), alone.
+    steward = np.zeros(n, dtype=bool)
+    steward[list(steward_of)] = True
+    scored = np.zeros(n, dtype=bool)
+    scored[list(best_edge)] = True
+    by_id = ~steward & (same_id > 1)
+    by_score = ~steward & ~by_id & scored
+    via_cluster = ~steward & ~by_id & ~scored & (cluster_size > 1)
+    methods = np.select([steward, by_id, by_score | via_cluster],
+                        ["steward", "id_number", "probabilistic"], "singleton").astype(object)
+    probabilities = np.where(steward | by_id, 1.0, np.nan)
+    evidence = np.where(via_cluster, '{"via_cluster": true}', "{}").astype(object)
+    evidence[by_id] = [f'{{"id_number_hash": "equal", "records": {c}}}'
+                       for c in same_id[by_id].tolist()]
+    for i in np.flatnonzero(steward & fresh).tolist():
+        evidence[i] = json.dumps({"decision_id": steward_of[i]})
+    for i in np.flatnonzero(by_score & fresh).tolist():
+        edge = best_edge[i]
+        probabilities[i] = edge["probability"]
+        evidence[i] = json.dumps({"with": refs[edge["other"]].split("\x1f", 1),
+                                  "match_weight": edge["match_weight"],
+                                  "comparisons": edge["comparisons"]}, ensure_ascii=False)
+    return methods, probabilities, evidence.tolist()
 
 
 def _write_links(conn: psycopg.Connection, records: pa.Table, keys: np.ndarray,
                  fresh: np.ndarray, rekeyed: np.ndarray, methods: np.ndarray,
                  probabilities: np.ndarray, evidence: list[str | None], model: Model,
                  vanished: list[tuple[str, str, str]]) -> None:
-    """core.person.person_key and core.person_link, only where they change."""
-    write = fresh | rekeyed
-    rows = np.flatnonzero(write)
-    conn.execute("CREATE TEMP TABLE person_link_stage (row_id bigint, source_system text,"
-                 " source_id text, person_key text, method text,"
-                 " match_probability double precision, evidence jsonb, full_row boolean)"
+    """core.person.person_key and core.person_link, only where they change: the links of
+    records that have none COPYed in, the others' updated from a staged copy."""
+    rows = np.flatnonzero(fresh | rekeyed)
+    conn.execute("CREATE TEMP TABLE person_key_stage (row_id bigint, person_key text)"
                  " ON COMMIT DROP")
-    if len(rows):
-        take = pa.array(rows)
-        stage = pa.table({
-            "row_id": records["row_id"].take(take),
-            "source_system": records["source_system"].take(take),
-            "source_id": records["source_id"].take(take),
-            "person_key": pa.array(keys[rows].tolist(), pa.string()),
-            "method": pa.array(methods[rows].tolist(), pa.string()),
-            "match_probability": pa.array(probabilities[rows], pa.float64(),
-                                          mask=np.isnan(probabilities[rows])),
-            "evidence": pa.array([evidence[i] for i in rows], pa.string()),
-            "full_row": pa.array(fresh[rows]),
-        })
-        copy_arrow(conn, stage, sql.Identifier("person_link_stage"))
-    conn.execute("ANALYZE person_link_stage")
+    copy_arrow(conn, pa.table({"row_id": records["row_id"].take(pa.array(rows)),
+                               "person_key": pa.array(keys[rows].tolist(), pa.string())}),
+               sql.Identifier("person_key_stage"))
+    conn.execute("ANALYZE person_key_stage")
     # The version that was read (row_id): a new version a load wrote meanwhile keeps no key
     # and is linked by the next run.
     conn.execute(
-        "UPDATE core.person p SET person_key = s.person_key FROM person_link_stage s"
+        "UPDATE core.person p SET person_key = s.person_key FROM person_key_stage s"
         " WHERE p.row_id = s.row_id AND p.person_key IS DISTINCT FROM s.person_key")
-    # An UPDATE of what changed and an INSERT of what is new: ON CONFLICT would try every
-    # row as an insert first, several times slower when most rows exist.
+
+    linked = np.asarray(records["linked"].to_numpy(zero_copy_only=False), dtype=bool)
+    rows = np.flatnonzero(fresh)
+    take = pa.array(rows)
+    links = pa.table({
+        "source_system": records["source_system"].take(take),
+        "source_id": records["source_id"].take(take),
+        "person_key": pa.array(keys[rows].tolist(), pa.string()),
+        "method": pa.array(methods[rows].tolist(), pa.string()),
+        "match_probability": pa.array(probabilities[rows], pa.float64(),
+                                      mask=np.isnan(probabilities[rows])),
+        "evidence": pa.array([evidence[i] for i in rows], pa.string()),
+        "model_version": pa.array([model.version] * len(rows), pa.string()),
+    })
+    copy_arrow(conn, links.filter(pa.array(~linked[rows])),
+               sql.Identifier("core", "person_link"))
+    conn.execute("CREATE TEMP TABLE person_link_stage (source_system text, source_id text,"
+                 " person_key text, method text, match_probability double precision,"
+                 " evidence jsonb, model_version text) ON COMMIT DROP")
+    copy_arrow(conn, links.filter(pa.array(linked[rows])), sql.Identifier("person_link_stage"))
+    conn.execute("ANALYZE person_link_stage")
     conn.execute(
         "UPDATE core.person_link l SET person_key = s.person_key, method = s.method,"
-        " match_probability = s.match_probability, evidence = s.evidence, model_version = %s,"
-        " linked_at = now() FROM person_link_stage s"
-        " WHERE s.full_row AND l.source_system = s.source_system AND l.source_id = s.source_id"
+        " match_probability = s.match_probability, evidence = s.evidence,"
+        " model_version = s.model_version, linked_at = now() FROM person_link_stage s"
+        " WHERE l.source_system = s.source_system AND l.source_id = s.source_id"
         " AND (l.person_key, l.method, l.match_probability, l.evidence, l.model_version)"
-        " IS DISTINCT FROM (s.person_key, s.method, s.match_probability, s.evidence, %s)",
-        (model.version, model.version))
+        " IS DISTINCT FROM (s.person_key, s.method, s.match_probability, s.evidence,"
+        " s.model_version)")
+    # Records not compared again whose cluster's key changed: the key alone.
+    moved = np.flatnonzero(rekeyed & ~fresh)
     conn.execute(
-        "UPDATE core.person_link l SET person_key = s.person_key, linked_at = now()"
-        " FROM person_link_stage s WHERE NOT s.full_row AND l.source_system = s.source_system"
-        " AND l.source_id = s.source_id AND l.person_key IS DISTINCT FROM s.person_key")
-    conn.execute(
-        "INSERT INTO core.person_link (source_system, source_id, person_key, method,"
-        " match_probability, evidence, model_version)"
-        " SELECT s.source_system, s.source_id, s.person_key, s.method, s.match_probability,"
-        " s.evidence, %s FROM person_link_stage s WHERE s.full_row AND NOT EXISTS ("
-        " SELECT 1 FROM core.person_link l WHERE l.source_system = s.source_system"
-        " AND l.source_id = s.source_id)", (model.version,))
+        "UPDATE core.person_link l SET person_key = m.person_key, linked_at = now()"
+        " FROM unnest(%s::text[], %s::text[], %s::text[]) AS m(source_system, source_id,"
+        " person_key) WHERE l.source_system = m.source_system AND l.source_id = m.source_id"
+        " AND l.person_key IS DISTINCT FROM m.person_key",
+        (records["source_system"].take(pa.array(moved)).to_pylist(),
+         records["source_id"].take(pa.array(moved)).to_pylist(), keys[moved].tolist()))
     if vanished:
         conn.execute(
             "DELETE FROM core.person_link WHERE (source_system, source_id) IN"
@@ -743,8 +771,10 @@ _GOLDEN_COLUMNS = ("person_key", "name", "gender", "birth_date", "id_number_hash
 
 def _write_goldens(conn: psycopg.Connection, db: DuckDBAPI, records: pa.Table,
                    features: pa.Table, keys: np.ndarray, affected: set[str],
-                   trust: tuple[str, ...], model: Model, *, full: bool) -> int:
-    """The golden rows of the keys `affected` (every key in a full run), where they change."""
+                   previous: set[str], trust: tuple[str, ...], model: Model, *, full: bool
+                   ) -> int:
+    """The golden rows of the keys `affected` (every key in a full run), where they change:
+    those of keys no record held before (not in `previous`) COPYed in."""
     inputs = pa.table({
         "person_key": pa.array(keys.tolist(), pa.string()),
         "trust": _trust_rank(records["source_system"], trust),
@@ -760,15 +790,19 @@ def _write_goldens(conn: psycopg.Connection, db: DuckDBAPI, records: pa.Table,
                                         pa.array(sorted(affected), pa.string())))
     con = db.duckdb_con
     con.register("golden_input", inputs)
-    goldens = con.sql(_golden_sql()).to_arrow_table()
+    goldens = con.sql(_golden_sql()).to_arrow_table().select(list(_GOLDEN_COLUMNS))
+    new = pc.invert(pc.is_in(goldens["person_key"], pa.array(sorted(previous), pa.string())))
+    made = goldens.filter(new)
+    copy_arrow(conn, made.append_column(
+        "model_version", pa.array([model.version] * made.num_rows, pa.string())),
+        sql.Identifier("core", "person_golden"))
+    goldens = goldens.filter(pc.invert(new))
     conn.execute(
         "CREATE TEMP TABLE person_golden_stage (person_key text, name text, gender text,"
         " birth_date date, id_number_hash text, id_number_masked text, phone_hash text,"
         " phone_masked text, current_address text, division_code text, street_code text,"
         " grid_code text, members int, source_systems text[], provenance jsonb) ON COMMIT DROP")
-    if goldens.num_rows:
-        copy_arrow(conn, goldens.select(list(_GOLDEN_COLUMNS)),
-                   sql.Identifier("person_golden_stage"))
+    copy_arrow(conn, goldens, sql.Identifier("person_golden_stage"))
     conn.execute("ANALYZE person_golden_stage")
     columns = sql.SQL(", ").join(map(sql.Identifier, _GOLDEN_COLUMNS))
     compared = [sql.Identifier(c) for c in _GOLDEN_COLUMNS if c != "person_key"]
@@ -786,32 +820,23 @@ def _write_goldens(conn: psycopg.Connection, db: DuckDBAPI, records: pa.Table,
         " SELECT {columns}, %s FROM person_golden_stage s WHERE NOT EXISTS ("
         " SELECT 1 FROM core.person_golden g WHERE g.person_key = s.person_key)").format(
         columns=columns), (model.version,)).rowcount
-    return updated + inserted
+    return made.num_rows + updated + inserted
 
 
-def _retire(conn: psycopg.Connection, retired: dict[str, str | None], in_use: set[str], *,
-            full: bool) -> int:
-    """Golden persons no record carries any more: kept, retired, pointing at their successor."""
-    keys = [k for k in retired if k not in in_use]
-    done = 0
-    if keys:
-        done += conn.execute(
-            "UPDATE core.person_golden g SET retired_at = now(), members = 0,"
-            " replaced_by = r.replaced_by, updated_at = now()"
-            " FROM unnest(%s::text[], %s::text[]) AS r(person_key, replaced_by)"
-            " WHERE g.person_key = r.person_key AND g.retired_at IS NULL",
-            (keys, [retired[k] for k in keys])).rowcount
-    if full:
-        # Anything else no record carries (a record closed before any link was kept).
-        conn.execute("CREATE TEMP TABLE person_key_in_use (person_key text) ON COMMIT DROP")
-        copy_arrow(conn, pa.table({"person_key": pa.array(sorted(in_use), pa.string())}),
-                   sql.Identifier("person_key_in_use"))
-        conn.execute("ANALYZE person_key_in_use")
-        done += conn.execute(
-            "UPDATE core.person_golden g SET retired_at = now(), members = 0, updated_at = now()"
-            " WHERE g.retired_at IS NULL AND NOT EXISTS (SELECT 1 FROM person_key_in_use u"
-            " WHERE u.person_key = g.person_key)").rowcount
-    return done
+def _retire(conn: psycopg.Connection, retired: dict[str, str | None], unused: set[str]
+            ) -> int:
+    """Golden persons no record carries any more: kept, retired, pointing at their successor
+    (`retired`); or at nothing (`unused`: in use before, no record of the run carries them:
+    a full run's catch-all for records closed before any link was kept)."""
+    keys = sorted(unused | set(retired))
+    if not keys:
+        return 0
+    return conn.execute(
+        "UPDATE core.person_golden g SET retired_at = now(), members = 0,"
+        " replaced_by = r.replaced_by, updated_at = now()"
+        " FROM unnest(%s::text[], %s::text[]) AS r(person_key, replaced_by)"
+        " WHERE g.person_key = r.person_key AND g.retired_at IS NULL",
+        (keys, [retired.get(k) for k in keys])).rowcount
 
 
 def _latest_model(conn: psycopg.Connection) -> Model | None:

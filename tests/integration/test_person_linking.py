@@ -263,6 +263,30 @@ def test_a_split_holds_through_reruns_and_a_merge_joins(linked, people_db):
     assert keys_now(people_db) == k
 
 
+def test_a_new_call_finds_its_resident_by_name_in_her_street(linked, people_db):
+    """An incremental run: a resident registered without a phone, then her 12345 call (name
+    and phone, no ID) links to her; a caller giving only a name two residents of the street
+    share links to neither."""
+    with psycopg.connect(people_db, autocommit=True) as db:
+        insert(db, [person("gridmgmt", "R-S", "孙丽华", id_number=citizen_id(
+            "211103", date(1962, 10, 3), 61, False), birth=date(1962, 10, 3), gender="女",
+            grid=G2)])
+    run()
+    with psycopg.connect(people_db, autocommit=True) as db:
+        insert(db, [person("hotline12345", "caller:s", "孫麗華", phone="13840006666",
+                           role="caller"),
+                    person("hotline12345", "caller:f", "王芳", phone="13840007777",
+                           role="caller")])
+    summary = run()
+    assert summary.mode == "incremental" and summary.compared < summary.records
+    k = keys_now(people_db)
+    assert k[("hotline12345", "caller:s")] == k[("gridmgmt", "R-S")]
+    assert k[("hotline12345", "caller:f")] not in {
+        k[("gridmgmt", "R-F1")], k[("gridmgmt", "R-F2")], k[("citymgmt", "F3")]}
+    run(full=True)
+    assert keys_now(people_db) == k
+
+
 def test_a_vanished_record_leaves_its_person(linked, people_db):
     k = keys_now(people_db)
     with psycopg.connect(people_db, autocommit=True) as db:

@@ -141,3 +141,17 @@ def test_groups_that_held_stand_and_keep_their_rules():
     assert c.union(4, 0) and c.labels()[4] == labels[0]
     with pytest.raises(ValueError):
         c.group(np.array([0, 0, -1, -1, -1]))
+
+
+def test_groups_are_joined_at_once_only_where_no_rule_could_refuse():
+    # Three records of one ID number; two of another that disagree on the birth date; two
+    # of a third, one of which a steward split from a fifth record.
+    births = ["1950", None, "1950", "1960", "1961", None, None, None]
+    c = Clusters(8, ["a", "a", "a", "b", "b", "c", "c", None], cannot_link=[(6, 7)],
+                 exclusive=(births,))
+    rest = c.join_consistent(np.array([0, 0, 0, 1, 1, 2, 2, -1]))
+    labels = c.labels()
+    assert labels[0] == labels[1] == labels[2]
+    assert rest.tolist() == [-1, -1, -1, 1, 1, 2, 2, -1]  # left to union, one at a time
+    assert not c.union(3, 4)
+    assert c.union(5, 6) and not c.union(6, 7)
