@@ -287,8 +287,8 @@ def _hub_load(kind: str, load: str, chunks: list[data.Chunk]) -> dict[str, Any]:
         n = conformed.num_rows
         clock = time.perf_counter()
         with connect(Role.LOADER) as conn:
-            merged = store_validated(conn, part, source=source, stream=kind, run_id=run_id,
-                                     payload=None)
+            merged, _ = store_validated(conn, part, source=source, stream=kind, run_id=run_id,
+                                        payload=None)
             closed = 0
             if snapshot:
                 record_seen(conn, source, kind, load, conformed["source_id"])

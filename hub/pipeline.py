@@ -558,8 +558,9 @@ def store_batch(conn: psycopg.Connection, prepared: Prepared, target: Target) ->
     batch, raw, primary = checked.batch, checked.raw, checked.primary
     entity_ = prepared.primary.entity
     fixed = "replayed" if target.replay else "superseded"
-    counts = store_validated(conn, prepared.primary, source=target.source, stream=target.stream,
-                             run_id=target.run_id, payload=raw, fixed_state=fixed)
+    counts, opened = store_validated(conn, prepared.primary, source=target.source,
+                                     stream=target.stream, run_id=target.run_id, payload=raw,
+                                     fixed_state=fixed)
     tables: dict[str, dict[str, int]] = {}
 
     def changed(ent: Entity, merged: MergeCounts, closed: int = 0) -> None:
@@ -577,7 +578,7 @@ def store_batch(conn: psycopg.Connection, prepared: Prepared, target: Target) ->
     for part in prepared.derived:
         changed(part.entity, store_validated(
             conn, part, source=target.source, stream=target.stream,
-            run_id=target.run_id, payload=None, fixed_state=fixed))
+            run_id=target.run_id, payload=None, fixed_state=fixed)[0])
     closed = 0
     if batch.snapshot_id is not None:
         record_seen(conn, target.source, target.stream, batch.snapshot_id,
@@ -586,11 +587,11 @@ def store_batch(conn: psycopg.Connection, prepared: Prepared, target: Target) ->
             closed = close_missing(conn, entity_, target.source, target.stream,
                                    batch.snapshot_id, min_ratio=target.min_snapshot_ratio)
             changed(entity_, MergeCounts(), closed)
-    # GX validates what a run brings: a batch of records all stored before as they
-    # are (a snapshot sent again, an overlap re-read) was validated when they came.
+    # GX validates what a run brings: a batch of records all stored (or held) before as
+    # they are (a snapshot sent again, an overlap re-read) was validated when they came.
     quarantined = int(primary.quarantine.sum()) + len(batch.rejects)
     gx = target.gx and primary.table.num_rows > 0 and bool(
-        counts.inserted or counts.updated or quarantined)
+        counts.inserted or counts.updated or opened)
     if gx:
         store.record_gx(conn, target.run_id, entity_, target.batch_no, primary,
                         checked.enriched.ctx)
@@ -667,13 +668,14 @@ def assign_grids(table: pa.Table, grids: GridIndex | None) -> pa.Table:
 
 def store_validated(conn: psycopg.Connection, part: Loadable, *, source: str, stream: str,
                     run_id: int, payload: pa.Table | None,
-                    fixed_state: str = "superseded") -> MergeCounts:
-    """One entity's share of a batch: quarantine what failed, merge what passed."""
+                    fixed_state: str = "superseded") -> tuple[MergeCounts, int]:
+    """One entity's share of a batch: quarantine what failed, merge what passed. Returns
+    the merge's counts and the quarantine entries opened."""
     counts = merge(conn, part.entity, part.rows, source_system=source, stream=stream,
                    run_id=run_id, hashes=part.hashes)
-    store.record(conn, run_id, source, stream, part.entity, part.validated, payload,
-                 fixed_state=fixed_state)
-    return counts
+    opened = store.record(conn, run_id, source, stream, part.entity, part.validated, payload,
+                          fixed_state=fixed_state)
+    return counts, opened
 
 
 def ahead(items: Iterable[T], prepare_item: Callable[[T], U]) -> Iterator[tuple[T, U]]:

@@ -38,8 +38,9 @@ GX_SAMPLE_ROWS = 200_000
 
 def record(conn: psycopg.Connection, run_id: int, source: str, stream: str, entity: Entity,
            validated: Validated, payload: pa.Table | None, *, fixed_state: str = "superseded"
-           ) -> None:
-    """Store quarantine rows, warning findings and per-rule counts of one batch.
+           ) -> int:
+    """Store quarantine rows, warning findings and per-rule counts of one batch; returns
+    the quarantine entries it opened (a record held again exactly as it was opens none).
 
     `payload` is the platform's records row-aligned with the validated table (the
     original payload to quarantine); without it the conformed row is kept. Open
@@ -47,16 +48,17 @@ def record(conn: psycopg.Connection, run_id: int, source: str, stream: str, enti
     when the platform sent a good version, 'replayed' when a replay loaded them.
     """
     _resolve_fixed(conn, run_id, source, entity, validated, fixed_state)
-    _quarantine(conn, run_id, source, stream, entity, validated, payload)
+    opened = _quarantine(conn, run_id, source, stream, entity, validated, payload)
     _findings(conn, run_id, source, entity, validated)
     _rule_results(conn, run_id, source, entity, validated)
+    return opened
 
 
 def _quarantine(conn: psycopg.Connection, run_id: int, source: str, stream: str,
-                entity: Entity, v: Validated, payload: pa.Table | None) -> None:
+                entity: Entity, v: Validated, payload: pa.Table | None) -> int:
     rows = np.flatnonzero(v.quarantine)
     if len(rows) == 0:
-        return
+        return 0
     take = pa.array(rows)
     original = (payload if payload is not None else v.table).take(take).to_pylist()
     rules, reasons = v.headline()
@@ -89,7 +91,7 @@ def _quarantine(conn: psycopg.Connection, run_id: int, source: str, stream: str,
         " AND NOT (q.rule = %(conflict)s AND s.rule = %(conflict)s)",
         {"conflict": SOURCE_KEY},
     )
-    conn.execute(
+    opened = conn.execute(
         "INSERT INTO quality.quarantine (source_system, stream, source_id, entity, run_id,"
         " rule, reason, failed_rules, payload, payload_sealed, payload_digest, payload_kind)"
         " SELECT source_system, stream, source_id, entity, run_id, rule, reason, failed_rules,"
@@ -98,8 +100,9 @@ def _quarantine(conn: psycopg.Connection, run_id: int, source: str, stream: str,
         " WHERE q.state = 'open' AND q.source_system = s.source_system AND q.entity = s.entity"
         " AND q.source_id = s.source_id AND q.payload_digest = s.payload_digest)"
         " ORDER BY s.ord"
-    )
+    ).rowcount
     conn.execute("DROP TABLE quarantine_stage")
+    return opened
 
 
 def _stage(conn: psycopg.Connection, *, source: str, stream: str, entity: str, run_id: int,

@@ -330,6 +330,9 @@ def test_a_rerun_adds_nothing_and_no_file_is_read_twice(db, loaded):
     assert outcomes(db, source, "houses")["houses_20261101.xlsx"] == "stale"
     assert {t: current_hashes(db, source, t) for t in CORE} == before
     assert_one_current_row_each(db, source, CORE)
+    # Nothing new: Great Expectations has nothing to validate.
+    assert db.execute("SELECT count(*) FROM quality.gx_validation WHERE run_id = %s",
+                      (again.run_id,)).fetchone() == (0,)
 
 
 def test_updated_events_arrive_with_history(db, loaded):
