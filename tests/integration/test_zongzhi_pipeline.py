@@ -153,6 +153,31 @@ def test_moved_on_disputes_get_a_new_version(db, zongzhi):
     assert_one_current_row_each(db, source, CORE)
 
 
+@pytest.mark.parametrize("page_size, expire_every", [(3, 12), (17, None)])
+def test_versions_kept_from_the_overlap_lose_nothing_while_records_move(
+        db, zongzhi, page_size, expire_every):
+    """The cursor keeps the versions read inside the overlap window: whatever the page
+    size, with disputes moving on while pages are read and cursors expiring, every
+    dispute ends at its latest version, and a run after the platform stood still reads
+    nothing again."""
+    source, config, server = zongzhi(Faults(advance_during_paging=2, expire_every=expire_every),
+                                     page_size=page_size)
+    run_source(source, config)
+    server.advance(8)
+    run_source(source, config)
+    server.set_faults(Faults())
+    run_source(source, config)  # what moved on during the last paged read
+    idle = run_source(source, config)
+    assert idle.extracted == 0
+    loaded, held = current(db, source, "core.event", "status"), quarantined(db, source, "event")
+    assert set(loaded) | set(held) == set(server.data.disputes)
+    for no in loaded:
+        assert _instant(server.data.disputes[no]["updateTime"]) == db.execute(
+            "SELECT source_updated_at FROM core.event WHERE source_system = %s AND source_id = %s"
+            " AND valid_to IS NULL", (source, no)).fetchone()[0]
+    assert_one_current_row_each(db, source, CORE)
+
+
 def test_expired_cursors_lose_and_duplicate_nothing(db, zongzhi):
     clean, clean_config, _ = zongzhi()
     run_source(clean, clean_config)
