@@ -121,21 +121,26 @@ class Clusters:
     def find(self, a: int) -> int:
         parent = self.parent
         root = a
-        while parent[root] != root:
-            root = int(parent[root])
-        while parent[a] != root:  # path compression
+        up = int(parent[root])
+        while up != root:
+            root, up = up, int(parent[up])
+        while a != root:  # path compression
             parent[a], a = root, int(parent[a])
         return root
 
     def allowed(self, a: int, b: int, *, force_identity: bool = False) -> bool:
         """Whether `a`'s and `b`'s clusters may become one."""
-        ra, rb = self.find(a), self.find(b)
+        return self._allowed(self.find(a), self.find(b), force_identity)
+
+    def _allowed(self, ra: int, rb: int, force_identity: bool) -> bool:
+        """`allowed` of two roots."""
         if ra == rb:
             return True
-        small, other = (ra, rb) if len(self.cannot.get(ra, ())) <= len(
-            self.cannot.get(rb, ())) else (rb, ra)
-        if any(self.find(p) == other for p in self.cannot.get(small, ())):
-            return False
+        cannot_a, cannot_b = self.cannot.get(ra), self.cannot.get(rb)
+        if cannot_a or cannot_b:
+            small, other = (ra, rb) if len(cannot_a or ()) <= len(cannot_b or ()) else (rb, ra)
+            if any(self.find(p) == other for p in self.cannot.get(small, ())):
+                return False
         if force_identity:
             return True
         for column in range(len(self.columns)):
@@ -148,11 +153,11 @@ class Clusters:
 
     def union(self, a: int, b: int, *, force_identity: bool = False) -> bool:
         """Join the clusters of `a` and `b` if the rules allow; whether they are one now."""
-        if not self.allowed(a, b, force_identity=force_identity):
-            return False
         ra, rb = self.find(a), self.find(b)
         if ra == rb:
             return True
+        if not self._allowed(ra, rb, force_identity):
+            return False
         if self.size[ra] < self.size[rb]:
             ra, rb = rb, ra
         for column in range(len(self.columns)):

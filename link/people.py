@@ -10,8 +10,9 @@ gives every current event the key of its reporter (core.event.reporter_person_ke
    forms and pinyin, birth date, gender, phone hash, address and grid) and linked where a
    match is likelier than not, strongest first, under rules no score overrides: never two
    different ID hashes, birth dates or genders in one person, never a record that fits two
-   people, never across a data steward's split (`split`); a steward's `merge` holds unless a
-   split stands against it (revoke one of them: `revoke`).
+   people alike (of two that fit, the one likelier than not once both are weighed), never
+   across a data steward's split (`split`); a steward's `merge` holds unless a split
+   stands against it (revoke one of them: `revoke`).
 3. Keys are stable: a golden person keeps its key while any of its records remains (the
    key of the previous cluster it overlaps most); a new one gets `P` and 12 letters of a
    hash of its smallest record.
@@ -25,7 +26,9 @@ steward's decision names, against the candidates that share a blocking key with 
 (`link.person_store`: the compared values of every record are kept in core.person_match).
 `full=True` retrains and compares everything; keys of unchanged records stay the same.
 Only what changed is written: keys, links, compared values and golden rows; new ones by
-COPY, changed ones by one set-based UPDATE each.
+COPY, changed ones by one set-based UPDATE each (an incremental run's by index look-ups).
+The warehouse writes while this process computes (`_Writer`): the compared values while
+the model trains, scores and clusters, keys and links while the golden rows are made.
 Everything commits in one transaction, under a lock that keeps a second run out.
 """
 
@@ -33,8 +36,11 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor, wait
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -58,6 +64,7 @@ KEY_PREFIX = "P"
 # that a record's source_system is, or starts with; platforms not named come last.
 DEFAULT_TRUST_ORDER: tuple[str, ...] = ("gridmgmt", "zongzhi", "citymgmt", "hotline12345", "video")
 _LOCK = "hub:link:person"
+_WORK_MEM = "256MB"
 
 class LinkInProgress(RuntimeError):
     """Another linking run of the same entity holds the lock."""
@@ -189,7 +196,18 @@ def link_people(conn: psycopg.Connection, *, full: bool = False,
         if not (got and got[0]):
             raise LinkInProgress("another person-linking run is in progress; try again when it"
                                  " has finished")
-        return _run(conn, full, trust)
+        # For this transaction: hash joins of the whole city's keys in memory, not in
+        # batches on disk (a full run's UPDATE joins a million keys); no JIT compilation
+        # for statements that move rows and compute little.
+        saved = conn.execute("SELECT current_setting('work_mem'), current_setting('jit')"
+                             ).fetchone()
+        assert saved is not None
+        conn.execute("SELECT set_config('work_mem', %s, true), set_config('jit', 'off', true)",
+                     (_WORK_MEM,))
+        summary = _run(conn, full, trust)
+        conn.execute("SELECT set_config('work_mem', %s, true), set_config('jit', %s, true)",
+                     saved)
+        return summary
 
 
 def _run(conn: psycopg.Connection, full: bool, trust: tuple[str, ...]) -> LinkSummary:
@@ -214,86 +232,101 @@ def _run(conn: psycopg.Connection, full: bool, trust: tuple[str, ...]) -> LinkSu
         match = match_values(records)
         fresh, frequent = np.ones(records.num_rows, dtype=bool), None
     clock.lap("read")
+    # The warehouse writes while this process computes: the compared values go in while
+    # the model trains, scores and clusters; keys and links while the golden rows are
+    # made (`_Writer`: one statement at a time on the run's connection, in its
+    # transaction; the connection is not touched here meanwhile).
+    with _Writer() as writer:
+        # Compared values are written where the stored ones are of another version.
+        stale = pc.or_kleene(pc.is_null(records["matched_row"]),
+                             pc.not_equal(records["matched_row"], records["row_id"]))
+        writer.start(person_store.write_matches, conn,
+                     person_store.match_rows(records, match).filter(stale),
+                     pc.is_null(records["matched_row"]).filter(stale),
+                     [(v[0], v[1]) for v in vanished])
 
-    n = records.num_rows
-    features = person_features(match, frequent)
-    previous = _previous_keys(records)
-    refs = _record_keys(records)
-    db = DuckDBAPI()
-    db.register(features, table_name="features")
-    clock.lap("features")
-    if incremental:
-        assert stored is not None
-        model = stored
-    else:
-        model = person_model.train(db, "features", n)
-        _store_model(conn, model)
-    clock.lap("model")
+        n = records.num_rows
+        features = person_features(match, frequent)
+        previous = _previous_keys(records)
+        refs = _record_keys(records)
+        db = DuckDBAPI()
+        db.register(features, table_name="features")
+        clock.lap("features")
+        if incremental:
+            assert stored is not None
+            model = stored
+        else:
+            model = person_model.train(db, "features", n)
+        clock.lap("model")
 
-    if incremental:
-        assert last is not None
-        # Every current record: those of the last run, less the vanished, and the new.
-        summary_records = int(last[1]) - len(vanished) + int(
-            pc.sum(pc.invert(records["linked"])).as_py() or 0)
-        frequencies = person_store.name_frequencies(conn, features["name"], summary_records)
-    else:
-        summary_records, frequencies = n, None
-    pairs = _score(db, model, features, fresh, incremental, frequencies)
-    identities = records["id_number_hash"].to_pylist()
-    births = features["birth_date"].to_pylist()
-    pairs, ambiguous = _drop_ambiguous(pairs, identities, births)
-    clock.lap("score")
+        if incremental:
+            assert last is not None
+            # Every current record: those of the last run, less the vanished, and the new.
+            summary_records = int(last[1]) - len(vanished) + int(
+                pc.sum(pc.invert(records["linked"])).as_py() or 0)
+            writer.wait()
+            frequencies = person_store.name_frequencies(conn, features["name"],
+                                                        summary_records)
+        else:
+            summary_records, frequencies = n, None
+        pairs = _score(db, model, features, fresh, incremental, frequencies)
+        identities = records["id_number_hash"].to_pylist()
+        births = features["birth_date"].to_pylist()
+        pairs, ambiguous = _drop_ambiguous(pairs, identities, births)
+        clock.lap("score")
 
-    clusters = Clusters(n, identities, exclusive=(births, features["gender"].to_pylist()))
-    if incremental:  # first: the clusters no fresh record touches stand as they were
-        clusters.group(_unchanged_groups(previous, fresh))
-    applied, skipped, steward_of = _apply_decisions(clusters, decisions, refs, previous)
-    _link_same_identity(clusters, identities)
-    best_edge = _link_scored(clusters, pairs)
-    labels = clusters.labels()
-    clock.lap("cluster")
+        clusters = Clusters(n, identities, exclusive=(births, features["gender"].to_pylist()))
+        if incremental:  # first: the clusters no fresh record touches stand as they were
+            clusters.group(_unchanged_groups(previous, fresh))
+        applied, skipped, steward_of = _apply_decisions(clusters, decisions, refs, previous)
+        _link_same_identity(clusters, identities)
+        best_edge = _link_scored(clusters, pairs)
+        labels = clusters.labels()
+        clock.lap("cluster")
 
-    taken, active = _taken_keys(conn, incremental, refs)
-    assignment = stable_keys(labels, previous, refs, KEY_PREFIX, taken)
-    keys = assignment.keys
-    in_use = set(keys.tolist())
-    retired = {k: v for k, v in assignment.retired.items() if k not in in_use}
-    for _, _, key in vanished:  # every record of the key vanished
-        if key not in retired and key not in in_use:
-            retired[key] = None
-    summary = LinkSummary(mode="incremental" if incremental else "full",
-                          model_version=model.version, records=summary_records,
-                          compared=int(fresh.sum()),
-                          pairs_scored=len(pairs), keys_kept=assignment.kept,
-                          keys_new=assignment.new, ambiguous=len(ambiguous),
-                          decisions_applied=applied, decisions_not_applied=skipped)
-    sizes = pd.Series(labels).value_counts()
-    summary.clusters = int(len(sizes))
-    summary.multi_record_clusters = int((sizes > 1).sum())
+        writer.wait()
+        clock.lap("write matches (rest)")
+        if not incremental:
+            _store_model(conn, model)
+        taken, active = _taken_keys(conn, incremental, refs)
+        assignment = stable_keys(labels, previous, refs, KEY_PREFIX, taken)
+        keys = assignment.keys
+        in_use = set(keys.tolist())
+        retired = {k: v for k, v in assignment.retired.items() if k not in in_use}
+        for _, _, key in vanished:  # every record of the key vanished
+            if key not in retired and key not in in_use:
+                retired[key] = None
+        summary = LinkSummary(mode="incremental" if incremental else "full",
+                              model_version=model.version, records=summary_records,
+                              compared=int(fresh.sum()),
+                              pairs_scored=len(pairs), keys_kept=assignment.kept,
+                              keys_new=assignment.new, ambiguous=len(ambiguous),
+                              decisions_applied=applied, decisions_not_applied=skipped)
+        sizes = pd.Series(labels).value_counts()
+        summary.clusters = int(len(sizes))
+        summary.multi_record_clusters = int((sizes > 1).sum())
 
-    prev_arr = np.array(previous, dtype=object)
-    rekeyed = prev_arr != keys
-    methods, probabilities, evidence = _evidence(records, labels, fresh, steward_of, best_edge,
-                                                 refs)
-    summary.links = {m: int(c) for m, c in pd.Series(methods[fresh]).value_counts().items()}
-    summary.records_rekeyed = int((rekeyed & pd.notna(prev_arr)).sum())
-    _write_links(conn, records, keys, fresh, rekeyed, methods, probabilities, evidence, model,
-                 vanished)
-    # Compared values are written where the stored ones are of another version.
-    stale = pc.or_kleene(pc.is_null(records["matched_row"]),
-                         pc.not_equal(records["matched_row"], records["row_id"]))
-    person_store.write_matches(
-        conn, person_store.match_rows(records, match).filter(stale),
-        pc.is_null(records["matched_row"]).filter(stale), [(v[0], v[1]) for v in vanished])
-    clock.lap("write links")
+        prev_arr = np.array(previous, dtype=object)
+        rekeyed = prev_arr != keys
+        methods, probabilities, evidence = _evidence(records, labels, fresh, steward_of,
+                                                     best_edge, refs)
+        summary.links = {m: int(c) for m, c in pd.Series(methods[fresh]).value_counts().items()}
+        summary.records_rekeyed = int((rekeyed & pd.notna(prev_arr)).sum())
+        clock.lap("keys")
+        writer.start(partial(_write_links, conn, records, keys, fresh, rekeyed, methods,
+                             probabilities, evidence, model, vanished, probe=incremental))
 
-    affected = keys[fresh | rekeyed]
-    summary.goldens_written = _write_goldens(conn, db, records, features, keys,
-                                             set(affected.tolist()),
-                                             {k for k in previous if k is not None}, trust,
-                                             model, full=not incremental)
+        affected = keys[fresh | rekeyed]
+        goldens = _golden_rows(db, records, features, keys, set(affected.tolist()), trust,
+                               full=not incremental)
+        clock.lap("golden rows")
+        writer.wait()
+        clock.lap("write links (rest)")
+    with _index_joins(conn, incremental):
+        summary.goldens_written = _write_goldens(conn, goldens,
+                                                 {k for k in previous if k is not None}, model)
     summary.keys_retired = _retire(conn, retired, active - in_use)
-    clock.lap("goldens")
+    clock.lap("write goldens")
     summary.events_linked = link_reporters(conn)
     clock.lap("reporters")
     summary.seconds = clock.laps
@@ -304,6 +337,57 @@ def _run(conn: psycopg.Connection, full: bool, trust: tuple[str, ...]) -> LinkSu
          Jsonb(summary.as_json())))
     db.duckdb_con.close()
     return summary
+
+
+@contextmanager
+def _index_joins(conn: psycopg.Connection, on: bool) -> Iterator[None]:
+    """Within the block (when `on`), joins by index look-ups only: an incremental run
+    updates a few thousand rows of tables of a million, which the planner (costing a
+    look-up as a read from disk) would rather hash whole."""
+    if not on:
+        yield
+        return
+    saved = conn.execute("SELECT current_setting('enable_hashjoin'),"
+                         " current_setting('enable_mergejoin')").fetchone()
+    assert saved is not None
+    conn.execute("SELECT set_config('enable_hashjoin', 'off', true),"
+                 " set_config('enable_mergejoin', 'off', true)")
+    yield
+    conn.execute("SELECT set_config('enable_hashjoin', %s, true),"
+                 " set_config('enable_mergejoin', %s, true)", saved)
+
+
+class _Writer:
+    """One statement sequence at a time in a thread of its own, on the run's connection:
+    the warehouse writes while the caller computes. The caller leaves the connection
+    alone until `wait` (psycopg does not serialise a COPY under way against another
+    statement); leaving the block waits too, and an error of the writes is raised by
+    `wait`."""
+
+    def __init__(self) -> None:
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="link-writer")
+        self._pending: Future[Any] | None = None
+
+    def start(self, fn: Callable[..., Any], *args: Any) -> None:
+        self.wait()
+        self._pending = self._pool.submit(fn, *args)
+
+    def wait(self) -> None:
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            pending.result()
+
+    def __enter__(self) -> _Writer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            if exc[0] is None:
+                self.wait()
+            elif self._pending is not None:  # the caller failed: let the writes end first
+                wait([self._pending])
+        finally:
+            self._pool.shutdown(wait=True)
 
 
 class _Stopwatch:
@@ -559,34 +643,68 @@ def _score(db: DuckDBAPI, model: Model, features: pa.Table, fresh: np.ndarray,
             f" WHERE {person_model.guard_sql()}").fetchall()
     rows.sort(key=lambda r: (-r[2], r[0], r[1]))
     out = []
+    labelled: dict[tuple[int, ...], dict[str, str]] = {}  # few distinct comparison vectors
     for a, b, p, w, *levels in rows:
+        vector = tuple(int(g) for g in levels)
+        labels = labelled.get(vector)
+        if labels is None:
+            labels = labelled[vector] = {c: person_model.level_label(c, g)
+                                         for c, g in zip(comparisons, vector, strict=True)}
         out.append({"a": int(a), "b": int(b), "probability": float(p),
-                    "match_weight": round(float(w), 3),
-                    "comparisons": {c: person_model.level_label(c, int(g))
-                                    for c, g in zip(comparisons, levels, strict=True)}})
+                    "match_weight": round(float(w), 3), "comparisons": labels})
     return out
 
 
 def _drop_ambiguous(pairs: list[dict[str, Any]], identities: list[str | None],
                     births: list[str | None]) -> tuple[list[dict[str, Any]], set[int]]:
     """Without the links of records that match records of two different ID numbers or
-    two different birth dates while having neither themselves: two people fit them (a
-    father and son of one name on one phone), and the data cannot say which."""
+    two different birth dates while having neither themselves, unless one of them is a
+    match likelier than not once the others are weighed against it.
+
+    Such a record is at most one of the people it matches, so the pairwise odds are not
+    its probabilities: the probability that it is the person of value v (an ID number, a
+    birth date) is o_v / (1 + sum of o_u over every value u it matches), o_u the odds
+    (2 ** match_weight) of its strongest pair with a record of value u. Where that is
+    at least 0.5 (the Bayes decision boundary of `person_model.THRESHOLD`, not a figure
+    fitted to a population) only the links to records of another value go: a caller who
+    gives the name and phone of a resident is that resident, not a namesake in the street
+    who has no phone to compare (the more people a city holds, the more such namesakes).
+    Where no value is (a father and son of one name on one phone, two namesakes in the
+    street and nothing else), two people fit and the data cannot say which: the record
+    keeps none of its links."""
     if not pairs:
         return pairs, set()
     a = np.array([e["a"] for e in pairs], dtype=np.int64)
     b = np.array([e["b"] for e in pairs], dtype=np.int64)
+    weights = np.array([e["match_weight"] for e in pairs], dtype=np.float64)
+    edge = np.arange(len(pairs))
     me, other = np.concatenate([a, b]), np.concatenate([b, a])
+    ways = pd.DataFrame({"me": me, "other": other, "edge": np.concatenate([edge, edge]),
+                         "weight": np.concatenate([weights, weights])})
     ambiguous: set[int] = set()
+    dropped = np.zeros(len(pairs), dtype=bool)
     for column in (identities, births):
         values = pd.Series(column, dtype="object")
-        seen = pd.DataFrame({"me": me, "value": values.to_numpy()[other]})
-        seen = seen[values.isna().to_numpy()[me]].dropna()
-        counts = seen.drop_duplicates().groupby("me").size()
-        ambiguous |= set(counts.index[counts > 1].tolist())
-    if not ambiguous:
+        seen = ways.assign(value=values.to_numpy()[other])
+        seen = seen[values.isna().to_numpy()[me]].dropna(subset=["value"])
+        per = seen.groupby("me")["value"].nunique()
+        torn = seen[seen["me"].isin(per.index[per > 1])]
+        if torn.empty:
+            continue
+        # The odds of each value: its strongest pair (log2 odds, capped against overflow).
+        best = torn.groupby(["me", "value"])["weight"].max().reset_index()
+        best["odds"] = np.exp2(np.minimum(best["weight"].to_numpy(), 60.0))
+        best["posterior"] = best["odds"] / (1.0 + best.groupby("me")["odds"].transform("sum"))
+        winner = best[best["posterior"] >= 0.5].set_index("me")["value"]
+        undecided = set(per.index[per > 1]) - set(winner.index.tolist())
+        ambiguous |= undecided
+        decided = torn[torn["me"].isin(winner.index)]
+        losing = decided["value"].to_numpy() != winner.reindex(decided["me"]).to_numpy()
+        dropped[decided["edge"].to_numpy()[losing]] = True
+    if not ambiguous and not dropped.any():
         return pairs, ambiguous
-    return [e for e in pairs if e["a"] not in ambiguous and e["b"] not in ambiguous], ambiguous
+    return [e for e, gone in zip(pairs, dropped.tolist(), strict=True)
+            if not gone and e["a"] not in ambiguous and e["b"] not in ambiguous], ambiguous
 
 
 # ------------------------------------------------------------------ evidence and writing
@@ -635,9 +753,19 @@ def _evidence(records: pa.Table, labels: np.ndarray, fresh: np.ndarray,
 def _write_links(conn: psycopg.Connection, records: pa.Table, keys: np.ndarray,
                  fresh: np.ndarray, rekeyed: np.ndarray, methods: np.ndarray,
                  probabilities: np.ndarray, evidence: list[str | None], model: Model,
-                 vanished: list[tuple[str, str, str]]) -> None:
+                 vanished: list[tuple[str, str, str]], *, probe: bool = False) -> None:
     """core.person.person_key and core.person_link, only where they change: the links of
-    records that have none COPYed in, the others' updated from a staged copy."""
+    records that have none COPYed in, the others' updated from a staged copy (`probe`:
+    the rows found by index look-ups, for an incremental run's few)."""
+    with _index_joins(conn, probe):
+        _write_links_now(conn, records, keys, fresh, rekeyed, methods, probabilities, evidence,
+                         model, vanished)
+
+
+def _write_links_now(conn: psycopg.Connection, records: pa.Table, keys: np.ndarray,
+                     fresh: np.ndarray, rekeyed: np.ndarray, methods: np.ndarray,
+                     probabilities: np.ndarray, evidence: list[str | None], model: Model,
+                     vanished: list[tuple[str, str, str]]) -> None:
     rows = np.flatnonzero(fresh | rekeyed)
     conn.execute("CREATE TEMP TABLE person_key_stage (row_id bigint, person_key text)"
                  " ON COMMIT DROP")
@@ -769,12 +897,9 @@ _GOLDEN_COLUMNS = ("person_key", "name", "gender", "birth_date", "id_number_hash
                    "provenance")
 
 
-def _write_goldens(conn: psycopg.Connection, db: DuckDBAPI, records: pa.Table,
-                   features: pa.Table, keys: np.ndarray, affected: set[str],
-                   previous: set[str], trust: tuple[str, ...], model: Model, *, full: bool
-                   ) -> int:
-    """The golden rows of the keys `affected` (every key in a full run), where they change:
-    those of keys no record held before (not in `previous`) COPYed in."""
+def _golden_rows(db: DuckDBAPI, records: pa.Table, features: pa.Table, keys: np.ndarray,
+                 affected: set[str], trust: tuple[str, ...], *, full: bool) -> pa.Table:
+    """The golden rows (_GOLDEN_COLUMNS) of the keys `affected` (every key in a full run)."""
     inputs = pa.table({
         "person_key": pa.array(keys.tolist(), pa.string()),
         "trust": _trust_rank(records["source_system"], trust),
@@ -790,7 +915,13 @@ def _write_goldens(conn: psycopg.Connection, db: DuckDBAPI, records: pa.Table,
                                         pa.array(sorted(affected), pa.string())))
     con = db.duckdb_con
     con.register("golden_input", inputs)
-    goldens = con.sql(_golden_sql()).to_arrow_table().select(list(_GOLDEN_COLUMNS))
+    return con.sql(_golden_sql()).to_arrow_table().select(list(_GOLDEN_COLUMNS))
+
+
+def _write_goldens(conn: psycopg.Connection, goldens: pa.Table, previous: set[str],
+                   model: Model) -> int:
+    """The `goldens` (_golden_rows) where they change: those of keys no record held before
+    (not in `previous`) COPYed in."""
     new = pc.invert(pc.is_in(goldens["person_key"], pa.array(sorted(previous), pa.string())))
     made = goldens.filter(new)
     copy_arrow(conn, made.append_column(

@@ -17,7 +17,8 @@ even compared), never across birth dates or genders that both exist and disagree
 where the names are equal or sound alike and the phone or the birth date agrees (or, with
 no phone to compare, the place agrees to the street at least), or are one character apart
 and the birth date agrees; and never a record without an ID that
-matches two different ID numbers (link.people drops its links). Precision comes first:
+matches two different ID numbers alike (link.people keeps only the links to the one it is
+likelier than not to be, the others weighed against it, or none). Precision comes first:
 wrongly merging two citizens is worse than a missed link.
 """
 
@@ -118,8 +119,10 @@ GUARDS = {
             " street at least; or one character apart and the birth dates are equal (a family"
             " shares a phone and names that look alike)",
     "ambiguous": "a record without an ID number (a birth date) that matches the records of two"
-                 " different ID numbers (birth dates) links to neither (a father and son of one"
-                 " name on one phone)",
+                 " different ID numbers (birth dates) links only to those of the one it is"
+                 " likelier than not to be, its odds weighed against the others' (o / (1 + the"
+                 " sum of the odds of every one it matches) >= 0.5); else to neither (a father"
+                 " and son of one name on one phone)",
     "cluster": "a person holds one ID number, one birth date and one gender: no chain of links"
                " joins what no single link would",
     "birth_date": "no two birth dates more than one keystroke apart",

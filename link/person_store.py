@@ -69,36 +69,68 @@ SELECT {_RECORD_COLUMNS}
 # run started committed records older than that run and no key. Such records are looked
 # for this far back (a full run finds any older).
 LOAD_WINDOW = timedelta(days=1)
+# The joins of a record read by itself (an incremental run's few records): one index probe
+# each. A LATERAL subquery with OFFSET 0 is never flattened into a join the planner could
+# answer by hashing the whole table, which it otherwise prefers for a few thousand probes.
+# No LIMIT 1: with it the planner costs a scan as if the first row it reads were the one.
+# A record is looked up by its source key among all its versions (the index person_history)
+# and the current one kept outside the subquery (OFFSET 0: the condition stays outside): asked
+# for the current version, the planner may take the partial index person_record_ref, whose
+# first column is the platform, and read every current record of the platform per look-up
+# (it did, on a warehouse not analysed since its load).
+_PROBE_JOINS = """
+  LEFT JOIN LATERAL (SELECT l.person_key, l.source_id FROM core.person_link l
+                      WHERE l.source_system = p.source_system AND l.source_id = p.source_id
+                      OFFSET 0) l ON true
+  LEFT JOIN LATERAL (SELECT m.* FROM core.person_match m
+                      WHERE m.source_system = p.source_system AND m.source_id = p.source_id
+                      OFFSET 0) m ON true"""
 # New or changed since the last run (a new version carries no key), or named by a
-# decision made or revoked since.
+# decision made or revoked since: the first through the index of current records by load
+# time, the second through the current records' source key (two probes, not an OR the
+# planner answers by reading the table).
 _FRESH_SQL = f"""
+WITH fresh AS (
+  SELECT p.row_id FROM core.person p
+   WHERE p.valid_to IS NULL AND p.valid_from > %(since)s - %(window)s
+     AND (p.person_key IS NULL OR p.valid_from > %(since)s)
+  UNION
+  SELECT p.row_id FROM unnest(%(systems)s::text[], %(ids)s::text[]) AS a(s, i)
+   CROSS JOIN LATERAL (SELECT p.row_id, p.valid_to FROM core.person p
+                        WHERE p.source_system = a.s AND p.source_id = a.i OFFSET 0) p
+   WHERE p.valid_to IS NULL)
 SELECT {_RECORD_COLUMNS}
-  FROM core.person p {_RECORD_JOINS}
- WHERE p.valid_to IS NULL
-   AND ((p.valid_from > %(since)s - %(window)s
-         AND (p.person_key IS NULL OR p.valid_from > %(since)s))
-        OR (p.source_system, p.source_id) IN (
-            SELECT * FROM unnest(%(systems)s::text[], %(ids)s::text[])))
+  FROM fresh f
+ CROSS JOIN LATERAL (SELECT p.* FROM core.person p WHERE p.row_id = f.row_id OFFSET 0) p
+ {_PROBE_JOINS}
 """  # noqa: S608 (constant text)
 _CONTEXT_SQL = f"""
 SELECT {_RECORD_COLUMNS}, s.compared, {", ".join(f"m.{c}" for c in MATCH_COLUMNS)}
   FROM person_subset s
-  JOIN core.person p ON p.source_system = s.source_system AND p.source_id = s.source_id
-                    AND p.valid_to IS NULL {_RECORD_JOINS}
+ CROSS JOIN LATERAL (SELECT p.* FROM core.person p WHERE p.source_system = s.source_system
+                      AND p.source_id = s.source_id OFFSET 0) p
+ {_PROBE_JOINS}
+ WHERE p.valid_to IS NULL
 """  # noqa: S608 (constant text)
 _CONTEXT_SCHEMA = pa.schema([*RECORDS_SCHEMA, ("compared", pa.bool_()),
                              *(f.with_name(f"m_{f.name}") for f in _MATCH_SCHEMA)])
 
 # Current records sharing a blocking key (person_model.BLOCKING_RULES) with a probe: by
-# phone and ID number through core.person's indexes, by name through core.person_match's.
+# phone and ID number through core.person's indexes, by name through core.person_match's;
+# each probe an index lookup (LATERAL: see _PROBE_JOINS).
 _CANDIDATES = " UNION ".join([
-    *(f"SELECT p.source_system, p.source_id FROM person_probe f JOIN core.person p"  # noqa: S608
-      f" ON p.{column} = f.{probe} AND p.valid_to IS NULL"
+    *(f"SELECT c.source_system, c.source_id FROM person_probe f CROSS JOIN LATERAL ("  # noqa: S608
+      f"SELECT p.source_system, p.source_id FROM core.person p WHERE p.{column} = f.{probe}"
+      f" AND p.valid_to IS NULL OFFSET 0) c WHERE f.{probe} IS NOT NULL"
       for column, probe in (("phone_hash", "phone_block"), ("id_number_hash", "id_hash"))),
-    *(f"SELECT m.source_system, m.source_id FROM person_probe f JOIN core.person_match m"  # noqa: S608
-      f" ON {on}"
-      for on in ("m.birth_date = f.birth_date AND (m.surname = f.surname OR m.pinyin = f.pinyin)",
-                 "m.name = f.name AND m.street_code = f.street_code"))])
+    *(f"SELECT c.source_system, c.source_id FROM person_probe f CROSS JOIN LATERAL ("  # noqa: S608
+      f"SELECT m.source_system, m.source_id FROM core.person_match m WHERE {on} OFFSET 0) c"
+      f" WHERE {probe}"
+      for on, probe in (
+          ("m.birth_date = f.birth_date AND (m.surname = f.surname OR m.pinyin = f.pinyin)",
+           "f.birth_date IS NOT NULL"),
+          ("m.name = f.name AND m.street_code = f.street_code",
+           "f.name IS NOT NULL AND f.street_code IS NOT NULL")))])
 
 
 def read_all(conn: psycopg.Connection) -> pa.Table:
@@ -131,9 +163,10 @@ def read_subset(conn: psycopg.Connection, fresh: pa.Table, fresh_match: pa.Table
                  " core.person_match WITH NO DATA")
     copy_arrow(conn, match_rows(fresh, fresh_match), sql.Identifier("person_probe"))
     conn.execute(
-        "INSERT INTO person_probe SELECT m.* FROM core.person_link l"
-        " JOIN core.person_match m ON m.source_system = l.source_system"
-        " AND m.source_id = l.source_id WHERE l.person_key = ANY(%s)", (sorted(touched),))
+        "INSERT INTO person_probe SELECT m.* FROM core.person_link l CROSS JOIN LATERAL ("
+        " SELECT m.* FROM core.person_match m WHERE m.source_system = l.source_system"
+        " AND m.source_id = l.source_id OFFSET 0) m WHERE l.person_key = ANY(%s)",
+        (sorted(touched),))
     conn.execute("ALTER TABLE person_probe ADD COLUMN phone_block text")
     frequent = frequent_phones(conn, "SELECT phone_hash FROM person_probe")
     conn.execute("UPDATE person_probe SET phone_block = phone_hash"
@@ -145,13 +178,17 @@ def read_subset(conn: psycopg.Connection, fresh: pa.Table, fresh_match: pa.Table
 CREATE TEMP TABLE person_subset ON COMMIT DROP AS
 WITH candidates AS ({_CANDIDATES}),
 keys AS (
-  SELECT l.person_key, false AS compared FROM candidates c JOIN core.person_link l
-      ON l.source_system = c.source_system AND l.source_id = c.source_id
+  SELECT l.person_key, false AS compared FROM candidates c CROSS JOIN LATERAL (
+      SELECT l.person_key FROM core.person_link l WHERE l.source_system = c.source_system
+         AND l.source_id = c.source_id OFFSET 0) l
   UNION SELECT l.person_key, false FROM unnest(%(systems)s::text[], %(ids)s::text[]) a(s, i)
-      JOIN core.person_link l ON l.source_system = a.s AND l.source_id = a.i
+      CROSS JOIN LATERAL (SELECT l.person_key FROM core.person_link l
+                           WHERE l.source_system = a.s AND l.source_id = a.i OFFSET 0) l
   UNION SELECT unnest(%(touched)s::text[]), true)
 SELECT DISTINCT ON (l.source_system, l.source_id) l.source_system, l.source_id, k.compared
-  FROM keys k JOIN core.person_link l ON l.person_key = k.person_key
+  FROM keys k CROSS JOIN LATERAL (
+      SELECT l.source_system, l.source_id FROM core.person_link l
+       WHERE l.person_key = k.person_key OFFSET 0) l
  WHERE NOT EXISTS (SELECT 1 FROM person_fresh f WHERE f.source_system = l.source_system
                    AND f.source_id = l.source_id)
  ORDER BY l.source_system, l.source_id, k.compared DESC
@@ -159,8 +196,9 @@ SELECT DISTINCT ON (l.source_system, l.source_id) l.source_system, l.source_id, 
       "ids": [a[1] for a in anchored]})
     context = read_arrow(conn, _CONTEXT_SQL, _CONTEXT_SCHEMA)
     frequent |= frequent_phones(
-        conn, "SELECT m.phone_hash FROM person_subset s JOIN core.person_match m"
-              " ON m.source_system = s.source_system AND m.source_id = s.source_id")
+        conn, "SELECT m.phone_hash FROM person_subset s CROSS JOIN LATERAL ("
+              " SELECT m.phone_hash FROM core.person_match m WHERE m.source_system ="
+              " s.source_system AND m.source_id = s.source_id OFFSET 0) m")
     match = context.select([f"m_{c}" for c in MATCH_COLUMNS]).rename_columns(MATCH_COLUMNS)
     return (context.select(RECORDS_SCHEMA.names), match, context["compared"].combine_chunks(),
             frequent)
@@ -175,11 +213,14 @@ def match_rows(records: pa.Table, match: pa.Table) -> pa.Table:
 
 def frequent_phones(conn: psycopg.Connection, phones_sql: str) -> set[str]:
     """Of the phone hashes the query `phones_sql` gives, those more current records than
-    MAX_PHONE_BLOCK share (no blocking key: an office switchboard, a placeholder)."""
+    MAX_PHONE_BLOCK share (no blocking key: an office switchboard, a placeholder): each
+    counted through the index of current phones, up to one more than the cap."""
     return {r[0] for r in conn.execute(
-        f"SELECT p.phone_hash FROM core.person p WHERE p.valid_to IS NULL"  # noqa: S608
-        f" AND p.phone_hash IN ({phones_sql}) GROUP BY p.phone_hash HAVING count(*) > %s",
-        (person_model.MAX_PHONE_BLOCK,))}
+        f"SELECT f.phone_hash FROM (SELECT DISTINCT q.phone_hash FROM ({phones_sql}) AS q"  # noqa: S608
+        f" WHERE q.phone_hash IS NOT NULL) f CROSS JOIN LATERAL (SELECT count(*) AS n FROM ("
+        f"SELECT 1 FROM core.person p WHERE p.phone_hash = f.phone_hash AND p.valid_to IS NULL"
+        f" LIMIT %(cap)s + 1) c) c WHERE c.n > %(cap)s",
+        {"cap": person_model.MAX_PHONE_BLOCK})}
 
 
 def name_frequencies(conn: psycopg.Connection, names: pa.Array, records: int) -> pa.Table:
