@@ -26,11 +26,12 @@ What every file platform shares, so a file connector only declares its streams:
   by two different records (`Extract.conflicting_keys`).
 - A CSV row with the wrong number of fields is no reason to drop the file: it
   becomes a `RowReject` (quarantined) and the other rows load.
-- Readers in bounded memory: GBK/GB 18030 CSV through pyarrow's streaming reader
+- Readers: GBK/GB 18030 CSV through pyarrow's streaming reader in bounded memory
   (a byte-order mark overrides the configured encoding; a field of any size is
-  read: the block grows when a record outgrows it), xlsx through openpyxl's
-  read-only mode, GeoJSON feature by feature. Every value comes out as text, as the
-  file holds it, for the conform step to judge.
+  read: the block grows when a record outgrows it), xlsx through calamine (Rust;
+  it holds the sheet's cells in memory while the file is read), GeoJSON feature by
+  feature. Every value comes out as text, as the file holds it (a cell as the
+  person sees it), for the conform step to judge.
 - Reasons and warnings name the file and the line, never the content: they are
   shown to operators, and a row's content is a resident's personal data.
 
@@ -63,6 +64,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
+import python_calamine
 from pydantic import Field, field_validator
 
 from connectors.base import (
@@ -513,32 +515,73 @@ def read_csv(path: Path, fields: Sequence[str], *, encoding: str, chunk_rows: in
 
 def read_xlsx(path: Path, fields: Sequence[str], *, chunk_rows: int,
               sheet: str | None = None) -> Iterator[pa.Table]:
-    """The first (or named) sheet of a workbook, header in row 1, in read-only mode."""
-    import openpyxl
+    """The first (or named) worksheet of a workbook, header in row 1, read by calamine (Rust).
 
-    wb = openpyxl.load_workbook(path, read_only=True, data_only=True)
+    The sheet's cells are read in one go (calamine keeps them in memory; the rows become
+    Python values a chunk at a time), every cell as the text `_cell_text` makes of what
+    openpyxl reads from it.
+    """
+    with open(path, "rb") as f:  # a missing file is FileNotFoundError, as for any reader
+        workbook = python_calamine.CalamineWorkbook.from_filelike(f)
     try:
-        ws = wb[sheet] if sheet else wb.worksheets[0]
-        rows = ws.iter_rows(values_only=True)
-        header = [_cell_text(v) or "" for v in next(rows, ())]
-        header = [h.strip() for h in header]
+        if sheet:
+            ws = workbook.get_sheet_by_name(sheet)
+        else:
+            names = [m.name for m in workbook.sheets_metadata
+                     if m.typ == python_calamine.SheetTypeEnum.WorkSheet]
+            if not names:
+                raise UnreadableFile(f"{path.name}: the workbook holds no worksheet")
+            ws = workbook.get_sheet_by_name(names[0])
+        # calamine's rows begin at row 1 but at the first column holding a cell: put the
+        # columns before it back, so positions are the sheet's own (as openpyxl gives them).
+        width = ws.end[1] + 1 if ws.end else 0
+        rows = ws.iter_rows()
+        first = next(rows, [])
+        lead = [""] * (width - len(first))
+        header = [(_calamine_text(v) or "").strip() for v in lead + first]
         _missing(path, fields, header)
-        positions = {f: header.index(f) for f in fields}
-        columns: dict[str, list[str | None]] = {f: [] for f in fields}
-        n = 0
+        positions = [header.index(f) for f in fields]
+        batch: list[list[Any]] = []
         for row in rows:
-            if not any(v is not None and v != "" for v in row):
-                continue  # Excel keeps formatted empty rows
-            for f, i in positions.items():
-                columns[f].append(_cell_text(row[i]) if i < len(row) else None)
-            n += 1
-            if n == chunk_rows:
-                yield _text_table(fields, columns)
-                columns, n = {f: [] for f in fields}, 0
-        if n:
-            yield _text_table(fields, columns)
+            if row.count("") == len(row):
+                continue  # Excel keeps formatted empty rows; calamine reads them as ""
+            batch.append(lead + row if lead else row)
+            if len(batch) == chunk_rows:
+                yield _xlsx_table(fields, positions, batch)
+                batch = []
+        if batch:
+            yield _xlsx_table(fields, positions, batch)
     finally:
-        wb.close()
+        workbook.close()
+
+
+def _xlsx_table(fields: Sequence[str], positions: Sequence[int],
+                rows: list[list[Any]]) -> pa.Table:
+    columns = list(zip(*rows, strict=True))
+    return pa.table({f: _xlsx_column(columns[i]) for f, i in zip(fields, positions, strict=True)})
+
+
+def _xlsx_column(values: Sequence[Any]) -> pa.Array:
+    """A column's cells as text. A column of text only (the usual) is taken as it is by
+    Arrow, its empty cells ("" from calamine) made null; any other goes cell by cell."""
+    try:
+        text = pa.array(values, pa.string())
+    except (pa.ArrowTypeError, pa.ArrowInvalid):
+        return pa.array([_calamine_text(v) for v in values], pa.string())
+    return pc.if_else(pc.equal(text, ""), pa.scalar(None, pa.string()), text)
+
+
+def _calamine_text(value: Any) -> str | None:
+    """A cell as calamine reads it, as the text `_cell_text` makes of openpyxl's value.
+
+    calamine reads an empty cell as "" (openpyxl: None), numbers as floats, and a
+    date-formatted number at midnight as a date (openpyxl: a datetime, 00:00:00).
+    """
+    if value.__class__ is str:
+        return value or None
+    if value.__class__ is date:
+        return _cell_text(datetime.combine(value, datetime.min.time()))
+    return _cell_text(value)
 
 
 def _cell_text(value: Any) -> str | None:
@@ -582,7 +625,8 @@ def read_geojson(path: Path, fields: Sequence[str], *, chunk_rows: int) -> Itera
 
 # Errors whose messages say what is wrong and where, never what a file holds.
 _SAFE_MESSAGES: tuple[type[BaseException], ...] = (zipfile.BadZipFile, zlib.error, EOFError,
-                                                   SyntaxError)  # xml ParseError is one
+                                                   SyntaxError,  # xml ParseError is one
+                                                   python_calamine.ZipError)
 
 
 def _unreadable(name: str, file_format: str, exc: Exception) -> UnreadableFile:
@@ -734,6 +778,14 @@ class PreparedFile:
     # hash of each ID number) and the column order they make: the read reuses them.
     derived: tuple[pa.Table, ...] = ()
     columns: tuple[str, ...] = ()
+    # Workbooks and GeoJSON: the records themselves, as the pre-pass read them. Their
+    # readers hold the whole file in memory anyway (calamine the sheet, json the
+    # document), and reading a 467 k-row workbook twice costs a second 6 s.
+    records: tuple[pa.Table, ...] | None = None
+
+
+# Formats read whole by their readers: the pre-pass keeps their records for the read.
+KEPT_FORMATS = frozenset({"xlsx", "geojson"})
 
 
 class FileDropConnector(Connector):
@@ -871,7 +923,8 @@ class FileDropConnector(Connector):
         return found
 
     def prepare(self, stream: FileStream, landed: LandedFile) -> PreparedFile:
-        """The pre-pass over a file: read it all, keeping keys and row hashes only.
+        """The pre-pass over a file: read it all, keeping keys and row hashes (and the
+        records of a format read whole, `KEPT_FORMATS`).
 
         Raises `UnreadableFile` when the file cannot be read as a whole, before any
         record of it is yielded.
@@ -890,6 +943,7 @@ class FileDropConnector(Connector):
         invalid: list[int] = []
         scan = KeyScan(stream.key_field, stream.file_fields)
         derived: list[pa.Table] = []
+        kept: list[pa.Table] | None = [] if stream.format in KEPT_FORMATS else None
         columns: tuple[str, ...] = ()
         chunks = _guarded(name, file_format, lambda: self.read_file(
             stream, landed.path, csv_file=csv_file,
@@ -897,7 +951,9 @@ class FileDropConnector(Connector):
         for chunk in chunks:
             added = self.add_fields(stream, chunk)
             scan.add(added)
-            if stream.derived_fields:
+            if kept is not None:
+                kept.append(added)
+            elif stream.derived_fields:
                 derived.append(added.select(list(stream.derived_fields)))
                 columns = tuple(added.column_names)
         malformed: list[MalformedRow] = []
@@ -913,7 +969,8 @@ class FileDropConnector(Connector):
                 malformed = [MalformedRow(None, n, None) for n in invalid]
         keys, conflicting = scan.result()
         return PreparedFile(scan.rows, keys, conflicting, csv_file, tuple(malformed),
-                            tuple(derived), columns)
+                            tuple(derived), columns,
+                            tuple(kept) if kept is not None else None)
 
     def _with_derived(self, stream: FileStream, chunk: pa.Table, prepared: PreparedFile,
                       index: int) -> pa.Table:
@@ -973,10 +1030,12 @@ class FileDropConnector(Connector):
 
         rows = 0
         previous: tuple[pa.Table, list[RowReject]] | None = None
-        chunks = _guarded(landed.name, stream.format.upper(), lambda: self.read_file(
-            stream, landed.path, csv_file=prepared.csv_file, on_invalid_row=on_invalid_row))
+        chunks = iter(prepared.records) if prepared.records is not None else _guarded(
+            landed.name, stream.format.upper(), lambda: self.read_file(
+                stream, landed.path, csv_file=prepared.csv_file, on_invalid_row=on_invalid_row))
         for index, chunk in enumerate(chunks):
-            chunk = self._with_derived(stream, chunk, prepared, index)
+            if prepared.records is None:
+                chunk = self._with_derived(stream, chunk, prepared, index)
             if previous is not None:
                 yield Extract(previous[0], before, snapshot_id=snapshot_id,
                               conflicting_keys=prepared.conflicting_keys, rejects=previous[1])
