@@ -41,20 +41,25 @@ Dirt, planted deliberately and recorded in `truth`:
 from __future__ import annotations
 
 import csv
+import gc
 import io
 import json
 import math
+import multiprocessing
+import operator
 import os
 import random
 import re
 import zipfile
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import openpyxl
+from openpyxl.utils import get_column_letter
 
 from sandbox import city as citymod
 from sandbox import incidents
@@ -163,11 +168,18 @@ class GridData:
         self.city = city
         self.end = (end or default_end()).replace(microsecond=0)
         self._salt = ("gridmgmt", city.scale, days, self.end.isoformat())
+        self._rng_prefix = f"{city.seed}:{':'.join(map(str, self._salt))}:"
         self.dates: list[date] = [self.end.date() - timedelta(days=days - i) for i in range(days)]
+        self._first_midnight = datetime.combine(self.dates[0], datetime.min.time())
         self.truth = Truth()
         if days >= 4:
             self.truth.missing_dates.add(self.dates[-2])
         self._residents: dict[int, dict[str, str]] = {}
+        self._id_numbers: dict[int, str] = {}  # City.person(i).id_number
+        self._people: dict[int, Person] = {}  # made for their ID number, not yet a row
+        self._house_rows: list[tuple[str, ...]] | None = None
+        self._org_rows: dict[int, dict[str, str]] = {}
+        self._order: list[int] | None = None
         self._plant_residents()
         self._present(self.dates)
         self._n_houses = max(len(city.grids), city.population // 3)
@@ -192,7 +204,8 @@ class GridData:
         return [d for d in self.dates if d not in self.truth.missing_dates]
 
     def _rng(self, *salt: object) -> random.Random:
-        return self.city.rng(*self._salt, *salt)
+        # City.rng(*self._salt, *salt), its seed string's start made once.
+        return citymod.seeded(self._rng_prefix + ":".join(map(str, salt)))
 
     def advance_day(self) -> date:
         """The platform lives one more day: people move, houses change, orgs come and go."""
@@ -230,11 +243,11 @@ class GridData:
     def _can_carry(self, kind: str, index: int) -> bool:
         if kind not in ("id_lower_x", "id_legacy15"):
             return True
-        person = self.city.person(index)
+        id_number = self._id_number(index)  # its birth year is digits 7-10
         if kind == "id_lower_x":
-            return person.id_number.endswith("X")
+            return id_number.endswith("X")
         if kind == "id_legacy15":
-            return 1900 <= person.birth_date.year <= 1999
+            return 1900 <= int(id_number[6:10]) <= 1999
         return True
 
     def _plant(self, items: Iterable[int], rates: dict[str, float], what: str,
@@ -289,13 +302,15 @@ class GridData:
         cached = self._residents.get(index)
         if cached is not None:
             return cached
-        person = self.city.person(index)
-        rng = self._rng("resident", index)
-        defects = self.truth.residents.get(index, ResidentTruth(index)).defects
+        person = self._people.pop(index, None) or self.city.person(index)
+        self._id_numbers[index] = person.id_number
+        rng = citymod.seeded(f"{self._rng_prefix}resident:{index}")  # self._rng("resident", …)
+        truth = self.truth.residents.get(index)
+        defects = truth.defects if truth is not None else set()
         id_no = person.id_number
         if "id_bad_check_digit" in defects:
             id_no = citymod.wrong_check_digit(id_no)
-        for kind in ("lower_x", "spaces", "legacy15"):
+        for kind in ("lower_x", "spaces", "legacy15") if defects else ():
             if f"id_{kind}" in defects:
                 id_no, applied = citymod.id_variant(id_no, rng, kind)
                 assert applied == kind, (index, kind)
@@ -321,7 +336,7 @@ class GridData:
             "人口类型": person.population_type,
             "特殊人群": tags,
             "所属网格": person.grid.code,
-            "更新时间": fmt(datetime.combine(self.dates[0], datetime.min.time())
+            "更新时间": fmt(self._first_midnight
                          - timedelta(seconds=rng.randint(3600, 3 * 365 * 86400))) or "",
         }
         if defects:
@@ -348,8 +363,8 @@ class GridData:
         """The residents snapshot of `day`, in the platform's order (by grid, then ID)."""
         rows = []
         delivered = self.delivered
-        for index in sorted(self.truth.present[day],
-                            key=lambda i: (self.city.grids[i % len(self.city.grids)].code, i)):
+        present = self.truth.present[day]
+        for index in (i for i in self._platform_order() if i in present):
             row = self._resident(index)
             if index == self.truth.id_forms:
                 row = dict(row)
@@ -366,6 +381,15 @@ class GridData:
                 row = {**row, "更新时间": f"{arrived:%Y-%m-%d} 09:30:00"}
             rows.append(row)
         return rows
+
+    def _platform_order(self) -> list[int]:
+        """Everyone in the platform's order (by grid, then ID), made once."""
+        if self._order is None:
+            grids = self.city.grids
+            codes = [g.code for g in grids]
+            self._order = sorted(range(self.city.population),
+                                 key=lambda i: (codes[i % len(codes)], i))
+        return self._order
 
     def resident(self, index: int) -> dict[str, str]:
         """A resident's row as the platform keeps it (a file may spell the ID otherwise)."""
@@ -397,7 +421,6 @@ class GridData:
     # ---- houses, organizations, grids ------------------------------------------
 
     def houses_on(self, day: date) -> list[dict[str, str]]:
-        grids, population = self.city.grids, self.city.population
         # A few houses change use each day (a shop opens in a flat …), for good.
         new_use: dict[int, str] = {}
         for d in self.dates[1:]:
@@ -406,28 +429,70 @@ class GridData:
             changed = self._rng("house-changes", d.isoformat())
             for _ in range(max(1, self._n_houses // 200)):
                 new_use[changed.randrange(self._n_houses)] = changed.choice(HOUSE_USAGES)
-        rows = []
-        for h in range(self._n_houses):
+        rows = [dict(zip(HOUSE_HEADERS, values, strict=True)) for values in self._houses()]
+        for h, use in new_use.items():
+            rows[h]["用途"] = use
+        return rows
+
+    def _houses(self) -> list[tuple[str, ...]]:
+        """Every house's row as first registered (HOUSE_HEADERS' values), made once."""
+        if self._house_rows is not None:
+            return self._house_rows
+        rows = self._house_rows = self._make_houses(range(self._n_houses))
+        return rows
+
+    def _make_houses(self, houses: Iterable[int]) -> list[tuple[str, ...]]:
+        grids, population = self.city.grids, self.city.population
+        rows: list[tuple[str, ...]] = []
+        for h in houses:
             grid = grids[h % len(grids)]
             rng = self._rng("house", h)
-            owner = self.city.person((h * 3 + 1) % population)
-            owner_id = owner.id_number
+            owner_id = self._id_number((h * 3 + 1) % population)
             draw = rng.random()
             if draw < 0.03:
                 owner_id = citymod.wrong_check_digit(owner_id)
             elif draw < 0.08:
                 owner_id = citymod.id_variant(owner_id, rng, "spaces")[0]
-            rows.append({
-                "房屋编码": f"{grid.code}{h // len(grids) + 1:04d}",
-                "地址": self.city.address(grid, rng),
-                "楼栋": f"{rng.randint(1, 40)}号楼",
-                "单元": f"{rng.randint(1, 6)}单元",
-                "房号": str(rng.randint(1, 18) * 100 + rng.randint(1, 4)),
-                "用途": new_use.get(h, rng.choice(HOUSE_USAGES)),
-                "产权人身份号码": owner_id,
-                "所属网格": grid.code,
-            })
+            rows.append((
+                f"{grid.code}{h // len(grids) + 1:04d}",
+                self.city.address(grid, rng),
+                f"{rng.randint(1, 40)}号楼",
+                f"{rng.randint(1, 6)}单元",
+                str(rng.randint(1, 18) * 100 + rng.randint(1, 4)),
+                rng.choice(HOUSE_USAGES),
+                owner_id,
+                grid.code,
+            ))
         return rows
+
+    # ---- made ahead, in forked processes ---------------------------------------
+
+    def build_ahead(self, workers: int) -> None:
+        """Every resident's row and every house's row made now, split over `workers`
+        processes forked from this one (the last parts there, the first here): the same
+        rows as made one by one when a file needs them, in less wall time."""
+        if workers < 2:
+            return
+        present: set[int] = set().union(*self.truth.present.values())
+        todo = [i for i in sorted(present) if i not in self._residents]
+        parts = _split(todo, workers)
+        _, theirs = _forked(self, _residents_part, parts)
+        for indices, values in zip(parts[1:], theirs, strict=True):
+            for i, row in zip(indices, values, strict=True):
+                self._residents[i] = dict(zip(RESIDENT_HEADERS, row[:-1], strict=True))
+                self._id_numbers[i] = row[-1]
+                self._people.pop(i, None)
+        if self._house_rows is None:
+            mine, theirs = _forked(self, _houses_part, _split(range(self._n_houses), workers))
+            self._house_rows = [row for rows in (mine, *theirs) for row in rows]
+
+    def _id_number(self, index: int) -> str:
+        """A person's own ID number (City.person's), kept from when it was first made."""
+        id_number = self._id_numbers.get(index)
+        if id_number is None:
+            person = self._people[index] = self.city.person(index)  # for _resident
+            id_number = self._id_numbers[index] = person.id_number
+        return id_number
 
     def orgs_on(self, day: date) -> list[dict[str, str]]:
         copied = self.truth.repeated_files.get(file_name("orgs", day))
@@ -438,6 +503,12 @@ class GridData:
         return [self._org_row(i) for i in range(self._n_orgs + n_days)]
 
     def _org_row(self, index: int) -> dict[str, str]:
+        row = self._org_rows.get(index)
+        if row is None:
+            row = self._org_rows[index] = self._make_org_row(index)
+        return dict(row)
+
+    def _make_org_row(self, index: int) -> dict[str, str]:
         org: Organization = self.city.organization(index)
         defects = self._org_defects.get(index, set())
         rng = self._rng("org", org.index)
@@ -623,6 +694,80 @@ class GridData:
         return changed + new
 
 
+# ---------------------------------------------------------------- forked workers
+
+# Below this many people one process is quicker than forking others.
+PARALLEL_FROM = 100_000
+
+# What the forked workers work on: inherited from the process that forks them.
+_FORKED: Any = None
+
+
+def default_workers(population: int) -> int:
+    """Processes to make a city's rows and files in: one per core, two at most."""
+    if population < PARALLEL_FROM or not hasattr(os, "fork"):
+        return 1
+    return max(1, min(2, os.cpu_count() or 1))
+
+
+def _split(items: Sequence[int], n: int) -> list[Sequence[int]]:
+    size = -(-len(items) // n)
+    return [items[k * size:(k + 1) * size] for k in range(n)]
+
+
+def _forked(on: Any, work: Callable[[Sequence[int]], Any],
+            parts: list[Sequence[int]]) -> tuple[Any, list[Any]]:
+    """work(part) for each part, at once: the first here, the others in processes forked
+    from this one (working on `on` as it is now). Their results, in the parts' order."""
+    with _forking(on, len(parts) - 1) as pool:
+        pending = [pool.apply_async(work, (part,)) for part in parts[1:]]
+        mine = work(parts[0])
+        return mine, [p.get() for p in pending]
+
+
+@contextmanager
+def _forking(on: Any, workers: int) -> Iterator[Any]:
+    """A pool of `workers` processes forked from this one, working on `on`. The objects
+    made so far are frozen first: the workers' garbage collector leaves them alone, so
+    their memory stays shared instead of being copied page by page."""
+    global _FORKED
+    _FORKED = on
+    gc.freeze()
+    try:
+        with multiprocessing.get_context("fork").Pool(workers) as pool:
+            yield pool
+    finally:
+        gc.unfreeze()
+        _FORKED = None
+
+
+def _residents_part(indices: Sequence[int]) -> list[tuple[str, ...]]:
+    """The residents' rows (RESIDENT_HEADERS' values, then the person's own ID number)."""
+    data: GridData = _FORKED
+    values = operator.itemgetter(*RESIDENT_HEADERS)
+    return [(*values(data._resident(i)), data._id_numbers[i]) for i in indices]
+
+
+def _houses_part(houses: Sequence[int]) -> list[tuple[str, ...]]:
+    data: GridData = _FORKED
+    return data._make_houses(houses)
+
+
+def _write_part(task: tuple[str, date]) -> str:
+    """One file of the landing folder written: `task` is (kind, day); kind "part" is the
+    half-written residents file of a missing day."""
+    landing: Landing = _FORKED
+    kind, day = task
+    if kind == "part":
+        partial = render(landing.data, "residents", day)
+        name = f"{file_name('residents', day)}.part"
+        (landing.folder / name).write_bytes(partial[: len(partial) // 2])
+        return name
+    name = file_name(kind, day)
+    landing.write(name, render(landing.data, kind, day))
+    return name
+
+
 # ---------------------------------------------------------------- files on disk
 
 
@@ -661,25 +806,95 @@ def _csv_bytes(headers: tuple[str, ...], rows: list[dict[str, str]]) -> bytes:
     buf = io.StringIO(newline="")
     writer = csv.writer(buf, lineterminator="\r\n")
     writer.writerow(headers)
-    for row in rows:
-        writer.writerow([row.get(h, "") for h in headers])
+    if all(len(row) == len(headers) for row in rows):  # every field there: fetched in C
+        writer.writerows(map(operator.itemgetter(*headers), rows))
+    else:
+        writer.writerows([row.get(h, "") for h in headers] for row in rows)
     return buf.getvalue().encode(FILE_ENCODING)
 
 
 def _xlsx_bytes(sheet: str, headers: tuple[str, ...], rows: list[dict[str, str]],
                 day: date) -> bytes:
+    """The workbook openpyxl's write-only mode writes, byte for byte: openpyxl writes the
+    package and the header row, the rows' XML is written here the way openpyxl writes
+    a text cell (an inline string), many times faster."""
+    table = [[row.get(h, "") for h in headers] for row in rows]
+    wb = openpyxl.Workbook(write_only=True)
+    wb.create_sheet(sheet).append(list(headers))
+    buf = io.BytesIO()
+    wb.save(buf)
+    try:
+        return _fixed_zip(buf.getvalue(), day, {"xl/worksheets/sheet1.xml": lambda skeleton:
+                                                _sheet_rows(skeleton, table)})
+    except _NotPlainText:  # numbers, formulas …: openpyxl writes them its way
+        return _openpyxl_xlsx_bytes(sheet, headers, table, day)
+
+
+class _NotPlainText(Exception):
+    """A value openpyxl writes otherwise than as an inline string holding it as it is."""
+
+
+def _openpyxl_xlsx_bytes(sheet: str, headers: tuple[str, ...], table: list[list[Any]],
+                         day: date) -> bytes:
     wb = openpyxl.Workbook(write_only=True)
     ws = wb.create_sheet(sheet)
     ws.append(list(headers))
-    for row in rows:
-        ws.append([row.get(h, "") for h in headers])
+    for values in table:
+        ws.append(values)
     buf = io.BytesIO()
     wb.save(buf)
     return _fixed_zip(buf.getvalue(), day)
 
 
-def _fixed_zip(data: bytes, day: date) -> bytes:
-    """The workbook with fixed timestamps, so the same content gives the same bytes."""
+_ILLEGAL_XML = re.compile(r"[\000-\010\013\014\016-\037]")  # openpyxl refuses these
+_XLSX_ERROR_CODES = frozenset({"#NULL!", "#DIV/0!", "#VALUE!", "#REF!", "#NAME?", "#NUM!",
+                               "#N/A"})
+
+
+def _checked(xml: str) -> bytes:
+    if _ILLEGAL_XML.search(xml):
+        raise _NotPlainText  # characters openpyxl refuses
+    return xml.encode("utf-8")
+
+
+def _sheet_rows(skeleton: bytes, table: list[list[str]]) -> Iterator[bytes]:
+    """The sheet's XML: openpyxl's (header row only) with the rows after it."""
+    head, tail = skeleton.split(b"</sheetData>")
+    yield head
+    letters = [get_column_letter(i + 1) for i in range(max(map(len, table), default=0))]
+    parts: list[str] = []
+    for r, values in enumerate(table, 2):
+        try:
+            joined = "".join(values)
+        except TypeError:  # a number, a date …
+            raise _NotPlainText from None
+        if len(joined) > 32767:  # perhaps a cell longer than openpyxl keeps
+            raise _NotPlainText
+        if "&" in joined or "<" in joined or ">" in joined:
+            values = [v.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+                      for v in values]
+        parts.append(f'<row r="{r}">')
+        for letter, v in zip(letters, values, strict=False):
+            if not v:
+                parts.append(f'<c r="{letter}{r}" t="inlineStr" />')
+                continue
+            if v[0] in "=#" and ((v[0] == "=" and len(v) > 1) or v in _XLSX_ERROR_CODES):
+                raise _NotPlainText  # a formula, an error code
+            stripped = v.strip()
+            space = ' xml:space="preserve"' if stripped and stripped != v else ""
+            parts.append(f'<c r="{letter}{r}" t="inlineStr"><is><t{space}>{v}</t></is></c>')
+        parts.append("</row>")
+        if len(parts) > 100_000:
+            yield _checked("".join(parts))
+            parts = []
+    yield _checked("".join(parts))
+    yield b"</sheetData>" + tail
+
+
+def _fixed_zip(data: bytes, day: date,
+               replace: dict[str, Callable[[bytes], Iterable[bytes]]] | None = None) -> bytes:
+    """The workbook with fixed timestamps, so the same content gives the same bytes
+    (`replace`: an entry's content written anew from its content, in pieces)."""
     stamp = (day.year, day.month, day.day, 2, 0, 0)
     src = zipfile.ZipFile(io.BytesIO(data))
     out = io.BytesIO()
@@ -692,7 +907,12 @@ def _fixed_zip(data: bytes, day: date) -> bytes:
                                  rb"\g<1>" + iso.encode(), content)
             entry = zipfile.ZipInfo(info.filename, date_time=stamp)
             entry.compress_type = zipfile.ZIP_DEFLATED
-            dst.writestr(entry, content)
+            if replace and info.filename in replace:
+                with dst.open(entry, "w") as f:
+                    for piece in replace[info.filename](content):
+                        f.write(piece)
+            else:
+                dst.writestr(entry, content)
     return out.getvalue()
 
 
@@ -703,27 +923,48 @@ class Landing:
         self.data = data
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
+        self._written: set[str] = set()  # written ahead by drop_all's workers
 
     def drop(self, day: date, kinds: Iterable[str] = tuple(FILE_KINDS)) -> list[str]:
         """Deliver `day`'s files (nothing but a half-written leftover on a missing day)."""
         if day in self.data.truth.missing_dates:
-            partial = render(self.data, "residents", day)
-            (self.folder / f"{file_name('residents', day)}.part").write_bytes(
-                partial[: len(partial) // 2])
+            part = f"{file_name('residents', day)}.part"
+            if part not in self._written:
+                partial = render(self.data, "residents", day)
+                (self.folder / part).write_bytes(partial[: len(partial) // 2])
+            self._written.discard(part)
             return []
         names = []
         for kind in kinds:
             name = file_name(kind, day)
+            names.append(name)
+            if name in self._written:
+                self._written.discard(name)
+                continue
             copied = self.data.truth.repeated_files.get(name)
             content = ((self.folder / copied).read_bytes()
                        if copied and (self.folder / copied).exists()
                        else render(self.data, kind, day))
             self.write(name, content)
-            names.append(name)
         return names
 
-    def drop_all(self) -> list[str]:
-        return [n for day in self.data.dates for n in self.drop(day)]
+    def drop_all(self, workers: int | None = None) -> list[str]:
+        """Deliver every day's files. With more than one worker (by default one per core,
+        two at most, for a city of PARALLEL_FROM people or more) the rows are made and
+        the files written in processes forked from this one: the same files."""
+        data = self.data
+        workers = default_workers(data.city.population) if workers is None else workers
+        if workers > 1:
+            data.build_ahead(workers)
+            tasks = [("part", d) if d in data.truth.missing_dates else (kind, d)
+                     for d in data.dates for kind in FILE_KINDS
+                     if file_name(kind, d) not in data.truth.repeated_files
+                     and (d not in data.truth.missing_dates or kind == "residents")]
+            cost = {"residents": 0, "part": 0, "houses": 1, "orgs": 2, "grids": 2}
+            tasks.sort(key=lambda t: cost[t[0]])  # the big files first
+            with _forking(self, workers) as pool:
+                self._written.update(pool.imap_unordered(_write_part, tasks))
+        return [n for day in data.dates for n in self.drop(day)]
 
     def write(self, name: str, content: bytes) -> None:
         """Write under a temporary name and rename: the file appears complete."""
