@@ -214,7 +214,7 @@ def _time_phases() -> dict[str, float]:
     timed(hub.pipeline, "merge", "merge")
     timed(warehouse.loader, "record_hashes", "merge: row hashes")
     timed(warehouse.loader, "_current", "merge: key look-up")
-    timed(warehouse.loader, "copy_arrow", "merge: COPY")
+    timed(warehouse.loader, "_copy_csv", "COPY (every table's)")
     timed(quality.store, "record", "quarantine and findings")
     timed(quality.store, "seal_payload", "quarantine: sealing")
     return spent

@@ -50,16 +50,18 @@ from hub.collector import LandingReader
 from hub.dedupe import drop_rereads
 from hub.failpoints import failpoint
 from hub.lineage import conformer_class, stream_tables
+from hub.unchanged import basis, record_digests, skippable
 from quality import store
 from quality.consistency import run_checks
 from quality.context import rule_context
 from quality.rules import RuleContext
 from quality.validate import Validated, validate
 from schemas.model import Entity, entity
-from warehouse import ops
+from warehouse import ops, record_digest
 from warehouse.db import Role, connect
 from warehouse.loader import MergeCounts, close_missing, merge, record_seen, row_hashes
 from warehouse.migrate import require_current
+from warehouse.record_digest import StreamDigests
 
 T = TypeVar("T")
 U = TypeVar("U")
@@ -249,6 +251,8 @@ class Run:
         self.reference: Reference | None = None
         # Streams whose batch has been through GX in this run (once is the record).
         self.gx_done: set[str] = set()
+        # The digests of the snapshot at hand: ((stream, snapshot id), its stream's).
+        self.digests: tuple[tuple[str, str | None], StreamDigests] | None = None
 
     def open_stream(self, stream: Stream, conn: psycopg.Connection | None = None) -> Conformer:
         """The stream's conformer with the lookups it maps with, read now; what its
@@ -278,7 +282,12 @@ class Run:
                                                settings().batch_rows))
             # Batch k+1 is conformed and checked while batch k is stored: the CPU's work
             # beside the server's COPY. Nothing is written before its batch's turn.
-            for batch, prepared in ahead(batches, lambda b: self._prepare(stream, conformer, b)):
+            # A snapshot's records that came before as they are skip the stages; a new
+            # snapshot's first batch waits for the last one's store, whose digests tell.
+            for batch, prepared in ahead(
+                    batches, lambda b: self._prepare(stream, conformer, b,
+                                                     set_aside=stream.snapshot),
+                    fence=lambda before, b: before.snapshot_id != b.snapshot_id):
                 self._store(stream, batch, prepared)
 
     def load_batch(self, stream: Stream, conformer: Conformer, batch: Extract, *,
@@ -300,20 +309,35 @@ class Run:
             clock = time.monotonic()
 
     def _prepare(self, stream: Stream, conformer: Conformer, batch: Extract, *,
-                 replay: bool = False) -> Prepared | None:
+                 replay: bool = False, set_aside: bool = False) -> Prepared | None:
         """Conform, enrich, validate and ready a batch for the store stage (None: a
         batch with nothing in it, the platform having nothing new, only moves the
         cursor: no stage has anything to do, and their fixed costs are most of a run
-        that found nothing)."""
+        that found nothing). A snapshot stream's records known unchanged are set aside
+        first (`set_aside`)."""
         if _nothing_read(batch) and not replay:
             return None
         clock = time.monotonic()
-        conformed = conform(dedupe(batch, stream), conformer)
+        deduped = dedupe(batch, stream)
+        if set_aside:
+            deduped = set_aside_unchanged(deduped, stream,
+                                          self._digests(stream, conformer, batch))
+        conformed = conform(deduped, conformer)
         clock = self._tick("conform_s", clock)
         prepared = prepare(validate_batch(enrich(conformed, stream, self._reference()),
                                           conformer))
         self._tick("validate_s", clock)
         return prepared
+
+    def _digests(self, stream: Stream, conformer: Conformer, batch: Extract) -> StreamDigests:
+        """The stream's digests on the basis of now, as stored when the batch's snapshot
+        began: read once per snapshot (load_stream's fence has the snapshot before
+        stored by then)."""
+        if self.digests is None or self.digests[0] != (stream.name, batch.snapshot_id):
+            with connect(Role.LOADER) as conn:
+                read = StreamDigests(conn, self.src.name, stream.name, basis(conn, conformer))
+            self.digests = ((stream.name, batch.snapshot_id), read)
+        return self.digests[1]
 
     def _tick(self, what: str, since: float) -> float:
         now = time.monotonic()
@@ -408,6 +432,13 @@ class Deduped:
     batch: Extract
     raw: pa.Table
     reread: int  # the connector's and dedupe's
+    # A snapshot's: the basis its records are processed on (hub.unchanged), each
+    # record's key and digest (row-aligned with raw), and the source_ids of the records
+    # set aside as unchanged, no longer in raw.
+    basis: int | None = None
+    keys: pa.Array | None = None
+    digests: pa.Array | None = None
+    unchanged_ids: pa.Array = field(default_factory=lambda: pa.array([], pa.string()))
 
 
 @dataclass(frozen=True)
@@ -455,6 +486,8 @@ class Loadable:
     validated: Validated
     rows: pa.Table
     hashes: pa.Array
+    # The quarantine entries and findings as stored (masked, sealed), made ahead too.
+    outcome: store.Outcome | None = None
 
 
 @dataclass(frozen=True)
@@ -505,6 +538,23 @@ def dedupe(batch: Extract, stream: Stream) -> Deduped:
     return Deduped(batch, raw, batch.reread + superseded)
 
 
+def set_aside_unchanged(deduped: Deduped, stream: Stream, stored: StreamDigests) -> Deduped:
+    """The batch without the snapshot records loaded before as they are (hub.unchanged);
+    the digests of the rest, for the store to keep."""
+    raw = deduped.raw
+    digests = record_digests(raw, stream)
+    keys = raw[stream.key_field].combine_chunks().cast(pa.string())
+    known = stored.known(keys, digests)
+    skip = skippable(known.unchanged, keys, deduped.batch.conflicting_keys)
+    if not pc.any(skip).as_py():
+        return replace(deduped, basis=stored.basis, keys=keys, digests=digests)
+    log.info("%s: %d of %d records unchanged since loaded, set aside before conform",
+             stream.name, pc.sum(skip).as_py(), raw.num_rows)
+    keep = pc.invert(skip)
+    return replace(deduped, basis=stored.basis, raw=raw.filter(keep), keys=keys.filter(keep),
+                   digests=digests.filter(keep), unchanged_ids=known.source_ids.filter(skip))
+
+
 def conform(deduped: Deduped, conformer: Conformer) -> ConformedBatch:
     """Platform records → model rows, one per record, in the same order."""
     return ConformedBatch(deduped, conformer.primary, conformer.conform(deduped.raw))
@@ -538,16 +588,20 @@ def validate_batch(enriched: Enriched, conformer: Conformer) -> Checked:
     return Checked(enriched, checked, derived)
 
 
-def loadable(ent: Entity, validated: Validated) -> Loadable:
-    """The rows that passed, as loaded: personal data hashed and masked, hashed whole."""
+def loadable(ent: Entity, validated: Validated, payload: pa.Table | None = None) -> Loadable:
+    """The rows that passed, as loaded: personal data hashed and masked, hashed whole;
+    and what failed, as quarantine keeps it (`payload`: the platform's records,
+    row-aligned; None: the conformed rows are kept), masked and sealed."""
     rows = protect(ent, validated.table.filter(pa.array(~validated.quarantine)))
-    return Loadable(ent, validated, rows, row_hashes(ent, rows))
+    return Loadable(ent, validated, rows, row_hashes(ent, rows),
+                    store.outcome(ent, validated, payload))
 
 
 def prepare(checked: Checked) -> Prepared:
     """Every entity's share of the batch made loadable: the last stage before the store,
     and like the others no transaction (so it can run while the batch before is stored)."""
-    return Prepared(checked, loadable(checked.enriched.conformed.entity, checked.primary),
+    return Prepared(checked, loadable(checked.enriched.conformed.entity, checked.primary,
+                                      checked.raw),
                     tuple(loadable(entity(name), v) for name, v in checked.derived.items()))
 
 
@@ -579,13 +633,18 @@ def store_batch(conn: psycopg.Connection, prepared: Prepared, target: Target) ->
         changed(part.entity, store_validated(
             conn, part, source=target.source, stream=target.stream,
             run_id=target.run_id, payload=None, fixed_state=fixed)[0])
+    deduped = checked.enriched.conformed.deduped
+    if deduped.basis is not None:
+        keep_digests(conn, target, checked, deduped.basis)
     closed = 0
     if batch.snapshot_id is not None:
         record_seen(conn, target.source, target.stream, batch.snapshot_id,
-                    snapshot_keys(checked))
+                    pa.concat_arrays([snapshot_keys(checked), deduped.unchanged_ids]))
         if batch.snapshot_complete:
             closed = close_missing(conn, entity_, target.source, target.stream,
                                    batch.snapshot_id, min_ratio=target.min_snapshot_ratio)
+            if closed and deduped.basis is not None:
+                record_digest.forget_closed(conn, entity_.table, target.source, target.stream)
             changed(entity_, MergeCounts(), closed)
     # GX validates what a run brings: a batch of records all stored (or held) before as
     # they are (a snapshot sent again, an overlap re-read) was validated when they came.
@@ -596,14 +655,33 @@ def store_batch(conn: psycopg.Connection, prepared: Prepared, target: Target) ->
         store.record_gx(conn, target.run_id, entity_, target.batch_no, primary,
                         checked.enriched.ctx)
     failpoint("after_merge")
-    # Rows the connector could not read as records are extracted and quarantined.
+    # Rows the connector could not read as records are extracted and quarantined;
+    # records set aside as unchanged were extracted, and are loaded as they were.
+    skipped = len(deduped.unchanged_ids)
     return BatchCounts(
-        extracted=raw.num_rows + len(batch.rejects),
-        loaded=int((~primary.quarantine).sum()),
+        extracted=raw.num_rows + len(batch.rejects) + skipped,
+        loaded=int((~primary.quarantine).sum()) + skipped,
         quarantined=quarantined,
-        reread=checked.enriched.conformed.deduped.reread,
-        inserted=counts.inserted, updated=counts.updated, unchanged=counts.unchanged,
+        reread=deduped.reread,
+        inserted=counts.inserted, updated=counts.updated, unchanged=counts.unchanged + skipped,
         closed=closed, tables=tables, gx_recorded=gx)
+
+
+def keep_digests(conn: psycopg.Connection, target: Target, checked: Checked,
+                 on: int) -> None:
+    """The loaded snapshot records leave their digests; the quarantined lose theirs (as
+    do the unreadable rows' keys), so they go through every stage when they come again."""
+    deduped = checked.enriched.conformed.deduped
+    if deduped.keys is None or deduped.digests is None:
+        return
+    stream, keys, loaded = target.stream, deduped.keys, pa.array(~checked.primary.quarantine)
+    ids = checked.enriched.table["source_id"]
+    record_digest.remember(conn, target.source, stream, keys.filter(loaded),
+                           deduped.digests.filter(loaded), ids.filter(loaded), on)
+    held = pa.array([r.source_id for r in checked.batch.rejects if r.source_id is not None],
+                    pa.string())
+    record_digest.forget(conn, target.source, stream,
+                         pa.concat_arrays([keys.filter(pc.invert(loaded)), held]))
 
 
 def _nothing_read(batch: Extract) -> bool:
@@ -673,12 +751,14 @@ def store_validated(conn: psycopg.Connection, part: Loadable, *, source: str, st
     the merge's counts and the quarantine entries opened."""
     counts = merge(conn, part.entity, part.rows, source_system=source, stream=stream,
                    run_id=run_id, hashes=part.hashes)
+    # The quarantine's masking and sealing were done ahead (`loadable`) if from this payload.
     opened = store.record(conn, run_id, source, stream, part.entity, part.validated, payload,
-                          fixed_state=fixed_state)
+                          fixed_state=fixed_state, made=part.outcome)
     return counts, opened
 
 
-def ahead(items: Iterable[T], prepare_item: Callable[[T], U]) -> Iterator[tuple[T, U]]:
+def ahead(items: Iterable[T], prepare_item: Callable[[T], U], *,
+          fence: Callable[[T, T], bool] | None = None) -> Iterator[tuple[T, U]]:
     """Each item with what `prepare_item` makes of it, the next item's taken and prepared
     (in a thread) while the caller works on this one: two items in hand at most.
 
@@ -686,10 +766,15 @@ def ahead(items: Iterable[T], prepare_item: Callable[[T], U]) -> Iterator[tuple[
     conform-to-prepare stages don't, and pyarrow, numpy and the driver's socket waits
     release the GIL, so on two cores the store of batch k and the checks of batch k+1
     overlap. An error preparing an item is raised when the caller reaches that item.
+    Where `fence(previous, item)` holds, the item is prepared only once the caller is
+    done with the previous one (its preparation reads what that one's store writes).
     """
     with ThreadPoolExecutor(max_workers=1) as pool:
         pending: tuple[T, Future[U]] | None = None
         for item in items:
+            if pending is not None and fence is not None and fence(pending[0], item):
+                yield pending[0], pending[1].result()
+                pending = None
             future = pool.submit(prepare_item, item)
             if pending is not None:
                 yield pending[0], pending[1].result()

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -36,9 +37,35 @@ from warehouse.loader import copy_arrow
 GX_SAMPLE_ROWS = 200_000
 
 
+@dataclass(frozen=True)
+class Outcome:
+    """A batch's validation outcome as the store writes it, made before its transaction:
+    the quarantine entries (reasons masked; each record masked, sealed and digested) and
+    the findings on loaded rows (reasons masked). This is the Python work of `record`
+    (JSON, masking, sealing), so the pipeline makes it in its prepare stage, beside the
+    previous batch's merge; what stays for the transaction is COPY and SQL.
+
+    `payload` is the table it was made from (None: the conformed rows): `record` makes
+    its own when it is given another.
+    """
+
+    payload: pa.Table | None
+    # Per quarantined row, in row order: source_id, rule, reason, failed_rules, payload,
+    # payload_sealed, payload_digest, payload_kind, ord (None: nothing quarantined).
+    quarantine: pa.Table | None
+    # Per finding on a loaded row: source_id, rule, severity, reason (None: none).
+    findings: pa.Table | None
+
+
+def outcome(entity: Entity, validated: Validated, payload: pa.Table | None) -> Outcome:
+    """What `record` stores of a batch, made without the warehouse (see `Outcome`)."""
+    return Outcome(payload, _quarantine_entries(validated, payload),
+                   _loaded_findings(validated))
+
+
 def record(conn: psycopg.Connection, run_id: int, source: str, stream: str, entity: Entity,
-           validated: Validated, payload: pa.Table | None, *, fixed_state: str = "superseded"
-           ) -> int:
+           validated: Validated, payload: pa.Table | None, *, fixed_state: str = "superseded",
+           made: Outcome | None = None) -> int:
     """Store quarantine rows, warning findings and per-rule counts of one batch; returns
     the quarantine entries it opened (a record held again exactly as it was opens none).
 
@@ -46,19 +73,23 @@ def record(conn: psycopg.Connection, run_id: int, source: str, stream: str, enti
     original payload to quarantine); without it the conformed row is kept. Open
     entries whose record now loaded are resolved with `fixed_state`: 'superseded'
     when the platform sent a good version, 'replayed' when a replay loaded them.
+    `made`: the batch's `outcome`, made ahead from this `payload` (else made here).
     """
+    if made is None or made.payload is not payload:
+        made = outcome(entity, validated, payload)
     _resolve_fixed(conn, run_id, source, entity, validated, fixed_state)
-    opened = _quarantine(conn, run_id, source, stream, entity, validated, payload)
-    _findings(conn, run_id, source, entity, validated)
+    opened = _quarantine(conn, run_id, source, stream, entity, made.quarantine)
+    _findings(conn, run_id, source, entity, made.findings)
     _rule_results(conn, run_id, source, entity, validated)
     return opened
 
 
-def _quarantine(conn: psycopg.Connection, run_id: int, source: str, stream: str,
-                entity: Entity, v: Validated, payload: pa.Table | None) -> int:
+def _quarantine_entries(v: Validated, payload: pa.Table | None) -> pa.Table | None:
+    """The batch's quarantined rows as `quarantine_stage` holds them, but for where
+    they come from (source, stream, entity, run): None when none is."""
     rows = np.flatnonzero(v.quarantine)
     if len(rows) == 0:
-        return 0
+        return None
     take = pa.array(rows)
     original = (payload if payload is not None else v.table).take(take).to_pylist()
     rules, reasons = v.headline()
@@ -66,10 +97,16 @@ def _quarantine(conn: psycopg.Connection, run_id: int, source: str, stream: str,
     for i, rule, sev, reason in zip(*(v.findings[c].to_pylist() for c in
                                       ("row_index", "rule", "severity", "reason")), strict=True):
         by_row.setdefault(i, []).append({"rule": rule, "severity": sev, "reason": reason})
-    _stage(conn, source=source, stream=stream, entity=entity.name, run_id=run_id,
-           source_ids=v.table["source_id"].take(take), rules=rules, reasons=reasons,
-           failed_rules=[by_row.get(int(i), []) for i in rows], payloads=original,
-           payload_kind="source" if payload is not None else "conformed")
+    return _entries(source_ids=v.table["source_id"].take(take), rules=rules, reasons=reasons,
+                    failed_rules=[by_row.get(int(i), []) for i in rows], payloads=original,
+                    payload_kind="source" if payload is not None else "conformed")
+
+
+def _quarantine(conn: psycopg.Connection, run_id: int, source: str, stream: str,
+                entity: Entity, entries: pa.Table | None) -> int:
+    if entries is None or entries.num_rows == 0:
+        return 0
+    _stage(conn, entries, source=source, stream=stream, entity=entity.name, run_id=run_id)
     # Seen again (overlap window, a rerun, a replay) exactly as it was: the open entry
     # stands, with the verdict of today's rules. Changed on the platform and still
     # bad: the new entry replaces it — unless both are records conflicting under one
@@ -105,21 +142,17 @@ def _quarantine(conn: psycopg.Connection, run_id: int, source: str, stream: str,
     return opened
 
 
-def _stage(conn: psycopg.Connection, *, source: str, stream: str, entity: str, run_id: int,
-           source_ids: pa.Array | pa.ChunkedArray | Sequence[str | None], rules: Sequence[str],
-           reasons: Sequence[str], failed_rules: Sequence[Sequence[Mapping[str, Any]]],
-           payloads: Sequence[Any], payload_kind: str) -> None:
-    """Quarantine entries as they are stored, in the temporary table `quarantine_stage`
-    (dropped at commit): reasons masked; each record masked, sealed and digested."""
+def _entries(*, source_ids: pa.Array | pa.ChunkedArray | Sequence[str | None],
+             rules: Sequence[str], reasons: Sequence[str],
+             failed_rules: Sequence[Sequence[Mapping[str, Any]]], payloads: Sequence[Any],
+             payload_kind: str) -> pa.Table:
+    """Quarantine entries as they are stored, but for where they come from: reasons
+    masked; each record masked, sealed and digested (the Python work, no warehouse)."""
     n = len(payloads)
     kept = [seal_payload(p) for p in payloads]
-    table = pa.table({
-        "source_system": pa.array([source] * n, pa.string()),
-        "stream": pa.array([stream] * n, pa.string()),
+    return pa.table({
         "source_id": (source_ids if isinstance(source_ids, pa.Array | pa.ChunkedArray)
                       else pa.array(source_ids, pa.string())),
-        "entity": pa.array([entity] * n, pa.string()),
-        "run_id": pa.array([run_id] * n, pa.int64()),
         "rule": pa.array(rules, pa.string()),
         "reason": pa.array([mask_text(r) for r in reasons], pa.string()),
         "failed_rules": pa.array([json.dumps([_masked_finding(f) for f in found],
@@ -130,15 +163,30 @@ def _stage(conn: psycopg.Connection, *, source: str, stream: str, entity: str, r
         # bytea's hex input form: COPY reads it as the sealed bytes.
         "payload_sealed": pa.array(["\\x" + k.sealed.hex() for k in kept], pa.string()),
         "payload_digest": pa.array([k.digest for k in kept], pa.string()),
-        "payload_kind": pa.array([payload_kind] * n, pa.string()),
+        "payload_kind": _repeat(payload_kind, n),
         "ord": pa.array(range(n), pa.int64()),
     })
+
+
+def _stage(conn: psycopg.Connection, entries: pa.Table, *, source: str, stream: str,
+           entity: str, run_id: int) -> None:
+    """Quarantine entries (`_entries`) in the temporary table `quarantine_stage`
+    (dropped at commit), with where they come from."""
+    n = entries.num_rows
+    table = (entries.append_column("source_system", _repeat(source, n))
+             .append_column("stream", _repeat(stream, n))
+             .append_column("entity", _repeat(entity, n))
+             .append_column("run_id", pa.repeat(pa.scalar(run_id, pa.int64()), n)))
     conn.execute("CREATE TEMP TABLE quarantine_stage (source_system text, stream text,"
                  " source_id text, entity text, run_id bigint, rule text, reason text,"
                  " failed_rules jsonb, payload jsonb, payload_sealed bytea, payload_digest text,"
                  " payload_kind text, ord bigint) ON COMMIT DROP")
     copy_arrow(conn, table, sql.Identifier("quarantine_stage"))
     conn.execute("ANALYZE quarantine_stage")
+
+
+def _repeat(value: str, n: int) -> pa.Array:
+    return pa.repeat(pa.scalar(value, pa.string()), n)
 
 
 def _masked_finding(finding: Mapping[str, Any]) -> dict[str, Any]:
@@ -173,24 +221,34 @@ def _resolve_fixed(conn: psycopg.Connection, run_id: int, source: str, entity: E
     )
 
 
-def _findings(conn: psycopg.Connection, run_id: int, source: str, entity: Entity,
-              v: Validated) -> None:
-    """Findings on rows that were loaded (a quarantined row's are in its quarantine entry)."""
+def _loaded_findings(v: Validated) -> pa.Table | None:
+    """Findings on rows that were loaded (a quarantined row's are in its quarantine
+    entry), their reasons masked: None when there is none."""
     if v.findings.num_rows == 0:
-        return
+        return None
     loaded = pc.invert(pa.array(v.quarantine).take(v.findings["row_index"]))
     f = v.findings.filter(loaded)
     if f.num_rows == 0:
-        return
-    n = f.num_rows
-    table = pa.table({
-        "run_id": pa.array([run_id] * n, pa.int64()),
-        "source_system": pa.array([source] * n, pa.string()),
-        "entity": pa.array([entity.name] * n, pa.string()),
+        return None
+    return pa.table({
         "source_id": v.table["source_id"].take(f["row_index"]),
         "rule": f["rule"],
         "severity": f["severity"],
         "reason": per_distinct(f["reason"], mask_text),
+    })
+
+
+def _findings(conn: psycopg.Connection, run_id: int, source: str, entity: Entity,
+              findings: pa.Table | None) -> None:
+    """Findings on rows that were loaded (`_loaded_findings`), with their run."""
+    if findings is None or findings.num_rows == 0:
+        return
+    n = findings.num_rows
+    table = pa.table({
+        "run_id": pa.repeat(pa.scalar(run_id, pa.int64()), n),
+        "source_system": _repeat(source, n),
+        "entity": _repeat(entity.name, n),
+        **{name: findings[name] for name in findings.column_names},
     })
     copy_arrow(conn, table, sql.Identifier("quality", "finding"))
 
@@ -237,12 +295,13 @@ def record_rejects(conn: psycopg.Connection, run_id: int, source: str, stream: s
     """
     if not rejects:
         return
-    _stage(conn, source=source, stream=stream, entity=entity.name, run_id=run_id,
-           source_ids=[r.source_id for r in rejects], rules=[r.rule for r in rejects],
-           reasons=[r.reason for r in rejects],
-           failed_rules=[[{"rule": r.rule, "severity": "blocking", "reason": r.reason,
-                           "where": r.where}] for r in rejects],
-           payloads=[dict(r.payload) for r in rejects], payload_kind="unreadable")
+    _stage(conn, _entries(
+        source_ids=[r.source_id for r in rejects], rules=[r.rule for r in rejects],
+        reasons=[r.reason for r in rejects],
+        failed_rules=[[{"rule": r.rule, "severity": "blocking", "reason": r.reason,
+                        "where": r.where}] for r in rejects],
+        payloads=[dict(r.payload) for r in rejects], payload_kind="unreadable"),
+        source=source, stream=stream, entity=entity.name, run_id=run_id)
     conn.execute(
         "INSERT INTO quality.quarantine (source_system, stream, source_id, entity, run_id,"
         " rule, reason, failed_rules, payload, payload_sealed, payload_digest, payload_kind)"

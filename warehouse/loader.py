@@ -14,9 +14,12 @@ commits the merge, the quarantine, the run counters and the cursor together.
 from __future__ import annotations
 
 import io
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
 import psycopg
 import pyarrow as pa
@@ -43,21 +46,50 @@ class MergeCounts:
         return self
 
 
+@contextmanager
+def planner_without(conn: psycopg.Connection, *methods: str) -> Iterator[None]:
+    """The planner's `methods` (`enable_nestloop`, …) off for the statements inside,
+    then as they were. For statements over tables filled in this very transaction:
+    without statistics the planner takes such a table for a row or two, and picks
+    plans that are quadratic in its real size."""
+    saved = conn.execute(sql.SQL("SELECT {}").format(sql.SQL(", ").join(
+        sql.SQL("current_setting({0}), set_config({0}, 'off', true)").format(sql.Literal(name))
+        for name in methods))).fetchone()
+    assert saved is not None
+    yield
+    conn.execute(sql.SQL("SELECT {}").format(sql.SQL(", ").join(
+        sql.SQL("set_config({}, {}, true)").format(sql.Literal(name), sql.Literal(value))
+        for name, value in zip(methods, saved[::2], strict=True))))
+
+
 def copy_arrow(conn: psycopg.Connection, table: pa.Table, target: sql.Composable) -> None:
     """COPY an Arrow table into `target` (its columns named as the table's) as CSV.
 
     pyarrow writes the CSV in C++; NULL is an unquoted empty field and an empty
     string a quoted one, which is exactly how PostgreSQL's CSV format reads them.
     """
+    _copy_csv(conn, table.column_names, _csv_pieces(table), target)
+
+
+def _csv_pieces(table: pa.Table) -> Iterator[memoryview]:
+    """The table as CSV (copy_arrow's), in pieces of COPY_CHUNK_ROWS rows, each written
+    when it is asked for."""
     table = _utc_text_timestamps(table)
-    columns = sql.SQL(", ").join(sql.Identifier(n) for n in table.column_names)
-    statement = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT csv)").format(target, columns)
     options = pacsv.WriteOptions(include_header=False, batch_size=COPY_CHUNK_ROWS)
+    for start in range(0, table.num_rows, COPY_CHUNK_ROWS):
+        buf = io.BytesIO()
+        pacsv.write_csv(table.slice(start, COPY_CHUNK_ROWS), buf, options)
+        yield buf.getbuffer()
+
+
+def _copy_csv(conn: psycopg.Connection, names: Sequence[str], pieces: Iterable[memoryview],
+              target: sql.Composable) -> None:
+    """COPY CSV pieces (`_csv_pieces`) into the columns `names` of `target`."""
+    columns = sql.SQL(", ").join(sql.Identifier(n) for n in names)
+    statement = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT csv)").format(target, columns)
     with conn.cursor() as cur, cur.copy(statement) as copy:
-        for start in range(0, table.num_rows, COPY_CHUNK_ROWS):
-            buf = io.BytesIO()
-            pacsv.write_csv(table.slice(start, COPY_CHUNK_ROWS), buf, options)
-            copy.write(buf.getbuffer())
+        for piece in pieces:
+            copy.write(piece)
 
 
 def read_arrow(conn: psycopg.Connection, query: sql.Composable | str, schema: pa.Schema,
@@ -124,27 +156,125 @@ def row_hashes(entity: Entity, table: pa.Table) -> pa.Array:
         [c for c in entity.unhashed_columns() if c in table.column_names]))
 
 
+@dataclass
+class _Found:
+    """Which of a batch's rows have a current version, and which of those differ from it
+    (to be written, the current version closed): row masks in the batch's order; and the
+    keys the resolve step set on the current versions, per row (null: none)."""
+
+    exists: np.ndarray
+    changed: np.ndarray
+    resolved: dict[str, pa.Array]
+
+
 def _current(conn: psycopg.Connection, entity: Entity, source_system: str,
-             keys: pa.Array | pa.ChunkedArray, versioned: bool) -> pa.Table:
-    """The current versions of these keys: source_id, record_hash as current_hash (and
-    source_updated_at as current_updated_at), and the keys the resolve step set."""
+             keys: pa.Array | pa.ChunkedArray, hashes: pa.Array,
+             updated: pa.Array | pa.ChunkedArray | None) -> _Found:
+    """Each key's current version, compared with the batch's row (`hashes`: its record
+    hashes): changed where the hash differs and (`updated`: the rows' source_updated_at)
+    the row is not older than it (a replayed or late copy never overwrites newer data)."""
+    n = len(keys)
     resolved = entity.resolved_columns()
-    types = {"source_id": pa.string(), "current_hash": pa.string(),
-             **({"current_updated_at": pa.timestamp("us", tz="UTC")} if versioned else {}),
-             **dict.fromkeys(resolved, pa.string())}
-    selected = [sql.Identifier("source_id"), sql.SQL("record_hash"),
-                *([sql.SQL("source_updated_at")] if versioned else []),
-                *map(sql.Identifier, resolved)]
-    rows = conn.execute(
-        sql.SQL("SELECT {} FROM {} WHERE source_system = %s"
-                " AND valid_to IS NULL AND source_id = ANY(%s)").format(
-            sql.SQL(", ").join(selected), sql.Identifier(*entity.table.split("."))),
-        (source_system, keys.to_pylist()),
-    ).fetchall()
-    columns: list[tuple[object, ...]] = (list(zip(*rows, strict=True)) if rows
-                                         else [()] * len(types))
-    return pa.table({name: pa.array(values, type_)
-                     for (name, type_), values in zip(types.items(), columns, strict=True)})
+    # The keys in order, sent binary, walked in one scan of the current-key index (or
+    # the history index) in that order: each index page read once, and pages between
+    # two keys skipped; no heap page read for a key not there. `source_id = ANY(<keys>)`
+    # alone was planned as a hashed scan of the source's current rows, growing with each
+    # batch loaded (and on pages a COPY had just written setting their hint bits: with
+    # data checksums, WAL-logged). The order asked for is one only those two indexes
+    # give: before statistics name the source (a table or a source new to the
+    # warehouse), the planner would take others for as good (person_record_ref leads
+    # with source_system but holds no source_id). The versions found are compared there
+    # with the batch's rows (joined by key, hashed): only row numbers come back, and the
+    # resolved keys of the rows that changed; no Python object per row.
+    order = pc.sort_indices(keys)
+    ordered = keys.take(order)
+    params: dict[str, object] = {"system": source_system, "keys": _joined(ordered),
+                                 "hashes": _joined(hashes.take(order))}
+    write = "(t.record_hash IS DISTINCT FROM k.h"
+    if updated is not None:
+        micros = pc.cast(pc.cast(updated, pa.timestamp("us", tz="UTC")), pa.int64())
+        params["micros"] = _joined(micros.take(order))
+        write += " AND NOT coalesce(k.u < t.u, false)"
+    write += ")"
+
+    def array(name: str, type_: str) -> sql.Composable:
+        """A parameter as an array: one text, split on the server."""
+        if isinstance(params[name], str):
+            return sql.SQL("string_to_array({}, {}, '')::{}[]").format(
+                sql.Placeholder(name), sql.Literal(_SEP), sql.SQL(type_))
+        return sql.SQL("{}::{}[]").format(sql.Placeholder(name), sql.SQL(type_))
+
+    for name in ("keys", "hashes", "micros"):
+        if name in params and params[name] is None:  # a value holding the separator
+            column = {"keys": ordered, "hashes": hashes.take(order),
+                      "micros": micros.take(order) if updated is not None else None}[name]
+            assert column is not None
+            params[name] = column.to_pylist()
+    query = sql.SQL(
+        "SELECT array_agg(k.i) FILTER (WHERE NOT ({write})),"
+        " array_agg(k.i ORDER BY k.i) FILTER (WHERE {write}){carried}"
+        " FROM (SELECT source_id, record_hash{u}{resolved} FROM {table}"
+        " WHERE source_system = {system} AND valid_to IS NULL AND source_id = ANY({keys})"
+        " ORDER BY source_id OFFSET 0) t"
+        " JOIN unnest({keys}, {hashes}{u_param}) WITH ORDINALITY AS k(source_id, h{u_col}, i)"
+        " USING (source_id)").format(
+        write=sql.SQL(write),
+        carried=sql.SQL("").join(
+            sql.SQL(", array_agg(t.{} ORDER BY k.i) FILTER (WHERE {})").format(
+                sql.Identifier(name), sql.SQL(write)) for name in resolved),
+        u=sql.SQL(", (extract(epoch FROM source_updated_at) * 1000000)::bigint AS u"
+                  if updated is not None else ""),
+        resolved=sql.SQL("").join(sql.SQL(", {}").format(sql.Identifier(name))
+                                  for name in resolved),
+        table=sql.Identifier(*entity.table.split(".")),
+        system=sql.Placeholder("system"),
+        keys=array("keys", "text"),
+        hashes=array("hashes", "text"),
+        u_param=(sql.SQL(", {}").format(array("micros", "bigint")) if updated is not None
+                 else sql.SQL("")),
+        u_col=sql.SQL(", u" if updated is not None else ""))
+    # The planner's choices made for it, for this statement alone (its estimates of
+    # a source it has no statistics for are a row: it would loop over the keys).
+    with planner_without(conn, "enable_seqscan", "enable_sort", "enable_nestloop"):
+        row = conn.execute(query, params).fetchone()
+    assert row is not None
+    # Row numbers (from 1) in the sorted order, back to the batch's.
+    at = order.to_numpy()
+    same = at[np.asarray(row[0] or [], dtype=np.int64) - 1]
+    differ = at[np.asarray(row[1] or [], dtype=np.int64) - 1]
+    exists = np.zeros(n, dtype=bool)
+    changed = np.zeros(n, dtype=bool)
+    exists[same] = True
+    exists[differ] = True
+    changed[differ] = True
+    prior: dict[str, pa.Array] = {}
+    for j, name in enumerate(resolved):
+        values = np.full(n, None, dtype=object)
+        values[differ] = row[2 + j] or []
+        prior[name] = pa.array(values, pa.string())
+    return _Found(exists, changed, prior)
+
+
+# Between the values of an array sent as one text (`_joined`): the ASCII record separator.
+_SEP = "\x1e"
+
+
+def _joined(values: pa.Array | pa.ChunkedArray) -> str | None:
+    """The values as one text, `_SEP` between them (null: empty), which the server splits
+    (string_to_array): the driver dumps a list parameter element by element in Python,
+    0.1 s for 50,000 keys. None where a value is empty or holds the separator."""
+    text = pc.cast(values, pa.string())
+    if len(text) == 0 or pc.any(pc.or_(pc.equal(text, ""), pc.match_substring(
+            text, _SEP))).as_py():
+        return None
+    return _SEP.join(pc.fill_null(text, "").to_pylist())
+
+
+def _bools(values: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """A boolean Arrow array without nulls as numpy's."""
+    if isinstance(values, pa.ChunkedArray):
+        values = values.combine_chunks()
+    return values.to_numpy(zero_copy_only=False)
 
 
 def merge(
@@ -167,67 +297,71 @@ def merge(
     written once, as a plain COPY would write them. The source's advisory lock
     (hub.pipeline) guarantees no other writer of these keys meanwhile.
     """
-    versioned = "source_updated_at" in table.column_names
     keys = table["source_id"]
-    # The key look-up runs on the server while the row hashes are computed here.
+    updated = table["source_updated_at"] if "source_updated_at" in table.column_names else None
+    target = sql.Identifier(*entity.table.split("."))
+    row = conn.execute("SELECT now()").fetchone()
+    assert row is not None
+    now = row[0]  # the transaction's: the instant the UPDATE closes with
+    if hashes is None:
+        hashes = row_hashes(entity, table)
+    # The key look-up runs on the server while the batch's CSV is written here, as it
+    # would be written were all its records new (a first load's, where the look-up finds
+    # none): then the COPY only sends it.
     with ThreadPoolExecutor(max_workers=1) as pool:
-        looked_up = pool.submit(_current, conn, entity, source_system, keys, versioned)
-        if hashes is None:
-            hashes = row_hashes(entity, table)
-        current = looked_up.result()
-    # Each row's current version, by position (null: none), the batch's order kept.
-    at = pc.index_in(keys, value_set=current["source_id"])
-    exists = pc.is_valid(at)
-    differs = pc.fill_null(pc.not_equal(hashes, current["current_hash"].take(at)), True)
-    if versioned:
-        # A record older than the current version (a replayed or late copy) never
-        # overwrites newer data.
-        older = pc.fill_null(pc.less(table["source_updated_at"],
-                                     current["current_updated_at"].take(at)), False)
-        differs = pc.and_(differs, pc.invert(older))
-    changed = pc.and_(exists, differs)
-    write = pc.or_(pc.invert(exists), changed)
+        looked_up = pool.submit(_current, conn, entity, source_system, keys, hashes, updated)
+        every = _stamped(_carry_resolved(entity, table, None).append_column(
+            "record_hash", hashes), source_system, stream, run_id, now)
+        rendered = list(_csv_pieces(every)) if every.num_rows else []
+        found = looked_up.result()
+    if not found.exists.any():
+        if every.num_rows:
+            _copy_csv(conn, every.column_names, rendered, target)
+        return MergeCounts(inserted=every.num_rows)
+    del rendered, every
+    changed = pa.array(found.changed)
+    write = pa.array(~found.exists | found.changed)
 
     changed_keys = keys.filter(changed)
     if len(changed_keys):
         conn.execute(
             sql.SQL("UPDATE {} SET valid_to = now() WHERE source_system = %s"
-                    " AND valid_to IS NULL AND source_id = ANY(%s)").format(
-                sql.Identifier(*entity.table.split("."))),
+                    " AND valid_to IS NULL AND source_id = ANY(%s)").format(target),
             (source_system, changed_keys.to_pylist()),
         )
-    new_rows = _carry_resolved(entity, table, current, at).append_column(
+    new_rows = _carry_resolved(entity, table, found.resolved).append_column(
         "record_hash", hashes).filter(write)
     if new_rows.num_rows:
-        row = conn.execute("SELECT now()").fetchone()
-        assert row is not None
-        n = new_rows.num_rows
-        new_rows = (new_rows
-                    .append_column("source_system", _repeat(source_system, n, pa.string()))
-                    .append_column("source_stream", _repeat(stream, n, pa.string()))
-                    .append_column("run_id", _repeat(run_id, n, pa.int64()))
-                    # The transaction's now(): the same instant the UPDATE closed with.
-                    .append_column("valid_from", _repeat(row[0], n,
-                                                         pa.timestamp("us", tz="UTC"))))
-        copy_arrow(conn, new_rows, sql.Identifier(*entity.table.split(".")))
+        copy_arrow(conn, _stamped(new_rows, source_system, stream, run_id, now), target)
     n_changed = len(changed_keys)
     n_written = new_rows.num_rows
     return MergeCounts(inserted=n_written - n_changed, updated=n_changed,
                        unchanged=table.num_rows - n_written)
 
 
-def _carry_resolved(entity: Entity, table: pa.Table, current: pa.Table,
-                    at: pa.Array) -> pa.Table:
-    """The rows with the keys the resolve step set on their current versions, where the
-    rows bring none (they never do: conformers leave them to linking). After the record
-    hash: a carried key is no change of the record."""
+def _stamped(rows: pa.Table, source_system: str, stream: str, run_id: int,
+             now: object) -> pa.Table:
+    """Rows to write with their lineage: source, stream, run and `now` (valid_from)."""
+    n = rows.num_rows
+    return (rows.append_column("source_system", _repeat(source_system, n, pa.string()))
+            .append_column("source_stream", _repeat(stream, n, pa.string()))
+            .append_column("run_id", _repeat(run_id, n, pa.int64()))
+            .append_column("valid_from", _repeat(now, n, pa.timestamp("us", tz="UTC"))))
+
+
+def _carry_resolved(entity: Entity, table: pa.Table,
+                    prior: dict[str, pa.Array] | None) -> pa.Table:
+    """The rows with the keys the resolve step set on their current versions (`prior`:
+    per resolved column, each row's; None: no row has any), where the rows bring none
+    (they never do: conformers leave them to linking). After the record hash: a carried
+    key is no change of the record."""
     for name in entity.resolved_columns():
-        prior = current[name].take(at)
+        carried = (pa.nulls(table.num_rows, pa.string()) if prior is None else prior[name])
         if name in table.column_names:
             table = table.set_column(table.column_names.index(name), name,
-                                     pc.coalesce(table[name], prior))
+                                     pc.coalesce(table[name], carried))
         else:
-            table = table.append_column(name, prior)
+            table = table.append_column(name, carried)
     return table
 
 
@@ -289,19 +423,21 @@ def close_missing(conn: psycopg.Connection, entity: Entity, source_system: str, 
                 f" drop is real, accept it: hub snapshot accept {source_system} {stream}"
                 f" '{snapshot_id}' --reason …, and rerun."
             )
-    # Filled in this transaction, so without statistics: the planner would pick a
-    # nested-loop anti join, quadratic in the snapshot's size.
-    conn.execute("ANALYZE ops.snapshot_seen")
-    closed = conn.execute(
-        sql.SQL(
-            "UPDATE {} t SET valid_to = now() WHERE t.source_system = %(system)s"
-            " AND t.source_stream = %(stream)s AND t.valid_to IS NULL AND NOT EXISTS ("
-            " SELECT 1 FROM ops.snapshot_seen s WHERE s.source_system = %(system)s"
-            " AND s.stream = %(stream)s AND s.snapshot_id = %(snapshot)s"
-            " AND s.source_id = t.source_id)"
-        ).format(sql.Identifier(*entity.table.split("."))),
-        params,
-    ).rowcount
+    # A hash (or merge) anti join, whatever the planner knows: the snapshot's keys are
+    # filled in this transaction and a first ingest's core table has no statistics
+    # either, and as a nested loop (its pick then) 5,600 organizations took 35 s and
+    # 50,000 houses over 6 minutes: quadratic in the snapshot's size.
+    with planner_without(conn, "enable_nestloop"):
+        closed = conn.execute(
+            sql.SQL(
+                "UPDATE {} t SET valid_to = now() WHERE t.source_system = %(system)s"
+                " AND t.source_stream = %(stream)s AND t.valid_to IS NULL AND NOT EXISTS ("
+                " SELECT 1 FROM ops.snapshot_seen s WHERE s.source_system = %(system)s"
+                " AND s.stream = %(stream)s AND s.snapshot_id = %(snapshot)s"
+                " AND s.source_id = t.source_id)"
+            ).format(sql.Identifier(*entity.table.split("."))),
+            params,
+        ).rowcount
     conn.execute("DELETE FROM ops.snapshot_seen WHERE source_system = %(system)s"
                  " AND stream = %(stream)s AND snapshot_id = %(snapshot)s", params)
     return closed
