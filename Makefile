@@ -8,7 +8,9 @@ SCALEOUT_STAMP := $(VENV)/.scaleout-installed
 N ?= 1000000
 KIND ?= all
 
-.PHONY: demo test bench scaleout lint install clean
+SCALE ?= 1
+
+.PHONY: demo test bench bench-city scaleout lint install clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -43,6 +45,10 @@ test: $(STAMP)
 bench: $(BENCH_STAMP)
 	$(BIN)/python -m bench.peer_bench --rows $(N) --kind $(KIND)
 	$(BIN)/python -m bench.link_bench --rows $(N) --new 10000
+
+# The whole city (SCALE=1: all of 盘锦) generated, first ingest and a daily run, timed.
+bench-city: $(STAMP)
+	$(BIN)/python -m sandbox city --scale $(SCALE)
 
 # The ingest DAGs on Airflow's CeleryExecutor: two workers, then one, on this machine's
 # Redis and PostgreSQL (sandbox/scaleout.py); says why and skips when either is missing.

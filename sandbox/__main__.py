@@ -1,6 +1,7 @@
 """The development tools' command line: `python -m sandbox demo` (what `make demo` runs),
-`python -m sandbox serve` (the simulators kept running for a real Airflow) and
-`python -m sandbox scaleout` (what `make scaleout` runs: the DAGs on Celery workers).
+`python -m sandbox serve` (the simulators kept running for a real Airflow),
+`python -m sandbox scaleout` (what `make scaleout` runs: the DAGs on Celery workers) and
+`python -m sandbox city` (what `make bench-city` runs: the whole city, timed).
 
 Kept out of the `hub` command: the product never imports the simulators.
 """
@@ -12,6 +13,8 @@ from typing import Annotated
 import typer
 
 from hub.console import console
+from sandbox.city_bench import run_city
+from sandbox.city_bench import summarise as summarise_city
 from sandbox.demo import run_demo
 from sandbox.scaleout import (
     DEFAULT_DAYS,
@@ -84,6 +87,18 @@ def scaleout(
     summarise(result, console)
     if result.problems():
         raise typer.Exit(1)
+
+
+@app.command()
+def city(
+    scale: Annotated[float, typer.Option(help="simulated city size (1 = all of 盘锦)")] = 1.0,
+    days: Annotated[int, typer.Option(help="days of history the first ingest reads")] = 3,
+    keep: Annotated[bool, typer.Option(help="keep the run's home folder (its warehouse)")]
+    = False,
+) -> None:
+    """Generate the whole city, run every source's first ingest, then a day later every
+    source's daily run, in a warehouse of its own; print the times and peak memory."""
+    summarise_city(run_city(scale=scale, days=days, keep=keep, console=console), console)
 
 
 if __name__ == "__main__":
