@@ -639,7 +639,7 @@ def store_batch(conn: psycopg.Connection, prepared: Prepared, target: Target) ->
     closed = 0
     if batch.snapshot_id is not None:
         record_seen(conn, target.source, target.stream, batch.snapshot_id,
-                    pa.concat_arrays([snapshot_keys(checked), deduped.unchanged_ids]))
+                    snapshot_keys(checked))
         if batch.snapshot_complete:
             closed = close_missing(conn, entity_, target.source, target.stream,
                                    batch.snapshot_id, min_ratio=target.min_snapshot_ratio)
@@ -694,13 +694,15 @@ def _nothing_read(batch: Extract) -> bool:
 def snapshot_keys(checked: Checked) -> pa.Array:
     """The keys a snapshot batch contained, as the model knows them (the conformed rows'
     source_id): loaded or quarantined, its records were in the snapshot, not gone; so
-    were rows held as unreadable whose key could still be told."""
+    were rows held as unreadable whose key could still be told, and records set aside as
+    unchanged (under the source_id they were loaded with)."""
     ids = checked.enriched.table["source_id"]
     if isinstance(ids, pa.ChunkedArray):
         ids = ids.combine_chunks()
     unreadable = [r.source_id for r in checked.batch.rejects if r.source_id is not None]
     return pa.concat_arrays([ids.cast(pa.string()).drop_null(),
-                             pa.array(unreadable, pa.string())])
+                             pa.array(unreadable, pa.string()),
+                             checked.enriched.conformed.deduped.unchanged_ids])
 
 
 def commit_position(conn: psycopg.Connection, target: Target, batch: Extract,

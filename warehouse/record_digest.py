@@ -18,12 +18,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import pandas as pd
 import psycopg
 import pyarrow as pa
 import pyarrow.compute as pc
 from psycopg import sql
 
+from connectors.files import row_hashes
 from warehouse.loader import copy_arrow, read_arrow
 
 STORED = pa.schema([("key_hash", pa.int64()), ("digest", pa.int64()),
@@ -31,9 +31,10 @@ STORED = pa.schema([("key_hash", pa.int64()), ("digest", pa.int64()),
 
 
 def key_hashes(keys: pa.Array) -> np.ndarray:
-    """A 64-bit hash of each key (int64 bits; null and blank keys are never looked up)."""
-    values = pc.fill_null(keys.cast(pa.string()), "").to_numpy(zero_copy_only=False)
-    return pd.util.hash_array(values, categorize=False).view(np.int64)
+    """A 64-bit hash of each key, the connectors' row hash of it (int64 bits; null and
+    blank keys are never looked up)."""
+    return row_hashes(pa.table({"key": keys.cast(pa.string())}), ["key"]).to_numpy().view(
+        np.int64)
 
 
 @dataclass(frozen=True)
