@@ -106,7 +106,10 @@ def test_the_key_look_up_goes_by_the_key_index(db, warehouse, source):
     assert found.exists.tolist() == [known, False, known]
     assert found.changed.tolist() == [False, False, False]  # the same records
     (plan,) = plans
-    assert "Hash Join" in plan and "Nested Loop" not in plan, plan  # no loop over keys
+    # No loop reading the table once per key: a hash join, or (a handful of keys, as
+    # here, on PostgreSQL 18) a loop over a materialized single read of the table.
+    assert "Hash Join" in plan or ("Nested Loop" in plan and "Materialize" in plan), plan
+    assert plan.count("Index Scan") + plan.count("Seq Scan") == 1, plan
     if ordered_saop:  # an index scan gives ScalarArrayOp keys in order since PostgreSQL 17
         assert "person_current_key" in plan or "person_history" in plan, plan
         assert "source_id = ANY" in plan.split("Index Cond:")[1].split("\n")[0], plan
