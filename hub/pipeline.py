@@ -432,13 +432,13 @@ class Deduped:
     batch: Extract
     raw: pa.Table
     reread: int  # the connector's and dedupe's
-    # A snapshot's: the basis its records are processed on (hub.unchanged), each
-    # record's key and digest (row-aligned with raw), and the source_ids of the records
-    # set aside as unchanged, no longer in raw.
-    basis: int | None = None
+    # A snapshot's: the stream's digests on the basis its records are processed on
+    # (hub.unchanged), each record's key and digest (row-aligned with raw), and how many
+    # records were set aside as unchanged, no longer in raw.
+    stored: StreamDigests | None = None
     keys: pa.Array | None = None
     digests: pa.Array | None = None
-    unchanged_ids: pa.Array = field(default_factory=lambda: pa.array([], pa.string()))
+    unchanged: int = 0
 
 
 @dataclass(frozen=True)
@@ -546,13 +546,15 @@ def set_aside_unchanged(deduped: Deduped, stream: Stream, stored: StreamDigests)
     keys = raw[stream.key_field].combine_chunks().cast(pa.string())
     known = stored.known(keys, digests)
     skip = skippable(known.unchanged, keys, deduped.batch.conflicting_keys)
-    if not pc.any(skip).as_py():
-        return replace(deduped, basis=stored.basis, keys=keys, digests=digests)
+    skipped = pc.sum(skip).as_py() or 0
+    if not skipped:
+        return replace(deduped, stored=stored, keys=keys, digests=digests)
     log.info("%s: %d of %d records unchanged since loaded, set aside before conform",
-             stream.name, pc.sum(skip).as_py(), raw.num_rows)
+             stream.name, skipped, raw.num_rows)
+    stored.match(known.at[skip.to_numpy(zero_copy_only=False)])
     keep = pc.invert(skip)
-    return replace(deduped, basis=stored.basis, raw=raw.filter(keep), keys=keys.filter(keep),
-                   digests=digests.filter(keep), unchanged_ids=known.source_ids.filter(skip))
+    return replace(deduped, stored=stored, raw=raw.filter(keep), keys=keys.filter(keep),
+                   digests=digests.filter(keep), unchanged=skipped)
 
 
 def conform(deduped: Deduped, conformer: Conformer) -> ConformedBatch:
@@ -634,16 +636,18 @@ def store_batch(conn: psycopg.Connection, prepared: Prepared, target: Target) ->
             conn, part, source=target.source, stream=target.stream,
             run_id=target.run_id, payload=None, fixed_state=fixed)[0])
     deduped = checked.enriched.conformed.deduped
-    if deduped.basis is not None:
-        keep_digests(conn, target, checked, deduped.basis)
+    if deduped.stored is not None:
+        keep_digests(conn, target, checked, deduped.stored.basis)
     closed = 0
     if batch.snapshot_id is not None:
         record_seen(conn, target.source, target.stream, batch.snapshot_id,
                     snapshot_keys(checked))
         if batch.snapshot_complete:
-            closed = close_missing(conn, entity_, target.source, target.stream,
-                                   batch.snapshot_id, min_ratio=target.min_snapshot_ratio)
-            if closed and deduped.basis is not None:
+            closed = close_missing(
+                conn, entity_, target.source, target.stream, batch.snapshot_id,
+                min_ratio=target.min_snapshot_ratio,
+                set_aside=deduped.stored.set_aside() if deduped.stored is not None else None)
+            if closed and deduped.stored is not None:
                 record_digest.forget_closed(conn, entity_.table, target.source, target.stream)
             changed(entity_, MergeCounts(), closed)
     # GX validates what a run brings: a batch of records all stored (or held) before as
@@ -657,7 +661,7 @@ def store_batch(conn: psycopg.Connection, prepared: Prepared, target: Target) ->
     failpoint("after_merge")
     # Rows the connector could not read as records are extracted and quarantined;
     # records set aside as unchanged were extracted, and are loaded as they were.
-    skipped = len(deduped.unchanged_ids)
+    skipped = deduped.unchanged
     return BatchCounts(
         extracted=raw.num_rows + len(batch.rejects) + skipped,
         loaded=int((~primary.quarantine).sum()) + skipped,
@@ -694,15 +698,14 @@ def _nothing_read(batch: Extract) -> bool:
 def snapshot_keys(checked: Checked) -> pa.Array:
     """The keys a snapshot batch contained, as the model knows them (the conformed rows'
     source_id): loaded or quarantined, its records were in the snapshot, not gone; so
-    were rows held as unreadable whose key could still be told, and records set aside as
-    unchanged (under the source_id they were loaded with)."""
+    were rows held as unreadable whose key could still be told. Records set aside as
+    unchanged are known to the close-out by the digests they matched instead."""
     ids = checked.enriched.table["source_id"]
     if isinstance(ids, pa.ChunkedArray):
         ids = ids.combine_chunks()
     unreadable = [r.source_id for r in checked.batch.rejects if r.source_id is not None]
     return pa.concat_arrays([ids.cast(pa.string()).drop_null(),
-                             pa.array(unreadable, pa.string()),
-                             checked.enriched.conformed.deduped.unchanged_ids])
+                             pa.array(unreadable, pa.string())])
 
 
 def commit_position(conn: psycopg.Connection, target: Target, batch: Extract,

@@ -12,7 +12,7 @@ from conform.base import build
 from conform.protect import protect
 from schemas.model import EVENT, PERSON
 from warehouse.db import Role, connect
-from warehouse.loader import SnapshotTooSmall, close_missing, merge, record_seen
+from warehouse.loader import SnapshotTooSmall, close_missing, merge, read_bigints, record_seen
 
 T0 = datetime(2026, 11, 20, 1, 0, tzinfo=UTC)
 T1 = datetime(2026, 11, 20, 2, 0, tzinfo=UTC)
@@ -164,3 +164,17 @@ def test_a_snapshot_far_smaller_than_the_register_is_refused(db, warehouse):
             record_seen(conn, "t_trunc", "residents", "day2", pa.array(everyone[:2]))
             close_missing(conn, PERSON, "t_trunc", "residents", "day2", min_ratio=0.5)
     assert len(current_people(db, "t_trunc")) == 10  # nobody was taken off the register
+
+
+def test_bigints_are_read_back_exactly_in_binary(warehouse):
+    # The binary COPY's rows parsed by numpy: the extremes of bigint, in the query's
+    # order, and a column that is not a bigint refused rather than misread.
+    values = [0, -1, 1, 2**63 - 1, -(2**63), 1234567890123]
+    with connect(Role.LOADER) as conn:
+        got = read_bigints(conn, "SELECT v, v # 1 AS w FROM unnest(%(v)s::bigint[])"
+                           " WITH ORDINALITY AS t(v, n) ORDER BY n", ("v", "w"), {"v": values})
+        assert got["v"].tolist() == values
+        assert got["w"].tolist() == [v ^ 1 for v in values]
+        assert read_bigints(conn, "SELECT 1::bigint WHERE false", ("x",))["x"].tolist() == []
+        with pytest.raises(ValueError, match="non-null bigints"):
+            read_bigints(conn, "SELECT 1::int", ("x",))
