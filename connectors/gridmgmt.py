@@ -21,7 +21,7 @@ import pyarrow.compute as pc
 from pydantic import Field, SecretStr
 
 from base import identity
-from base.pii import keyed_hash
+from base.pii import hash_array
 from connectors.base import (
     Extract,
     HttpApi,
@@ -50,14 +50,16 @@ def resident_keys(records: pa.Table) -> pa.Array:
     """
     ids = identity.citizen_ids(identity.blank_to_null(records["公民身份号码"]))
     by_id = pc.binary_join_element_wise(
-        "resident:",
-        identity.per_distinct(ids, lambda s: keyed_hash(identity.citizen_id_identity(s))), "")
+        "resident:", hash_array(ids, identity.citizen_id_identity), "")
+    without = pc.is_null(by_id)
+    if not pc.any(without).as_py():
+        return by_id
+    # Hashed only for the records that need it (few have no ID number).
     fallback = pc.binary_join_element_wise(
-        pc.fill_null(records["姓名"], ""), pc.fill_null(records["出生日期"], ""),
-        pc.fill_null(records["现住址"], ""), "|")
-    by_details = pc.binary_join_element_wise(
-        "resident:noid:", identity.per_distinct(fallback, keyed_hash), "")
-    return pc.coalesce(by_id, by_details)
+        *(pc.fill_null(records[f].filter(without), "") for f in ("姓名", "出生日期", "现住址")),
+        "|")
+    by_details = pc.binary_join_element_wise("resident:noid:", hash_array(fallback), "")
+    return pc.replace_with_mask(by_id, without, by_details)
 
 
 RESIDENTS = FileStream(

@@ -17,6 +17,7 @@ import openpyxl
 import pyarrow as pa
 import pytest
 
+from base.pii import keyed_hash
 from base.settings import CityConfig, SourceConfig
 from conform.gridmgmt import ResidentsConformer, party_id_numbers
 from connectors.base import SourceError
@@ -28,7 +29,7 @@ from connectors.files import (
     read_geojson,
     read_xlsx,
 )
-from connectors.gridmgmt import RESIDENTS, GridMgmt
+from connectors.gridmgmt import RESIDENTS, GridMgmt, resident_keys
 from quality import checks
 from sandbox.city import City
 from sandbox.gridmgmt import RESIDENT_HEADERS, GridData, Landing, file_name, render
@@ -188,6 +189,20 @@ def test_one_resident_in_three_spellings_is_one_key_and_one_number(tmp_path):
 
     # Everything was read: a second pass over the same folder finds nothing new.
     assert list(grid.extract(RESIDENTS, extracts[-1].cursor)) == []
+
+
+def test_a_resident_without_an_id_number_is_keyed_by_name_birth_date_and_address():
+    # Blank, whitespace or separators only: no ID number. Such a record's key is the
+    # keyed hash of its details; every other record's, of its ID number's identity.
+    records = pa.table({"公民身份号码": ["21110319900101104X", None, " ", "--", "２１１１０３ 19900101 104ｘ"],
+                        "姓名": ["甲", "乙", None, "丁", "戊"],
+                        "出生日期": ["1990-01-01", None, "1991-02-03", "1992-03-04", "1990-01-01"],
+                        "现住址": ["一号", "二号", "三号", None, "五号"]})
+    wang = "resident:" + keyed_hash("21110319900101104X")
+    assert resident_keys(records).to_pylist() == [
+        wang, "resident:noid:" + keyed_hash("乙||二号"),
+        "resident:noid:" + keyed_hash("|1991-02-03|三号"),
+        "resident:noid:" + keyed_hash("丁|1992-03-04|"), wang]
 
 
 def test_party_id_numbers_as_list_or_text():

@@ -62,6 +62,18 @@ def test_every_spelling_of_an_id_number_is_its_normal_form(case):
 
 
 @settings(max_examples=200, deadline=None)
+@given(st.lists(st.one_of(id_numbers().map(lambda case: case[1]),
+                          id_numbers().map(lambda case: case[0]),
+                          st.sampled_from(["", " ", "--", "\u3000", "12345", "2111031990010110X4"]),
+                          st.text(max_size=20), st.none()), max_size=30))
+def test_a_column_of_id_numbers_is_normalised_as_each_value_is(values):
+    # The column path takes values already in normal form as they are (nearly every one
+    # in a file) and the rest one by one: the same as each value's own normal form.
+    expected = [None if v is None else identity.citizen_id(v) for v in values]
+    assert identity.citizen_ids(pa.array(values, pa.string())).to_pylist() == expected
+
+
+@settings(max_examples=200, deadline=None)
 @given(id_numbers())
 def test_every_spelling_of_an_id_number_has_one_hash(case):
     # Through conform (normalise, then hash its identity) and hashed as sent (the
