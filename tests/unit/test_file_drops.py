@@ -13,11 +13,14 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import openpyxl
+import pyarrow as pa
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from base.settings import CityConfig, SourceConfig
 from connectors.base import Extract, ReadContext
-from connectors.files import CsvFile, FileStream
+from connectors.files import CsvFile, FileStream, KeyScan, row_hashes
 from connectors.gridmgmt import GRIDS, HOUSES, ORGS, RESIDENT_KEY, RESIDENTS, GridMgmt
 
 CITY = CityConfig(code="2111", extent=(121.42, 40.65, 122.52, 41.45))
@@ -446,3 +449,81 @@ def test_bad_rows_far_into_a_big_file_have_their_lines_and_ride_with_their_part(
     assert [w for _, w in placed] == [f"residents_20261101.csv line {lines[i]}" for i in bad]
     # Each rides on the extract of the rows around it (1,000 good rows an extract).
     assert [n for n, _ in placed] == [150 // 1000, (12_000 - 1) // 1000, (19_990 - 2) // 1000]
+
+
+def test_a_file_is_parsed_once_and_its_spool_is_gone_after_the_read(tmp_path, monkeypatch):
+    # The pre-pass spools the records it parsed (with their keys derived) for the read
+    # that yields them: the file is parsed once, and no spool outlives its file, whether
+    # the read ends, stops midway (a run that crashed) or the file is refused.
+    spools = tmp_path / "spools"
+    spools.mkdir()
+    monkeypatch.setenv("TMPDIR", str(spools))
+    monkeypatch.setattr("tempfile.tempdir", None)
+    rows = [resident(i) for i in range(2_500)]
+    write_csv(tmp_path / "residents_20261101.csv", rows)
+    grid = connector(tmp_path, chunk_rows=1_000)
+    parsed: list[int] = []
+    read_file = grid.read_file
+
+    def counted(*args, **kwargs):
+        parsed.append(1)
+        return read_file(*args, **kwargs)
+
+    monkeypatch.setattr(grid, "read_file", counted)
+    extracts = read(grid, RESIDENTS)
+    assert parsed == [1]
+    assert [e.records.num_rows for e in extracts] == [1_000, 1_000, 500]
+    got = records(extracts)
+    assert [{f: r[f] for f in HEADER} for r in got] == [dict(zip(HEADER, r, strict=True))
+                                                       for r in rows]
+    assert all(r[RESIDENT_KEY].startswith("resident:") for r in got)
+    assert list(spools.iterdir()) == []
+
+    write_csv(tmp_path / "residents_20261102.csv", rows)
+    stopped = grid.extract(RESIDENTS, extracts[-1].cursor, ReadContext())
+    next(stopped)
+    assert len(list(spools.iterdir())) <= 1  # mapped while read (unlinked once open)
+    stopped.close()
+    assert list(spools.iterdir()) == []
+
+    read(grid, RESIDENTS, extracts[-1].cursor,
+         ReadContext(current_records=1_000_000))  # refused as far too small
+    assert list(spools.iterdir()) == []
+
+
+def test_row_hashes_stay_with_their_rows_and_tell_null_from_empty():
+    # DuckDB hashes a big table across threads: each hash must still be its own row's
+    # (as hashing the rows one slice at a time gives), and null is not "".
+    n = 300_000
+    table = pa.table({"a": pa.array([f"居民{i}" for i in range(n)]),
+                      "b": pa.array([None if i % 3 == 0 else "" if i % 3 == 1 else "x"
+                                     for i in range(n)], pa.string())})
+    whole = row_hashes(table, ["a", "b"]).to_pylist()
+    sliced = [h for at in range(0, n, 7_919)
+              for h in row_hashes(table.slice(at, 7_919), ["a", "b"]).to_pylist()]
+    assert whole == sliced
+    assert len(set(whole)) == n
+    pair = pa.table({"a": ["x", "x"], "b": pa.array([None, ""], pa.string())})
+    first, second = row_hashes(pair, ["a", "b"]).to_pylist()
+    assert first != second
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["k1", "k2", "k3", "", None]),
+                          st.sampled_from(["a", "b", None])), max_size=40),
+       st.integers(1, 7))
+def test_a_snapshots_keys_and_conflicts_are_counted_as_by_hand(rows, chunk):
+    # Null and blank keys are no key; identical repeated rows are one record; a key is
+    # conflicting when it holds two different records, whichever chunks they are in.
+    scan = KeyScan("key", ["key", "value"])
+    table = pa.table({"key": pa.array([k for k, _ in rows], pa.string()),
+                      "value": pa.array([v for _, v in rows], pa.string())})
+    for at in range(0, len(rows), chunk):
+        scan.add(table.slice(at, chunk))
+    records: dict[str, set] = {}
+    for k, v in rows:
+        if k:
+            records.setdefault(k, set()).add(v)
+    assert scan.rows == len(rows)
+    assert scan.result() == (len(records), frozenset(k for k, vs in records.items()
+                                                      if len(vs) > 1))

@@ -1,8 +1,10 @@
-"""The xlsx reader (calamine) reads every cell as the text the openpyxl reader before it
-read: property-tested against that reader, kept here as the reference."""
+"""The xlsx reader reads every cell as the text the openpyxl reader before it read:
+property-tested against that reader, kept here as the reference. A sheet of text cells goes
+through fastexcel instead of calamine's Python binding: tested against the binding's read."""
 
 from __future__ import annotations
 
+import re
 import zipfile
 from collections.abc import Iterator, Sequence
 from datetime import date, datetime, time, timedelta
@@ -14,13 +16,17 @@ import pyarrow as pa
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from openpyxl.chart import BarChart, Reference
 
 from connectors.files import (
     UnreadableFile,
+    _calamine_xlsx,
     _cell_text,
     _guarded,
     _missing,
     _text_table,
+    _values_up_front,
+    _xlsx_text_columns,
     read_xlsx,
 )
 
@@ -74,6 +80,57 @@ def both(path: Path, fields: Sequence[str], chunk_rows: int, sheet: str | None =
     return new, old
 
 
+def by_calamine(path: Path, fields: Sequence[str], chunk_rows: int,
+                sheet: str | None = None) -> list[pa.Table]:
+    """The sheet as calamine's binding reads it (every sheet did before fastexcel)."""
+    return list(_calamine_xlsx(path, path.read_bytes(), fields, chunk_rows=chunk_rows,
+                               sheet=sheet))
+
+
+def fast(path: Path, sheet: str | None = None) -> bool:
+    """Whether fastexcel reads the sheet (it holds text cells only)."""
+    return _xlsx_text_columns(path.read_bytes(), sheet) is not None
+
+
+def same_as_calamine(path: Path, fields: Sequence[str], chunk_rows: int,
+                     sheet: str | None = None) -> list[pa.Table]:
+    new = list(read_xlsx(path, fields, chunk_rows=chunk_rows, sheet=sheet))
+    old = by_calamine(path, fields, chunk_rows, sheet)
+    assert [t.schema for t in new] == [t.schema for t in old]
+    assert [t.to_pylist() for t in new] == [t.to_pylist() for t in old]
+    return new
+
+
+def shared_strings(path: Path) -> Path:
+    """The workbook with its text in a shared-string table, as Excel writes it (openpyxl
+    writes text inline); every other string in rich text (runs of formatted text)."""
+    with zipfile.ZipFile(path) as src:
+        parts = {info.filename: src.read(info) for info in src.infolist()}
+    strings: list[bytes] = []
+
+    def shared(m: re.Match[bytes]) -> bytes:
+        strings.append(b"<r><rPr><b/></rPr>%s</r>" % m[2] if len(strings) % 2 else m[2])
+        return b'<c r="%s" t="s"><v>%d</v></c>' % (m[1], len(strings) - 1)
+
+    sheet = "xl/worksheets/sheet1.xml"
+    parts[sheet] = re.sub(rb'<c r="(\w+)" t="inlineStr"><is>(.*?)</is></c>', shared, parts[sheet])
+    parts["xl/sharedStrings.xml"] = (
+        b'<sst xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main" count="%d"'
+        b' uniqueCount="%d">' % (len(strings), len(strings))
+        + b"".join(b"<si>%s</si>" % si for si in strings) + b"</sst>")
+    parts["[Content_Types].xml"] = parts["[Content_Types].xml"].replace(
+        b"</Types>", b'<Override PartName="/xl/sharedStrings.xml" ContentType="application/'
+        b'vnd.openxmlformats-officedocument.spreadsheetml.sharedStrings+xml"/></Types>')
+    parts["xl/_rels/workbook.xml.rels"] = parts["xl/_rels/workbook.xml.rels"].replace(
+        b"</Relationships>", b'<Relationship Id="rIdStrings" Type="http://schemas.openxml'
+        b'formats.org/officeDocument/2006/relationships/sharedStrings" '
+        b'Target="sharedStrings.xml"/></Relationships>')
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as dst:
+        for name, content in parts.items():
+            dst.writestr(name, content)
+    return path
+
+
 # Text a person types: CJK, Latin, digits, spaces (leading and trailing too), punctuation;
 # no control characters (XML 1.0 cannot hold them; openpyxl refuses them), nothing that
 # would make openpyxl write a formula.
@@ -115,6 +172,86 @@ def test_calamine_reads_what_openpyxl_read(tmp_path_factory, rows, chunk_rows, p
     assert new == old
 
 
+# Text cells, and text that looks like something else; openpyxl writes "#N/A" as an error
+# value, which both readers read as an empty cell.
+TEXT_CELLS = st.one_of(st.none(), st.just(""), TEXT, st.sampled_from(
+    [" ", "　", " 两端 ", "&amp;<>\"'", "_x000D_", "0042", "1.50", "TRUE", "#N/A"]))
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(rows=st.lists(st.one_of(st.lists(TEXT_CELLS, min_size=WIDTH, max_size=WIDTH),
+                               st.just([None] * WIDTH)),
+                     max_size=25),
+       lead=st.integers(0, 2), excel=st.booleans(), chunk_rows=st.integers(1, 7),
+       picked=st.permutations(range(WIDTH)), n_fields=st.integers(1, WIDTH))
+def test_a_sheet_of_text_goes_through_fastexcel_as_calamine_read_it(
+        tmp_path_factory, rows, lead, excel, chunk_rows, picked, n_fields):
+    path = tmp_path_factory.mktemp("xlsx") / "h.xlsx"
+    header = [f" 字段{i} " if i % 2 else f"字段{i}" for i in range(WIDTH)]
+    write(path, [[None] * lead + row for row in [header, *rows]])  # from column A, B or C
+    if excel:
+        shared_strings(path)
+    assert fast(path)
+    same_as_calamine(path, [f"字段{i}" for i in picked[:n_fields]], chunk_rows)
+
+
+def test_empty_rows_error_values_and_shared_strings_in_a_sheet_of_text(tmp_path):
+    path = write(tmp_path / "h.xlsx", [
+        ["编码", "名称", "地址"],
+        ["A1", "", "盘锦市"],
+        [None, None, None],
+        ["A2", "甲", None],
+        ["", "", ""],  # cells holding nothing
+        ["A3", "乙", "#N/A"],  # an error value (openpyxl reads it as "#N/A")
+    ])
+    wb = openpyxl.load_workbook(path)
+    wb.active["A7"].number_format = wb.active["C7"].number_format = "@"  # formatted, empty
+    wb.save(path)
+    expected = [{"编码": "A1", "名称": None, "地址": "盘锦市"},
+                {"编码": "A2", "名称": "甲", "地址": None},
+                {"编码": "A3", "名称": "乙", "地址": None}]
+    for workbook in (path, shared_strings(tmp_path / "h.xlsx")):
+        assert fast(workbook)
+        chunks = same_as_calamine(workbook, ["编码", "名称", "地址"], 2)
+        assert [t.to_pylist() for t in chunks] == [expected[:2], expected[2:]]
+
+
+def test_a_chart_sheet_first_goes_through_calamine(tmp_path):
+    wb = openpyxl.Workbook()
+    ws = wb.active
+    ws.title = "房屋"
+    ws.append(["编码"])
+    ws.append(["A1"])
+    chart = BarChart()
+    chart.add_data(Reference(ws, min_col=1, min_row=1, max_row=2))
+    wb.create_chartsheet("图表", 0).add_chart(chart)
+    wb.save(tmp_path / "c.xlsx")
+    assert not fast(tmp_path / "c.xlsx")  # fastexcel finds no cell in the chart sheet
+    assert [t.to_pylist() for t in read_xlsx(tmp_path / "c.xlsx", ["编码"], chunk_rows=5)] == [
+        [{"编码": "A1"}]]
+
+
+def test_a_number_past_the_first_rows_is_found_all_the_same(tmp_path):
+    path = write(tmp_path / "h.xlsx", [["编码", "房号"], *([f"A{i}", f"{i}01"] for i in range(3000)),
+                                       ["B1", 1201]])
+    assert not _values_up_front(path.read_bytes())  # too far down for the quick look
+    assert not fast(path)  # fastexcel finds it: calamine's binding makes it text
+    new, old = both(path, ["房号"], 1000)
+    assert new == old and new[-1] == [{"房号": "1201"}]
+
+
+def test_a_missing_column_is_told_as_calamine_told_it(tmp_path):
+    wb = openpyxl.Workbook()
+    wb.active["C1"], wb.active["C2"] = "编码", "A1"
+    wb.save(tmp_path / "h.xlsx")
+    assert fast(tmp_path / "h.xlsx")
+    with pytest.raises(UnreadableFile) as new:
+        list(read_xlsx(tmp_path / "h.xlsx", ["名称"], chunk_rows=5))
+    with pytest.raises(UnreadableFile) as old:
+        by_calamine(tmp_path / "h.xlsx", ["名称"], 5)
+    assert str(new.value) == str(old.value) and "(3 columns)" in str(new.value)
+
+
 def test_cells_as_a_person_sees_them(tmp_path):
     path = write(tmp_path / "h.xlsx", [
         ["房屋编码", "房号", "面积", "登记", "启用", "时刻", "时长"],
@@ -124,6 +261,7 @@ def test_cells_as_a_person_sees_them(tmp_path):
          timedelta(hours=30)],
     ])
     fields = ["房屋编码", "房号", "面积", "登记", "启用", "时刻", "时长"]
+    assert not fast(path)  # numbers, dates, booleans: calamine's binding makes them text
     new, old = both(path, fields, 10)
     assert new == old
     assert new == [[
