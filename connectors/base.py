@@ -111,8 +111,9 @@ class Extract:
     snapshot_id: str | None = None
     snapshot_complete: bool = False
     # Keys the whole snapshot holds with two or more different records: every one
-    # of those records is quarantined, whichever batch it falls in.
-    conflicting_keys: frozenset[str] = frozenset()
+    # of those records is quarantined, whichever batch it falls in. Each with a 64-bit
+    # digest of the records it holds, in any order (the same records, the same digest).
+    conflicting_keys: Mapping[str, int] = field(default_factory=dict)
     # Records that could not be read as records (quarantined by the pipeline).
     rejects: list[RowReject] = field(default_factory=list)
     # Files not loaded at all (recorded in ops.rejected_file by the pipeline).

@@ -810,34 +810,43 @@ class KeyScan:
         self._key_hashes.append(row_hashes(pa.table({"k": keys}), ["k"]).to_numpy())
         self._hashes.append(row_hashes(records.filter(present), self.fields).to_numpy())
 
-    def result(self) -> tuple[int, frozenset[str]]:
-        """(distinct keys, keys held by two or more different records).
+    def result(self) -> tuple[int, dict[str, int]]:
+        """(distinct keys, keys held by two or more different records, each with a
+        digest of its records' hashes in any order).
 
         Sorted by (key hash, row hash) with numpy; the few keys whose hash comes with
         two row hashes are then told apart by their text, so two keys sharing a
         64-bit hash are never taken for one key held twice."""
         if not self._keys:
-            return 0, frozenset()
+            return 0, {}
         key_hashes = np.concatenate(self._key_hashes)
         hashes = np.concatenate(self._hashes)
         order = np.lexsort((hashes, key_hashes))
         k, h = key_hashes[order], hashes[order]
         if not len(k):
-            return 0, frozenset()
+            return 0, {}
         pair_starts = np.ones(len(k), dtype=bool)
         pair_starts[1:] = (k[1:] != k[:-1]) | (h[1:] != h[:-1])
         distinct = k[pair_starts]
         keys = int((distinct[1:] != distinct[:-1]).sum()) + 1
         suspects = np.unique(distinct[1:][distinct[1:] == distinct[:-1]])
         if not len(suspects):
-            return keys, frozenset()
+            return keys, {}
         at = np.isin(key_hashes, suspects)
         pairs = pa.table({"k": pa.chunked_array(self._keys).filter(pa.array(at)),
                           "h": pa.array(hashes[at])})
         per_key = pairs.group_by(["k", "h"]).aggregate([]).group_by("k").aggregate(
-            [("h", "count")])
-        conflicting = per_key.filter(pc.greater(per_key["h_count"], 1))["k"]
-        return keys, frozenset(conflicting.to_pylist())
+            [("h", "list")])
+        return keys, {key: _records_digest(held) for key, held in zip(
+            per_key["k"].to_pylist(), per_key["h_list"].to_pylist(), strict=True)
+            if len(held) > 1}
+
+
+def _records_digest(hashes: Sequence[int]) -> int:
+    """One 64-bit digest (signed) of a set of row hashes, whatever their order."""
+    ordered = np.sort(np.asarray(hashes, dtype=np.uint64))
+    return int.from_bytes(hashlib.blake2b(ordered.tobytes(), digest_size=8).digest(), "big",
+                          signed=True)
 
 
 # ----------------------------------------------------------- processed-files record
@@ -952,7 +961,7 @@ class PreparedFile:
 
     rows: int
     keys: int
-    conflicting_keys: frozenset[str]
+    conflicting_keys: dict[str, int]
     records: Spool
     # CSV: the file as the pre-pass opened it (its header and encoding settled), its
     # rows with the wrong number of fields in file order, and where each one is.

@@ -50,7 +50,7 @@ from hub.collector import LandingReader
 from hub.dedupe import drop_rereads
 from hub.failpoints import failpoint
 from hub.lineage import conformer_class, stream_tables
-from hub.unchanged import basis, record_digests, skippable
+from hub.unchanged import basis, held_digests, record_digests, skippable
 from quality import store
 from quality.consistency import run_checks
 from quality.context import rule_context
@@ -361,6 +361,11 @@ class Run:
         with connect(Role.LOADER) as conn:
             counts = (store_batch(conn, prepared, target) if prepared is not None
                       else BatchCounts(reread=batch.reread))
+            if replay and prepared is not None:
+                # Records an operator replayed lose their keys' digests (a key held
+                # twice keeps one): sent again, they are judged afresh, not set aside.
+                record_digest.forget(conn, self.src.name, stream.name,
+                                     prepared.checked.raw[stream.key_field].combine_chunks())
             self._tick("load_s", clock)
             commit_position(conn, target, batch, counts, self.summary.timings)
         if counts.gx_recorded:
@@ -434,11 +439,13 @@ class Deduped:
     reread: int  # the connector's and dedupe's
     # A snapshot's: the stream's digests on the basis its records are processed on
     # (hub.unchanged), each record's key and digest (row-aligned with raw), and how many
-    # records were set aside as unchanged, no longer in raw.
+    # records were set aside, no longer in raw: as loaded unchanged, and as held in
+    # quarantine as they were (keys held twice with the same records).
     stored: StreamDigests | None = None
     keys: pa.Array | None = None
     digests: pa.Array | None = None
     unchanged: int = 0
+    held: int = 0
 
 
 @dataclass(frozen=True)
@@ -539,22 +546,27 @@ def dedupe(batch: Extract, stream: Stream) -> Deduped:
 
 
 def set_aside_unchanged(deduped: Deduped, stream: Stream, stored: StreamDigests) -> Deduped:
-    """The batch without the snapshot records loaded before as they are (hub.unchanged);
+    """The batch without the snapshot records loaded before as they are, nor those of a
+    key held twice with the same records as when they were quarantined (hub.unchanged);
     the digests of the rest, for the store to keep."""
     raw = deduped.raw
     digests = record_digests(raw, stream)
     keys = raw[stream.key_field].combine_chunks().cast(pa.string())
-    known = stored.known(keys, digests)
-    skip = skippable(known.unchanged, keys, deduped.batch.conflicting_keys)
+    conflicting = deduped.batch.conflicting_keys
+    known = stored.known(keys, digests, held_digests(keys, conflicting))
+    unchanged = skippable(known.unchanged, keys, conflicting)
+    skip = pc.or_(unchanged, known.held)
     skipped = pc.sum(skip).as_py() or 0
     if not skipped:
         return replace(deduped, stored=stored, keys=keys, digests=digests)
-    log.info("%s: %d of %d records unchanged since loaded, set aside before conform",
-             stream.name, skipped, raw.num_rows)
+    held = pc.sum(known.held).as_py() or 0
+    log.info("%s: %d of %d records unchanged since loaded, %d held in quarantine as they"
+             " were; set aside before conform", stream.name, skipped - held, raw.num_rows,
+             held)
     stored.match(known.at[skip.to_numpy(zero_copy_only=False)])
     keep = pc.invert(skip)
     return replace(deduped, stored=stored, raw=raw.filter(keep), keys=keys.filter(keep),
-                   digests=digests.filter(keep), unchanged=skipped)
+                   digests=digests.filter(keep), unchanged=skipped - held, held=held)
 
 
 def conform(deduped: Deduped, conformer: Conformer) -> ConformedBatch:
@@ -660,12 +672,12 @@ def store_batch(conn: psycopg.Connection, prepared: Prepared, target: Target) ->
                         checked.enriched.ctx)
     failpoint("after_merge")
     # Rows the connector could not read as records are extracted and quarantined;
-    # records set aside as unchanged were extracted, and are loaded as they were.
+    # records set aside were extracted, and are loaded (or held) as they were.
     skipped = deduped.unchanged
     return BatchCounts(
-        extracted=raw.num_rows + len(batch.rejects) + skipped,
+        extracted=raw.num_rows + len(batch.rejects) + skipped + deduped.held,
         loaded=int((~primary.quarantine).sum()) + skipped,
-        quarantined=quarantined,
+        quarantined=quarantined + deduped.held,
         reread=deduped.reread,
         inserted=counts.inserted, updated=counts.updated, unchanged=counts.unchanged + skipped,
         closed=closed, tables=tables, gx_recorded=gx)
@@ -682,10 +694,16 @@ def keep_digests(conn: psycopg.Connection, target: Target, checked: Checked,
     ids = checked.enriched.table["source_id"]
     record_digest.remember(conn, target.source, stream, keys.filter(loaded),
                            deduped.digests.filter(loaded), ids.filter(loaded), on)
-    held = pa.array([r.source_id for r in checked.batch.rejects if r.source_id is not None],
-                    pa.string())
+    # A key held twice keeps the digest of its records together: all are quarantined.
+    group = held_digests(keys, checked.batch.conflicting_keys)
+    twice = pc.and_(pc.and_(pc.invert(loaded), group.is_valid()), ids.is_valid())
+    record_digest.remember(conn, target.source, stream, keys.filter(twice),
+                           group.filter(twice), ids.filter(twice), on, held=True)
+    unreadable = pa.array([r.source_id for r in checked.batch.rejects
+                           if r.source_id is not None], pa.string())
+    quarantined = pc.and_(pc.invert(loaded), pc.invert(group.is_valid()))
     record_digest.forget(conn, target.source, stream,
-                         pa.concat_arrays([keys.filter(pc.invert(loaded)), held]))
+                         pa.concat_arrays([keys.filter(quarantined), unreadable]))
 
 
 def _nothing_read(batch: Extract) -> bool:
@@ -801,7 +819,7 @@ def _batches(extracts: Iterator[Extract], rows: int) -> Iterator[Extract]:
         last = pending[-1]
         return Extract(pa.concat_tables([e.records for e in pending]), last.cursor,
                        sum(e.reread for e in pending), last.snapshot_id, last.snapshot_complete,
-                       conflicting_keys=frozenset().union(*(e.conflicting_keys for e in pending)),
+                       conflicting_keys={k: v for e in pending for k, v in e.conflicting_keys.items()},
                        rejects=[r for e in pending for r in e.rejects],
                        rejected_files=[f for e in pending for f in e.rejected_files],
                        warnings=[w for e in pending for w in e.warnings])

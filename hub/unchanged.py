@@ -17,6 +17,7 @@ the pipeline again once, and leaves a digest on the new basis.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from dataclasses import fields
 from functools import cache
 from pathlib import Path
@@ -87,7 +88,7 @@ def record_digests(raw: pa.Table, stream: Stream) -> pa.Array:
 
 
 def skippable(unchanged: pa.Array, keys: pa.Array | pa.ChunkedArray,
-              conflicting: frozenset[str]) -> pa.Array:
+              conflicting: Mapping[str, int]) -> pa.Array:
     """Records to skip: unchanged, with a key, and not one of the keys the snapshot
     holds twice (those go to quarantine together, whatever the digests say)."""
     if isinstance(keys, pa.ChunkedArray):
@@ -98,3 +99,13 @@ def skippable(unchanged: pa.Array, keys: pa.Array | pa.ChunkedArray,
         held_twice = pc.is_in(keys, value_set=pa.array(sorted(conflicting), pa.string()))
         mask = pc.and_(mask, pc.invert(held_twice))
     return mask
+
+
+def held_digests(keys: pa.Array, conflicting: Mapping[str, int]) -> pa.Array:
+    """Each record's key's digest where the snapshot holds the key twice (the digest of
+    the records it holds, `Extract.conflicting_keys`); null for every other record."""
+    if not conflicting:
+        return pa.nulls(len(keys), pa.int64())
+    names = sorted(conflicting)
+    at = pc.index_in(keys.cast(pa.string()), value_set=pa.array(names, pa.string()))
+    return pc.take(pa.array([conflicting[k] for k in names], pa.int64()), at)

@@ -40,14 +40,16 @@ def key_hashes(keys: pa.Array) -> np.ndarray:
 class Known:
     """The stored digests of one batch's records, row-aligned with the keys asked for."""
 
-    unchanged: pa.Array  # bool: same digest on the same basis
-    at: np.ndarray  # where each record's key is among the stored (where unchanged)
+    unchanged: pa.Array  # bool: same digest on the same basis, loaded
+    held: pa.Array  # bool: a key held twice, with the same records as when quarantined
+    at: np.ndarray  # where each record's key is among the stored (where either)
 
 
 class StreamDigests:
     """A stream's digests on one basis, as stored when a snapshot began (sorted key
     hashes and their digests), and which of them its batches matched so far: the
-    records set aside, which the close-out keeps (`set_aside`).
+    records set aside, which the close-out keeps (`set_aside`). A key held twice
+    keeps one digest, of its records together, marked held (their quarantine).
 
     A snapshot a crash interrupted is read whole again by the run that completes it
     (a file from its first row, a device list from its first page), so the batches
@@ -57,30 +59,37 @@ class StreamDigests:
     def __init__(self, conn: psycopg.Connection, source: str, stream: str, basis: int):
         stored = read_bigints(
             conn,
-            "SELECT key_hash, digest FROM ops.record_digest"
+            "SELECT key_hash, digest, held::int::bigint FROM ops.record_digest"
             " WHERE source_system = %(system)s AND stream = %(stream)s AND basis = %(basis)s",
-            ("key_hash", "digest"), {"system": source, "stream": stream, "basis": basis})
+            ("key_hash", "digest", "held"), {"system": source, "stream": stream, "basis": basis})
         # Sorted here, not by the server: numpy's sort of 1.34 M integers takes 0.1 s.
         order = np.argsort(stored["key_hash"], kind="stable")
         self.basis = basis
         self.keys = stored["key_hash"][order]
         self.digests = stored["digest"][order]
+        self.held = stored["held"][order].astype(bool)
         self.matched = np.zeros(len(self.keys), dtype=bool)
 
     def __len__(self) -> int:
         return len(self.keys)
 
-    def known(self, keys: pa.Array, digests: pa.Array) -> Known:
-        """Which records (`keys`, their `digests`) are stored as they are."""
+    def known(self, keys: pa.Array, digests: pa.Array, held_digests: pa.Array) -> Known:
+        """Which records (`keys`, their `digests`) are stored as they are; and which
+        records of keys held twice (their keys' digests, `held_digests`; null for the
+        other records) are quarantined as they are."""
         asked = key_hashes(keys)
         at = np.searchsorted(self.keys, asked)
         inside = np.minimum(at, max(len(self.keys) - 1, 0))
         if not len(self.keys):
-            same = np.zeros(len(asked), dtype=bool)
-        else:
-            same = ((at < len(self.keys)) & (self.keys[inside] == asked)
-                    & (self.digests[inside] == digests.to_numpy(zero_copy_only=False)))
-        return Known(pa.array(same), inside)
+            none = pa.array(np.zeros(len(asked), dtype=bool))
+            return Known(none, none, inside)
+        found = (at < len(self.keys)) & (self.keys[inside] == asked)
+        stored, held = self.digests[inside], self.held[inside]
+        same = found & ~held & (stored == digests.to_numpy(zero_copy_only=False))
+        group = pc.fill_null(held_digests.cast(pa.int64()), 0).to_numpy(zero_copy_only=False)
+        as_held = found & held & held_digests.is_valid().to_numpy(zero_copy_only=False) & (
+            stored == group)
+        return Known(pa.array(same), pa.array(as_held), inside)
 
     def match(self, at: np.ndarray) -> None:
         """The stored digests at `at` belong to records set aside from the snapshot."""
@@ -93,8 +102,10 @@ class StreamDigests:
 
 
 def remember(conn: psycopg.Connection, source: str, stream: str, keys: pa.Array,
-             digests: pa.Array, source_ids: pa.Array, basis: int) -> None:
-    """Loaded records leave (or replace) their digests."""
+             digests: pa.Array, source_ids: pa.Array, basis: int, *,
+             held: bool = False) -> None:
+    """Loaded records leave (or replace) their digests; keys held twice (`held`), the
+    digest of their records together."""
     if not len(keys):
         return
     ids = source_ids.cast(pa.string())
@@ -105,10 +116,12 @@ def remember(conn: psycopg.Connection, source: str, stream: str, keys: pa.Array,
         "source_id": ids}), sql.Identifier("record_digest_batch"))
     conn.execute(
         "INSERT INTO ops.record_digest"
-        " SELECT %s, %s, key_hash, digest, %s, source_id FROM record_digest_batch"
+        " SELECT DISTINCT ON (key_hash) %s, %s, key_hash, digest, %s, source_id, %s"
+        " FROM record_digest_batch"
         " ON CONFLICT (source_system, stream, key_hash) DO UPDATE"
-        " SET digest = excluded.digest, basis = excluded.basis, source_id = excluded.source_id",
-        (source, stream, basis))
+        " SET digest = excluded.digest, basis = excluded.basis, source_id = excluded.source_id,"
+        " held = excluded.held",
+        (source, stream, basis, held))
     conn.execute("TRUNCATE record_digest_batch")
 
 

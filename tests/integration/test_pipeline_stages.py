@@ -43,7 +43,7 @@ def stages(batch: Extract, reference: Reference):
 def test_a_batch_goes_through_the_stages_to_a_verdict_per_row(db):
     reference = read_reference(db, CITY)
     batch = extract([house("H1"), house("H1"), house("H2"), house("H3", "甲"),
-                     house("H3", "乙")], conflicting_keys=frozenset({"H3"}))
+                     house("H3", "乙")], conflicting_keys={"H3": 0})
     checked = stages(batch, reference)
     deduped = checked.enriched.conformed.deduped
     assert deduped.raw.num_rows == 4 and deduped.reread == 1  # H1 read twice

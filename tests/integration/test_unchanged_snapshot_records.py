@@ -160,3 +160,43 @@ def test_a_snapshot_sent_again_skips_its_records_and_a_record_back_is_loaded_aga
                          " AND valid_to IS NULL", (source.name,)).fetchone()[0]
     assert current == POOL
     settings.cache_clear()
+
+
+def test_a_key_held_twice_with_the_same_records_stays_held_without_the_stages(
+        residents, db, tmp_path, monkeypatch, pinned, caplog):
+    # Two records under one ID number are quarantined together. Sent again as they
+    # were, they are set aside held in their open entries (counted quarantined, not
+    # conformed, checked or masked again); one of them changed, both go through again.
+    monkeypatch.setenv("HUB_BATCH_ROWS", "100")
+    settings.cache_clear()
+    source = Source(tmp_path, set_aside=True)
+    rows = [list(r) for r in residents]
+    doubled = [*variant(rows[0], "twice"), *rows[1:]]
+    day = SIM_END.date()
+    first = source.load(day, doubled, monkeypatch)
+    assert first.quarantined == 2
+    entries = db.execute("SELECT quarantine_id, state FROM quality.quarantine"
+                         " WHERE source_system = %s ORDER BY 1", (source.name,)).fetchall()
+    assert [s for _, s in entries] == ["open", "open"]
+
+    moved = [*doubled[:2], *variant(doubled[2], "moved"), *doubled[3:]]
+    with caplog.at_level(logging.INFO, logger="hub.pipeline"):
+        again = source.load(day + timedelta(days=1), moved, monkeypatch)
+    assert (again.extracted, again.loaded, again.quarantined) == (POOL + 1, POOL - 1, 2)
+    assert (again.updated, again.unchanged) == (1, POOL - 2)
+    held = sum(int(r.getMessage().split(" held in")[0].rsplit(" ", 1)[1])
+               for r in caplog.records if "held in quarantine" in r.getMessage())
+    assert held == 2
+    assert db.execute("SELECT quarantine_id, state FROM quality.quarantine"
+                      " WHERE source_system = %s ORDER BY 1",
+                      (source.name,)).fetchall() == entries
+
+    # The second record under the number changes: both are judged again, and stay held.
+    changed = [moved[0], [*moved[1][:ADDRESS], "别处", *moved[1][ADDRESS + 1:]], *moved[2:]]
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="hub.pipeline"):
+        third = source.load(day + timedelta(days=2), changed, monkeypatch)
+    assert third.quarantined == 2
+    assert not any("held in quarantine" in r.getMessage() and " 0 held" not in r.getMessage()
+                   for r in caplog.records)
+    settings.cache_clear()
