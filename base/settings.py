@@ -51,6 +51,9 @@ class HubSettings(BaseSettings):
     )
     sources_file: Path = Field(DEFAULT_SOURCES_FILE, description="the sources configuration")
     batch_rows: int = Field(50_000, ge=100, description="records conformed and loaded per transaction")
+    defer_indexes_from: int = Field(
+        10_000, ge=1, description="a load whose first batch writes this many rows into an empty"
+        " core table builds the table's secondary indexes when it ends, not row by row")
     rules_file: Path | None = Field(
         None, description="the deployment's own rules.yaml (severities); default quality/rules.yaml"
     )

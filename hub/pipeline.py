@@ -59,6 +59,7 @@ from quality.validate import Validated, validate
 from schemas.model import Entity, entity
 from warehouse import ops, record_digest
 from warehouse.db import Role, connect
+from warehouse.deferred_indexes import defer_indexes, restore_indexes
 from warehouse.loader import MergeCounts, close_missing, merge, record_seen, row_hashes
 from warehouse.migrate import require_current
 from warehouse.record_digest import StreamDigests
@@ -188,10 +189,15 @@ def execute(
     with ops.source_lock(source, wait=lock_wait):
         with connect(Role.LOADER) as conn:
             abandoned = ops.abandon_stale_runs(conn, source)
+            # What a killed first load of this source left waiting (it held this lock).
+            rebuilt = restore_indexes(conn, source=source)
             run_id = ops.start_run(conn, source, src.connector, trigger, names)
         if abandoned:
             log.warning("%s: %d earlier run(s) had died unfinished; resuming from the cursor",
                         source, abandoned)
+        if rebuilt:
+            log.warning("%s: built %d index(es) an earlier first load had deferred and not"
+                        " built", source, rebuilt)
         summary = RunSummary(run_id=run_id, source=source, streams=names)
         log.info("%s: run %d (%s) started: %s", source, run_id, trigger,
                  ", ".join(names) if names else "consistency checks only")
@@ -253,6 +259,10 @@ class Run:
         self.gx_done: set[str] = set()
         # The digests of the snapshot at hand: ((stream, snapshot id), its stream's).
         self.digests: tuple[tuple[str, str | None], StreamDigests] | None = None
+        # The stream at hand: whether its load asked to defer indexes (at its first large
+        # batch), and the tables whose indexes it deferred, built again when it ends.
+        self.deferral_asked = False
+        self.deferred: list[str] = []
 
     def open_stream(self, stream: Stream, conn: psycopg.Connection | None = None) -> Conformer:
         """The stream's conformer with the lookups it maps with, read now; what its
@@ -284,11 +294,17 @@ class Run:
             # beside the server's COPY. Nothing is written before its batch's turn.
             # A snapshot's records that came before as they are skip the stages; a new
             # snapshot's first batch waits for the last one's store, whose digests tell.
-            for batch, prepared in ahead(
-                    batches, lambda b: self._prepare(stream, conformer, b,
-                                                     set_aside=stream.snapshot),
-                    fence=lambda before, b: before.snapshot_id != b.snapshot_id):
-                self._store(stream, batch, prepared)
+            self.deferral_asked = False
+            try:
+                for batch, prepared in ahead(
+                        batches, lambda b: self._prepare(stream, conformer, b,
+                                                         set_aside=stream.snapshot),
+                        fence=lambda before, b: before.snapshot_id != b.snapshot_id):
+                    self._store(stream, batch, prepared)
+            except BaseException:
+                self._build_deferred(failing=True)
+                raise
+            self._build_deferred()
 
     def load_batch(self, stream: Stream, conformer: Conformer, batch: Extract, *,
                    replay: bool = False) -> None:
@@ -344,6 +360,27 @@ class Run:
         self.summary.timings[what] = self.summary.timings.get(what, 0.0) + now - since
         return now
 
+    def _build_deferred(self, *, failing: bool = False) -> None:
+        """Build the indexes this stream's load deferred. When the load failed, a failure
+        here is logged, not raised over the load's own: the next run of the source (or
+        `hub migrate`) builds them."""
+        tables, self.deferred = self.deferred, []
+        if not tables:
+            return
+        clock = time.monotonic()
+        try:
+            with connect(Role.LOADER) as conn:
+                for table in tables:
+                    restore_indexes(conn, table=table)
+        except Exception:
+            if not failing:
+                raise
+            log.exception("%s: the indexes deferred on %s are left to the next run",
+                          self.src.name, ", ".join(tables))
+            return
+        self._tick("index_s", clock)
+        log.info("%s: indexes of %s built", self.src.name, ", ".join(tables))
+
     def _reference(self) -> Reference:
         if self.reference is None:
             with connect(Role.LOADER) as conn:
@@ -359,6 +396,14 @@ class Run:
                         min_snapshot_ratio=self.connector.settings.min_snapshot_ratio)
         clock = time.monotonic()
         with connect(Role.LOADER) as conn:
+            if (prepared is not None and not replay and not self.deferral_asked
+                    and prepared.primary.rows.num_rows >= settings().defer_indexes_from):
+                # A first load into an empty table builds its indexes when it ends (a
+                # smaller one maintains them: cheaper than dropping and building them).
+                self.deferral_asked = True
+                self.deferred = defer_indexes(conn, _tables_of(self.connector, [stream]),
+                                              source=self.src.name, run_id=self.summary.run_id)
+                conn.commit()
             counts = (store_batch(conn, prepared, target) if prepared is not None
                       else BatchCounts(reread=batch.reread))
             if replay and prepared is not None:

@@ -40,6 +40,7 @@ from base.settings import CityConfig
 from schemas.ddl import core_ddl
 from schemas.reference_data import DIVISION_TABLE_VERSION, division_rows
 from warehouse.db import Role, act_as_owner, connect
+from warehouse.deferred_indexes import restore_indexes
 from warehouse.quarantine_seal import seal_legacy_payloads
 
 log = logging.getLogger(__name__)
@@ -157,6 +158,9 @@ def migrate(*, force: bool = False) -> list[str]:
         _prepare_roles(conn)
         for stmt in _BOOTSTRAP:
             conn.execute(stmt.encode())
+        if _exists(conn, "ops.deferred_index"):
+            # What a killed first load left waiting, before the model's DDL is compared.
+            restore_indexes(conn)
         # The model's tables first: migrations (views, indexes) may build on them.
         changes = core_changes(conn)
         for stmt in changes:

@@ -1,0 +1,36 @@
+"""A first load into an empty core table builds the table's secondary indexes once, at
+its end, instead of maintaining them row by row (migration 0022: the owner's functions
+`ops.defer_indexes` and `ops.restore_indexes`, and the notes in `ops.deferred_index`
+that let whatever comes next build what a killed load left waiting)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+
+import psycopg
+
+log = logging.getLogger(__name__)
+
+
+def defer_indexes(conn: psycopg.Connection, tables: Iterable[str], *, source: str,
+                  run_id: int) -> list[str]:
+    """Drop the non-unique indexes of those `tables` that hold no row, noting them (in
+    the caller's transaction: commit it); the tables whose indexes were dropped."""
+    deferred = []
+    for table in sorted(tables):
+        row = conn.execute("SELECT ops.defer_indexes(%s::regclass, %s, %s)",
+                           (table, source, run_id)).fetchone()
+        if row and row[0]:
+            log.info("%s: %s is empty: its %d secondary index(es) are built when the load"
+                     " ends", source, table, row[0])
+            deferred.append(table)
+    return deferred
+
+
+def restore_indexes(conn: psycopg.Connection, *, table: str | None = None,
+                    source: str | None = None) -> int:
+    """Build the indexes waiting: those of `table`, of `source`'s loads, or all (both
+    None); in the caller's transaction. How many were built."""
+    row = conn.execute("SELECT ops.restore_indexes(%s::regclass, %s)", (table, source)).fetchone()
+    return int(row[0]) if row else 0
