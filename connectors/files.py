@@ -168,6 +168,11 @@ class FileDropSettings(SourceSettings):
 class LandedFile:
     path: Path
     day: date
+    # (inode, size, modified, changed) as listed, before any byte was read: the same
+    # four on a later run mean the same bytes (a file written again, or another put in
+    # its place, has a new change time, which no program sets: its checksum is taken
+    # again). None: not known.
+    signature: tuple[int, int, int, int] | None = None
 
     @property
     def name(self) -> str:
@@ -198,7 +203,7 @@ def landed_files(folder: Path, pattern: str, min_age_seconds: float = 0.0) -> li
     if not folder.is_dir():
         raise SourceError(f"landing folder {folder} does not exist or is not a folder")
     regex = re.compile(pattern)
-    now = folder_now(folder) if min_age_seconds else 0.0
+    now = folder_now(folder)
     found = []
     for path in folder.iterdir():
         if not regex.fullmatch(path.name) or not path.is_file():
@@ -207,12 +212,21 @@ def landed_files(folder: Path, pattern: str, min_age_seconds: float = 0.0) -> li
         if day is None:
             log.warning("%s: no date in its name; ignored", path.name)
             continue
-        if min_age_seconds and now - path.stat().st_mtime < min_age_seconds:
+        stat = path.stat()
+        if min_age_seconds and now - stat.st_mtime < min_age_seconds:
             log.info("%s: changed less than %.0fs ago; left for the next run", path.name,
                      min_age_seconds)
             continue
-        found.append(LandedFile(path, day))
+        # A file changed just now may change again within the file system's time step
+        # and keep its change time: its signature says nothing yet (as git's index).
+        settled = now - stat.st_ctime > SETTLED_S
+        found.append(LandedFile(path, day, (stat.st_ino, stat.st_size, stat.st_mtime_ns,
+                                            stat.st_ctime_ns) if settled else None))
     return sorted(found, key=lambda f: f.order)
+
+
+# How long ago a file must have last changed for its signature to vouch for its bytes.
+SETTLED_S = 2.0
 
 
 def folder_now(folder: Path) -> float:
@@ -856,8 +870,8 @@ def _records_digest(hashes: Sequence[int]) -> int:
 class ProcessedFiles:
     """A stream's record of the files it has dealt with: its cursor state.
 
-    `files`: name → {"sha256", "date", "outcome", "rows", and "reason" where one is
-    due}; outcomes: loaded, identical, stale, rejected (unreadable) and refused (a
+    `files`: name → {"sha256", "date", "outcome", "rows", the file's "signature" when
+    read, and "reason" where one is due}; outcomes: loaded, identical, stale, rejected (unreadable) and refused (a
     snapshot too small, until accepted); `last`: the name of the last file loaded,
     whose date and bytes new files are compared with.
     """
@@ -877,6 +891,15 @@ class ProcessedFiles:
     def seen(self, name: str, sha256: str) -> bool:
         return self.files.get(name, {}).get("sha256") == sha256
 
+    def known_sha256(self, landed: LandedFile) -> str | None:
+        """The checksum noted for the file if it is as it was then (its signature the
+        same): a landing folder keeps days of files of hundreds of MB, which each run
+        would otherwise read whole again to find them dealt with."""
+        noted = self.files.get(landed.name, {})
+        if landed.signature is None or noted.get("signature") != list(landed.signature):
+            return None
+        return noted.get("sha256")
+
     def outcome(self, name: str) -> str | None:
         return self.files.get(name, {}).get("outcome")
 
@@ -895,6 +918,8 @@ class ProcessedFiles:
              reason: str | None = None) -> None:
         self.files[landed.name] = {"sha256": sha256, "date": landed.day.isoformat(),
                                    "outcome": outcome, "rows": rows}
+        if landed.signature is not None:
+            self.files[landed.name]["signature"] = list(landed.signature)
         if reason is not None:
             self.files[landed.name]["reason"] = reason
         if outcome == "loaded":
@@ -1091,7 +1116,7 @@ class FileDropConnector(Connector):
         for landed in landed_files(Path(self.settings.folder), self.pattern(stream),
                                    self.settings.min_age_seconds):
             try:
-                sha256 = sha256_of(landed.path)
+                sha256 = record.known_sha256(landed) or sha256_of(landed.path)
             except FileNotFoundError:
                 log.warning("%s vanished before it was read; skipped", landed.name)
                 continue

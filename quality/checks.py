@@ -22,7 +22,7 @@ from __future__ import annotations
 import csv
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from datetime import UTC, date, datetime, timedelta
-from functools import cache
+from functools import cache, lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -246,6 +246,16 @@ def _mark(codes: np.ndarray, where: np.ndarray, code: int) -> None:
 def as_value_set(values: Collection[str] | pa.Array) -> pa.Array:
     if isinstance(values, pa.Array):
         return values
+    if isinstance(values, frozenset):
+        return _frozen_value_set(values)
+    return pa.array(sorted(values), type=pa.string())
+
+
+@lru_cache(maxsize=16)
+def _frozen_value_set(values: frozenset[str]) -> pa.Array:
+    """A code table's value set, made once: each batch's context is a copy of its
+    stream's (with the batch's own keys held twice) and would sort the 40,000 street
+    codes again."""
     return pa.array(sorted(values), type=pa.string())
 
 

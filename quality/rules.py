@@ -30,7 +30,7 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from enum import StrEnum
-from functools import cache, cached_property
+from functools import cache, cached_property, lru_cache
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -262,6 +262,18 @@ class RuleContext:
 
 def code_set_digest(codes: Collection[str]) -> str:
     """A code table as the record names it: its content digest and size."""
+    if isinstance(codes, frozenset):
+        return _frozen_set_digest(codes)
+    return _set_digest(codes)
+
+
+@lru_cache(maxsize=16)
+def _frozen_set_digest(codes: frozenset[str]) -> str:
+    """A code table's digest, made once (each batch's context is a copy of its stream's)."""
+    return _set_digest(codes)
+
+
+def _set_digest(codes: Collection[str]) -> str:
     ordered = sorted(codes)
     digest = hashlib.sha256("\n".join(ordered).encode()).hexdigest()[:16]
     return f"sha256:{digest}:{len(ordered)}"

@@ -200,24 +200,31 @@ def _resolve_fixed(conn: psycopg.Connection, run_id: int, source: str, entity: E
                    v: Validated, state: str) -> None:
     """Open entries whose record loaded in this batch (fixed on the platform) are closed.
 
-    Open entries are few next to a batch, so they are read and matched here
-    rather than joined against the core table.
-    """
-    open_ids = [r[0] for r in conn.execute(
-        "SELECT source_id FROM quality.quarantine WHERE state = 'open'"
-        " AND source_system = %s AND entity = %s", (source, entity.name))]
-    if not open_ids:
+    Matched on whichever side is smaller: the source's open entries read here and
+    matched with the batch (a first load, few entries yet), or the batch's loaded keys
+    sent to the open entries' index (a daily snapshot: tens of thousands of entries,
+    a few hundred records changed since they were set aside)."""
+    loaded = v.table["source_id"].filter(pa.array(~v.quarantine)).drop_null()
+    if len(loaded) == 0:
         return
-    loaded = v.table["source_id"].filter(pa.array(~v.quarantine))
-    fixed = pc.filter(pa.array(open_ids, pa.string()),
-                      pc.is_in(pa.array(open_ids, pa.string()), value_set=loaded))
-    if len(fixed) == 0:
+    row = conn.execute("SELECT count(*) FROM quality.quarantine WHERE state = 'open'"
+                       " AND source_system = %s AND entity = %s", (source, entity.name)).fetchone()
+    n_open = row[0] if row else 0
+    if n_open == 0:
         return
+    if n_open <= len(loaded):
+        open_ids = pa.array([r[0] for r in conn.execute(
+            "SELECT source_id FROM quality.quarantine WHERE state = 'open'"
+            " AND source_system = %s AND entity = %s", (source, entity.name))],
+            pa.string())
+        loaded = open_ids.filter(pc.is_in(open_ids, value_set=loaded))
+        if len(loaded) == 0:
+            return
     conn.execute(
         "UPDATE quality.quarantine SET state = %s, resolved_run_id = %s,"
         " resolved_at = now() WHERE state = 'open' AND source_system = %s AND entity = %s"
         " AND source_id = ANY(%s)",
-        (state, run_id, source, entity.name, fixed.to_pylist()),
+        (state, run_id, source, entity.name, loaded.to_pylist()),
     )
 
 

@@ -9,6 +9,8 @@ import codecs
 import csv
 import io
 import json
+import os
+import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -19,6 +21,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from base.settings import CityConfig, SourceConfig
+from connectors import files
 from connectors.base import Extract, ReadContext
 from connectors.files import CsvFile, FileStream, KeyScan, row_hashes
 from connectors.gridmgmt import GRIDS, HOUSES, ORGS, RESIDENT_KEY, RESIDENTS, GridMgmt
@@ -533,3 +536,37 @@ def test_a_snapshots_keys_and_conflicts_are_counted_as_by_hand(rows, chunk):
     if rows:
         again.add(table.take(pa.array(list(reversed(range(len(rows)))), pa.int64())))
     assert again.result()[1] == conflicting
+
+
+def test_a_file_dealt_with_is_not_read_again_to_know_it(tmp_path, monkeypatch):
+    write_csv(tmp_path / "residents_20261101.csv", [resident(1)])
+    # The folder's clock a minute on: the file has long settled.
+    monkeypatch.setattr(files, "folder_now", lambda folder: time.time() + 60)
+    grid = connector(tmp_path)
+    state = read(grid, RESIDENTS)[-1].cursor
+
+    def unread(path: Path) -> str:
+        raise AssertionError(f"{path.name} read again")
+
+    with monkeypatch.context() as mp:
+        mp.setattr(files, "sha256_of", unread)
+        assert read(grid, RESIDENTS, state) == []
+
+
+@pytest.mark.parametrize("settled", [True, False])
+def test_a_file_written_again_with_its_size_and_time_kept_is_read_again(
+        tmp_path, monkeypatch, settled):
+    path = write_csv(tmp_path / "residents_20261101.csv", [resident(1)])
+    monkeypatch.setattr(files, "folder_now",
+                        lambda folder: time.time() + (60 if settled else 0))
+    grid = connector(tmp_path)
+    state = read(grid, RESIDENTS)[-1].cursor
+    before = path.stat()
+    time.sleep(0.02)  # past the file system's time step
+    # Other bytes of the same length, the modification time put back.
+    write_csv(path, [resident(1, name="居民9")])
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert path.stat().st_size == before.st_size
+    again = read(grid, RESIDENTS, state)
+    assert snapshots(again) == ["residents_20261101.csv"]
+    assert [r["姓名"] for r in records(again)] == ["居民9"]
