@@ -19,13 +19,12 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from base.settings import settings
 from hub.pipeline import run_source
 from sandbox.city import City
 from sandbox.gridmgmt import GridData, file_name, render
+from tests.support.own_warehouse import migrated
 from tests.support.sources import write_sources_file
-from warehouse.db import Role, conninfo, connect
-from warehouse.migrate import migrate
+from warehouse.db import Role, connect
 
 SIM_END = datetime(2026, 11, 20)
 NEVER = r"(?P<date>\d{8})^"  # a file pattern no name matches
@@ -48,20 +47,10 @@ def own_warehouse(new_database: Callable[[str], str],
                   monkeypatch: pytest.MonkeyPatch) -> Iterator[psycopg.Connection]:
     """The hub pointed at a migrated warehouse of the test's own (its core.person empty),
     deferring from batches of 50 rows; the owner's connection to it."""
-    url = new_database("deferred")
-    monkeypatch.setenv("HUB_WAREHOUSE_URL", url)
     monkeypatch.setenv("HUB_BATCH_ROWS", "100")
     monkeypatch.setenv("HUB_DEFER_INDEXES_FROM", "50")
-    settings.cache_clear()
-    conninfo.cache_clear()
-    try:
-        migrate()
-        with psycopg.connect(url, autocommit=True) as conn:
-            yield conn
-    finally:
-        monkeypatch.undo()
-        settings.cache_clear()
-        conninfo.cache_clear()
+    with migrated(new_database("deferred"), monkeypatch) as conn:
+        yield conn
 
 
 def residents_source(tmp: Path, name: str, drop: bytes) -> Path:

@@ -35,8 +35,9 @@ from tests.integration.test_org_incident_linking import (
     at,
     cluster_keys,
 )
-from warehouse.db import Role, connect, conninfo
-from warehouse.migrate import migrate, record_city_settings
+from tests.support.own_warehouse import migrated
+from warehouse.db import Role, connect
+from warehouse.migrate import record_city_settings
 
 REPO = Path(__file__).resolve().parents[2]
 VENDOR_3 = "兴隆大街幸福小区北门那里又有人摆摊卖水果，人行道被占了"
@@ -53,18 +54,8 @@ def own_warehouse(new_database: Callable[[str], str],
                   monkeypatch: pytest.MonkeyPatch) -> Iterator[psycopg.Connection]:
     """The hub pointed at a migrated warehouse of the test's own (clustering reads every
     current event: no other test's reports beside these); its owner's connection."""
-    url = new_database("incidents")
-    monkeypatch.setenv("HUB_WAREHOUSE_URL", url)
-    settings.cache_clear()
-    conninfo.cache_clear()
-    try:
-        migrate()
-        with psycopg.connect(url, autocommit=True) as conn:
-            yield conn
-    finally:
-        monkeypatch.undo()
-        settings.cache_clear()
-        conninfo.cache_clear()
+    with migrated(new_database("incidents"), monkeypatch) as conn:
+        yield conn
 
 
 def test_keys_agree_across_incremental_runs_and_full_rebuilds(own_warehouse):
