@@ -30,7 +30,6 @@ import psycopg
 import pytest
 
 from base import clock
-from base.pii import pii_key
 from base.settings import settings
 from sandbox.city import City
 from sandbox.hotline12345 import HotlineData
@@ -80,7 +79,6 @@ def hub_environment() -> Iterator[None]:
 def _clear_caches() -> None:
     settings.cache_clear()
     conninfo.cache_clear()
-    pii_key.cache_clear()
 
 
 # ------------------------------------------------------------------------ PostgreSQL

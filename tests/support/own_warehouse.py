@@ -10,7 +10,6 @@ from contextlib import contextmanager
 import psycopg
 import pytest
 
-from base.pii import pii_key
 from base.settings import settings
 from warehouse.db import conninfo
 from warehouse.migrate import migrate
@@ -21,20 +20,13 @@ def migrated(url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[psycopg.Conn
     """The hub pointed at `url` and migrated there; the owner's connection to it. The
     test's environment changes are undone at the end."""
     monkeypatch.setenv("HUB_WAREHOUSE_URL", url)
-    _clear_caches()
+    settings.cache_clear()
+    conninfo.cache_clear()
     try:
         migrate()
         with psycopg.connect(url, autocommit=True) as conn:
             yield conn
     finally:
         monkeypatch.undo()
-        _clear_caches()
-
-
-def _clear_caches() -> None:
-    """What the process keeps of the environment: its settings, connection and the
-    personal-data key (an earlier test may have hashed under a key of its own; a
-    subprocess of this test hashes under the environment's)."""
-    settings.cache_clear()
-    conninfo.cache_clear()
-    pii_key.cache_clear()
+        settings.cache_clear()
+        conninfo.cache_clear()
