@@ -242,7 +242,7 @@ def _hub_load(kind: str, load: str, chunks: list[data.Chunk]) -> dict[str, Any]:
     from quality.validate import validate
     from warehouse import ops
     from warehouse.db import Role, connect
-    from warehouse.deferred_indexes import defer_indexes, restore_indexes
+    from warehouse.deferred_indexes import IndexDeferral
     from warehouse.loader import close_missing, record_seen
 
     entity = data.entity_of(kind)
@@ -250,7 +250,6 @@ def _hub_load(kind: str, load: str, chunks: list[data.Chunk]) -> dict[str, Any]:
     source = f"bench_{kind}"
     city = CityConfig(code="2111", extent=(121.42, 40.65, 122.52, 41.45))
     timings = {"validate_s": 0.0, "load_s": 0.0, "index_s": 0.0}
-    deferred: list[str] = []
     counts = dict.fromkeys(("extracted", "loaded", "quarantined", "reread", "inserted",
                             "updated", "unchanged", "closed"), 0)
     rss: list[float] = []
@@ -285,15 +284,15 @@ def _hub_load(kind: str, load: str, chunks: list[data.Chunk]) -> dict[str, Any]:
     with connect(Role.LOADER) as conn:
         ctx = rule_context(conn, city)
         run_id = ops.start_run(conn, source, "bench", "bench", [kind])
+    deferral = IndexDeferral([entity.table], source=source, run_id=run_id,
+                             from_rows=settings().defer_indexes_from)
     for i, (conformed, part) in enumerate(ahead(conformed_chunks(), prepare)):
         n = conformed.num_rows
         clock = time.perf_counter()
         with connect(Role.LOADER) as conn:
-            if i == 0 and part.rows.num_rows >= settings().defer_indexes_from:
-                # As the pipeline does: a first load into the empty table builds its
-                # secondary indexes at the end (the raw COPY's table keeps them all).
-                deferred = defer_indexes(conn, [entity.table], source=source, run_id=run_id)
-                conn.commit()
+            # As the pipeline does: a first load into the empty table builds its
+            # secondary indexes at the end (the raw COPY's table keeps them all).
+            deferral.consider(conn, part.rows.num_rows)
             merged, _ = store_validated(conn, part, source=source, stream=kind, run_id=run_id,
                                         payload=None)
             closed = 0
@@ -311,9 +310,9 @@ def _hub_load(kind: str, load: str, chunks: list[data.Chunk]) -> dict[str, Any]:
             counts[k] += v
         rss.append(rss_now_mb())
     with connect(Role.LOADER) as conn:
-        if deferred:
+        if deferral.deferred:
             clock = time.perf_counter()
-            restore_indexes(conn, table=entity.table)
+            deferral.build(conn)
             timings["index_s"] = time.perf_counter() - clock
         ops.finish_run(run_id, "succeeded")
     own = time.perf_counter() - started - idle

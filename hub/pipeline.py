@@ -59,7 +59,7 @@ from quality.validate import Validated, validate
 from schemas.model import Entity, entity
 from warehouse import ops, record_digest
 from warehouse.db import Role, connect
-from warehouse.deferred_indexes import defer_indexes, restore_indexes
+from warehouse.deferred_indexes import IndexDeferral, restore_indexes
 from warehouse.loader import MergeCounts, close_missing, merge, record_seen, row_hashes
 from warehouse.migrate import require_current
 from warehouse.record_digest import StreamDigests
@@ -259,10 +259,8 @@ class Run:
         self.gx_done: set[str] = set()
         # The digests of the snapshot at hand: ((stream, snapshot id), its stream's).
         self.digests: tuple[tuple[str, str | None], StreamDigests] | None = None
-        # The stream at hand: whether its load asked to defer indexes (at its first large
-        # batch), and the tables whose indexes it deferred, built again when it ends.
-        self.deferral_asked = False
-        self.deferred: list[str] = []
+        # The stream at hand's load and the indexes it defers (None: no stream loading).
+        self.deferral: IndexDeferral | None = None
 
     def open_stream(self, stream: Stream, conn: psycopg.Connection | None = None) -> Conformer:
         """The stream's conformer with the lookups it maps with, read now; what its
@@ -294,7 +292,9 @@ class Run:
             # beside the server's COPY. Nothing is written before its batch's turn.
             # A snapshot's records that came before as they are skip the stages; a new
             # snapshot's first batch waits for the last one's store, whose digests tell.
-            self.deferral_asked = False
+            self.deferral = IndexDeferral(_tables_of(self.connector, [stream]),
+                                          source=self.src.name, run_id=self.summary.run_id,
+                                          from_rows=settings().defer_indexes_from)
             try:
                 for batch, prepared in ahead(
                         batches, lambda b: self._prepare(stream, conformer, b,
@@ -364,14 +364,14 @@ class Run:
         """Build the indexes this stream's load deferred. When the load failed, a failure
         here is logged, not raised over the load's own: the next run of the source (or
         `hub migrate`) builds them."""
-        tables, self.deferred = self.deferred, []
-        if not tables:
+        deferral, self.deferral = self.deferral, None
+        if deferral is None or not deferral.deferred:
             return
+        tables = deferral.deferred
         clock = time.monotonic()
         try:
             with connect(Role.LOADER) as conn:
-                for table in tables:
-                    restore_indexes(conn, table=table)
+                deferral.build(conn)
         except Exception:
             if not failing:
                 raise
@@ -396,14 +396,9 @@ class Run:
                         min_snapshot_ratio=self.connector.settings.min_snapshot_ratio)
         clock = time.monotonic()
         with connect(Role.LOADER) as conn:
-            if (prepared is not None and not replay and not self.deferral_asked
-                    and prepared.primary.rows.num_rows >= settings().defer_indexes_from):
-                # A first load into an empty table builds its indexes when it ends (a
-                # smaller one maintains them: cheaper than dropping and building them).
-                self.deferral_asked = True
-                self.deferred = defer_indexes(conn, _tables_of(self.connector, [stream]),
-                                              source=self.src.name, run_id=self.summary.run_id)
-                conn.commit()
+            if prepared is not None and not replay and self.deferral is not None:
+                # A first load into an empty table builds its indexes when it ends.
+                self.deferral.consider(conn, prepared.primary.rows.num_rows)
             counts = (store_batch(conn, prepared, target) if prepared is not None
                       else BatchCounts(reread=batch.reread))
             if replay and prepared is not None:

@@ -34,3 +34,37 @@ def restore_indexes(conn: psycopg.Connection, *, table: str | None = None,
     None); in the caller's transaction. How many were built."""
     row = conn.execute("SELECT ops.restore_indexes(%s::regclass, %s)", (table, source)).fetchone()
     return int(row[0]) if row else 0
+
+
+class IndexDeferral:
+    """One stream's load and the indexes it defers: at its first batch of at least
+    `from_rows` rows to store (`consider`, before that batch is stored), the secondary
+    indexes of those of `tables` that are empty are dropped and noted (a smaller load
+    maintains them: cheaper than building them again); `build` builds them when the load
+    ends. The pipeline's streams and the peer benchmark's hub path decide alike."""
+
+    def __init__(self, tables: Iterable[str], *, source: str, run_id: int, from_rows: int):
+        self.tables = sorted(tables)
+        self.source = source
+        self.run_id = run_id
+        self.from_rows = from_rows
+        self.asked = False
+        self.deferred: list[str] = []
+
+    def consider(self, conn: psycopg.Connection, rows: int) -> None:
+        """Before storing a batch of `rows`: the first large enough asks, and commits the
+        drop (its own short transaction, so the load's batches write without the
+        indexes)."""
+        if self.asked or rows < self.from_rows:
+            return
+        self.asked = True
+        self.deferred = defer_indexes(conn, self.tables, source=self.source, run_id=self.run_id)
+        conn.commit()
+
+    def build(self, conn: psycopg.Connection) -> list[str]:
+        """Build the indexes deferred (in the caller's transaction); the tables. A
+        failure leaves them noted in `ops.deferred_index` for the next run."""
+        tables, self.deferred = self.deferred, []
+        for table in tables:
+            restore_indexes(conn, table=table)
+        return tables
