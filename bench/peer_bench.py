@@ -243,6 +243,7 @@ def _hub_load(kind: str, load: str, chunks: list[data.Chunk]) -> dict[str, Any]:
     from warehouse import ops
     from warehouse.db import Role, connect
     from warehouse.deferred_indexes import IndexDeferral
+    from warehouse.first_loads import FirstLoads
     from warehouse.loader import close_missing, record_seen
 
     entity = data.entity_of(kind)
@@ -284,6 +285,7 @@ def _hub_load(kind: str, load: str, chunks: list[data.Chunk]) -> dict[str, Any]:
     with connect(Role.LOADER) as conn:
         ctx = rule_context(conn, city)
         run_id = ops.start_run(conn, source, "bench", "bench", [kind])
+    first_loads = FirstLoads(source)
     deferral = IndexDeferral([entity.table], source=source, run_id=run_id,
                              from_rows=settings().defer_indexes_from)
     for i, (conformed, part) in enumerate(ahead(conformed_chunks(), prepare)):
@@ -294,7 +296,7 @@ def _hub_load(kind: str, load: str, chunks: list[data.Chunk]) -> dict[str, Any]:
             # secondary indexes at the end (the raw COPY's table keeps them all).
             deferral.consider(conn, part.rows.num_rows)
             merged, _ = store_validated(conn, part, source=source, stream=kind, run_id=run_id,
-                                        payload=None)
+                                        payload=None, first_loads=first_loads)
             closed = 0
             if snapshot:
                 record_seen(conn, source, kind, load, conformed["source_id"])

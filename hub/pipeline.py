@@ -60,6 +60,7 @@ from schemas.model import Entity, entity
 from warehouse import ops, record_digest
 from warehouse.db import Role, connect
 from warehouse.deferred_indexes import IndexDeferral, restore_indexes
+from warehouse.first_loads import FirstLoads
 from warehouse.loader import MergeCounts, close_missing, merge, record_seen, row_hashes
 from warehouse.migrate import require_current
 from warehouse.record_digest import StreamDigests
@@ -259,6 +260,8 @@ class Run:
         self.gx_done: set[str] = set()
         # The digests of the snapshot at hand: ((stream, snapshot id), its stream's).
         self.digests: tuple[tuple[str, str | None], StreamDigests] | None = None
+        # The keys written where the run's loads are first loads (all its streams').
+        self.first_loads = FirstLoads(src.name)
         # The stream at hand's load and the indexes it defers (None: no stream loading).
         self.deferral: IndexDeferral | None = None
 
@@ -393,7 +396,8 @@ class Run:
         target = Target(source=self.src.name, stream=stream.name, run_id=self.summary.run_id,
                         batch_no=self.summary.batches, replay=replay,
                         gx=stream.name not in self.gx_done,
-                        min_snapshot_ratio=self.connector.settings.min_snapshot_ratio)
+                        min_snapshot_ratio=self.connector.settings.min_snapshot_ratio,
+                        first_loads=self.first_loads)
         clock = time.monotonic()
         with connect(Role.LOADER) as conn:
             if prepared is not None and not replay and self.deferral is not None:
@@ -557,6 +561,7 @@ class Target:
     replay: bool  # records back from quarantine: resolved 'replayed', no cursor moved
     gx: bool  # the stream's first batch in this run: validated through GX too
     min_snapshot_ratio: float
+    first_loads: FirstLoads | None = None  # the run's: see warehouse.first_loads
 
 
 @dataclass(frozen=True)
@@ -668,7 +673,7 @@ def store_batch(conn: psycopg.Connection, prepared: Prepared, target: Target) ->
     fixed = "replayed" if target.replay else "superseded"
     counts, opened = store_validated(conn, prepared.primary, source=target.source,
                                      stream=target.stream, run_id=target.run_id, payload=raw,
-                                     fixed_state=fixed)
+                                     fixed_state=fixed, first_loads=target.first_loads)
     tables: dict[str, dict[str, int]] = {}
 
     def changed(ent: Entity, merged: MergeCounts, closed: int = 0) -> None:
@@ -686,7 +691,8 @@ def store_batch(conn: psycopg.Connection, prepared: Prepared, target: Target) ->
     for part in prepared.derived:
         changed(part.entity, store_validated(
             conn, part, source=target.source, stream=target.stream,
-            run_id=target.run_id, payload=None, fixed_state=fixed)[0])
+            run_id=target.run_id, payload=None, fixed_state=fixed,
+            first_loads=target.first_loads)[0])
     deduped = checked.enriched.conformed.deduped
     if deduped.stored is not None:
         keep_digests(conn, target, checked, deduped.stored.basis)
@@ -809,11 +815,15 @@ def assign_grids(table: pa.Table, grids: GridIndex | None) -> pa.Table:
 
 def store_validated(conn: psycopg.Connection, part: Loadable, *, source: str, stream: str,
                     run_id: int, payload: pa.Table | None,
-                    fixed_state: str = "superseded") -> tuple[MergeCounts, int]:
+                    fixed_state: str = "superseded",
+                    first_loads: FirstLoads | None = None) -> tuple[MergeCounts, int]:
     """One entity's share of a batch: quarantine what failed, merge what passed. Returns
-    the merge's counts and the quarantine entries opened."""
+    the merge's counts and the quarantine entries opened. `first_loads`: the run's (its
+    first loads' keys spare them look-ups)."""
+    written = (first_loads.keys_written(conn, part.entity.table) if first_loads is not None
+               else None)
     counts = merge(conn, part.entity, part.rows, source_system=source, stream=stream,
-                   run_id=run_id, hashes=part.hashes)
+                   run_id=run_id, hashes=part.hashes, written=written)
     # The quarantine's masking and sealing were done ahead (`loadable`) if from this payload.
     opened = store.record(conn, run_id, source, stream, part.entity, part.validated, payload,
                           fixed_state=fixed_state, made=part.outcome)

@@ -28,6 +28,7 @@ import pyarrow.csv as pacsv
 from psycopg import sql
 
 from schemas.model import Entity
+from warehouse.first_loads import KeysWritten
 
 # COPY is streamed in pieces of this many rows: bounded memory however big the batch.
 COPY_CHUNK_ROWS = 20_000
@@ -74,13 +75,20 @@ def copy_arrow(conn: psycopg.Connection, table: pa.Table, target: sql.Composable
 
 def _csv_pieces(table: pa.Table) -> Iterator[memoryview]:
     """The table as CSV (copy_arrow's), in pieces of COPY_CHUNK_ROWS rows, each written
-    when it is asked for."""
-    table = _utc_text_timestamps(table)
-    options = pacsv.WriteOptions(include_header=False, batch_size=COPY_CHUNK_ROWS)
+    when it is asked for: the next one while the server reads the one before."""
     for start in range(0, table.num_rows, COPY_CHUNK_ROWS):
-        buf = io.BytesIO()
-        pacsv.write_csv(table.slice(start, COPY_CHUNK_ROWS), buf, options)
-        yield buf.getbuffer()
+        yield _csv_piece(table, start)
+
+
+def _csv_piece(table: pa.Table, start: int) -> memoryview:
+    """The CSV of COPY_CHUNK_ROWS rows of `table` from `start`."""
+    buf = io.BytesIO()
+    pacsv.write_csv(_utc_text_timestamps(table.slice(start, COPY_CHUNK_ROWS)), buf,
+                    _CSV_OPTIONS)
+    return buf.getbuffer()
+
+
+_CSV_OPTIONS = pacsv.WriteOptions(include_header=False, batch_size=COPY_CHUNK_ROWS)
 
 
 def _copy_csv(conn: psycopg.Connection, names: Sequence[str], pieces: Iterable[memoryview],
@@ -311,6 +319,7 @@ def merge(
     stream: str,
     run_id: int,
     hashes: pa.Array | None = None,
+    written: KeysWritten | None = None,
 ) -> MergeCounts:
     """Merge one batch of `entity` rows (load schema, one row per source_id); `hashes`,
     their `row_hashes` if the caller computed them ahead (else computed here).
@@ -321,6 +330,10 @@ def merge(
     changed rows straight into the core table. No staging copy: the rows are
     written once, as a plain COPY would write them. The source's advisory lock
     (hub.pipeline) guarantees no other writer of these keys meanwhile.
+
+    `written`: on a first load (`warehouse.first_loads`), the keys the load wrote so
+    far: a batch none of whose keys it may have written is new throughout, and is
+    COPYed without the look-up; its keys are added.
     """
     keys = table["source_id"]
     updated = table["source_updated_at"] if "source_updated_at" in table.column_names else None
@@ -330,20 +343,28 @@ def merge(
     now = row[0]  # the transaction's: the instant the UPDATE closes with
     if hashes is None:
         hashes = row_hashes(entity, table)
-    # The key look-up runs on the server while the batch's CSV is written here, as it
-    # would be written were all its records new (a first load's, where the look-up finds
-    # none): then the COPY only sends it.
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        looked_up = pool.submit(_current, conn, entity, source_system, keys, hashes, updated)
+    # The key look-up runs on the server while the batch's CSV is written, piece by
+    # piece, as it would be written were all its records new (a first load's, where the
+    # look-up finds none): then the COPY sends each piece as it is ready, and the pieces
+    # not ready yet are written while the server reads the ones before (as a plain
+    # COPY's are), not before the COPY begins.
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        looked_up = (pool.submit(_current, conn, entity, source_system, keys, hashes, updated)
+                     if written is None or written.may_hold(keys).any() else None)
         every = _stamped(_carry_resolved(entity, table, None).append_column(
             "record_hash", hashes), source_system, stream, run_id, now)
-        rendered = list(_csv_pieces(every)) if every.num_rows else []
-        found = looked_up.result()
-    if not found.exists.any():
-        if every.num_rows:
-            _copy_csv(conn, every.column_names, rendered, target)
-        return MergeCounts(inserted=every.num_rows)
-    del rendered, every
+        pieces = [pool.submit(_csv_piece, every, start)
+                  for start in range(0, every.num_rows, COPY_CHUNK_ROWS)]
+        found = looked_up.result() if looked_up is not None else None
+        if found is None or not found.exists.any():
+            if pieces:
+                _copy_csv(conn, every.column_names, (p.result() for p in pieces), target)
+            if written is not None:
+                written.add(keys)
+            return MergeCounts(inserted=every.num_rows)
+        for piece in pieces:  # some records were there: the rows to write are others
+            piece.cancel()
+    del pieces, every
     changed = pa.array(found.changed)
     write = pa.array(~found.exists | found.changed)
 
@@ -358,6 +379,8 @@ def merge(
         "record_hash", hashes).filter(write)
     if new_rows.num_rows:
         copy_arrow(conn, _stamped(new_rows, source_system, stream, run_id, now), target)
+    if written is not None:
+        written.add(keys)
     n_changed = len(changed_keys)
     n_written = new_rows.num_rows
     return MergeCounts(inserted=n_written - n_changed, updated=n_changed,

@@ -11,7 +11,9 @@ import pytest
 from conform.base import build
 from conform.protect import protect
 from schemas.model import EVENT, PERSON
+from warehouse import loader
 from warehouse.db import Role, connect
+from warehouse.first_loads import FirstLoads
 from warehouse.loader import SnapshotTooSmall, close_missing, merge, read_bigints, record_seen
 
 T0 = datetime(2026, 11, 20, 1, 0, tzinfo=UTC)
@@ -178,3 +180,49 @@ def test_bigints_are_read_back_exactly_in_binary(warehouse):
         assert read_bigints(conn, "SELECT 1::bigint WHERE false", ("x",))["x"].tolist() == []
         with pytest.raises(ValueError, match="non-null bigints"):
             read_bigints(conn, "SELECT 1::int", ("x",))
+
+
+def first_load(batches: list[pa.Table], system: str, spy=None) -> list:
+    """Batches of one run of `system`, as the pipeline stores them (its FirstLoads)."""
+    loads = FirstLoads(system)
+    counts = []
+    for table in batches:
+        with connect(Role.LOADER) as conn:
+            counts.append(merge(conn, EVENT, table, source_system=system, stream="s",
+                                run_id=None,  # type: ignore[arg-type]
+                                written=loads.keys_written(conn, EVENT.table)))
+    return counts
+
+
+def test_a_first_load_writes_new_keys_without_looking_them_up(db, warehouse, monkeypatch):
+    looked_up = []
+    real = loader._current
+    monkeypatch.setattr(loader, "_current",
+                        lambda conn, entity, system, keys, *a: looked_up.append(
+                            keys.to_pylist()) or real(conn, entity, system, keys, *a))
+    counts = first_load([events(["a", "b"]), events(["c", "d"])], "t_first")
+    assert [(c.inserted, c.updated) for c in counts] == [(2, 0), (2, 0)]
+    assert looked_up == []  # nothing there before the run but what it wrote
+    assert current(db, "t_first") == dict.fromkeys("abcd", "accepted")
+
+
+def test_a_first_load_holding_one_key_twice_keeps_both_versions(db, warehouse):
+    """Two batches of one first load with one key: the second is looked up and merged as
+    a change, the first version closed, exactly as without the first load's record."""
+    counts = first_load([events(["a", "b"]), events(["b", "c"], status="resolved",
+                                                    updated=T1)], "t_first_twice")
+    assert [(c.inserted, c.updated) for c in counts] == [(2, 0), (1, 1)]
+    assert current(db, "t_first_twice") == {"a": "accepted", "b": "resolved",
+                                            "c": "resolved"}
+    versions = db.execute("SELECT count(*) FROM core.event WHERE source_system ="
+                          " 't_first_twice' AND source_id = 'b'").fetchone()
+    assert versions == (2,)
+
+
+def test_a_load_into_rows_of_its_source_looks_every_batch_up(db, warehouse):
+    load(events(["a"]), "t_not_first")
+    with connect(Role.LOADER) as conn:
+        assert FirstLoads("t_not_first").keys_written(conn, EVENT.table) is None
+        assert FirstLoads("t_never_loaded").keys_written(conn, EVENT.table) is not None
+    counts = first_load([events(["a"], status="resolved", updated=T1)], "t_not_first")
+    assert (counts[0].inserted, counts[0].updated) == (0, 1)
