@@ -30,6 +30,7 @@ import psycopg
 import pytest
 
 from base import clock
+from base.pii import pii_key
 from base.settings import settings
 from sandbox.city import City
 from sandbox.hotline12345 import HotlineData
@@ -62,6 +63,12 @@ os.environ["AIRFLOW_HOME"] = str(SESSION_HOME / "airflow")
 def hub_environment() -> Iterator[None]:
     """The hub's settings for the session: its own home and key, no sources file or
     failpoint from the caller's environment, no warehouse until one is asked for."""
+    if pii_key.cache_info().currsize:
+        # Personal data hashed while the tests were collected (a module-level constant)
+        # was hashed under the checkout's own key file, before this environment: the
+        # session would hold two keys, its subprocesses the other one.
+        pytest.fail("a test module hashed personal data at import; hash it in a fixture or"
+                    " a function, under the session's key")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("HUB_HOME", str(SESSION_HOME))
         mp.setenv("HUB_PII_KEY", secrets.token_hex(16))
@@ -79,6 +86,7 @@ def hub_environment() -> Iterator[None]:
 def _clear_caches() -> None:
     settings.cache_clear()
     conninfo.cache_clear()
+    pii_key.cache_clear()
 
 
 # ------------------------------------------------------------------------ PostgreSQL

@@ -105,45 +105,49 @@ def run(full: bool = False) -> LinkSummary:
     return summary
 
 
-CITY = [
-    # One person on three platforms: grid resident, 综治 party (traditional characters,
-    # the ID keyed with spaces), 12345 caller (a full-width space, no ID).
-    person("gridmgmt", "R-A", "刘伟", id_number=ID_A, phone=PHONE_A, birth=date(1980, 5, 12),
-           gender="男", grid=G1, address=ADDRESS),
-    person("zongzhi", "party:a", "劉偉", id_number=f"{ID_A[:6]} {ID_A[6:14]} {ID_A[14:]}",
-           phone=PHONE_A, grid=G1, role="party"),
-    person("hotline12345", "caller:a", "刘\u3000伟", phone=PHONE_A, role="caller"),
-    # Namesakes in one grid: two with IDs, one without and born another day.
-    person("gridmgmt", "R-F1", "王芳", id_number=citizen_id("211103", date(1975, 3, 1), 21, False),
-           birth=date(1975, 3, 1), gender="女", grid=G1, phone="13840004444"),
-    person("gridmgmt", "R-F2", "王芳", id_number=citizen_id("211103", date(1990, 8, 9), 22, False),
-           birth=date(1990, 8, 9), gender="女", grid=G1),
-    person("citymgmt", "F3", "王芳", birth=date(1968, 1, 30), gender="女", grid=G1),
-    # Twins: one birth date, one address, one family phone, two IDs.
-    person("gridmgmt", "R-T1", "张子涵", id_number=citizen_id("211103", date(2001, 6, 1), 31, True),
-           birth=date(2001, 6, 1), gender="男", grid=G2, phone=FAMILY_PHONE, address=ADDRESS),
-    person("gridmgmt", "R-T2", "张子轩", id_number=citizen_id("211103", date(2001, 6, 1), 32, True),
-           birth=date(2001, 6, 1), gender="男", grid=G2, phone=FAMILY_PHONE, address=ADDRESS),
-    person("hotline12345", "caller:t", "張子涵", phone=FAMILY_PHONE, role="caller"),
-    # Parent and child sharing a phone; the child also a party without ID.
-    person("gridmgmt", "R-P", "陈建国", id_number=citizen_id("211103", date(1955, 2, 2), 41, True),
-           birth=date(1955, 2, 2), gender="男", grid=G2, phone=CHEN_PHONE),
-    person("gridmgmt", "R-C", "陈明", id_number=citizen_id("211103", date(1985, 9, 9), 42, True),
-           birth=date(1985, 9, 9), gender="男", grid=G2, phone=CHEN_PHONE),
-    person("zongzhi", "party:c", "陈 明", phone=CHEN_PHONE, role="party"),
-    # Father and son of one name and one phone, the son known without an ID.
-    person("gridmgmt", "R-W1", "赵伟", id_number=citizen_id("211103", date(1950, 4, 4), 51, True),
-           birth=date(1950, 4, 4), gender="男", grid=G2, phone="13840005555"),
-    person("citymgmt", "W2", "赵伟", birth=date(1979, 7, 7), gender="男", grid=G2,
-           phone="13840005555"),
-]
+def city() -> list[dict[str, Any]]:
+    """The module's people as the platforms hold them, hashed when asked for: under the
+    session's personal-data key, not at import (collection runs before the session's
+    environment is set, and would hash under the checkout's own key file)."""
+    return [
+        # One person on three platforms: grid resident, 综治 party (traditional characters,
+        # the ID keyed with spaces), 12345 caller (a full-width space, no ID).
+        person("gridmgmt", "R-A", "刘伟", id_number=ID_A, phone=PHONE_A, birth=date(1980, 5, 12),
+               gender="男", grid=G1, address=ADDRESS),
+        person("zongzhi", "party:a", "劉偉", id_number=f"{ID_A[:6]} {ID_A[6:14]} {ID_A[14:]}",
+               phone=PHONE_A, grid=G1, role="party"),
+        person("hotline12345", "caller:a", "刘\u3000伟", phone=PHONE_A, role="caller"),
+        # Namesakes in one grid: two with IDs, one without and born another day.
+        person("gridmgmt", "R-F1", "王芳", id_number=citizen_id("211103", date(1975, 3, 1), 21, False),
+               birth=date(1975, 3, 1), gender="女", grid=G1, phone="13840004444"),
+        person("gridmgmt", "R-F2", "王芳", id_number=citizen_id("211103", date(1990, 8, 9), 22, False),
+               birth=date(1990, 8, 9), gender="女", grid=G1),
+        person("citymgmt", "F3", "王芳", birth=date(1968, 1, 30), gender="女", grid=G1),
+        # Twins: one birth date, one address, one family phone, two IDs.
+        person("gridmgmt", "R-T1", "张子涵", id_number=citizen_id("211103", date(2001, 6, 1), 31, True),
+               birth=date(2001, 6, 1), gender="男", grid=G2, phone=FAMILY_PHONE, address=ADDRESS),
+        person("gridmgmt", "R-T2", "张子轩", id_number=citizen_id("211103", date(2001, 6, 1), 32, True),
+               birth=date(2001, 6, 1), gender="男", grid=G2, phone=FAMILY_PHONE, address=ADDRESS),
+        person("hotline12345", "caller:t", "張子涵", phone=FAMILY_PHONE, role="caller"),
+        # Parent and child sharing a phone; the child also a party without ID.
+        person("gridmgmt", "R-P", "陈建国", id_number=citizen_id("211103", date(1955, 2, 2), 41, True),
+               birth=date(1955, 2, 2), gender="男", grid=G2, phone=CHEN_PHONE),
+        person("gridmgmt", "R-C", "陈明", id_number=citizen_id("211103", date(1985, 9, 9), 42, True),
+               birth=date(1985, 9, 9), gender="男", grid=G2, phone=CHEN_PHONE),
+        person("zongzhi", "party:c", "陈 明", phone=CHEN_PHONE, role="party"),
+        # Father and son of one name and one phone, the son known without an ID.
+        person("gridmgmt", "R-W1", "赵伟", id_number=citizen_id("211103", date(1950, 4, 4), 51, True),
+               birth=date(1950, 4, 4), gender="男", grid=G2, phone="13840005555"),
+        person("citymgmt", "W2", "赵伟", birth=date(1979, 7, 7), gender="男", grid=G2,
+               phone="13840005555"),
+    ]
 
 
 @pytest.fixture(scope="module")
 def linked(people_db: str) -> dict[str, Any]:
     assert run().records == 0  # nothing to link yet: a run that does nothing
     with psycopg.connect(people_db, autocommit=True) as db:
-        insert(db, CITY)
+        insert(db, city())
         db.execute(
             "INSERT INTO core.event (source_system, source_id, record_hash, valid_from,"
             " reporter_id_number_hash, reporter_phone_hash, reporter_name_masked) VALUES"
