@@ -16,13 +16,15 @@ report show records: everything shown passes through here.
 - `mask_payload`: a record, structure kept. A field's key says what its value is
   (`field_kind`: a person's name, an address, an ID number, a phone), at any depth
   and case-insensitively; every other text gets `mask_text`. A JSON list or object
-  sent as text (a platform's `parties`) is masked inside.
+  sent as text (a platform's `parties`) is masked inside. A key the hub derived from a
+  keyed hash (`resident:<64 hex>`) is shown as its short reference (`record_ref`).
 
 Every function is idempotent: masking a masked value changes nothing.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import unicodedata
@@ -252,6 +254,22 @@ _MASK: dict[FieldKind | None, Callable[[str], str]] = {
 }
 
 
+# A key the hub derived from a keyed hash (resident:<64 hex>, party:<32 hex>, a bare
+# hash): shown as mart.record_ref shows it, a reference that cannot be joined to the hash.
+_HASH_KEYED = re.compile(r"(?:[a-z_]+:)?[0-9a-f]{32,64}")
+_DIGITS_AS_LETTERS = str.maketrans("0123456789", "ghijkmnpqr")
+
+
+def record_ref(key: str) -> str:
+    """A record's key as people see it: the twin of mart.record_ref (migration 0017),
+    the prefix and 12 letters of the key's md5 for a hash-derived key, else the key."""
+    if not _HASH_KEYED.fullmatch(key):
+        return key
+    prefix = key[:key.index(":") + 1] if ":" in key else ""
+    digest = hashlib.md5(key.encode(), usedforsecurity=False).hexdigest()
+    return prefix + digest[:12].translate(_DIGITS_AS_LETTERS)
+
+
 def mask_field(key: object, value: Any) -> Any:
     """One field's value as shown: by what its key says it is (see `field_kind`)."""
     return _mask(value, field_kind(key))
@@ -282,6 +300,9 @@ def _mask(value: Any, kind: FieldKind | None) -> Any:
 
 
 def _mask_str(text: str, kind: FieldKind | None) -> str:
+    if kind is None and _HASH_KEYED.fullmatch(text):
+        # (Under a personal field's key the field's own mask hides it.)
+        return record_ref(text)
     stripped = text.strip()
     if stripped[:1] in ("[", "{") and stripped[-1:] in ("]", "}"):
         try:
