@@ -19,6 +19,7 @@ from hub.pipeline import run_source
 from hub.replay import replay
 from quality.store import record_rejects
 from schemas.model import entity
+from warehouse.migrate import MIGRATIONS
 from warehouse.quarantine_seal import seal_legacy_payloads
 
 CLEAR_ID = re.compile(r"(?<![0-9])[1-9][0-9]{16}[0-9Xx](?![0-9])")
@@ -125,3 +126,28 @@ def test_entries_written_before_sealing_are_sealed_and_masked(warehouse, db):
         assert row[7] == payload_digest(canonical_json(record))
         assert clear_numbers(json.dumps(row[3], ensure_ascii=False)) == []
     assert rows[0][3]["姓名"] == "张**" and rows[0][3]["现住址"] == "盘锦市兴隆台区兴隆街道***"
+
+
+def test_entries_kept_before_show_their_hash_derived_keys_as_references(warehouse, db):
+    """Migration 0023 rewrites the masked payloads kept before a hash-derived key was
+    shown as its reference: as base.masking masks a new entry, at any depth; the sealed
+    record and its digest untouched."""
+    source = f"refs_{uuid.uuid4().hex[:8]}"
+    run_id = _run(db, source)
+    key = "resident:" + "0a65c6feae2d8524" * 4
+    kept = {"residentKey": key, "姓名": "孟*", "ids": [{"partyKey": "party:" + "ab" * 16}],
+            "deviceId": "B1024"}
+    db.execute("INSERT INTO quality.quarantine (source_system, stream, source_id, entity,"
+               " run_id, rule, reason, payload, payload_sealed, payload_digest, payload_kind)"
+               " VALUES (%s, 's', %s, 'person', %s, 'r', 'why', %s, '\\x00', 'd', 'source')",
+               (source, key, run_id, Jsonb(kept)))
+    migration = MIGRATIONS / "0023_quarantine_payload_refs.sql"
+    with psycopg.connect(warehouse) as conn:
+        conn.execute(migration.read_text())
+    (payload, sealed, digest), = db.execute(
+        "SELECT payload, payload_sealed, payload_digest FROM quality.quarantine"
+        " WHERE source_system = %s", (source,)).fetchall()
+    assert payload == mask_payload(kept)
+    assert payload["residentKey"] == db.execute("SELECT mart.record_ref(%s)", (key,)).fetchone()[0]
+    assert not re.search(r"[0-9a-f]{32}", json.dumps(payload))
+    assert payload["deviceId"] == "B1024" and (bytes(sealed), digest) == (b"\x00", "d")
