@@ -43,19 +43,31 @@ class KeysWritten:
         steps = np.arange(_HASHES, dtype=np.uint64)[:, None]
         return (h1[None, :] + steps * (h2[None, :] | np.uint64(1))) % np.uint64(_BITS)
 
-    def add(self, keys: pa.Array | pa.ChunkedArray) -> None:
-        if len(keys):
-            at = self._positions(keys).ravel()
-            np.bitwise_or.at(self._bits, at >> np.uint64(3),
-                             np.left_shift(np.uint8(1), (at & np.uint64(7)).astype(np.uint8)))
-
     def may_hold(self, keys: pa.Array | pa.ChunkedArray) -> np.ndarray:
         """Per key: whether it may have been written (False: it surely was not)."""
         if not len(keys):
             return np.zeros(0, dtype=bool)
+        return self._held(self._positions(keys))
+
+    def note(self, keys: pa.Array | pa.ChunkedArray) -> bool:
+        """Whether any of `keys` may have been written before; they are noted as written
+        from now (before their write: a key noted and then not written, its batch
+        having failed, only sends a later batch holding it to the look-up)."""
+        if not len(keys):
+            return False
         at = self._positions(keys)
+        before = bool(self._held(at).any())
+        self._set(at)
+        return before
+
+    def _held(self, at: np.ndarray) -> np.ndarray:
         bits = (self._bits[at >> np.uint64(3)] >> (at & np.uint64(7)).astype(np.uint8)) & 1
         return bits.all(axis=0)
+
+    def _set(self, at: np.ndarray) -> None:
+        flat = at.ravel()
+        np.bitwise_or.at(self._bits, flat >> np.uint64(3),
+                         np.left_shift(np.uint8(1), (flat & np.uint64(7)).astype(np.uint8)))
 
 
 class FirstLoads:

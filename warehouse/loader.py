@@ -333,7 +333,7 @@ def merge(
 
     `written`: on a first load (`warehouse.first_loads`), the keys the load wrote so
     far: a batch none of whose keys it may have written is new throughout, and is
-    COPYed without the look-up; its keys are added.
+    COPYed without the look-up; its keys are noted.
     """
     keys = table["source_id"]
     updated = table["source_updated_at"] if "source_updated_at" in table.column_names else None
@@ -350,7 +350,7 @@ def merge(
     # COPY's are), not before the COPY begins.
     with ThreadPoolExecutor(max_workers=2) as pool:
         looked_up = (pool.submit(_current, conn, entity, source_system, keys, hashes, updated)
-                     if written is None or written.may_hold(keys).any() else None)
+                     if written is None or written.note(keys) else None)
         every = _stamped(_carry_resolved(entity, table, None).append_column(
             "record_hash", hashes), source_system, stream, run_id, now)
         pieces = [pool.submit(_csv_piece, every, start)
@@ -359,8 +359,6 @@ def merge(
         if found is None or not found.exists.any():
             if pieces:
                 _copy_csv(conn, every.column_names, (p.result() for p in pieces), target)
-            if written is not None:
-                written.add(keys)
             return MergeCounts(inserted=every.num_rows)
         for piece in pieces:  # some records were there: the rows to write are others
             piece.cancel()
@@ -379,8 +377,6 @@ def merge(
         "record_hash", hashes).filter(write)
     if new_rows.num_rows:
         copy_arrow(conn, _stamped(new_rows, source_system, stream, run_id, now), target)
-    if written is not None:
-        written.add(keys)
     n_changed = len(changed_keys)
     n_written = new_rows.num_rows
     return MergeCounts(inserted=n_written - n_changed, updated=n_changed,

@@ -17,7 +17,7 @@ keys = st.lists(st.text(min_size=1, max_size=40), max_size=300)
 def test_a_key_written_is_always_one_it_may_hold(batches, others):
     written = KeysWritten()
     for batch in batches:
-        written.add(pa.array(batch, pa.string()))
+        written.note(pa.array(batch, pa.string()))
     every = [k for batch in batches for k in batch]
     assert written.may_hold(pa.array(every, pa.string())).all()
     # A key never written is (nearly always) known as such.
@@ -27,7 +27,7 @@ def test_a_key_written_is_always_one_it_may_hold(batches, others):
 
 def test_few_keys_never_written_are_taken_for_written():
     written = KeysWritten()
-    written.add(pa.array([f"WO{i:08d}" for i in range(200_000)]))
+    written.note(pa.array([f"WO{i:08d}" for i in range(200_000)]))
     others = pa.array([f"XX{i:08d}" for i in range(200_000)])
     assert int(written.may_hold(others).sum()) <= 2
     assert written.may_hold(pa.array([], pa.string())).shape == (0,)
