@@ -70,6 +70,9 @@ _PATTERNS: tuple[tuple[re.Pattern[str], Callable[[re.Match[str]], str]], ...] = 
     (_LANDLINE, lambda m: f"{m[1]}****{m[3]}"),
 )
 
+# Where any of them matches: the texts with nothing to mask are passed over in one scan.
+_ANY_NUMBER = re.compile("|".join(f"(?:{pattern.pattern})" for pattern, _ in _PATTERNS))
+
 
 def _fold(text: str) -> str:
     """`text` with full-width (and other scripts') digits, `Ｘ`, signs and spaces in
@@ -92,6 +95,8 @@ def mask_text(text: object) -> str:
     if not _ANY_DIGIT.search(s):
         return s
     work = _fold(s)
+    if not _ANY_NUMBER.search(work):
+        return s  # most texts: one scan, not one per pattern
     spans: list[tuple[int, int, str]] = []
     for pattern, mask in _PATTERNS:
         found = [(m.start(), m.end(), mask(m)) for m in pattern.finditer(work)]

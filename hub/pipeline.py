@@ -683,8 +683,10 @@ def store_batch(conn: psycopg.Connection, prepared: Prepared, target: Target) ->
         into["closed"] += closed
 
     changed(entity_, counts)
+    set_aside = (target.first_loads.set_aside(conn, entity_.name)
+                 if target.first_loads is not None else None)
     store.record_rejects(conn, target.run_id, target.source, target.stream, entity_,
-                         batch.rejects)
+                         batch.rejects, set_aside=set_aside)
     ops.record_rejected_files(conn, target.run_id, target.source, target.stream,
                               batch.rejected_files)
     ops.add_warnings(conn, target.run_id, batch.warnings)
@@ -820,13 +822,15 @@ def store_validated(conn: psycopg.Connection, part: Loadable, *, source: str, st
     """One entity's share of a batch: quarantine what failed, merge what passed. Returns
     the merge's counts and the quarantine entries opened. `first_loads`: the run's (its
     first loads' keys spare them look-ups)."""
-    written = (first_loads.keys_written(conn, part.entity.table) if first_loads is not None
-               else None)
+    written = set_aside = None
+    if first_loads is not None:
+        written = first_loads.keys_written(conn, part.entity.table)
+        set_aside = first_loads.set_aside(conn, part.entity.name)
     counts = merge(conn, part.entity, part.rows, source_system=source, stream=stream,
                    run_id=run_id, hashes=part.hashes, written=written)
     # The quarantine's masking and sealing were done ahead (`loadable`) if from this payload.
     opened = store.record(conn, run_id, source, stream, part.entity, part.validated, payload,
-                          fixed_state=fixed_state, made=part.outcome)
+                          fixed_state=fixed_state, made=part.outcome, set_aside=set_aside)
     return counts, opened
 
 

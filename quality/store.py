@@ -32,6 +32,7 @@ from quality.gx_suite import run_suite
 from quality.rules import SOURCE_KEY, RuleContext
 from quality.validate import Validated
 from schemas.model import Entity
+from warehouse.first_loads import KeysWritten
 from warehouse.loader import copy_arrow
 
 GX_SAMPLE_ROWS = 200_000
@@ -65,7 +66,7 @@ def outcome(entity: Entity, validated: Validated, payload: pa.Table | None) -> O
 
 def record(conn: psycopg.Connection, run_id: int, source: str, stream: str, entity: Entity,
            validated: Validated, payload: pa.Table | None, *, fixed_state: str = "superseded",
-           made: Outcome | None = None) -> int:
+           made: Outcome | None = None, set_aside: KeysWritten | None = None) -> int:
     """Store quarantine rows, warning findings and per-rule counts of one batch; returns
     the quarantine entries it opened (a record held again exactly as it was opens none).
 
@@ -74,11 +75,14 @@ def record(conn: psycopg.Connection, run_id: int, source: str, stream: str, enti
     entries whose record now loaded are resolved with `fixed_state`: 'superseded'
     when the platform sent a good version, 'replayed' when a replay loaded them.
     `made`: the batch's `outcome`, made ahead from this `payload` (else made here).
+    `set_aside`: on a run that found no open entry of the source's `entity`
+    (`warehouse.first_loads`), the keys it set aside since: a batch none of whose keys
+    were is stored without looking up the entries it would replace or resolve.
     """
     if made is None or made.payload is not payload:
         made = outcome(entity, validated, payload)
-    _resolve_fixed(conn, run_id, source, entity, validated, fixed_state)
-    opened = _quarantine(conn, run_id, source, stream, entity, made.quarantine)
+    _resolve_fixed(conn, run_id, source, entity, validated, fixed_state, set_aside)
+    opened = _quarantine(conn, run_id, source, stream, entity, made.quarantine, set_aside)
     _findings(conn, run_id, source, entity, made.findings)
     _rule_results(conn, run_id, source, entity, validated)
     return opened
@@ -103,10 +107,15 @@ def _quarantine_entries(v: Validated, payload: pa.Table | None) -> pa.Table | No
 
 
 def _quarantine(conn: psycopg.Connection, run_id: int, source: str, stream: str,
-                entity: Entity, entries: pa.Table | None) -> int:
+                entity: Entity, entries: pa.Table | None, set_aside: KeysWritten | None) -> int:
     if entries is None or entries.num_rows == 0:
         return 0
-    _stage(conn, entries, source=source, stream=stream, entity=entity.name, run_id=run_id)
+    placed = _placed(entries, source=source, stream=stream, entity=entity.name, run_id=run_id)
+    if set_aside is not None and not set_aside.note(entries["source_id"]):
+        # No open entry is under these keys: each opens, in the batch's order.
+        copy_arrow(conn, placed.drop_columns(["ord"]), sql.Identifier("quality", "quarantine"))
+        return entries.num_rows
+    _stage(conn, placed)
     # Seen again (overlap window, a rerun, a replay) exactly as it was: the open entry
     # stands, with the verdict of today's rules. Changed on the platform and still
     # bad: the new entry replaces it — unless both are records conflicting under one
@@ -168,15 +177,19 @@ def _entries(*, source_ids: pa.Array | pa.ChunkedArray | Sequence[str | None],
     })
 
 
-def _stage(conn: psycopg.Connection, entries: pa.Table, *, source: str, stream: str,
-           entity: str, run_id: int) -> None:
-    """Quarantine entries (`_entries`) in the temporary table `quarantine_stage`
-    (dropped at commit), with where they come from."""
+def _placed(entries: pa.Table, *, source: str, stream: str, entity: str,
+            run_id: int) -> pa.Table:
+    """Quarantine entries (`_entries`) with where they come from."""
     n = entries.num_rows
-    table = (entries.append_column("source_system", _repeat(source, n))
-             .append_column("stream", _repeat(stream, n))
-             .append_column("entity", _repeat(entity, n))
-             .append_column("run_id", pa.repeat(pa.scalar(run_id, pa.int64()), n)))
+    return (entries.append_column("source_system", _repeat(source, n))
+            .append_column("stream", _repeat(stream, n))
+            .append_column("entity", _repeat(entity, n))
+            .append_column("run_id", pa.repeat(pa.scalar(run_id, pa.int64()), n)))
+
+
+def _stage(conn: psycopg.Connection, table: pa.Table) -> None:
+    """Quarantine entries with where they come from (`_placed`) in the temporary table
+    `quarantine_stage` (dropped at commit)."""
     conn.execute("CREATE TEMP TABLE quarantine_stage (source_system text, stream text,"
                  " source_id text, entity text, run_id bigint, rule text, reason text,"
                  " failed_rules jsonb, payload jsonb, payload_sealed bytea, payload_digest text,"
@@ -197,7 +210,7 @@ def _masked_finding(finding: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _resolve_fixed(conn: psycopg.Connection, run_id: int, source: str, entity: Entity,
-                   v: Validated, state: str) -> None:
+                   v: Validated, state: str, set_aside: KeysWritten | None) -> None:
     """Open entries whose record loaded in this batch (fixed on the platform) are closed.
 
     Matched on whichever side is smaller: the source's open entries read here and
@@ -207,6 +220,8 @@ def _resolve_fixed(conn: psycopg.Connection, run_id: int, source: str, entity: E
     loaded = v.table["source_id"].filter(pa.array(~v.quarantine)).drop_null()
     if len(loaded) == 0:
         return
+    if set_aside is not None and not set_aside.may_hold(loaded).any():
+        return  # none was open when the run began, and the run set none of them aside
     row = conn.execute("SELECT count(*) FROM quality.quarantine WHERE state = 'open'"
                        " AND source_system = %s AND entity = %s", (source, entity.name)).fetchone()
     n_open = row[0] if row else 0
@@ -293,22 +308,26 @@ def record_gx(conn: psycopg.Connection, run_id: int, entity: Entity, batch_no: i
 
 
 def record_rejects(conn: psycopg.Connection, run_id: int, source: str, stream: str,
-                   entity: Entity, rejects: Sequence[RowReject]) -> None:
+                   entity: Entity, rejects: Sequence[RowReject], *,
+                   set_aside: KeysWritten | None = None) -> None:
     """Quarantine rows the connector could not read as records, with where they were.
 
     Met again (a file re-read after a crash, the same bad row in the next read), an
     open entry with the same rule and payload stands instead of piling up; so does the
-    first of several alike in one call.
+    first of several alike in one call. `set_aside`: the run's record of the keys it set
+    aside (see `record`), which these are noted in.
     """
     if not rejects:
         return
-    _stage(conn, _entries(
+    if set_aside is not None:
+        set_aside.note(pa.array([r.source_id for r in rejects], pa.string()))
+    _stage(conn, _placed(_entries(
         source_ids=[r.source_id for r in rejects], rules=[r.rule for r in rejects],
         reasons=[r.reason for r in rejects],
         failed_rules=[[{"rule": r.rule, "severity": "blocking", "reason": r.reason,
                         "where": r.where}] for r in rejects],
         payloads=[dict(r.payload) for r in rejects], payload_kind="unreadable"),
-        source=source, stream=stream, entity=entity.name, run_id=run_id)
+        source=source, stream=stream, entity=entity.name, run_id=run_id))
     conn.execute(
         "INSERT INTO quality.quarantine (source_system, stream, source_id, entity, run_id,"
         " rule, reason, failed_rules, payload, payload_sealed, payload_digest, payload_kind)"

@@ -7,6 +7,11 @@ written is not there, and its batch needs no look-up (`warehouse.loader.merge`).
 first load of a million work orders the look-ups were 1.6 s of the server's time, all
 of it spent finding nothing.
 
+The same holds for the quarantine: where the source had no open entry for an entity when
+the run first set one aside, an open entry under a key the run has not set aside is none
+there is, and a batch whose keys were not set aside before needs neither the look-up of
+the entries it would replace nor that of those it resolves (`quality.store`).
+
 The keys written are kept as a Bloom filter of a fixed size, so memory stays flat
 whatever the load's size: a key it may hold (one written, or by chance another) sends
 the batch to the look-up as before; a key it cannot hold is surely new. At 2^27 bits and
@@ -24,6 +29,9 @@ import pyarrow as pa
 from psycopg import sql
 
 _BITS = 1 << 27  # 16 MiB
+# Quarantine holds a few per cent of a load's keys: 10^5 of them give one false "may hold"
+# in 200,000.
+_QUARANTINE_BITS = 1 << 24  # 2 MiB
 _HASHES = 4
 # Two independent 64-bit hashes of each key (SipHash under two keys), combined as
 # h1 + i * h2 for the i-th position (Kirsch and Mitzenmacher).
@@ -33,15 +41,16 @@ _HASH_KEYS = ("hub-first-load-1", "hub-first-load-2")
 class KeysWritten:
     """The keys one load wrote into one table (a Bloom filter: no false "cannot hold")."""
 
-    def __init__(self) -> None:
-        self._bits = np.zeros(_BITS // 8, dtype=np.uint8)
+    def __init__(self, bits: int = _BITS) -> None:
+        self._bits = np.zeros(bits // 8, dtype=np.uint8)
 
     def _positions(self, keys: pa.Array | pa.ChunkedArray) -> np.ndarray:
         values = np.asarray(keys.to_numpy(zero_copy_only=False), dtype=object)
         h1, h2 = (pd.util.hash_array(values, hash_key=k, categorize=False)
                   for k in _HASH_KEYS)
         steps = np.arange(_HASHES, dtype=np.uint64)[:, None]
-        return (h1[None, :] + steps * (h2[None, :] | np.uint64(1))) % np.uint64(_BITS)
+        return ((h1[None, :] + steps * (h2[None, :] | np.uint64(1)))
+                % np.uint64(len(self._bits) * 8))
 
     def may_hold(self, keys: pa.Array | pa.ChunkedArray) -> np.ndarray:
         """Per key: whether it may have been written (False: it surely was not)."""
@@ -72,18 +81,37 @@ class KeysWritten:
 
 class FirstLoads:
     """Per core table, the keys a run wrote under its source where the table held none of
-    that source's rows when the run first wrote to it; None where it held some."""
+    that source's rows when the run first wrote to it; per entity, the keys it set aside in
+    quarantine where the source had no open entry of that entity then; None where it had."""
 
     def __init__(self, source: str) -> None:
         self.source = source
         self._tables: dict[str, KeysWritten | None] = {}
+        self._set_aside: dict[str, KeysWritten | None] = {}
 
     def keys_written(self, conn: psycopg.Connection, table: str) -> KeysWritten | None:
         """The table's record, asked of the server the first time (under the run's
         lock: no one else writes the source's rows meanwhile)."""
         if table not in self._tables:
-            row = conn.execute(sql.SQL(
+            self._tables[table] = _first(conn, sql.SQL(
                 "SELECT EXISTS (SELECT 1 FROM {} WHERE source_system = %s)").format(
-                sql.Identifier(*table.split("."))), (self.source,)).fetchone()
-            self._tables[table] = None if row and row[0] else KeysWritten()
+                sql.Identifier(*table.split("."))), (self.source,), _BITS)
         return self._tables[table]
+
+    def set_aside(self, conn: psycopg.Connection, entity: str) -> KeysWritten | None:
+        """The keys of `entity` the run set aside in quarantine, asked of the server the
+        first time: before the run's first entry of it (every writer of the run's entries
+        notes their keys here)."""
+        if entity not in self._set_aside:
+            self._set_aside[entity] = _first(conn, sql.SQL(
+                "SELECT EXISTS (SELECT 1 FROM quality.quarantine WHERE state = 'open'"
+                " AND source_system = %s AND entity = %s)"), (self.source, entity),
+                _QUARANTINE_BITS)
+        return self._set_aside[entity]
+
+
+def _first(conn: psycopg.Connection, exists: sql.SQL | sql.Composed, params: tuple[str, ...],
+           bits: int) -> KeysWritten | None:
+    """An empty record if the query finds nothing yet, else None."""
+    row = conn.execute(exists, params).fetchone()
+    return None if row and row[0] else KeysWritten(bits)
