@@ -245,6 +245,7 @@ def _hub_load(kind: str, load: str, chunks: list[data.Chunk]) -> dict[str, Any]:
     from warehouse.deferred_indexes import IndexDeferral
     from warehouse.first_loads import FirstLoads
     from warehouse.loader import close_missing, record_seen
+    from warehouse.statistics import analyze_stale
 
     entity = data.entity_of(kind)
     snapshot = kind == "residents"
@@ -316,6 +317,7 @@ def _hub_load(kind: str, load: str, chunks: list[data.Chunk]) -> dict[str, Any]:
             clock = time.perf_counter()
             deferral.build(conn)
             timings["index_s"] = time.perf_counter() - clock
+        analyze_stale(conn, [entity.table])  # as the pipeline does after a stream's load
         ops.finish_run(run_id, "succeeded")
     own = time.perf_counter() - started - idle
     _paced(len(chunks) - 1, len(chunks))

@@ -64,6 +64,7 @@ from warehouse.first_loads import FirstLoads
 from warehouse.loader import MergeCounts, close_missing, merge, record_seen, row_hashes
 from warehouse.migrate import require_current
 from warehouse.record_digest import StreamDigests
+from warehouse.statistics import analyze_stale
 
 T = TypeVar("T")
 U = TypeVar("U")
@@ -100,6 +101,10 @@ class RunSummary:
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def rows_changed(self) -> int:
+        """Rows of core tables the run inserted, updated or closed so far."""
+        return sum(sum(counts.values()) for counts in self.changed.values())
 
     def add_changes(self, changes: Mapping[str, Mapping[str, int]]) -> None:
         for table, counts in changes.items():
@@ -278,6 +283,7 @@ class Run:
         return cls(self.connector.settings, self.config.city, lookups)
 
     def load_stream(self, stream: Stream) -> None:
+        changed_before = self.summary.rows_changed()
         with connect(Role.LOADER) as conn:
             state = ops.read_cursor(conn, self.src.name, stream.name)
             conformer = self.open_stream(stream, conn)
@@ -308,6 +314,11 @@ class Run:
                 self._build_deferred(failing=True)
                 raise
             self._build_deferred()
+        if self.summary.rows_changed() > changed_before:
+            # The planner's statistics of what the stream changed, kept current whether or
+            # not the server's autovacuum runs (warehouse.statistics).
+            with connect(Role.LOADER) as conn:
+                analyze_stale(conn, _tables_of(self.connector, [stream]))
 
     def load_batch(self, stream: Stream, conformer: Conformer, batch: Extract, *,
                    replay: bool = False) -> None:

@@ -1,0 +1,74 @@
+"""The planner's statistics of the core tables are kept current by the hub after it loads
+them, autovacuum or not (warehouse.statistics): a table loaded but never analyzed is
+planned as if empty, and a mart over a few thousand events took tens of seconds."""
+
+from __future__ import annotations
+
+import time
+
+import psycopg
+import pyarrow as pa
+import pytest
+
+from conform.base import build
+from conform.protect import protect
+from hub.pipeline import run_source
+from schemas.model import THING
+from warehouse.db import Role, connect
+from warehouse.loader import merge
+from warehouse.statistics import analyze_stale
+
+
+def things(ids: list[str]) -> pa.Table:
+    return protect(THING, build(THING, {"source_id": pa.array(ids),
+                                        "name": pa.scalar("井盖")}, len(ids)))
+
+
+def changed_since_analyze(db: psycopg.Connection, table: str, at_least: int = 0) -> int:
+    """The server's count of rows changed since the table's last analyze, once it shows
+    at least `at_least` (a closed connection's counts arrive a moment later)."""
+    deadline = time.monotonic() + 10
+    while True:
+        db.execute("SELECT pg_stat_clear_snapshot()")
+        row = db.execute("SELECT n_mod_since_analyze FROM pg_stat_user_tables"
+                         " WHERE relid = %s::regclass", (table,)).fetchone()
+        n = int(row[0]) if row else 0
+        if n >= at_least or time.monotonic() > deadline:
+            return n
+        time.sleep(0.1)
+
+
+def test_a_table_changed_beyond_the_threshold_is_analyzed_once(db, warehouse):
+    table = THING.table
+    with connect(Role.LOADER) as conn:
+        analyze_stale(conn, [table])  # what other tests left: analyzed now if due
+    rows = db.execute("SELECT reltuples FROM pg_class WHERE oid = %s::regclass",
+                      (table,)).fetchone()[0]
+    n = int(50 + 0.1 * max(rows, 0)) + 100
+    with connect(Role.LOADER) as conn:
+        merge(conn, THING, things([f"s{i}" for i in range(n)]), source_system="t_stats",
+              stream="s", run_id=None)  # type: ignore[arg-type]
+    assert changed_since_analyze(db, table, at_least=n) >= n
+    with connect(Role.LOADER) as conn:
+        assert analyze_stale(conn, [table]) == [table]
+    assert changed_since_analyze(db, table) < n
+    # Nothing changed since: nothing to do.
+    with connect(Role.LOADER) as conn:
+        assert analyze_stale(conn, [table]) == []
+
+
+def test_only_core_tables_are_analyzed_by_the_loader(warehouse):
+    with connect(Role.LOADER) as conn, pytest.raises(psycopg.errors.InsufficientPrivilege,
+                                                     match="only a core table"):
+        analyze_stale(conn, ["ops.run"])
+
+
+def test_after_a_run_the_tables_it_loaded_are_planned_on_current_statistics(db, hotline):
+    source, config, _ = hotline()
+    summary = run_source(source, config)
+    assert summary.loaded > 0
+    # Analyzed (by the run, or by autovacuum where the server runs it): the planner
+    # knows the rows are there.
+    reltuples = db.execute("SELECT reltuples FROM pg_class"
+                           " WHERE oid = 'core.event'::regclass").fetchone()[0]
+    assert reltuples >= summary.loaded
