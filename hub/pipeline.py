@@ -283,6 +283,7 @@ class Run:
         return cls(self.connector.settings, self.config.city, lookups)
 
     def load_stream(self, stream: Stream) -> None:
+        tables = _tables_of(self.connector, [stream])
         changed_before = self.summary.rows_changed()
         with connect(Role.LOADER) as conn:
             state = ops.read_cursor(conn, self.src.name, stream.name)
@@ -301,8 +302,8 @@ class Run:
             # beside the server's COPY. Nothing is written before its batch's turn.
             # A snapshot's records that came before as they are skip the stages; a new
             # snapshot's first batch waits for the last one's store, whose digests tell.
-            self.deferral = IndexDeferral(_tables_of(self.connector, [stream]),
-                                          source=self.src.name, run_id=self.summary.run_id,
+            self.deferral = IndexDeferral(tables, source=self.src.name,
+                                          run_id=self.summary.run_id,
                                           from_rows=settings().defer_indexes_from)
             try:
                 for batch, prepared in ahead(
@@ -318,7 +319,7 @@ class Run:
             # The planner's statistics of what the stream changed, kept current whether or
             # not the server's autovacuum runs (warehouse.statistics).
             with connect(Role.LOADER) as conn:
-                analyze_stale(conn, _tables_of(self.connector, [stream]))
+                analyze_stale(conn, tables)
 
     def load_batch(self, stream: Stream, conformer: Conformer, batch: Extract, *,
                    replay: bool = False) -> None:

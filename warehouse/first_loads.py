@@ -39,7 +39,8 @@ _HASH_KEYS = ("hub-first-load-1", "hub-first-load-2")
 
 
 class KeysWritten:
-    """The keys one load wrote into one table (a Bloom filter: no false "cannot hold")."""
+    """The keys one load wrote into one table, or set aside in quarantine for one entity
+    (a Bloom filter: no false "cannot hold")."""
 
     def __init__(self, bits: int = _BITS) -> None:
         self._bits = np.zeros(bits // 8, dtype=np.uint8)
