@@ -45,6 +45,11 @@ ID_NUMBER = re.compile(r"(?<![0-9A-Za-z])\d{6}(?:19|20)\d{2}(?:0[1-9]|1[0-2])(?:
                        r"\d{3}[\dXx](?![0-9A-Za-z])")
 HEX64 = re.compile(r"[0-9a-f]{64}")
 MOBILE = re.compile(r"(?<!\d)1[3-9]\d{9}(?!\d)")
+# Machine identifiers (GX's random UUIDs for each expectation and validation, md5
+# fingerprints, digests): a run of digits inside one is no phone or ID number, and
+# 11 digits in a row happen there about once in fifty GX results.
+IDENTIFIER = re.compile(r"(?<![0-9a-f])(?:[0-9a-f]{8}(?:-[0-9a-f]{4}){3}-[0-9a-f]{12}|[0-9a-f]{32}"
+                        r"|[0-9a-f]{64})(?![0-9a-f])")
 READER_RELATIONS = ("mart.event_current", "mart.event", "mart.person", "mart.house",
                     "mart.organization", "mart.grid", "mart.thing")
 
@@ -274,10 +279,11 @@ def test_no_clear_personal_data_is_reachable(db: psycopg.Connection, city: str,
                 for (value,) in conn.execute(query):
                     scanned += 1
                     covered.add(f"{relation}.{column}")
-                    assert not ID_NUMBER.search(value), (relation, column, "ID number")
-                    assert not MOBILE.search(value), (relation, column, "mobile")
-                    assert value.strip() not in names, (relation, column, "name")
                     assert not hashes.intersection(HEX64.findall(value)), (relation, column, "hash")
+                    assert value.strip() not in names, (relation, column, "name")
+                    text = IDENTIFIER.sub(" ", value)
+                    assert not ID_NUMBER.search(text), (relation, column, "ID number")
+                    assert not MOBILE.search(text), (relation, column, "mobile")
         assert scanned > 1000
     assert {"mart.person.name_masked", "mart.event.description"} <= covered
     if role is Role.STEWARD:
