@@ -15,7 +15,8 @@ report show records: everything shown passes through here.
   `辽宁省盘锦市兴隆台区兴隆街道***`).
 - `mask_payload`: a record, structure kept. A field's key says what its value is
   (`field_kind`: a person's name, an address, an ID number, a phone), at any depth
-  and case-insensitively; every other text gets `mask_text`. A JSON list or object
+  and case-insensitively; every other text gets `mask_text`, and so does a whole number
+  (a phone read from a spreadsheet), not one with a fraction. A JSON list or object
   sent as text (a platform's `parties`) is masked inside. A key the hub derived from a
   keyed hash (`resident:<64 hex>`) is shown as its short reference (`record_ref`).
 
@@ -310,10 +311,22 @@ def _mask(value: Any, kind: FieldKind | None) -> Any:
     if value is None or isinstance(value, bool):
         return value
     if isinstance(value, int | float | Decimal):
+        if kind is None and not _integral(value):
+            # A coordinate or an amount: no phone or ID number has a fraction (122.0427123456
+            # is no landline), where one read from a spreadsheet as 13800138000.0 is a phone.
+            return value
         text = str(value)
         masked = _mask_str(text, kind)
         return value if masked == text else masked
     return value  # dates, times: no personal data
+
+
+def _integral(number: int | float | Decimal) -> bool:
+    if isinstance(number, int):
+        return True
+    if isinstance(number, Decimal):
+        return number.is_finite() and number == number.to_integral_value()
+    return number.is_integer()
 
 
 def _mask_str(text: str, kind: FieldKind | None) -> str:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import re
 from datetime import date
+from decimal import Decimal
 
 import pytest
 from hypothesis import given, settings
@@ -286,6 +287,19 @@ def test_the_quick_test_passes_over_only_texts_with_nothing_to_mask(digits, arou
     it must never skip a text any of them would mask."""
     text = around + digits + around
     assert mask_text(text) == _masked_numbers(text, _fold(text))
+
+
+def test_numbers_with_a_fraction_are_measurements_not_phones() -> None:
+    """A coordinate whose digits read like a landline stays a number; a phone that a
+    spreadsheet turned into a float is still masked, and so is anything under a phone key."""
+    masked = mask_payload({"longitude": 122.0427123456, "amount": Decimal("0.04271234567"),
+                           "contact": 13800138000.0, "count": 13800138000,
+                           "tel": 13800138000.5})
+    assert masked["longitude"] == 122.0427123456
+    assert masked["amount"] == Decimal("0.04271234567")
+    assert masked["contact"] != 13800138000.0 and "8001380" not in str(masked["contact"])
+    assert masked["count"] == "138****8000"
+    assert "8001380" not in str(masked["tel"])
 
 
 def test_codes_are_shown_as_they_are() -> None:
