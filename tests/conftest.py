@@ -28,6 +28,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from hypothesis import settings as hypothesis_settings
 
 from base import clock
 from base.pii import pii_key
@@ -49,6 +50,12 @@ SESSION_HOME = Path(tempfile.mkdtemp(prefix="hub-test-"))
 TEST_DB = f"hub_test_{os.getpid()}"
 # Where the hub points until a test asks for the warehouse: nothing listens on port 9.
 NO_WAREHOUSE = "postgresql://no-warehouse-fixture@127.0.0.1:9/none?connect_timeout=1"
+
+# Property tests are judged on what they assert, not on Hypothesis's 200 ms deadline
+# per example, which a machine running the services beside the suite may miss now and
+# then (a failure CI would report against a correct test).
+hypothesis_settings.register_profile("hub", deadline=None)
+hypothesis_settings.load_profile("hub")
 
 # The embedded server says goodbye at interpreter exit, after pytest has closed the
 # streams its log handlers write to: keep that chatter out of the run's last lines.
