@@ -311,7 +311,7 @@ def _mask(value: Any, kind: FieldKind | None) -> Any:
     if value is None or isinstance(value, bool):
         return value
     if isinstance(value, int | float | Decimal):
-        if kind is None and not _integral(value):
+        if kind is None and not (isinstance(value, int) or float(value).is_integer()):
             # A coordinate or an amount: no phone or ID number has a fraction (122.0427123456
             # is no landline), where one read from a spreadsheet as 13800138000.0 is a phone.
             return value
@@ -319,14 +319,6 @@ def _mask(value: Any, kind: FieldKind | None) -> Any:
         masked = _mask_str(text, kind)
         return value if masked == text else masked
     return value  # dates, times: no personal data
-
-
-def _integral(number: int | float | Decimal) -> bool:
-    if isinstance(number, int):
-        return True
-    if isinstance(number, Decimal):
-        return number.is_finite() and number == number.to_integral_value()
-    return number.is_integer()
 
 
 def _mask_str(text: str, kind: FieldKind | None) -> str:

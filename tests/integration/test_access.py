@@ -454,7 +454,7 @@ def test_sql_and_python_mask_addresses_alike(db: psycopg.Connection, city: str) 
         assert db.execute("SELECT mart.mask_name(%s)", (name,)).fetchone()[0] == mask_name(name)
 
 
-@settings(max_examples=300, deadline=None,
+@settings(max_examples=300,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.text(alphabet=TEXT_ALPHABET, max_size=60),
        st.sampled_from(["211103199001011234", "21110319900101123X", "211103900101123",

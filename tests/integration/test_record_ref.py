@@ -28,7 +28,7 @@ KEYS = st.one_of(
 
 
 # The connection is only read from: one for all examples.
-@settings(max_examples=300, deadline=None,
+@settings(max_examples=300,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(keys=st.lists(KEYS, min_size=1, max_size=20))
 def test_every_key_gets_the_reference_the_regular_expression_gave(db: psycopg.Connection, keys):
@@ -45,7 +45,7 @@ def test_a_hash_keyed_record_is_shown_as_letters_and_an_own_key_as_it_is(db):
     assert not any(c.isdigit() for c in ref) and "0123456789abcdef" not in ref
 
 
-@settings(max_examples=200, deadline=None,
+@settings(max_examples=200,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(keys=st.lists(KEYS, min_size=1, max_size=20))
 def test_the_python_twin_gives_every_key_the_same_reference(db: psycopg.Connection, keys):

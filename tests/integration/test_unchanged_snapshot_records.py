@@ -111,7 +111,7 @@ def pinned() -> object:
         yield at
 
 
-@hsettings(max_examples=4, deadline=None,
+@hsettings(max_examples=4,
            suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(days=st.lists(st.lists(st.sampled_from(VARIANTS), min_size=POOL, max_size=POOL),
                      min_size=3, max_size=3))

@@ -511,7 +511,7 @@ def test_row_hashes_stay_with_their_rows_and_tell_null_from_empty():
     assert first != second
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=150)
 @given(st.lists(st.tuples(st.sampled_from(["k1", "k2", "k3", "", None]),
                           st.sampled_from(["a", "b", None])), max_size=40),
        st.integers(1, 7))

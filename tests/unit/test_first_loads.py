@@ -13,7 +13,7 @@ keys = st.lists(st.text(min_size=1, max_size=40), max_size=300)
 
 
 @given(batches=st.lists(keys, max_size=5), others=keys)
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=60)
 def test_a_key_written_is_always_one_it_may_hold(batches, others):
     written = KeysWritten()
     for batch in batches:

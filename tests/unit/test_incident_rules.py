@@ -60,7 +60,7 @@ def city_day(draw: st.DrawFn) -> tuple[list[Report], dict[int, list[Pair]]]:
     return reports, pairs
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=60)
 @given(city_day())
 def test_every_member_matches_its_lead_and_alarms_keep_their_type(case):
     reports, pairs = case

@@ -26,7 +26,7 @@ def workbooks(rows: list[dict[str, str]], day: date = DAY) -> tuple[bytes, bytes
             _openpyxl_xlsx_bytes("实有房屋", HOUSE_HEADERS, table, day))
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=40)
 @given(st.lists(st.lists(TEXT, min_size=len(HOUSE_HEADERS), max_size=len(HOUSE_HEADERS)),
                 max_size=12))
 def test_the_workbook_is_the_one_openpyxl_writes(values):

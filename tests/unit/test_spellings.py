@@ -53,7 +53,7 @@ def id_numbers(draw: st.DrawFn) -> tuple[str, str]:
     return normal, _full_width(draw, _separated(draw, parts))
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=300)
 @given(id_numbers())
 def test_every_spelling_of_an_id_number_is_its_normal_form(case):
     normal, sent = case
@@ -61,7 +61,7 @@ def test_every_spelling_of_an_id_number_is_its_normal_form(case):
     assert identity.citizen_ids(pa.array([sent, normal])).to_pylist() == [normal, normal]
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=200)
 @given(st.lists(st.one_of(id_numbers().map(lambda case: case[1]),
                           id_numbers().map(lambda case: case[0]),
                           st.sampled_from(["", " ", "--", "\u3000", "12345", "2111031990010110X4"]),
@@ -73,7 +73,7 @@ def test_a_column_of_id_numbers_is_normalised_as_each_value_is(values):
     assert identity.citizen_ids(pa.array(values, pa.string())).to_pylist() == expected
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=200)
 @given(id_numbers())
 def test_every_spelling_of_an_id_number_has_one_hash(case):
     # Through conform (normalise, then hash its identity) and hashed as sent (the
@@ -131,7 +131,7 @@ def landlines(draw: st.DrawFn) -> tuple[str, str]:
     return national, _full_width(draw, sent)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=300)
 @given(st.one_of(mobiles(), landlines()))
 def test_every_spelling_of_a_phone_is_its_national_form(case):
     national, sent = case
@@ -139,7 +139,7 @@ def test_every_spelling_of_a_phone_is_its_national_form(case):
     assert identity.phone_identity(sent) == national
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=200)
 @given(st.one_of(mobiles(), landlines()))
 def test_every_spelling_of_a_phone_has_one_hash(case):
     national, sent = case

@@ -259,7 +259,7 @@ def scenarios(draw: st.DrawFn) -> dict[str, Any]:
 
 
 # Fixtures are module- and session-scoped (the platform is reset by each example).
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=200)
 @given(scenario=scenarios())
 def test_pages_shifting_in_tie_groups_lose_nothing(platform, tmp_path_factory, scenario):
     server, url = platform

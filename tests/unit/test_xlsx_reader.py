@@ -156,7 +156,7 @@ CELLS = st.one_of(
 WIDTH = 5
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=60, suppress_health_check=[HealthCheck.too_slow])
 @given(rows=st.lists(st.one_of(st.lists(CELLS, min_size=WIDTH, max_size=WIDTH),
                                st.just([None] * WIDTH)),  # an empty (formatted) row
                      max_size=25),
@@ -178,7 +178,7 @@ TEXT_CELLS = st.one_of(st.none(), st.just(""), TEXT, st.sampled_from(
     [" ", "　", " 两端 ", "&amp;<>\"'", "_x000D_", "0042", "1.50", "TRUE", "#N/A"]))
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=60, suppress_health_check=[HealthCheck.too_slow])
 @given(rows=st.lists(st.one_of(st.lists(TEXT_CELLS, min_size=WIDTH, max_size=WIDTH),
                                st.just([None] * WIDTH)),
                      max_size=25),
