@@ -35,6 +35,9 @@ from enum import StrEnum
 from functools import lru_cache
 from typing import Any
 
+import pyarrow as pa
+import pyarrow.compute as pc
+
 # ------------------------------------------------------------------ text
 
 # Characters read as what NFKC makes of them (full-width digits, `Ｘ`, `＋`, `－`,
@@ -298,6 +301,28 @@ def mask_payload(payload: Any) -> Any:
     numbers and phones by their field's key at any depth, and every other text's ID
     numbers and phone numbers."""
     return _mask(payload, None)
+
+
+# What `_mask_str` may change of a text under a key that says nothing: a decimal digit of
+# any script (RE2's `\p{Nd}` is Python's `\d`), a JSON list or object, a hash-derived key.
+_WORTH_A_LOOK = r"\p{Nd}|[\[{]|^(?:[a-z_]+:)?[0-9a-f]{32,64}$"
+
+
+def mask_column(key: object, column: pa.Array | pa.ChunkedArray, values: list[Any]) -> list[Any]:
+    """`mask_field(key, v)` of each of `column`'s values (`values`: its records' values,
+    a time as its text or as an object), with the column's type in view: times and flags
+    hold no personal data; of the texts under a key that says nothing, only those one
+    vectorised scan finds worth a look go through `mask_text` (most hold no digit)."""
+    kind = field_kind(key)
+    t = column.type
+    if pa.types.is_timestamp(t) or pa.types.is_date(t) or pa.types.is_boolean(t) \
+            or pa.types.is_null(t):
+        return values
+    if kind is None and (pa.types.is_string(t) or pa.types.is_large_string(t)):
+        look = pc.fill_null(pc.match_substring_regex(column, _WORTH_A_LOOK), False)
+        return [_mask_str(v, None) if worth else v
+                for v, worth in zip(values, look.to_numpy(zero_copy_only=False), strict=True)]
+    return [_mask(v, kind) for v in values]
 
 
 def _mask(value: Any, kind: FieldKind | None) -> Any:

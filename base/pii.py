@@ -39,7 +39,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from base.identity import citizen_id_identity, identities, phone_identity
-from base.masking import mask_payload
+from base.masking import mask_column, mask_payload
 from base.settings import settings
 
 
@@ -237,9 +237,49 @@ class SealedPayload(NamedTuple):
 
 def seal_payload(payload: Any) -> SealedPayload:
     """A record (JSON values; dates become text) masked, sealed and digested."""
+    return _sealed(payload, mask_payload(payload))
+
+
+def seal_rows(table: pa.Table) -> list[SealedPayload]:
+    """`seal_payload` of each of `table`'s records (as `to_pylist` makes them), made
+    column by column: the same masked records, sealed texts and digests, at a fraction
+    of the cost (a field's kind is read once a column, its times written in Arrow, its
+    texts scanned vectorised for what masking could touch)."""
+    if not table.column_names:
+        return [seal_payload({}) for _ in range(table.num_rows)]
+    names = table.column_names
+    values = [_json_values(c) for c in table.columns]
+    masked = [mask_column(n, c, v) for n, c, v in zip(names, table.columns, values, strict=True)]
+    return [_sealed(dict(zip(names, row, strict=True)), dict(zip(names, shown, strict=True)))
+            for row, shown in zip(zip(*values, strict=True), zip(*masked, strict=True),
+                                  strict=True)]
+
+
+def _sealed(payload: Any, masked: Any) -> SealedPayload:
     clear = json.dumps(payload, ensure_ascii=False, default=str)
-    return SealedPayload(mask_payload(payload), seal(clear.encode()),
-                         payload_digest(canonical_json(payload)))
+    return SealedPayload(masked, seal(clear.encode()), payload_digest(canonical_json(payload)))
+
+
+# Zones whose instants `str(datetime)` writes with `+00:00`.
+_UTC_ZONES = frozenset({"UTC", "+00:00"})
+
+
+def _json_values(column: pa.Array | pa.ChunkedArray) -> list[Any]:
+    """A column's values as its records' JSON text holds them. A time in UTC or without
+    a zone, to the microsecond, is written here as `str(datetime)` writes it (the text
+    `json.dumps(…, default=str)` would): in Arrow, not one datetime made and formatted a
+    value; other times stay objects for `default=str`."""
+    t = column.type
+    if not (pa.types.is_timestamp(t) and t.unit != "ns"
+            and (t.tz is None or t.tz in _UTC_ZONES)):
+        return column.to_pylist()
+    # Arrow's %S carries the fraction to the microsecond; str() leaves out a zero one.
+    text = pc.replace_substring_regex(
+        pc.strftime(pc.cast(column, pa.timestamp("us", t.tz)), "%Y-%m-%d %H:%M:%S"),
+        r"\.000000$", "")
+    if t.tz is not None:
+        text = pc.binary_join_element_wise(text, "+00:00", "")
+    return text.to_pylist()
 
 
 def unseal_payload(blob: bytes | bytearray | memoryview, *, key: bytes | None = None) -> Any:

@@ -216,7 +216,7 @@ def _time_phases() -> dict[str, float]:
     timed(warehouse.loader, "_current", "merge: key look-up")
     timed(warehouse.loader, "_copy_csv", "COPY (every table's)")
     timed(quality.store, "record", "quarantine and findings")
-    timed(quality.store, "seal_payload", "quarantine: sealing")
+    timed(quality.store, "seal_rows", "quarantine: sealing")
     return spent
 
 

@@ -26,7 +26,7 @@ from psycopg.types.json import Jsonb
 
 from base.identity import per_distinct
 from base.masking import mask_text
-from base.pii import seal_payload
+from base.pii import SealedPayload, seal_payload, seal_rows
 from connectors.base import RowReject
 from quality.gx_suite import run_suite
 from quality.rules import SOURCE_KEY, RuleContext
@@ -95,14 +95,14 @@ def _quarantine_entries(v: Validated, payload: pa.Table | None) -> pa.Table | No
     if len(rows) == 0:
         return None
     take = pa.array(rows)
-    original = (payload if payload is not None else v.table).take(take).to_pylist()
+    original = (payload if payload is not None else v.table).take(take)
     rules, reasons = v.headline()
     by_row: dict[int, list[dict[str, str]]] = {}
     for i, rule, sev, reason in zip(*(v.findings[c].to_pylist() for c in
                                       ("row_index", "rule", "severity", "reason")), strict=True):
         by_row.setdefault(i, []).append({"rule": rule, "severity": sev, "reason": reason})
     return _entries(source_ids=v.table["source_id"].take(take), rules=rules, reasons=reasons,
-                    failed_rules=[by_row.get(int(i), []) for i in rows], payloads=original,
+                    failed_rules=[by_row.get(int(i), []) for i in rows], kept=seal_rows(original),
                     payload_kind="source" if payload is not None else "conformed")
 
 
@@ -153,12 +153,11 @@ def _quarantine(conn: psycopg.Connection, run_id: int, source: str, stream: str,
 
 def _entries(*, source_ids: pa.Array | pa.ChunkedArray | Sequence[str | None],
              rules: Sequence[str], reasons: Sequence[str],
-             failed_rules: Sequence[Sequence[Mapping[str, Any]]], payloads: Sequence[Any],
-             payload_kind: str) -> pa.Table:
+             failed_rules: Sequence[Sequence[Mapping[str, Any]]],
+             kept: Sequence[SealedPayload], payload_kind: str) -> pa.Table:
     """Quarantine entries as they are stored, but for where they come from: reasons
-    masked; each record masked, sealed and digested (the Python work, no warehouse)."""
-    n = len(payloads)
-    kept = [seal_payload(p) for p in payloads]
+    masked; each record as `base.pii` keeps it (masked, sealed, digested)."""
+    n = len(kept)
     return pa.table({
         "source_id": (source_ids if isinstance(source_ids, pa.Array | pa.ChunkedArray)
                       else pa.array(source_ids, pa.string())),
@@ -326,7 +325,7 @@ def record_rejects(conn: psycopg.Connection, run_id: int, source: str, stream: s
         reasons=[r.reason for r in rejects],
         failed_rules=[[{"rule": r.rule, "severity": "blocking", "reason": r.reason,
                         "where": r.where}] for r in rejects],
-        payloads=[dict(r.payload) for r in rejects], payload_kind="unreadable"),
+        kept=[seal_payload(dict(r.payload)) for r in rejects], payload_kind="unreadable"),
         source=source, stream=stream, entity=entity.name, run_id=run_id))
     conn.execute(
         "INSERT INTO quality.quarantine (source_system, stream, source_id, entity, run_id,"

@@ -47,10 +47,10 @@ def test_quarantine_is_masked_and_sealed_before_the_store(db, warehouse, monkeyp
     assert part.outcome is not None and part.outcome.quarantine is not None
     assert part.outcome.quarantine.num_rows == 2
 
-    def no_sealing(payload: Any) -> Any:
+    def no_sealing(records: Any) -> Any:
         raise AssertionError("sealed inside the store's transaction")
 
-    monkeypatch.setattr(quality.store, "seal_payload", no_sealing)
+    monkeypatch.setattr(quality.store, "seal_rows", no_sealing)
     with connect(Role.LOADER) as conn:
         run_id = conn.execute("INSERT INTO ops.run (source_system, connector) VALUES"
                               " ('t_ahead', 'test') RETURNING run_id").fetchone()[0]

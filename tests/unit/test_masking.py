@@ -8,12 +8,15 @@ import re
 from datetime import date
 from decimal import Decimal
 
+import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from base.identity import citizen_id_check
 from base.masking import (
+    _WORTH_A_LOOK,  # mask_column's scan: what it may pass over
     FieldKind,
     _fold,  # with _masked_numbers: mask_text without its quick test
     _masked_numbers,
@@ -323,3 +326,12 @@ def test_a_key_derived_from_a_keyed_hash_is_shown_as_its_reference():
     assert not re.search(r"[0-9a-f]{32}", json.dumps(masked))
     assert masked["deviceId"] == "B1024" and masked["姓名"] == "孟**"
     assert mask_payload(masked) == masked
+
+
+def test_the_column_scan_finds_every_digit_python_reads_as_one() -> None:
+    """mask_column passes over texts its scan (RE2) finds nothing in: it must see every
+    character mask_text reads as a digit (Python's `\\d`, Unicode's decimal digits)."""
+    digits = [chr(c) for c in range(0x110000)
+              if not 0xD800 <= c <= 0xDFFF and re.fullmatch(r"\d", chr(c))]
+    found = pc.match_substring_regex(pa.array(digits), _WORTH_A_LOOK)
+    assert len(digits) > 600 and pc.all(found).as_py()
