@@ -289,7 +289,13 @@ def _hub_load(kind: str, load: str, chunks: list[data.Chunk]) -> dict[str, Any]:
     first_loads = FirstLoads(source)
     deferral = IndexDeferral([entity.table], source=source, run_id=run_id,
                              from_rows=settings().defer_indexes_from)
-    for i, (conformed, part) in enumerate(ahead(conformed_chunks(), prepare)):
+    def statistics_so_far() -> None:  # as the pipeline does beside a load's last batch
+        if not deferral.deferred:
+            with connect(Role.LOADER) as conn:
+                analyze_stale(conn, [entity.table])
+
+    for i, (conformed, part) in enumerate(ahead(conformed_chunks(), prepare,
+                                                beside_last=statistics_so_far)):
         n = conformed.num_rows
         clock = time.perf_counter()
         with connect(Role.LOADER) as conn:

@@ -302,14 +302,25 @@ class Run:
             # beside the server's COPY. Nothing is written before its batch's turn.
             # A snapshot's records that came before as they are skip the stages; a new
             # snapshot's first batch waits for the last one's store, whose digests tell.
-            self.deferral = IndexDeferral(tables, source=self.src.name,
-                                          run_id=self.summary.run_id,
-                                          from_rows=settings().defer_indexes_from)
+            self.deferral = deferral = IndexDeferral(
+                tables, source=self.src.name, run_id=self.summary.run_id,
+                from_rows=settings().defer_indexes_from)
+
+            def statistics_so_far() -> None:
+                # Beside the last batch's store (no checks are left to run on the other
+                # core): the planner's statistics of what the batches before changed, so
+                # that the stream's end seldom has an ANALYZE left to wait for. Not where
+                # indexes wait to be built: their statistics come with them.
+                if not deferral.deferred:
+                    with connect(Role.LOADER) as conn:
+                        analyze_stale(conn, tables)
+
             try:
                 for batch, prepared in ahead(
                         batches, lambda b: self._prepare(stream, conformer, b,
                                                          set_aside=stream.snapshot),
-                        fence=lambda before, b: before.snapshot_id != b.snapshot_id):
+                        fence=lambda before, b: before.snapshot_id != b.snapshot_id,
+                        beside_last=statistics_so_far):
                     self._store(stream, batch, prepared)
             except BaseException:
                 self._build_deferred(failing=True)
@@ -847,7 +858,8 @@ def store_validated(conn: psycopg.Connection, part: Loadable, *, source: str, st
 
 
 def ahead(items: Iterable[T], prepare_item: Callable[[T], U], *,
-          fence: Callable[[T, T], bool] | None = None) -> Iterator[tuple[T, U]]:
+          fence: Callable[[T, T], bool] | None = None,
+          beside_last: Callable[[], object] | None = None) -> Iterator[tuple[T, U]]:
     """Each item with what `prepare_item` makes of it, the next item's taken and prepared
     (in a thread) while the caller works on this one: two items in hand at most.
 
@@ -857,19 +869,27 @@ def ahead(items: Iterable[T], prepare_item: Callable[[T], U], *,
     overlap. An error preparing an item is raised when the caller reaches that item.
     Where `fence(previous, item)` holds, the item is prepared only once the caller is
     done with the previous one (its preparation reads what that one's store writes).
+    `beside_last`, where the caller was given an item before the last, runs in the
+    thread while the caller works on the last one (nothing is left to prepare); its
+    error is raised once the caller is done with that item.
     """
     with ThreadPoolExecutor(max_workers=1) as pool:
         pending: tuple[T, Future[U]] | None = None
+        given = False
         for item in items:
             if pending is not None and fence is not None and fence(pending[0], item):
                 yield pending[0], pending[1].result()
-                pending = None
+                pending, given = None, True
             future = pool.submit(prepare_item, item)
             if pending is not None:
                 yield pending[0], pending[1].result()
+                given = True
             pending = (item, future)
         if pending is not None:
+            last = pool.submit(beside_last) if beside_last is not None and given else None
             yield pending[0], pending[1].result()
+            if last is not None:
+                last.result()
 
 
 def _batches(extracts: Iterator[Extract], rows: int) -> Iterator[Extract]:

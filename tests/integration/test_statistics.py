@@ -38,17 +38,24 @@ def changed_since_analyze(db: psycopg.Connection, table: str, at_least: int = 0)
         time.sleep(0.1)
 
 
-def test_a_table_changed_beyond_the_threshold_is_analyzed_once(db, warehouse):
-    table = THING.table
+def changed_beyond_the_threshold(db: psycopg.Connection, table: str, source: str) -> int:
+    """Rows of `source` loaded into `table` (analyzed first if other tests left it due),
+    more than its last analyze's threshold; how many."""
     with connect(Role.LOADER) as conn:
-        analyze_stale(conn, [table])  # what other tests left: analyzed now if due
+        analyze_stale(conn, [table])
     rows = db.execute("SELECT reltuples FROM pg_class WHERE oid = %s::regclass",
                       (table,)).fetchone()[0]
     n = int(50 + 0.1 * max(rows, 0)) + 100
     with connect(Role.LOADER) as conn:
-        merge(conn, THING, things([f"s{i}" for i in range(n)]), source_system="t_stats",
+        merge(conn, THING, things([f"{source}-{i}" for i in range(n)]), source_system=source,
               stream="s", run_id=None)  # type: ignore[arg-type]
     assert changed_since_analyze(db, table, at_least=n) >= n
+    return n
+
+
+def test_a_table_changed_beyond_the_threshold_is_analyzed_once(db, warehouse):
+    table = THING.table
+    n = changed_beyond_the_threshold(db, table, "t_stats")
     with connect(Role.LOADER) as conn:
         assert analyze_stale(conn, [table]) == [table]
     assert changed_since_analyze(db, table) < n
@@ -72,3 +79,19 @@ def test_after_a_run_the_tables_it_loaded_are_planned_on_current_statistics(db, 
     reltuples = db.execute("SELECT reltuples FROM pg_class"
                            " WHERE oid = 'core.event'::regclass").fetchone()[0]
     assert reltuples >= summary.loaded
+
+
+def test_a_table_someone_else_is_analyzing_is_left_to_them_without_waiting(db, warehouse):
+    """Autovacuum analyzing or vacuuming a table holds the lock an ANALYZE needs: the
+    hub's call skips the table at once (a load is not kept waiting), and analyzes it
+    when next called once the lock is free."""
+    table = THING.table
+    changed_beyond_the_threshold(db, table, "t_stats_busy")
+    with connect(Role.OWNER) as holder:
+        holder.execute(f"LOCK TABLE {table} IN SHARE UPDATE EXCLUSIVE MODE")
+        with connect(Role.LOADER) as conn:
+            # Waiting for the lock at all would be cancelled: no wait, no error.
+            conn.execute("SET statement_timeout = '500ms'")
+            assert analyze_stale(conn, [table]) == []
+    with connect(Role.LOADER) as conn:
+        assert analyze_stale(conn, [table]) == [table]
