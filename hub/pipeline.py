@@ -60,7 +60,7 @@ from schemas.model import Entity, entity
 from warehouse import ops, record_digest
 from warehouse.db import Role, connect
 from warehouse.deferred_indexes import IndexDeferral, restore_indexes
-from warehouse.first_loads import FirstLoads
+from warehouse.first_loads import FirstLoads, KeyHashes, key_hashes
 from warehouse.loader import MergeCounts, close_missing, merge, record_seen, row_hashes
 from warehouse.migrate import require_current
 from warehouse.record_digest import StreamDigests
@@ -562,6 +562,8 @@ class Loadable:
     hashes: pa.Array
     # The quarantine entries and findings as stored (masked, sealed), made ahead too.
     outcome: store.Outcome | None = None
+    # The passing rows' keys as a first load's filters read them, hashed ahead too.
+    keys: KeyHashes | None = None
 
 
 @dataclass(frozen=True)
@@ -676,7 +678,7 @@ def loadable(ent: Entity, validated: Validated, payload: pa.Table | None = None)
     row-aligned; None: the conformed rows are kept), masked and sealed."""
     rows = protect(ent, validated.table.filter(pa.array(~validated.quarantine)))
     return Loadable(ent, validated, rows, row_hashes(ent, rows),
-                    store.outcome(ent, validated, payload))
+                    store.outcome(ent, validated, payload), key_hashes(rows["source_id"]))
 
 
 def prepare(checked: Checked) -> Prepared:
@@ -850,10 +852,11 @@ def store_validated(conn: psycopg.Connection, part: Loadable, *, source: str, st
         written = first_loads.keys_written(conn, part.entity.table)
         set_aside = first_loads.set_aside(conn, part.entity.name)
     counts = merge(conn, part.entity, part.rows, source_system=source, stream=stream,
-                   run_id=run_id, hashes=part.hashes, written=written)
+                   run_id=run_id, hashes=part.hashes, written=written, keys_hashed=part.keys)
     # The quarantine's masking and sealing were done ahead (`loadable`) if from this payload.
     opened = store.record(conn, run_id, source, stream, part.entity, part.validated, payload,
-                          fixed_state=fixed_state, made=part.outcome, set_aside=set_aside)
+                          fixed_state=fixed_state, made=part.outcome, set_aside=set_aside,
+                          loaded_keys=part.keys)
     return counts, opened
 
 

@@ -32,7 +32,7 @@ from quality.gx_suite import run_suite
 from quality.rules import SOURCE_KEY, RuleContext
 from quality.validate import Validated
 from schemas.model import Entity
-from warehouse.first_loads import KeysWritten
+from warehouse.first_loads import KeyHashes, KeysWritten
 from warehouse.loader import copy_arrow
 
 GX_SAMPLE_ROWS = 200_000
@@ -66,7 +66,8 @@ def outcome(entity: Entity, validated: Validated, payload: pa.Table | None) -> O
 
 def record(conn: psycopg.Connection, run_id: int, source: str, stream: str, entity: Entity,
            validated: Validated, payload: pa.Table | None, *, fixed_state: str = "superseded",
-           made: Outcome | None = None, set_aside: KeysWritten | None = None) -> int:
+           made: Outcome | None = None, set_aside: KeysWritten | None = None,
+           loaded_keys: KeyHashes | None = None) -> int:
     """Store quarantine rows, warning findings and per-rule counts of one batch; returns
     the quarantine entries it opened (a record held again exactly as it was opens none).
 
@@ -77,11 +78,13 @@ def record(conn: psycopg.Connection, run_id: int, source: str, stream: str, enti
     `made`: the batch's `outcome`, made ahead from this `payload` (else made here).
     `set_aside`: on a run that found no open entry of the source's `entity`
     (`warehouse.first_loads`), the keys it set aside since: a batch none of whose keys
-    were is stored without looking up the entries it would replace or resolve.
+    were is stored without looking up the entries it would replace or resolve;
+    `loaded_keys`: the keys of the rows that passed, hashed ahead for it.
     """
     if made is None or made.payload is not payload:
         made = outcome(entity, validated, payload)
-    _resolve_fixed(conn, run_id, source, entity, validated, fixed_state, set_aside)
+    _resolve_fixed(conn, run_id, source, entity, validated, fixed_state, set_aside,
+                   loaded_keys)
     opened = _quarantine(conn, run_id, source, stream, entity, made.quarantine, set_aside)
     _findings(conn, run_id, source, entity, made.findings)
     _rule_results(conn, run_id, source, entity, validated)
@@ -209,7 +212,8 @@ def _masked_finding(finding: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _resolve_fixed(conn: psycopg.Connection, run_id: int, source: str, entity: Entity,
-                   v: Validated, state: str, set_aside: KeysWritten | None) -> None:
+                   v: Validated, state: str, set_aside: KeysWritten | None,
+                   loaded_keys: KeyHashes | None = None) -> None:
     """Open entries whose record loaded in this batch (fixed on the platform) are closed.
 
     Matched on whichever side is smaller: the source's open entries read here and
@@ -219,7 +223,9 @@ def _resolve_fixed(conn: psycopg.Connection, run_id: int, source: str, entity: E
     loaded = v.table["source_id"].filter(pa.array(~v.quarantine)).drop_null()
     if len(loaded) == 0:
         return
-    if set_aside is not None and not set_aside.may_hold(loaded).any():
+    # (Hashed ahead, a null key is asked about too: at worst the entries are looked up.)
+    if set_aside is not None and not set_aside.may_hold(
+            loaded if loaded_keys is None else loaded_keys).any():
         return  # none was open when the run began, and the run set none of them aside
     row = conn.execute("SELECT count(*) FROM quality.quarantine WHERE state = 'open'"
                        " AND source_system = %s AND entity = %s", (source, entity.name)).fetchone()

@@ -22,6 +22,8 @@ the look-up it would have made anyway.
 
 from __future__ import annotations
 
+from typing import NamedTuple, TypeAlias
+
 import numpy as np
 import pandas as pd
 import psycopg
@@ -38,6 +40,27 @@ _HASHES = 4
 _HASH_KEYS = ("hub-first-load-1", "hub-first-load-2")
 
 
+class KeyHashes(NamedTuple):
+    """Keys as every filter reads them (`key_hashes`): hashed once, where the batch's
+    checks run, not in the store's transaction while the server waits."""
+
+    h1: np.ndarray
+    h2: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.h1)
+
+
+def key_hashes(keys: pa.Array | pa.ChunkedArray) -> KeyHashes:
+    """The two hashes of each key."""
+    values = np.asarray(keys.to_numpy(zero_copy_only=False), dtype=object)
+    h1, h2 = (pd.util.hash_array(values, hash_key=k, categorize=False) for k in _HASH_KEYS)
+    return KeyHashes(h1, h2)
+
+
+Keys: TypeAlias = pa.Array | pa.ChunkedArray | KeyHashes
+
+
 class KeysWritten:
     """The keys one load wrote into one table, or set aside in quarantine for one entity
     (a Bloom filter: no false "cannot hold")."""
@@ -45,21 +68,19 @@ class KeysWritten:
     def __init__(self, bits: int = _BITS) -> None:
         self._bits = np.zeros(bits // 8, dtype=np.uint8)
 
-    def _positions(self, keys: pa.Array | pa.ChunkedArray) -> np.ndarray:
-        values = np.asarray(keys.to_numpy(zero_copy_only=False), dtype=object)
-        h1, h2 = (pd.util.hash_array(values, hash_key=k, categorize=False)
-                  for k in _HASH_KEYS)
+    def _positions(self, keys: Keys) -> np.ndarray:
+        hashed = keys if isinstance(keys, KeyHashes) else key_hashes(keys)
         steps = np.arange(_HASHES, dtype=np.uint64)[:, None]
-        return ((h1[None, :] + steps * (h2[None, :] | np.uint64(1)))
+        return ((hashed.h1[None, :] + steps * (hashed.h2[None, :] | np.uint64(1)))
                 % np.uint64(len(self._bits) * 8))
 
-    def may_hold(self, keys: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    def may_hold(self, keys: Keys) -> np.ndarray:
         """Per key: whether it may have been written (False: it surely was not)."""
         if not len(keys):
             return np.zeros(0, dtype=bool)
         return self._held(self._positions(keys))
 
-    def note(self, keys: pa.Array | pa.ChunkedArray) -> bool:
+    def note(self, keys: Keys) -> bool:
         """Whether any of `keys` may have been written before; they are noted as written
         from now (before their write: a key noted and then not written, its batch
         having failed, only sends a later batch holding it to the look-up)."""

@@ -28,7 +28,7 @@ import pyarrow.csv as pacsv
 from psycopg import sql
 
 from schemas.model import Entity
-from warehouse.first_loads import KeysWritten
+from warehouse.first_loads import KeyHashes, KeysWritten
 
 # COPY is streamed in pieces of this many rows: bounded memory however big the batch.
 COPY_CHUNK_ROWS = 20_000
@@ -320,6 +320,7 @@ def merge(
     run_id: int,
     hashes: pa.Array | None = None,
     written: KeysWritten | None = None,
+    keys_hashed: KeyHashes | None = None,
 ) -> MergeCounts:
     """Merge one batch of `entity` rows (load schema, one row per source_id); `hashes`,
     their `row_hashes` if the caller computed them ahead (else computed here).
@@ -333,7 +334,8 @@ def merge(
 
     `written`: on a first load (`warehouse.first_loads`), the keys the load wrote so
     far: a batch none of whose keys it may have written is new throughout, and is
-    COPYed without the look-up; its keys are noted.
+    COPYed without the look-up; its keys are noted (`keys_hashed`: as `key_hashes` made
+    them ahead, else hashed here).
     """
     keys = table["source_id"]
     updated = table["source_updated_at"] if "source_updated_at" in table.column_names else None
@@ -347,14 +349,18 @@ def merge(
     # piece, as it would be written were all its records new (a first load's, where the
     # look-up finds none): then the COPY sends each piece as it is ready, and the pieces
     # not ready yet are written while the server reads the ones before (as a plain
-    # COPY's are), not before the COPY begins.
+    # COPY's are), not before the COPY begins. A first load notes its keys while its
+    # first pieces are written; a key it may have written before sends the batch to
+    # the look-up after all.
     with ThreadPoolExecutor(max_workers=2) as pool:
         looked_up = (pool.submit(_current, conn, entity, source_system, keys, hashes, updated)
-                     if written is None or written.note(keys) else None)
+                     if written is None else None)
         every = _stamped(_carry_resolved(entity, table, None).append_column(
             "record_hash", hashes), source_system, stream, run_id, now)
         pieces = [pool.submit(_csv_piece, every, start)
                   for start in range(0, every.num_rows, COPY_CHUNK_ROWS)]
+        if written is not None and written.note(keys if keys_hashed is None else keys_hashed):
+            looked_up = pool.submit(_current, conn, entity, source_system, keys, hashes, updated)
         found = looked_up.result() if looked_up is not None else None
         if found is None or not found.exists.any():
             if pieces:

@@ -7,21 +7,28 @@ import pyarrow as pa
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from warehouse.first_loads import KeysWritten
+from warehouse.first_loads import KeysWritten, key_hashes
 
 keys = st.lists(st.text(min_size=1, max_size=40), max_size=300)
 
 
-@given(batches=st.lists(keys, max_size=5), others=keys)
+@given(batches=st.lists(st.tuples(keys, st.booleans()), max_size=5), others=keys)
 @settings(max_examples=60)
 def test_a_key_written_is_always_one_it_may_hold(batches, others):
+    """Whether the keys come as they are or hashed ahead (`key_hashes`, in the checks'
+    thread), the filter answers alike."""
     written = KeysWritten()
-    for batch in batches:
-        written.note(pa.array(batch, pa.string()))
-    every = [k for batch in batches for k in batch]
-    assert written.may_hold(pa.array(every, pa.string())).all()
+    for batch, ahead in batches:
+        array = pa.array(batch, pa.string())
+        written.note(key_hashes(array) if ahead else array)
+    every = [k for batch, _ in batches for k in batch]
+    asked = pa.array(every, pa.string())
+    assert written.may_hold(asked).all()
+    assert (written.may_hold(key_hashes(asked)) == written.may_hold(asked)).all()
     # A key never written is (nearly always) known as such.
     fresh = [k for k in others if k not in set(every)]
+    assert (written.may_hold(key_hashes(pa.array(fresh, pa.string())))
+            == written.may_hold(pa.array(fresh, pa.string()))).all()
     assert written.may_hold(pa.array(fresh, pa.string())).sum() <= max(1, len(fresh) // 100)
 
 
