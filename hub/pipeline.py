@@ -561,9 +561,9 @@ class Loadable:
     rows: pa.Table
     hashes: pa.Array
     # The quarantine entries and findings as stored (masked, sealed), made ahead too.
-    outcome: store.Outcome | None = None
+    outcome: store.Outcome
     # The passing rows' keys as a first load's filters read them, hashed ahead too.
-    keys: KeyHashes | None = None
+    keys: KeyHashes
 
 
 @dataclass(frozen=True)
