@@ -22,6 +22,7 @@ the look-up it would have made anyway.
 
 from __future__ import annotations
 
+from concurrent.futures import Executor, Future
 from typing import NamedTuple, TypeAlias
 
 import numpy as np
@@ -41,21 +42,23 @@ _HASH_KEYS = ("hub-first-load-1", "hub-first-load-2")
 
 
 class KeyHashes(NamedTuple):
-    """Keys as every filter reads them (`key_hashes`): hashed once, where the batch's
-    checks run, not in the store's transaction while the server waits."""
+    """Keys as every filter reads them (`key_hashes`): their bit positions in a filter of
+    _BITS bits, found once, where the batch's checks run, not in the store's transaction
+    while the server waits. Filters are powers of two in size, so a smaller one's
+    positions are these modulo its size."""
 
-    h1: np.ndarray
-    h2: np.ndarray
+    at: np.ndarray  # _HASHES rows of one position per key
 
     def __len__(self) -> int:
-        return len(self.h1)
+        return self.at.shape[1]
 
 
 def key_hashes(keys: pa.Array | pa.ChunkedArray) -> KeyHashes:
-    """The two hashes of each key."""
+    """The positions of each key."""
     values = np.asarray(keys.to_numpy(zero_copy_only=False), dtype=object)
     h1, h2 = (pd.util.hash_array(values, hash_key=k, categorize=False) for k in _HASH_KEYS)
-    return KeyHashes(h1, h2)
+    steps = np.arange(_HASHES, dtype=np.uint64)[:, None]
+    return KeyHashes((h1[None, :] + steps * (h2[None, :] | np.uint64(1))) % np.uint64(_BITS))
 
 
 Keys: TypeAlias = pa.Array | pa.ChunkedArray | KeyHashes
@@ -66,39 +69,59 @@ class KeysWritten:
     (a Bloom filter: no false "cannot hold")."""
 
     def __init__(self, bits: int = _BITS) -> None:
+        if bits > _BITS or bits & (bits - 1):
+            raise ValueError(f"a filter of a power of two bits up to {_BITS}, not {bits}")
         self._bits = np.zeros(bits // 8, dtype=np.uint8)
+        self._marking: Future[None] | None = None
 
     def _positions(self, keys: Keys) -> np.ndarray:
         hashed = keys if isinstance(keys, KeyHashes) else key_hashes(keys)
-        steps = np.arange(_HASHES, dtype=np.uint64)[:, None]
-        return ((hashed.h1[None, :] + steps * (hashed.h2[None, :] | np.uint64(1)))
-                % np.uint64(len(self._bits) * 8))
+        return hashed.at & np.uint64(len(self._bits) * 8 - 1)
 
     def may_hold(self, keys: Keys) -> np.ndarray:
         """Per key: whether it may have been written (False: it surely was not)."""
+        self.settle()
         if not len(keys):
             return np.zeros(0, dtype=bool)
-        return self._held(self._positions(keys))
+        byte, bit = _split(self._positions(keys))
+        return ((self._bits[byte] & bit) != 0).all(axis=0)
 
-    def note(self, keys: Keys) -> bool:
+    def note(self, keys: Keys, *, beside: Executor | None = None) -> bool:
         """Whether any of `keys` may have been written before; they are noted as written
         from now (before their write: a key noted and then not written, its batch
-        having failed, only sends a later batch holding it to the look-up)."""
+        having failed, only sends a later batch holding it to the look-up). `beside`:
+        their bits are set there while the caller goes on (a first load's COPY starts
+        without waiting for them); the filter's next use waits for them, as `settle`."""
+        self.settle()
         if not len(keys):
             return False
-        at = self._positions(keys)
-        before = bool(self._held(at).any())
-        self._set(at)
+        byte, bit = _split(self._positions(keys))
+        before = bool(((self._bits[byte] & bit) != 0).all(axis=0).any())
+        if beside is None:
+            self._mark(byte.ravel(), bit.ravel())
+        else:
+            self._marking = beside.submit(self._mark, byte.ravel(), bit.ravel())
         return before
 
-    def _held(self, at: np.ndarray) -> np.ndarray:
-        bits = (self._bits[at >> np.uint64(3)] >> (at & np.uint64(7)).astype(np.uint8)) & 1
-        return bits.all(axis=0)
+    def settle(self) -> None:
+        """Wait for the bits being set beside (`note`), raising what setting them raised."""
+        marking, self._marking = self._marking, None
+        if marking is not None:
+            marking.result()
 
-    def _set(self, at: np.ndarray) -> None:
-        flat = at.ravel()
-        np.bitwise_or.at(self._bits, flat >> np.uint64(3),
-                         np.left_shift(np.uint8(1), (flat & np.uint64(7)).astype(np.uint8)))
+    def _mark(self, byte: np.ndarray, bit: np.ndarray) -> None:
+        # A fancy-indexed |= keeps one of the bits aimed at one byte (numpy's unbuffered
+        # bitwise_or.at keeps all, three times slower): the bytes still missing their
+        # bit are set again until none is, two or three rounds for a batch.
+        while len(byte):
+            self._bits[byte] |= bit
+            missing = (self._bits[byte] & bit) == 0
+            byte, bit = byte[missing], bit[missing]
+
+
+def _split(at: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Bit positions as the byte each is in and its bit there."""
+    return at >> np.uint64(3), np.left_shift(np.uint8(1), (at & np.uint64(7)).astype(np.uint8))
 
 
 class FirstLoads:

@@ -350,8 +350,8 @@ def merge(
     # look-up finds none): then the COPY sends each piece as it is ready, and the pieces
     # not ready yet are written while the server reads the ones before (as a plain
     # COPY's are), not before the COPY begins. A first load notes its keys while its
-    # first pieces are written; a key it may have written before sends the batch to
-    # the look-up after all.
+    # first pieces are written (their bits set beside the COPY); a key it may have
+    # written before sends the batch to the look-up after all.
     with ThreadPoolExecutor(max_workers=2) as pool:
         looked_up = (pool.submit(_current, conn, entity, source_system, keys, hashes, updated)
                      if written is None else None)
@@ -359,16 +359,21 @@ def merge(
             "record_hash", hashes), source_system, stream, run_id, now)
         pieces = [pool.submit(_csv_piece, every, start)
                   for start in range(0, every.num_rows, COPY_CHUNK_ROWS)]
-        if written is not None and written.note(keys if keys_hashed is None else keys_hashed):
+        if written is not None and written.note(keys if keys_hashed is None else keys_hashed,
+                                                beside=pool):
             looked_up = pool.submit(_current, conn, entity, source_system, keys, hashes, updated)
         found = looked_up.result() if looked_up is not None else None
         if found is None or not found.exists.any():
             if pieces:
                 _copy_csv(conn, every.column_names, (p.result() for p in pieces), target)
+            if written is not None:
+                written.settle()  # the keys' bits, set beside the COPY
             return MergeCounts(inserted=every.num_rows)
         for piece in pieces:  # some records were there: the rows to write are others
             piece.cancel()
     del pieces, every
+    if written is not None:
+        written.settle()
     changed = pa.array(found.changed)
     write = pa.array(~found.exists | found.changed)
 
