@@ -171,6 +171,7 @@ def run_copy(kind: str, folder: Path, admin: str) -> None:
         checkpoint(admin)
         _report(start=load)
         seconds, rows = 0.0, 0
+        each: list[float] = []  # each batch's seconds
         chunks = _chunks(folder, kind, load)
         for i, chunk in enumerate(chunks):
             _pace(i, len(chunks))
@@ -183,10 +184,12 @@ def run_copy(kind: str, folder: Path, admin: str) -> None:
             started = time.perf_counter()
             with connect(Role.LOADER) as conn:
                 copy_arrow(conn, table, target)
-            seconds += time.perf_counter() - started
+            each.append(time.perf_counter() - started)
+            seconds += each[-1]
             rows += n
             _paced(i, len(chunks))
-        _report(load=load, rows=rows, seconds=seconds, peak_rss_mb=peak_rss_mb())
+        _report(load=load, rows=rows, seconds=seconds, peak_rss_mb=peak_rss_mb(),
+                batches_s=each)
 
 
 def _time_phases() -> dict[str, float]:
@@ -237,7 +240,7 @@ def _hub_load(kind: str, load: str, chunks: list[data.Chunk]) -> dict[str, Any]:
     import pyarrow.parquet as pq
 
     from base.settings import CityConfig, settings
-    from hub.pipeline import Loadable, ahead, loadable, store_validated
+    from hub.pipeline import Loadable, ahead, first_batch_rows, loadable, store_validated
     from quality.context import rule_context
     from quality.validate import validate
     from warehouse import ops
@@ -252,6 +255,8 @@ def _hub_load(kind: str, load: str, chunks: list[data.Chunk]) -> dict[str, Any]:
     source = f"bench_{kind}"
     city = CityConfig(code="2111", extent=(121.42, 40.65, 122.52, 41.45))
     timings = {"validate_s": 0.0, "load_s": 0.0, "index_s": 0.0}
+    each: dict[str, list[float]] = {"validate_s": [], "load_s": []}  # per batch
+    marks: dict[str, float] = {}
     counts = dict.fromkeys(("extracted", "loaded", "quarantined", "reread", "inserted",
                             "updated", "unchanged", "closed"), 0)
     rss: list[float] = []
@@ -259,18 +264,24 @@ def _hub_load(kind: str, load: str, chunks: list[data.Chunk]) -> dict[str, Any]:
     idle = 0.0
     prepared = threading.Semaphore(0)
 
+    # The batches as the pipeline makes them of pages: the first one smaller.
+    first = first_batch_rows(settings().batch_rows, settings().defer_indexes_from)
+    parts: list[tuple[data.Chunk, int, int | None]] = [(c, 0, None) for c in chunks]
+    if chunks and pq.read_metadata(chunks[0].conformed).num_rows > first:
+        parts[:1] = [(chunks[0], 0, first), (chunks[0], first, None)]
+
     def conformed_chunks() -> Iterator[pa.Table]:
         # Paired (BENCH_PACED), a turn is the store of batch k with the checks of batch
         # k+1 beside it (as the pipeline runs them): the turn ends once both are done,
         # so none of the hub's work runs in the other contender's turn.
         nonlocal idle
-        for i, chunk in enumerate(chunks):
+        for i, (chunk, start, length) in enumerate(parts):
             if i:
                 prepared.acquire()
-                _paced(i - 1, len(chunks), last=False)
+                _paced(i - 1, len(parts), last=False)
             clock = time.perf_counter()
-            _pace(i, len(chunks))
-            table = pq.read_table(chunk.conformed)
+            _pace(i, len(parts))
+            table = pq.read_table(chunk.conformed).slice(start, length)
             idle += time.perf_counter() - clock
             yield table
 
@@ -279,7 +290,8 @@ def _hub_load(kind: str, load: str, chunks: list[data.Chunk]) -> dict[str, Any]:
         try:
             return loadable(entity, validate(entity, conformed, ctx))
         finally:
-            timings["validate_s"] += time.perf_counter() - clock
+            each["validate_s"].append(time.perf_counter() - clock)
+            timings["validate_s"] += each["validate_s"][-1]
             prepared.release()
 
     started = time.perf_counter()
@@ -289,15 +301,19 @@ def _hub_load(kind: str, load: str, chunks: list[data.Chunk]) -> dict[str, Any]:
     first_loads = FirstLoads(source)
     deferral = IndexDeferral([entity.table], source=source, run_id=run_id,
                              from_rows=settings().defer_indexes_from)
+    analyzed_beside: list[str] = []
+
     def statistics_so_far() -> None:  # as the pipeline does beside a load's last batch
         if not deferral.deferred:
             with connect(Role.LOADER) as conn:
-                analyze_stale(conn, [entity.table])
+                analyzed_beside.extend(analyze_stale(conn, [entity.table]))
 
     for i, (conformed, part) in enumerate(ahead(conformed_chunks(), prepare,
                                                 beside_last=statistics_so_far)):
         n = conformed.num_rows
         clock = time.perf_counter()
+        if not i:
+            marks["first_store_at_s"] = clock - started - idle
         with connect(Role.LOADER) as conn:
             # As the pipeline does: a first load into the empty table builds its
             # secondary indexes at the end (the raw COPY's table keeps them all).
@@ -307,30 +323,33 @@ def _hub_load(kind: str, load: str, chunks: list[data.Chunk]) -> dict[str, Any]:
             closed = 0
             if snapshot:
                 record_seen(conn, source, kind, load, conformed["source_id"])
-                if i == len(chunks) - 1:
+                if i == len(parts) - 1:
                     closed = close_missing(conn, entity, source, kind, load)
             loaded = int((~part.validated.quarantine).sum())
             batch = {"extracted": n, "loaded": loaded, "quarantined": n - loaded,
                      "reread": 0, "inserted": merged.inserted, "updated": merged.updated,
                      "unchanged": merged.unchanged, "closed": closed}
             ops.add_batch(conn, run_id, batch, timings)
-        timings["load_s"] += time.perf_counter() - clock
+        each["load_s"].append(time.perf_counter() - clock)
+        timings["load_s"] += each["load_s"][-1]
         for k, v in batch.items():
             counts[k] += v
         rss.append(rss_now_mb())
+    marks["last_store_end_s"] = time.perf_counter() - started - idle
     with connect(Role.LOADER) as conn:
         if deferral.deferred:
             clock = time.perf_counter()
             deferral.build(conn)
             timings["index_s"] = time.perf_counter() - clock
-        analyze_stale(conn, [entity.table])  # as the pipeline does after a stream's load
+        if not analyzed_beside:  # as the pipeline does after a stream's load
+            analyze_stale(conn, [entity.table])
         ops.finish_run(run_id, "succeeded")
     own = time.perf_counter() - started - idle
-    _paced(len(chunks) - 1, len(chunks))
+    _paced(len(parts) - 1, len(parts))
     return {"load": load, "rows": counts["extracted"], "seconds": own,
             "peak_rss_mb": peak_rss_mb(), "counts": counts,
             "validate_s": timings["validate_s"], "load_s": timings["load_s"],
-            "index_s": timings["index_s"],
+            "index_s": timings["index_s"], "batches": each, **marks,
             "rss_settled_mb": rss[min(2, len(rss) - 1)] if rss else 0.0,
             "rss_last_mb": rss[-1] if rss else 0.0}
 
