@@ -913,8 +913,7 @@ def first_batch_rows(rows: int, defer_from: int) -> int:
     return max(rows // 4, min(rows, defer_from))
 
 
-def _batches(extracts: Iterator[Extract], rows: int, first: int | None = None
-             ) -> Iterator[Extract]:
+def _batches(extracts: Iterator[Extract], rows: int, first: int) -> Iterator[Extract]:
     """Pages gathered into batches of about `rows` records, each with its cursor; the
     first, and a new snapshot's first, of about `first` (`first_batch_rows`).
 
@@ -923,8 +922,7 @@ def _batches(extracts: Iterator[Extract], rows: int, first: int | None = None
     """
     pending: list[Extract] = []
     size = 0
-    opening = rows if first is None else first
-    limit = opening
+    limit = first
 
     def flush() -> Extract:
         last = pending[-1]
@@ -941,13 +939,13 @@ def _batches(extracts: Iterator[Extract], rows: int, first: int | None = None
             if pending:
                 yield flush()
                 pending, size = [], 0
-            limit = opening
+            limit = first
         pending.append(ex)
         size += ex.records.num_rows
         if size >= limit or ex.snapshot_complete:
             yield flush()
             pending, size = [], 0
-            limit = opening if ex.snapshot_complete else rows
+            limit = first if ex.snapshot_complete else rows
         previous = ex
     if pending:
         yield flush()
