@@ -25,3 +25,14 @@ def analyze_stale(conn: psycopg.Connection, tables: Iterable[str]) -> list[str]:
     if analyzed:
         log.info("planner statistics refreshed: %s", ", ".join(analyzed))
     return analyzed
+
+
+def fully_sampled(conn: psycopg.Connection, tables: Iterable[str]) -> list[str]:
+    """Those of `tables` whose last analyze saw at least as many rows as ANALYZE samples
+    (300 times the default statistics target): analyzing them again after a few more
+    rows of the same load would sample as many rows of the same records."""
+    rows = conn.execute(
+        "SELECT c.oid::regclass::text FROM pg_class c WHERE c.oid = ANY(%s::regclass[])"
+        " AND c.reltuples >= 300 * current_setting('default_statistics_target')::integer",
+        (sorted(tables),)).fetchall()
+    return sorted(r[0] for r in rows)
