@@ -248,7 +248,7 @@ def _hub_load(kind: str, load: str, chunks: list[data.Chunk]) -> dict[str, Any]:
     from warehouse.deferred_indexes import IndexDeferral
     from warehouse.first_loads import FirstLoads
     from warehouse.loader import close_missing, record_seen
-    from warehouse.statistics import analyze_stale, fully_sampled
+    from warehouse.statistics import analyze_beside_last_batch, analyze_stale
 
     entity = data.entity_of(kind)
     snapshot = kind == "residents"
@@ -306,7 +306,7 @@ def _hub_load(kind: str, load: str, chunks: list[data.Chunk]) -> dict[str, Any]:
     def statistics_so_far() -> None:  # as the pipeline does beside a load's last batch
         if not deferral.deferred:
             with connect(Role.LOADER) as conn:
-                analyzed_beside.extend(fully_sampled(conn, analyze_stale(conn, [entity.table])))
+                analyzed_beside.extend(analyze_beside_last_batch(conn, [entity.table]))
 
     for i, (conformed, part) in enumerate(ahead(conformed_chunks(), prepare,
                                                 beside_last=statistics_so_far)):

@@ -64,7 +64,7 @@ from warehouse.first_loads import FirstLoads, KeyHashes, key_hashes
 from warehouse.loader import MergeCounts, close_missing, merge, record_seen, row_hashes
 from warehouse.migrate import require_current
 from warehouse.record_digest import StreamDigests
-from warehouse.statistics import analyze_stale, fully_sampled
+from warehouse.statistics import analyze_beside_last_batch, analyze_stale
 
 T = TypeVar("T")
 U = TypeVar("U")
@@ -313,11 +313,11 @@ class Run:
             def statistics_so_far() -> None:
                 # Beside the last batch's store (no checks are left to run on the other
                 # core): the planner's statistics of what the batches before changed, so
-                # that the stream's end has no ANALYZE left to wait for. Not where
+                # that a large table has no ANALYZE left at the stream's end. Not where
                 # indexes wait to be built: their statistics come with them.
                 if not deferral.deferred:
                     with connect(Role.LOADER) as conn:
-                        analyzed_beside.extend(fully_sampled(conn, analyze_stale(conn, tables)))
+                        analyzed_beside.extend(analyze_beside_last_batch(conn, tables))
 
             try:
                 for batch, prepared in ahead(

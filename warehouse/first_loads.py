@@ -83,8 +83,7 @@ class KeysWritten:
         self.settle()
         if not len(keys):
             return np.zeros(0, dtype=bool)
-        byte, bit = _split(self._positions(keys))
-        return ((self._bits[byte] & bit) != 0).all(axis=0)
+        return self._held(*_split(self._positions(keys)))
 
     def note(self, keys: Keys, *, beside: Executor | None = None) -> bool:
         """Whether any of `keys` may have been written before; they are noted as written
@@ -96,7 +95,7 @@ class KeysWritten:
         if not len(keys):
             return False
         byte, bit = _split(self._positions(keys))
-        before = bool(((self._bits[byte] & bit) != 0).all(axis=0).any())
+        before = bool(self._held(byte, bit).any())
         if beside is None:
             self._mark(byte.ravel(), bit.ravel())
         else:
@@ -108,6 +107,10 @@ class KeysWritten:
         marking, self._marking = self._marking, None
         if marking is not None:
             marking.result()
+
+    def _held(self, byte: np.ndarray, bit: np.ndarray) -> np.ndarray:
+        """Per key (a column of positions): whether all its bits are set."""
+        return ((self._bits[byte] & bit) != 0).all(axis=0)
 
     def _mark(self, byte: np.ndarray, bit: np.ndarray) -> None:
         # A fancy-indexed |= keeps one of the bits aimed at one byte (numpy's unbuffered

@@ -376,17 +376,19 @@ def merge(
                                                 beside=pool):
             looked_up = pool.submit(_current, conn, entity, source_system, keys, hashes, updated)
         found = looked_up.result() if looked_up is not None else None
-        if found is None or not found.exists.any():
+        all_new = found is None or not found.exists.any()
+        if all_new:
             if pieces:
                 _copy_csv(conn, every.column_names, (p.result() for p in pieces), target)
-            if written is not None:
-                written.settle()  # the keys' bits, set beside the COPY
-            return MergeCounts(inserted=every.num_rows)
-        for piece in pieces:  # some records were there: the rows to write are others
-            piece.cancel()
-    del pieces, every
+        else:
+            for piece in pieces:  # some records were there: the rows to write are others
+                piece.cancel()
     if written is not None:
-        written.settle()
+        written.settle()  # the keys' bits, set beside the COPY
+    if all_new:
+        return MergeCounts(inserted=every.num_rows)
+    assert found is not None
+    del pieces, every
     changed = pa.array(found.changed)
     write = pa.array(~found.exists | found.changed)
 

@@ -27,12 +27,19 @@ def analyze_stale(conn: psycopg.Connection, tables: Iterable[str]) -> list[str]:
     return analyzed
 
 
-def fully_sampled(conn: psycopg.Connection, tables: Iterable[str]) -> list[str]:
-    """Those of `tables` whose last analyze saw at least as many rows as ANALYZE samples
-    (300 times the default statistics target): analyzing them again after a few more
-    rows of the same load would sample as many rows of the same records."""
+
+def analyze_beside_last_batch(conn: psycopg.Connection, tables: Iterable[str]) -> list[str]:
+    """Analyze those of `tables` that are stale (`analyze_stale`) while a load's last batch
+    is stored; those the load's end need not analyze again for that batch alone: the ones
+    analyzed with at least as many rows as ANALYZE samples (300 times the default
+    statistics target), whose statistics would come from as many rows of the same load.
+    A smaller table is analyzed again at the end: its pages, extended in bulk, do not
+    tell the planner about the last batch."""
+    analyzed = analyze_stale(conn, tables)
+    if not analyzed:
+        return []
     rows = conn.execute(
         "SELECT c.oid::regclass::text FROM pg_class c WHERE c.oid = ANY(%s::regclass[])"
         " AND c.reltuples >= 300 * current_setting('default_statistics_target')::integer",
-        (sorted(tables),)).fetchall()
+        (analyzed,)).fetchall()
     return sorted(r[0] for r in rows)
