@@ -8,7 +8,14 @@ the lead (the database found it: within `distance_m`, or the same grid where one
 coordinates, within `window_hours`, categories compatible), the report joins
 
 - by **transfer** whatever the time and place: it names a member (the 12345 order
-  number a 数字城管 case or 综治 dispute quotes);
+  number a 数字城管 case or 综治 dispute quotes). A report that names a report still
+  alone and without a place (a web message: no coordinates, no grid) is placed by its own
+  coordinates and words instead: where those join it to a cluster led before the named
+  report, it joins that cluster and **brings** the named report with it (a message sent
+  at noon, transferred to 数字城管 and located there, about the manhole a caller reported
+  in the morning). The reports still alone, after the lead of the cluster it joins, that
+  it says in words it is one with come along too (a dispute the grid worker entered,
+  entered again from the 12345 transfer). The lead stays the cluster's earliest report;
 - by **words**: it has words of its own and says what a member with words said: the
   share of the shorter text's character bigrams the other has too (`overlap`: a grid
   worker's terse note and a caller's long account of one thing agree) is at least
@@ -33,7 +40,7 @@ from __future__ import annotations
 import operator
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 # Hub L1 categories that one incident is often reported under (schemas/taxonomy.csv): a
 # vendor on the pavement is 市容环境 to one caller and 街面秩序 to another, a noisy
@@ -139,6 +146,7 @@ class Report:
     category: str | None  # hub taxonomy code
     kind: str  # its platform and the platform's own category (an alarm's type)
     grams: frozenset[str] | None  # its words' bigrams; None: no words of its own
+    placed: bool = True  # it has coordinates or a grid
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,6 +177,8 @@ class Join:
     distance_m: float | None
     minutes: float
     text_similarity: float | None
+    # Reports still alone that join with it (b's joins with them, each led by one).
+    brings: tuple[Join, ...] = ()
 
 
 def _apart(rules: Rules, pair: Pair) -> float:
@@ -224,7 +234,30 @@ def best_join(rules: Rules, b: Report, pairs: list[Pair], clusters: dict[int, Cl
     joins = [j for lead, into in by_lead.items() if lead != CLOSED
              if (j := judge(rules, b, clusters[lead].lead if lead in clusters else reports[lead],
                             clusters.get(lead), into, reports)) is not None]
-    return max(joins, key=lambda j: (j.rank, -j.lead), default=None)
+    best = max(joins, key=_order, default=None)
+    if best is None or best.rule != "transfer":
+        return best
+    others = [j for j in joins if j.rule != "transfer"]
+    if best.cluster is None and not reports[best.lead].placed:
+        # The named report is alone and has no place: b's own place and words choose, among
+        # the clusters led before it (the lead stays the earliest report); it comes along.
+        placed = [j for j in others if j.lead < best.lead]
+        if placed:
+            chosen = max(placed, key=_order)
+            return replace(chosen, brings=(best, *_alone_in_words(
+                [j for j in others if j is not chosen], chosen.lead)))
+    return replace(best, brings=_alone_in_words(others, best.lead))
+
+
+def _order(j: Join) -> tuple[tuple[float, float, float, float], int]:
+    return j.rank, -j.lead
+
+
+def _alone_in_words(joins: list[Join], lead: int) -> tuple[Join, ...]:
+    """The reports still alone that a transferred report says in words it is one with,
+    reported after the lead of the cluster it joins: they come along (one dispute entered
+    by the grid worker and again from the 12345 transfer)."""
+    return tuple(j for j in joins if j.cluster is None and j.rank[0] == 2.0 and j.lead > lead)
 
 
 def join(b: Report, chosen: Join, clusters: dict[int, Cluster], cluster_of: dict[int, int],
@@ -237,4 +270,6 @@ def join(b: Report, chosen: Join, clusters: dict[int, Cluster], cluster_of: dict
         cluster_of[lead.id] = lead.id
     cluster.last_t = max(cluster.last_t, b.t)
     cluster_of[b.id] = cluster.lead.id
+    for brought in chosen.brings:
+        cluster_of[brought.lead] = cluster.lead.id
     return cluster

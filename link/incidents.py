@@ -20,7 +20,8 @@ Python reads the pairs in order of the later report, a chunk of reports at a tim
 clusters **in time order, anchored on leads** (link.incident_rules): a report joins a
 cluster only if it is close to that cluster's lead (its earliest report) in place, time
 and category and says what a member said — or, without words, came soon after the
-cluster's latest report in a category near the lead's — or names a member (a transfer);
+cluster's latest report in a category near the lead's — or names a member (a transfer,
+which may bring the reports still alone that it names or says it is one with);
 otherwise it may lead a cluster of its own. No chain of near neighbours grows a cluster
 across a street or a week. What Python keeps across chunks is each clustered report's
 lead and the lead's time and category.
@@ -217,7 +218,7 @@ def _stage_events(conn: psycopg.Connection, rules: Rules,
     and the time bucket, packed in one bigint: column 2^43, row 2^23, bucket 1, so a
     neighbouring cell is k plus a constant), the key of the report a transferred one
     names, and whether it is `kept` (an incremental run: read, not decided).
-    (events, decided, located)"""
+    (events, decided, located: with coordinates in China, as given or swapped)"""
     # An incremental run decides from `decide_from` on and keeps the window before it.
     decide_from = None
     if since is not None:
@@ -259,18 +260,27 @@ def _stage_events(conn: psycopg.Connection, rules: Rules,
         """
         CREATE TEMP TABLE incident_event ON COMMIT DROP AS
         WITH ev AS (
-            SELECT r.*, (r.longitude BETWEEN 73 AND 136 AND r.latitude BETWEEN 3 AND 54) AS located
+            -- Coordinates in China, or swapped (the quality rule's "swapped": a finding; the
+            -- platform's values stay as reported): the place the report meant.
+            SELECT r.*,
+                   CASE WHEN r.longitude BETWEEN 73 AND 136 AND r.latitude BETWEEN 3 AND 54
+                        THEN r.longitude
+                        WHEN r.latitude BETWEEN 73 AND 136 AND r.longitude BETWEEN 3 AND 54
+                        THEN r.latitude END AS x,
+                   CASE WHEN r.longitude BETWEEN 73 AND 136 AND r.latitude BETWEEN 3 AND 54
+                        THEN r.latitude
+                        WHEN r.latitude BETWEEN 73 AND 136 AND r.longitude BETWEEN 3 AND 54
+                        THEN r.longitude END AS y
               FROM incident_read r
         )
         SELECT (row_number() OVER (ORDER BY reported_at, source_system, source_id))::int AS id,
                row_id, source_system, source_id, reported_at, kept,
                extract(epoch FROM reported_at)::float8 AS t,
                floor(extract(epoch FROM reported_at) / %(window)s)::bigint AS tb,
-               CASE WHEN located THEN longitude END AS lon,
-               CASE WHEN located THEN latitude END AS lat,
-               CASE WHEN located AND reported_at >= '1970-01-01' THEN
-                    floor(longitude / %(dlon)s)::bigint * 8796093022208
-                    + floor(latitude / %(dlat)s)::bigint * 8388608
+               x AS lon, y AS lat,
+               CASE WHEN x IS NOT NULL AND reported_at >= '1970-01-01' THEN
+                    floor(x / %(dlon)s)::bigint * 8796093022208
+                    + floor(y / %(dlat)s)::bigint * 8388608
                     + floor(extract(epoch FROM reported_at) / %(window)s)::bigint
                END AS k,
                nullif(btrim(grid_code), '') AS grid_code,
@@ -414,7 +424,9 @@ def _cluster(conn: psycopg.Connection, rules: Rules) -> dict[int, _Member]:
     for lo in range(1, last + 1, _CHUNK):
         rows = conn.execute(
             "SELECT p.a, p.b, p.rule, p.distance_m, p.minutes, ea.t, eb.t,"
-            " ea.category_code, eb.category_code, ea.kind, eb.kind"
+            " ea.category_code, eb.category_code, ea.kind, eb.kind,"
+            " ea.k IS NOT NULL OR ea.grid_code IS NOT NULL,"
+            " eb.k IS NOT NULL OR eb.grid_code IS NOT NULL"
             " FROM incident_pair p JOIN incident_event ea ON ea.id = p.a"
             " JOIN incident_event eb ON eb.id = p.b"
             " WHERE p.b >= %s AND p.b < %s ORDER BY p.b, p.a",
@@ -425,9 +437,10 @@ def _cluster(conn: psycopg.Connection, rules: Rules) -> dict[int, _Member]:
         texts.need(i for r in rows if r[2] != "transfer" for i in (r[0], r[1]))
         pairs: dict[int, list[Pair]] = defaultdict(list)
         reports: dict[int, Report] = {}
-        for a, b, rule, dist, minutes, ta, tb, cat_a, cat_b, kind_a, kind_b in rows:
-            reports[a] = Report(a, ta, cat_a, kind_a, texts.cache.get(a))
-            reports[b] = Report(b, tb, cat_b, kind_b, texts.cache.get(b))
+        for (a, b, rule, dist, minutes, ta, tb, cat_a, cat_b, kind_a, kind_b, placed_a,
+             placed_b) in rows:
+            reports[a] = Report(a, ta, cat_a, kind_a, texts.cache.get(a), placed_a)
+            reports[b] = Report(b, tb, cat_b, kind_b, texts.cache.get(b), placed_b)
             pairs[b].append(Pair(a, rule, dist, minutes))
         for b in sorted(pairs):
             replay(b)
@@ -439,6 +452,11 @@ def _cluster(conn: psycopg.Connection, rules: Rules) -> dict[int, _Member]:
             members[b] = _Member(cluster=cluster.lead.id, rule=chosen.rule, via=chosen.via,
                                  distance_m=chosen.distance_m, minutes=chosen.minutes,
                                  text_similarity=chosen.text_similarity)
+            for brought in chosen.brings:  # reports still alone that join with b
+                members[brought.lead] = _Member(
+                    cluster=cluster.lead.id, rule=brought.rule, via=b,
+                    distance_m=brought.distance_m, minutes=brought.minutes,
+                    text_similarity=brought.text_similarity)
     replay(2**31)  # the kept reports after the last decided one
     return members
 

@@ -84,16 +84,29 @@ def test_keys_agree_across_incremental_runs_and_full_rebuilds(own_warehouse):
     add_event(db, hot, "H2", at(5, 10, 18), category="SR01", text=VENDOR_3, north_m=40)
     add_event(db, cm, "C1", at(5, 10, 9), category="SZ01", east_m=3000,
               text=f"【12345转办】工单号：{order}。{POTHOLE}", channel="12345转办")
+    # A web message about the vendor: no coordinates, no grid; nothing places it yet.
+    message = "2111310510000021"
+    add_event(db, hot, message, at(5, 10, 18, 30), category="SR01", text=VENDOR_3,
+              channel="网站", located=False, grid=None)
     with connect(Role.LOADER) as loader:
         incremental = cluster_incidents(loader)
     # Only the new reports are decided; of the first day only the order a case names is
     # read (and stands).
-    assert (incremental.mode, incremental.decided, incremental.events) == ("incremental", 4, 5)
+    assert (incremental.mode, incremental.decided, incremental.events) == ("incremental", 5, 6)
+    assert cluster_keys(db, hot)[f"{hot}/{message}"] is None
+    db.execute("UPDATE core.event SET valid_from = valid_from - interval '3 hours'")
+    # Transferred to 数字城管 and located there, beside the vendor: the case joins the
+    # vendor's incident and brings the message with it.
+    add_event(db, cm, "C2", at(5, 10, 19), category="SR01", north_m=30, channel="12345转办",
+              text=f"【12345转办】工单号：{message}。{VENDOR_3}")
+    with connect(Role.LOADER) as loader:
+        assert cluster_incidents(loader).mode == "incremental"
     keys = cluster_keys(db, hot, grid, cam, cm)
     vendor = (f"{hot}/H1", f"{grid}/G1")
     assert [keys[k] for k in vendor] == [first[k] for k in vendor]  # what stood, stands
     assert keys[f"{cam}/V1"] is not None
     assert keys[f"{cam}/V1"] == keys[f"{cam}/V2"] == keys[f"{hot}/H2"] != first[f"{hot}/H1"]
+    assert keys[f"{cm}/C2"] == keys[f"{hot}/{message}"] == keys[f"{cam}/V1"]
     assert keys[f"{cm}/C1"] == keys[f"{hot}/{order}"] is not None
 
     with connect(Role.LOADER) as loader:
@@ -110,9 +123,9 @@ def test_keys_agree_across_incremental_runs_and_full_rebuilds(own_warehouse):
     row = db.execute("SELECT lead_source_id, members, evidence -> 'members'"
                      " FROM core.incident_cluster WHERE cluster_key = %s",
                      (keys[f"{cam}/V1"],)).fetchone()
-    assert row is not None and row[:2] == ("V1", 3)
-    assert {m["source_id"]: m["rule"] for m in row[2]} == {"V1": "lead", "V2": "near",
-                                                          "H2": "near"}
+    assert row is not None and row[:2] == ("V1", 5)
+    assert {m["source_id"]: m["rule"] for m in row[2]} == {
+        "V1": "lead", "V2": "near", "H2": "near", "C2": "near", message: "transfer"}
 
 
 @pytest.mark.parametrize("seed", SEEDS)

@@ -276,6 +276,13 @@ def test_reports_close_in_time_and_place_cluster_and_others_do_not(db, loader):
     add_event(db, grid, "G4", at(2, 24, 10), category="SZ01",
               text="惠宾街与泰山路交叉口路面塌陷出现大坑，车辆过不去", grid="211103001001077",
               channel="网格员")
+    # Longitude and latitude swapped on the platform (a quality finding, kept as given):
+    # clustering reads the place it meant.
+    add_event(db, hot, "H5", at(2, 27, 9), category="SZ01", text=POTHOLE, grid=None)
+    db.execute("UPDATE core.event SET longitude = latitude, latitude = longitude"
+               " WHERE source_system = %s AND source_id = 'H5'", (hot,))
+    add_event(db, grid, "G5", at(2, 27, 10), category="SZ01", text=POTHOLE, east_m=50,
+              grid=None, channel="网格员")
 
     cluster(loader)
 
@@ -285,6 +292,7 @@ def test_reports_close_in_time_and_place_cluster_and_others_do_not(db, loader):
     assert keys[f"{hot}/H2"] is None and keys[f"{grid}/G2"] is None
     assert keys[f"{hot}/H3"] is None and keys[f"{grid}/G3"] is None
     assert keys[f"{hot}/H4"] is not None and keys[f"{hot}/H4"] == keys[f"{grid}/G4"]
+    assert keys[f"{hot}/H5"] is not None and keys[f"{hot}/H5"] == keys[f"{grid}/G5"]
     evidence = db.execute("SELECT evidence FROM core.incident_cluster WHERE cluster_key = %s",
                           (keys[f"{hot}/H1"],)).fetchone()[0]
     joined = {m["source_id"]: m for m in evidence["members"]}

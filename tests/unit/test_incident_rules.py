@@ -116,3 +116,45 @@ def test_category_distance_is_a_distance_in_the_taxonomy(a, b):
     else:
         assert d in (2, None)
     assert category_distance("SR01", "JM03") == 2 and category_distance("SR01", "MD01") is None
+
+
+
+
+def _call_message_and_case(message_placed: bool, message_first: bool, call_words: bool = True
+                           ) -> tuple[list[Report], dict[int, list[Pair]]]:
+    """A caller reports a missing drain cover (or a camera sees it: no words); a web
+    message about it (no coordinates, no grid unless `message_placed`; before the call if
+    `message_first`) is transferred to 数字城管, where the case (id 3) is located next to
+    the call."""
+    words = bigrams("小区门口雨水篦子缺失行人易摔")
+    call_id, message_id = (2, 1) if message_first else (1, 2)
+    call = Report(call_id, call_id * 3600, "SZ02", "hotline|110302",
+                  words if call_words else None)
+    message = Report(message_id, message_id * 3600, "SZ02", "hotline|110302", words,
+                     placed=message_placed)
+    case = Report(3, 3 * 3600, "SZ02", "citymgmt|部件/01/01", words)
+    pairs = {3: [Pair(message_id, "transfer", None, (3 - message_id) * 60),
+                 Pair(call_id, "near", 20, (3 - call_id) * 60)]}
+    return sorted((call, message, case), key=lambda r: r.id), pairs
+
+
+def test_a_transfer_places_the_placeless_report_it_names_in_the_incident_around_it():
+    reports, pairs = _call_message_and_case(message_placed=False, message_first=False)
+    # The case joins the caller's cluster by place and words, and brings the message.
+    assert cluster_all(reports, pairs) == {1: 1, 2: 1, 3: 1}
+    chosen = best_join(RULES, reports[2], pairs[3], {}, {}, {r.id: r for r in reports})
+    assert chosen is not None and chosen.rule == "near"
+    assert [(j.lead, j.rule) for j in chosen.brings] == [(2, "transfer")]
+
+
+def test_a_transfer_brings_what_it_says_in_words_after_its_cluster_began():
+    # The message came first: the case joins it by transfer and brings the call.
+    reports, pairs = _call_message_and_case(message_placed=False, message_first=True)
+    assert cluster_all(reports, pairs) == {1: 1, 2: 1, 3: 1}
+    # Not a camera's alarm (no words to say it is one with the case) …
+    reports, pairs = _call_message_and_case(message_placed=False, message_first=True,
+                                            call_words=False)
+    assert cluster_all(reports, pairs) == {1: 1, 3: 1}
+    # … nor a call before the cluster's lead (the lead stays the earliest report).
+    reports, pairs = _call_message_and_case(message_placed=True, message_first=False)
+    assert cluster_all(reports, pairs) == {2: 2, 3: 2}
