@@ -219,7 +219,8 @@ def _report(label: str, rows: int, summary: LinkSummary, seconds: float) -> None
     steps = ", ".join(f"{k} {v:.1f}" for k, v in summary.seconds.items())
     print(f"{label}: {rows:,} records in {seconds:.1f} s = {rows / seconds:,.0f} records/s"
           f" (compared {summary.compared:,}, pairs {summary.pairs_scored:,}; {steps})")
-    print(f"   links {summary.links}; clusters {summary.clusters:,}"
+    print(f"   links {summary.links} ({summary.register_links:,} a register decided);"
+          f" clusters {summary.clusters:,}"
           f" ({summary.multi_record_clusters:,} of several records); keys kept"
           f" {summary.keys_kept:,}, new {summary.keys_new:,}, retired {summary.keys_retired:,}")
 

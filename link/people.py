@@ -13,10 +13,14 @@ gives every current event the key of its reporter (core.event.reporter_person_ke
    people alike (of two that fit, the one likelier than not once both are weighed), never
    across a data steward's split (`split`); a steward's `merge` holds unless a split
    stands against it (revoke one of them: `revoke`).
-3. Keys are stable: a golden person keeps its key while any of its records remains (the
+3. What the pairs leave open a register may decide (`link.registers`): a caller whom
+   nothing placed on the grid platform's resident list, and the one resident of that
+   name in the street who has no phone to compare, are one person where the share of
+   callers on the list makes that likelier than not.
+4. Keys are stable: a golden person keeps its key while any of its records remains (the
    key of the previous cluster it overlaps most); a new one gets `P` and 12 letters of a
    hash of its smallest record.
-4. Each golden attribute is the most recent value from the most trusted platform that has
+5. Each golden attribute is the most recent value from the most trusted platform that has
    one; the trust order is configuration (`trust_order`).
 
 An incremental run (the default) compares only the records new or changed since the last
@@ -52,7 +56,7 @@ from psycopg import sql
 from psycopg.types.json import Jsonb
 from splink.backends.duckdb import DuckDBAPI
 
-from link import person_model, person_store
+from link import person_model, person_store, registers
 from link.clusters import Clusters, new_keys, stable_keys
 from link.normal import addresses, genders, name_forms
 from link.person_model import Model
@@ -86,6 +90,7 @@ class LinkSummary:
     records: int = 0
     compared: int = 0
     pairs_scored: int = 0  # pairs above the threshold that pass the guards
+    register_links: int = 0  # links a register decided below the threshold (link.registers)
     ambiguous: int = 0  # records matched to two ID numbers or birth dates: left unlinked
     links: dict[str, int] = field(default_factory=dict)  # records per method
     clusters: int = 0
@@ -252,11 +257,13 @@ def _run(conn: psycopg.Connection, full: bool, trust: tuple[str, ...]) -> LinkSu
         db = DuckDBAPI()
         db.register(features, table_name="features")
         clock.lap("features")
+        identities = records["id_number_hash"].to_pylist()
+        groups = registers.group_of(records["source_system"], records["role"])
         if incremental:
             assert stored is not None
             model = stored
         else:
-            model = person_model.train(db, "features", n)
+            model = person_model.train(db, "features", n, registers.estimate(groups, identities))
         clock.lap("model")
 
         if incremental:
@@ -269,8 +276,9 @@ def _run(conn: psycopg.Connection, full: bool, trust: tuple[str, ...]) -> LinkSu
                                                         summary_records)
         else:
             summary_records, frequencies = n, None
-        pairs = _score(db, model, features, fresh, incremental, frequencies)
-        identities = records["id_number_hash"].to_pylist()
+        scored = _score(db, model, features, fresh, incremental, frequencies)
+        pairs = [e for e in scored if e["probability"] >= model.threshold]
+        near = [e for e in scored if e["probability"] < model.threshold]
         births = features["birth_date"].to_pylist()
         pairs, ambiguous = _drop_ambiguous(pairs, identities, births)
         clock.lap("score")
@@ -281,6 +289,11 @@ def _run(conn: psycopg.Connection, full: bool, trust: tuple[str, ...]) -> LinkSu
         applied, skipped, steward_of = _apply_decisions(clusters, decisions, refs, previous)
         _link_same_identity(clusters, identities)
         best_edge = _link_scored(clusters, pairs)
+        # What the pairs alone leave open, a register may decide (link.registers).
+        completed = registers.complete(
+            clusters.labels(), near, groups, model.registers, features["name"].to_pylist(),
+            features["street_code"].to_pylist(), features["phone_hash"].to_pylist())
+        best_edge = _link_scored(clusters, completed, best_edge)
         labels = clusters.labels()
         clock.lap("cluster")
 
@@ -299,7 +312,8 @@ def _run(conn: psycopg.Connection, full: bool, trust: tuple[str, ...]) -> LinkSu
         summary = LinkSummary(mode="incremental" if incremental else "full",
                               model_version=model.version, records=summary_records,
                               compared=int(fresh.sum()),
-                              pairs_scored=len(pairs), keys_kept=assignment.kept,
+                              pairs_scored=len(pairs), register_links=len(completed),
+                              keys_kept=assignment.kept,
                               keys_new=assignment.new, ambiguous=len(ambiguous),
                               decisions_applied=applied, decisions_not_applied=skipped)
         sizes = pd.Series(labels).value_counts()
@@ -563,10 +577,13 @@ def _apply_decisions(clusters: Clusters, decisions: list[_Decision], refs: list[
     return applied, skipped, steward_of
 
 
-def _link_scored(clusters: Clusters, pairs: list[dict[str, Any]]) -> dict[int, dict[str, Any]]:
+def _link_scored(clusters: Clusters, pairs: list[dict[str, Any]],
+                 best_edge: dict[int, dict[str, Any]] | None = None
+                 ) -> dict[int, dict[str, Any]]:
     """Join the scored pairs, strongest first, where the rules allow; returns each record's
-    strongest link that held (its evidence)."""
-    best_edge: dict[int, dict[str, Any]] = {}
+    strongest link that held (its evidence), `best_edge` updated if given. `pairs` come
+    strongest first."""
+    best_edge = {} if best_edge is None else best_edge
     for edge in pairs:
         a, b = edge["a"], edge["b"]
         if clusters.union(a, b):
@@ -608,8 +625,9 @@ def _link_same_identity(clusters: Clusters, identities: list[str | None]) -> Non
 
 def _score(db: DuckDBAPI, model: Model, features: pa.Table, fresh: np.ndarray,
            incremental: bool, frequencies: pa.Table | None) -> list[dict[str, Any]]:
-    """Scored pairs that pass the threshold and the guards, strongest first; the names'
-    `frequencies` those of the stored records (an incremental run sees a few of them)."""
+    """Scored pairs that pass the guards, strongest first: those above the threshold, and
+    below it the candidates of a register (`person_model.register_candidate_sql`); the
+    names' `frequencies` those of the stored records (an incremental run sees a few)."""
     con = db.duckdb_con
     if not fresh.any():
         return []
@@ -622,16 +640,12 @@ def _score(db: DuckDBAPI, model: Model, features: pa.Table, fresh: np.ndarray,
         con.execute("CREATE TABLE rest AS SELECT f.* FROM features f"
                     " ANTI JOIN fresh_ids i ON i.unique_id = f.unique_id")
         fresh_df, rest_df = db.register("fresh"), db.register("rest")
-        parts = [linker.inference.predict_within(
-            fresh_df, threshold_match_probability=model.threshold, warning_mode="never")]
+        parts = [linker.inference.predict_within(fresh_df, warning_mode="never")]
         if con.execute("SELECT count(*) FROM rest").fetchall() != [(0,)]:
-            parts.append(linker.inference.predict_between(
-                fresh_df, rest_df, threshold_match_probability=model.threshold,
-                warning_mode="never"))
+            parts.append(linker.inference.predict_between(fresh_df, rest_df,
+                                                          warning_mode="never"))
     else:
-        parts = [linker.inference.predict_within(
-            db.register("features"), threshold_match_probability=model.threshold,
-            warning_mode="never")]
+        parts = [linker.inference.predict_within(db.register("features"), warning_mode="never")]
     comparisons = list(person_model._LEVELS)
     gammas = ", ".join(f"gamma_{c}" for c in comparisons)
     rows: list[tuple[Any, ...]] = []
@@ -640,7 +654,8 @@ def _score(db: DuckDBAPI, model: Model, features: pa.Table, fresh: np.ndarray,
         rows += con.execute(
             f"SELECT least(unique_id_l, unique_id_r), greatest(unique_id_l, unique_id_r),"  # noqa: S608
             f" match_probability, match_weight, {gammas} FROM {part.physical_name}"
-            f" WHERE {person_model.guard_sql()}").fetchall()
+            f" WHERE {person_model.guard_sql()} AND (match_probability >= ?"
+            f" OR {person_model.register_candidate_sql()})", [model.threshold]).fetchall()
     rows.sort(key=lambda r: (-r[2], r[0], r[1]))
     out = []
     labelled: dict[tuple[int, ...], dict[str, str]] = {}  # few distinct comparison vectors
@@ -746,7 +761,9 @@ def _evidence(records: pa.Table, labels: np.ndarray, fresh: np.ndarray,
         probabilities[i] = edge["probability"]
         evidence[i] = json.dumps({"with": refs[edge["other"]].split("\x1f", 1),
                                   "match_weight": edge["match_weight"],
-                                  "comparisons": edge["comparisons"]}, ensure_ascii=False)
+                                  "comparisons": edge["comparisons"],
+                                  **({"register": edge["register"]} if "register" in edge
+                                     else {})}, ensure_ascii=False)
     return methods, probabilities, evidence.tolist()
 
 

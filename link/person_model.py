@@ -19,7 +19,9 @@ no phone to compare, the place agrees to the street at least), or are one charac
 and the birth date agrees; and never a record without an ID that
 matches two different ID numbers alike (link.people keeps only the links to the one it is
 likelier than not to be, the others weighed against it, or none). Precision comes first:
-wrongly merging two citizens is worse than a missed link.
+wrongly merging two citizens is worse than a missed link. Below the threshold, pairs of
+one name with no phone to compare are scored too: a register may decide them
+(link.registers; its estimates, `registers`, are stored and versioned with the model).
 """
 
 from __future__ import annotations
@@ -128,6 +130,12 @@ GUARDS = {
     "birth_date": "no two birth dates more than one keystroke apart",
     "gender": "no two different genders",
     "id_number": "no two different ID-number hashes (such pairs are not compared)",
+    "register": "below the threshold, a cluster without a record of a register (a platform's"
+                " list holding each person once) links to the one cluster with a record of it"
+                " of the same name in the same street, no phone to compare, their clusters'"
+                " phones agreeing where both have any, and no other cluster claiming it, where"
+                " rho / (1 - rho) / n >= 1 (rho: the share of ID-bearing records elsewhere"
+                " on the register; n: its records of that name in that street)",
 }
 
 
@@ -154,6 +162,12 @@ def guard_sql() -> str:
             f"     AND gamma_birth_date = {gamma('birth_date', 'exact')}))"
             f" AND gamma_birth_date <> {gamma('birth_date', 'else')}"
             f" AND gamma_gender <> {gamma('gender', 'else')}")
+
+
+def register_candidate_sql() -> str:
+    """A scored pair a register may decide below the threshold (link.registers): the same
+    name, no phone to compare."""
+    return f"(gamma_name = {gamma('name', 'exact')} AND gamma_phone = -1)"
 
 
 def prior_settings(*, term_frequencies: bool, probability_two_random_records_match: float
@@ -190,7 +204,7 @@ class Model:
     """A stored model: what ops.link_model keeps."""
 
     version: str
-    settings: dict[str, Any]  # {"splink", "threshold", "training", "rules"}
+    settings: dict[str, Any]  # {"splink", "threshold", "registers", "training", "rules"}
     records: int
 
     @property
@@ -200,6 +214,11 @@ class Model:
     @property
     def threshold(self) -> float:
         return float(self.settings["threshold"])
+
+    @property
+    def registers(self) -> dict[str, float]:
+        """Register → rho (link.registers); none in a model stored before registers."""
+        return dict(self.settings.get("registers", {}))
 
     @property
     def term_frequencies(self) -> bool:
@@ -216,11 +235,12 @@ def _clean(splink_settings: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def make_model(splink_settings: Mapping[str, Any], records: int, training: dict[str, Any],
-               threshold: float = THRESHOLD) -> Model:
+               registers: Mapping[str, float], threshold: float = THRESHOLD) -> Model:
     settings = {"splink": _clean(splink_settings), "threshold": threshold,
-                "training": training, "rules": GUARDS}
-    digest = hashlib.sha256(json.dumps({k: settings[k] for k in ("splink", "threshold", "rules")},
-                                       sort_keys=True, ensure_ascii=False).encode()).hexdigest()
+                "registers": dict(registers), "training": training, "rules": GUARDS}
+    digest = hashlib.sha256(json.dumps(
+        {k: settings[k] for k in ("splink", "threshold", "registers", "rules")},
+        sort_keys=True, ensure_ascii=False).encode()).hexdigest()
     return Model(f"{ENTITY}-{digest[:12]}", settings, records)
 
 
@@ -246,8 +266,9 @@ def identity_match_rate(con: duckdb.DuckDBPyConnection, table: str) -> float:
     return min(max(pairs / seen / (n * (n - 1) / 2), 1e-9), 1e-2)
 
 
-def train(db: DuckDBAPI, table: str, records: int) -> Model:
-    """A model for the records registered as `table` in `db` (FEATURE_SCHEMA).
+def train(db: DuckDBAPI, table: str, records: int, registers: Mapping[str, float]) -> Model:
+    """A model for the records registered as `table` in `db` (FEATURE_SCHEMA), deciding
+    with `registers` (link.registers.estimate) as well.
 
     u by random sampling; m from the pairs the ID numbers already link (records with one
     ID-number hash are one person: labels the data brings, Splink's
@@ -260,7 +281,8 @@ def train(db: DuckDBAPI, table: str, records: int) -> Model:
     if records < MIN_TRAIN_RECORDS:
         settings = prior_settings(term_frequencies=False, probability_two_random_records_match=rate)
         return make_model(settings, records, {"method": "prior", "records": records,
-                                              "probability_two_random_records_match": rate})
+                                              "probability_two_random_records_match": rate},
+                          registers)
     settings = prior_settings(term_frequencies=True, probability_two_random_records_match=rate)
     linker = Linker(db.register(table), settings, log_level=None)
     linker.training.estimate_u_using_random_sampling(
@@ -272,7 +294,8 @@ def train(db: DuckDBAPI, table: str, records: int) -> Model:
     return make_model(trained, records, {"method": "labels", "records": records,
                                          "m": "pairs of records with one ID-number hash",
                                          "u": "random sampling",
-                                         "probability_two_random_records_match": rate})
+                                         "probability_two_random_records_match": rate},
+                      registers)
 
 
 def _fill_untrained(settings: dict[str, Any]) -> None:

@@ -27,6 +27,7 @@ RECORDS_SCHEMA = pa.schema([
     ("row_id", pa.int64()),
     ("source_system", pa.string()),
     ("source_id", pa.string()),
+    ("role", pa.string()),
     ("name", pa.string()),
     ("gender", pa.string()),
     ("id_number_hash", pa.string()),
@@ -52,7 +53,7 @@ MATCH_COLUMNS = tuple(f.name for f in person_model.FEATURE_SCHEMA
 _MATCH_SCHEMA = pa.schema([person_model.FEATURE_SCHEMA.field(c) for c in MATCH_COLUMNS])
 
 _RECORD_COLUMNS = """
-       p.row_id, p.source_system, p.source_id, p.name, p.gender, p.id_number_hash,
+       p.row_id, p.source_system, p.source_id, p.role, p.name, p.gender, p.id_number_hash,
        p.id_number_masked, p.birth_date, p.phone_hash, p.phone_masked, p.current_address,
        p.household_address, p.division_code, p.street_code, p.grid_code, p.valid_from,
        p.person_key, l.person_key, l.source_id IS NOT NULL, m.row_id"""

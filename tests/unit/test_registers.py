@@ -1,0 +1,88 @@
+"""Registers (link.registers): which groups hold each person once, and the links their
+one-to-one structure decides below the model's threshold, on generated cases."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from link.registers import MIN_WITH_ID, complete, estimate
+
+RESIDENT, CALLER = "gridmgmt/resident", "hotline12345/caller"
+
+
+def test_a_group_holding_each_id_once_is_a_register_with_its_share_of_the_others():
+    residents = [f"id{i}" for i in range(200)]
+    # Callers: 150 with an ID, 120 of them residents; a caller may call twice.
+    callers = [f"id{i}" for i in range(120)] + [f"out{i}" for i in range(30)] + ["id0", "id1"]
+    groups = [RESIDENT] * len(residents) + [CALLER] * len(callers)
+    registers = estimate(groups, residents + callers)
+    # The callers repeat IDs (two calls of one person): not a register. The residents'
+    # rho is the share of the others' ID-bearing records found on it.
+    assert registers == {RESIDENT: round(122 / 152, 4)}
+
+
+def test_too_few_ids_or_too_many_repeats_make_no_register():
+    few = [f"id{i}" for i in range(MIN_WITH_ID - 1)]
+    assert estimate([RESIDENT] * len(few) + [CALLER] * len(few), few + few) == {}
+    repeated = [f"id{i // 2}" for i in range(400)]  # every ID twice
+    callers = [f"id{i}" for i in range(200)]
+    assert RESIDENT not in estimate([RESIDENT] * 400 + [CALLER] * 200, repeated + callers)
+
+
+def _case(rho: float, namesakes: int, caller_phone: str | None, resident_cluster_phone: str | None,
+          candidates: int = 1):
+    """Record 0: a caller alone. Records 1..candidates: phoneless residents of its name in
+    its street; then `namesakes` - candidates more residents of the name who have a phone
+    (another person's) and no pair with the caller; the last record, if
+    `resident_cluster_phone`, another platform's record in the first resident's cluster."""
+    names = ["李秀英"] * (1 + namesakes)
+    groups = [CALLER] + [RESIDENT] * namesakes
+    phones: list[str | None] = [caller_phone] + [None] * candidates + [
+        f"p{i}" for i in range(namesakes - candidates)]
+    labels = list(range(1 + namesakes))
+    if resident_cluster_phone is not None:
+        names.append("李秀英")
+        groups.append("zongzhi/party")
+        phones.append(resident_cluster_phone)
+        labels.append(1)
+    near = [{"a": 0, "b": v, "probability": 0.2, "match_weight": -2.0,
+             "comparisons": {"name": "exact", "phone": "null", "place": "street"}}
+            for v in range(1, candidates + 1)]
+    return (np.array(labels), near, groups, {RESIDENT: rho}, names,
+            ["211103001"] * len(names), phones)
+
+
+@settings(max_examples=200)
+@given(rho=st.floats(0.05, 0.99), namesakes=st.integers(1, 8),
+       candidates=st.integers(1, 2), caller_phone=st.sampled_from([None, "p-caller"]),
+       other_phone=st.sampled_from([None, "p-caller", "p-other"]))
+def test_a_register_links_its_one_candidate_where_the_odds_say_so(rho, namesakes, candidates,
+                                                                    caller_phone, other_phone):
+    candidates = min(candidates, namesakes)
+    links = complete(*_case(rho, namesakes, caller_phone, other_phone, candidates))
+    odds = rho / (1 - rho) / namesakes
+    # The first candidate's cluster has another phone than the caller's: not the caller.
+    excluded = caller_phone is not None and other_phone not in (None, caller_phone)
+    compatible = [v for v in range(1, candidates + 1) if not (v == 1 and excluded)]
+    should = len(compatible) == 1 and odds >= 1
+    assert len(links) == (1 if should else 0)
+    for link in links:
+        assert (link["a"], link["b"]) == (0, compatible[0])
+        assert math.isclose(link["probability"], odds / (1 + odds), rel_tol=1e-5)
+        assert link["register"] == {"name": RESIDENT, "rho": rho, "namesakes": namesakes}
+
+
+def test_a_cluster_already_on_the_register_or_a_candidate_claimed_twice_links_nothing():
+    labels, near, groups, registers, names, streets, phones = _case(0.9, 1, None, None)
+    # The caller's cluster holds a resident already (record 2, joined to it).
+    on_it = complete(np.array([0, 1, 0]), near, groups + [RESIDENT], registers,
+                     names + ["李秀英"], streets + [streets[0]], phones + [None])
+    assert on_it == []
+    # A second caller alone with the same candidate: neither.
+    twice = near + [{**near[0], "a": 1, "b": 2}]
+    assert complete(np.array([0, 1, 2]), twice, groups + [CALLER], registers,
+                    names + ["李秀英"], streets + [streets[0]], phones + [None]) == []

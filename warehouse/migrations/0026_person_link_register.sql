@@ -1,0 +1,4 @@
+-- A link a register decided (link.registers) is a probabilistic link whose probability is
+-- the register's posterior, not the model's: its evidence says so.
+COMMENT ON COLUMN core.person_link.match_probability IS 'probabilistic: the model''s match probability of its best link (0–1), or for a link a register decided the posterior rho / (1 - rho) / n over 1 plus that; id_number and steward 1; singleton NULL';
+COMMENT ON COLUMN core.person_link.evidence IS 'what linked it: {"with": [source_system, source_id] of the record it matched, "match_weight", "comparisons": {name, birth_date, gender, phone, place: the agreement level of each, e.g. exact, pinyin, null}} for probabilistic, with "register": {"name": source_system/role of the register, "rho": the share of ID-bearing records elsewhere on it, "namesakes": its records of that name in that street} where a register decided the link; {"id_number_hash": "equal", "records": n} for id_number; {"decision_id"} for steward';
