@@ -38,9 +38,11 @@ class Clusters:
                  exclusive: Sequence[Sequence[object | None]] = ()):
         self.parent = np.arange(n, dtype=np.int64)
         self.size = np.ones(n, dtype=np.int64)
-        # Per column (identities first): each record's own value, and for the roots of
-        # clusters of several records the values its records carry.
-        self.columns: list[Sequence[object | None]] = [identities, *exclusive]
+        # Per column (identities first): each record's own value (an object array: taken
+        # for many records at once), and for the roots of clusters of several records the
+        # values its records carry.
+        self.columns: list[np.ndarray] = [np.asarray(c, dtype=object)
+                                          for c in (identities, *exclusive)]
         self.merged: list[dict[int, frozenset[object]]] = [{} for _ in self.columns]
         # Per root: the records its records may never be with.
         self.cannot: dict[int, set[int]] = {}
@@ -75,8 +77,7 @@ class Clusters:
         several = counts[index] > 1
         for c, column in enumerate(self.columns):
             rows = pd.DataFrame({"head": heads[index][several],
-                                 "value": pd.Series([column[int(m)] for m in members[several]],
-                                                    dtype="object")})
+                                 "value": pd.Series(column[members[several]], dtype="object")})
             rows = rows.dropna().drop_duplicates()
             merged: dict[int, set[object]] = {}
             for head, value in zip(rows["head"].tolist(), rows["value"].tolist(), strict=True):
@@ -97,7 +98,7 @@ class Clusters:
             "group": groups[members],
             "ok": ((self.parent[members] == members) & (self.size[members] == 1)
                    & ~np.isin(members, bound)),
-            **{f"v{c}": pd.Series([column[int(m)] for m in members], dtype="object")
+            **{f"v{c}": pd.Series(column[members], dtype="object")
                for c, column in enumerate(self.columns)},
         })
         per = frame.groupby("group")

@@ -331,8 +331,9 @@ def _run(conn: psycopg.Connection, full: bool, trust: tuple[str, ...]) -> LinkSu
                              probabilities, evidence, model, vanished, probe=incremental))
 
         affected = keys[fresh | rekeyed]
-        goldens = _golden_rows(db, records, features, keys, set(affected.tolist()), trust,
-                               full=not incremental)
+        alone = np.bincount(labels, minlength=n)[labels] == 1
+        goldens = _golden_rows(db, records, features, keys, alone, set(affected.tolist()),
+                               trust, full=not incremental)
         clock.lap("golden rows")
         writer.wait()
         clock.lap("write links (rest)")
@@ -878,6 +879,11 @@ def _golden_sql() -> str:
     values = ", ".join(f"{a}.{c} AS {c.removesuffix('_n')}"
                        for a, columns in _ATTRIBUTES.items() for c in columns)
     joins = " ".join(f"LEFT JOIN ranked {a} ON {a}.preference = p.{a}" for a in attributes)
+    single_values = ", ".join(f"{c} AS {c.removesuffix('_n')}"
+                              for columns in _ATTRIBUTES.values() for c in columns)
+    single_given = ", ".join(
+        f"CASE WHEN {' OR '.join(f'{c} IS NOT NULL' for c in columns)} THEN '{a}' END"
+        for a, columns in _ATTRIBUTES.items())
     # One ordering of all records, most preferred first: each attribute takes the value of
     # its cluster's most preferred record that has one (the smallest preference number).
     # Provenance: one entry per record that gave the golden person something.
@@ -904,7 +910,16 @@ SELECT p.person_key, {values}, p.members::int AS members,
        '{{' || array_to_string(p.source_systems, ',') || '}}' AS source_systems,
        coalesce(v.provenance, '[]') AS provenance
   FROM picked p {joins} LEFT JOIN provenance v ON v.person_key = p.person_key
- ORDER BY p.person_key
+UNION ALL
+-- A person of one record (most of a city) is that record: no ranking, no grouping.
+SELECT person_key, {single_values}, 1 AS members, '{{' || source_system || '}}',
+       CASE WHEN len(attributes) = 0 THEN '[]' ELSE '[' || CAST(json_object(
+            'source_system', source_system, 'source_id', source_id,
+            'loaded_at', strftime(valid_from, '%Y-%m-%dT%H:%M:%S.%fZ'),
+            'attributes', attributes) AS VARCHAR) || ']' END
+  FROM (SELECT *, list_filter([{single_given}], lambda a: a IS NOT NULL) AS attributes
+          FROM golden_single)
+ ORDER BY person_key
 """  # noqa: S608
 
 
@@ -915,8 +930,10 @@ _GOLDEN_COLUMNS = ("person_key", "name", "gender", "birth_date", "id_number_hash
 
 
 def _golden_rows(db: DuckDBAPI, records: pa.Table, features: pa.Table, keys: np.ndarray,
-                 affected: set[str], trust: tuple[str, ...], *, full: bool) -> pa.Table:
-    """The golden rows (_GOLDEN_COLUMNS) of the keys `affected` (every key in a full run)."""
+                 alone: np.ndarray, affected: set[str], trust: tuple[str, ...], *, full: bool
+                 ) -> pa.Table:
+    """The golden rows (_GOLDEN_COLUMNS) of the keys `affected` (every key in a full run),
+    ordered by key; `alone`: the records alone in their cluster."""
     inputs = pa.table({
         "person_key": pa.array(keys.tolist(), pa.string()),
         "trust": _trust_rank(records["source_system"], trust),
@@ -928,10 +945,12 @@ def _golden_rows(db: DuckDBAPI, records: pa.Table, features: pa.Table, keys: np.
                                     "division_code", "street_code", "grid_code")},
     })
     if not full:
-        inputs = inputs.filter(pc.is_in(inputs["person_key"],
-                                        pa.array(sorted(affected), pa.string())))
+        wanted = pc.is_in(inputs["person_key"], pa.array(sorted(affected), pa.string()))
+        inputs, alone = inputs.filter(wanted), alone[wanted.to_numpy(zero_copy_only=False)]
+    single = pa.array(alone)
     con = db.duckdb_con
-    con.register("golden_input", inputs)
+    con.register("golden_input", inputs.filter(pc.invert(single)))
+    con.register("golden_single", inputs.filter(single))
     return con.sql(_golden_sql()).to_arrow_table().select(list(_GOLDEN_COLUMNS))
 
 
