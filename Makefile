@@ -45,6 +45,7 @@ test: $(STAMP)
 bench: $(BENCH_STAMP)
 	$(BIN)/python -m bench.peer_bench --rows $(N) --kind $(KIND)
 	$(BIN)/python -m bench.link_bench --rows $(N) --new 10000
+	$(BIN)/python -m sandbox city --scale 0.05 --days 3
 
 # The whole city (SCALE=1: all of 盘锦) generated, first ingest and a daily run, timed.
 bench-city: $(STAMP)

@@ -37,6 +37,7 @@ from psycopg import sql
 from base.settings import settings
 from conform.base import build
 from conform.protect import protect
+from link.evaluate import harmonic
 from link.people import LinkSummary, link_people
 from sandbox.city import GIVEN, City, Person, citizen_id, name_variant, phone_variant
 from schemas.model import PERSON
@@ -226,7 +227,8 @@ def _report(label: str, rows: int, summary: LinkSummary, seconds: float) -> None
 
 
 def _print_scores(label: str, s: dict[str, float]) -> None:
-    print(f"   {label}: precision {s['precision']:.4f}, recall {s['recall']:.4f};"
+    print(f"   {label}: precision {s['precision']:.4f}, recall {s['recall']:.4f},"
+          f" F1 {harmonic(s['precision'], s['recall']):.4f};"
           f" without an ID on both sides: precision {s['precision_without_id']:.4f},"
           f" recall {s['recall_without_id']:.4f} ({s['false_pairs']:,} false pairs,"
           f" {s['missed_pairs']:,} missed; {s['records']:,} records of {s['people']:,}"

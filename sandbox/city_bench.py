@@ -1,7 +1,8 @@
 """The whole city, timed (`make bench-city`, `python -m sandbox city`): every simulated
 platform of the sources file generated at `scale` (1 = all of 盘锦: 1.34 M residents,
 467 k houses), each source's first ingest of `days` days of history, then one platform
-day later each source's daily run (the grid platform's whole-city snapshots again).
+day later each source's daily run (the grid platform's whole-city snapshots again), then
+`hub link run`, scored against the simulators' truth (people, organizations, incidents).
 
 Runs the pipeline as `hub run` does (no Airflow: its per-task overhead is measured in
 the README's scale-out section), into a warehouse of its own: the embedded server under
@@ -29,7 +30,7 @@ from base.settings import PROJECT_ROOT, load_sources, settings
 from hub.console import print_table
 from hub.pipeline import RunSummary, run_source
 from sandbox.city import City
-from sandbox.demo import write_simulated_sources
+from sandbox.demo import link_and_evaluate, write_simulated_sources
 from sandbox.platform import STARTERS, DemoPlatform, start
 from sandbox.scaleout import grid_streams
 from warehouse.db import Role, connect, conninfo
@@ -126,6 +127,8 @@ def run_city(*, scale: float, days: int, keep: bool, console: Console) -> list[T
                                   time.process_time() - cpu))
             console.print(f"{phase} {' '.join(summary.streams)} of {name}:"
                           f" {summary.extracted:,} records in {timed[-1].wall_s:.1f} s")
+        # One person, one organization, one incident: scored against the simulators' truth.
+        link_and_evaluate(console, platforms, home / "truth.csv")
     return timed
 
 

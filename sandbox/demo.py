@@ -10,6 +10,7 @@ history, and prints what landed where and how to look at it.
 from __future__ import annotations
 
 import os
+import time
 from contextlib import ExitStack
 from datetime import date
 from pathlib import Path
@@ -117,19 +118,28 @@ def run_demo(*, scale: float, days: int, console: Console) -> None:
     show_department(console)
 
 
-def show_linking(console: Console, platforms: dict[str, DemoPlatform]) -> None:
-    """Link people, organizations and incidents; score the links against the simulators'
-    truth; show one person across platforms and one incident reported through several."""
-    console.rule("one person, one organization, one incident: hub link run")
+def link_and_evaluate(console: Console, platforms: dict[str, DemoPlatform], truth: Path
+                      ) -> None:
+    """`hub link run` over what the platforms' runs loaded, then its scores against the
+    simulators' truth (written to `truth`): people, organizations, incidents."""
+    started = time.perf_counter()
     with console.status("hub link run"), connect(Role.LOADER) as conn:
         linked = link_all(conn)
     for entity, summary in linked.items():
         console.print(f"{entity}: " + ", ".join(
             f"{k} {v}" for k, v in summary.items() if isinstance(v, int | float | str)))
-    truth = settings().home / "demo" / "truth.csv"
+    console.print(f"linked in {time.perf_counter() - started:.1f} s")
     write_truth(platforms, truth)
     with connect(Role.OWNER) as conn:
         console.print(format_evaluation(evaluate(conn, truth)), soft_wrap=True)
+
+
+def show_linking(console: Console, platforms: dict[str, DemoPlatform]) -> None:
+    """Link people, organizations and incidents; score the links against the simulators'
+    truth; show one person across platforms and one incident reported through several."""
+    console.rule("one person, one organization, one incident: hub link run")
+    link_and_evaluate(console, platforms, settings().home / "demo" / "truth.csv")
+    with connect(Role.OWNER) as conn:
         person = conn.execute(LINKED_PERSON).fetchall()
         incident = conn.execute(LINKED_INCIDENT).fetchall()
     print_table(["", "platform", "record", "name", "detail"], person,
