@@ -276,9 +276,7 @@ def _run(conn: psycopg.Connection, full: bool, trust: tuple[str, ...]) -> LinkSu
                                                         summary_records)
         else:
             summary_records, frequencies = n, None
-        scored = _score(db, model, features, fresh, incremental, frequencies)
-        pairs = [e for e in scored if e["probability"] >= model.threshold]
-        near = [e for e in scored if e["probability"] < model.threshold]
+        pairs = _score(db, model, features, fresh, incremental, frequencies)
         births = features["birth_date"].to_pylist()
         pairs, ambiguous = _drop_ambiguous(pairs, identities, births)
         clock.lap("score")
@@ -291,7 +289,7 @@ def _run(conn: psycopg.Connection, full: bool, trust: tuple[str, ...]) -> LinkSu
         best_edge = _link_scored(clusters, pairs)
         # What the pairs alone leave open, a register may decide (link.registers).
         completed = registers.complete(
-            clusters.labels(), near, groups, model.registers, features["name"].to_pylist(),
+            clusters, fresh, groups, model.registers, features["name"].to_pylist(),
             features["street_code"].to_pylist(), features["phone_hash"].to_pylist())
         best_edge = _link_scored(clusters, completed, best_edge)
         labels = clusters.labels()
@@ -626,9 +624,8 @@ def _link_same_identity(clusters: Clusters, identities: list[str | None]) -> Non
 
 def _score(db: DuckDBAPI, model: Model, features: pa.Table, fresh: np.ndarray,
            incremental: bool, frequencies: pa.Table | None) -> list[dict[str, Any]]:
-    """Scored pairs that pass the guards, strongest first: those above the threshold, and
-    below it the candidates of a register (`person_model.register_candidate_sql`); the
-    names' `frequencies` those of the stored records (an incremental run sees a few)."""
+    """Scored pairs that pass the threshold and the guards, strongest first; the names'
+    `frequencies` those of the stored records (an incremental run sees a few of them)."""
     con = db.duckdb_con
     if not fresh.any():
         return []
@@ -641,12 +638,16 @@ def _score(db: DuckDBAPI, model: Model, features: pa.Table, fresh: np.ndarray,
         con.execute("CREATE TABLE rest AS SELECT f.* FROM features f"
                     " ANTI JOIN fresh_ids i ON i.unique_id = f.unique_id")
         fresh_df, rest_df = db.register("fresh"), db.register("rest")
-        parts = [linker.inference.predict_within(fresh_df, warning_mode="never")]
+        parts = [linker.inference.predict_within(
+            fresh_df, threshold_match_probability=model.threshold, warning_mode="never")]
         if con.execute("SELECT count(*) FROM rest").fetchall() != [(0,)]:
-            parts.append(linker.inference.predict_between(fresh_df, rest_df,
-                                                          warning_mode="never"))
+            parts.append(linker.inference.predict_between(
+                fresh_df, rest_df, threshold_match_probability=model.threshold,
+                warning_mode="never"))
     else:
-        parts = [linker.inference.predict_within(db.register("features"), warning_mode="never")]
+        parts = [linker.inference.predict_within(
+            db.register("features"), threshold_match_probability=model.threshold,
+            warning_mode="never")]
     comparisons = list(person_model._LEVELS)
     gammas = ", ".join(f"gamma_{c}" for c in comparisons)
     rows: list[tuple[Any, ...]] = []
@@ -655,8 +656,7 @@ def _score(db: DuckDBAPI, model: Model, features: pa.Table, fresh: np.ndarray,
         rows += con.execute(
             f"SELECT least(unique_id_l, unique_id_r), greatest(unique_id_l, unique_id_r),"  # noqa: S608
             f" match_probability, match_weight, {gammas} FROM {part.physical_name}"
-            f" WHERE {person_model.guard_sql()} AND (match_probability >= ?"
-            f" OR {person_model.register_candidate_sql()})", [model.threshold]).fetchall()
+            f" WHERE {person_model.guard_sql()}").fetchall()
     rows.sort(key=lambda r: (-r[2], r[0], r[1]))
     out = []
     labelled: dict[tuple[int, ...], dict[str, str]] = {}  # few distinct comparison vectors

@@ -19,9 +19,9 @@ no phone to compare, the place agrees to the street at least), or are one charac
 and the birth date agrees; and never a record without an ID that
 matches two different ID numbers alike (link.people keeps only the links to the one it is
 likelier than not to be, the others weighed against it, or none). Precision comes first:
-wrongly merging two citizens is worse than a missed link. Below the threshold, pairs of
-one name with no phone to compare are scored too: a register may decide them
-(link.registers; its estimates, `registers`, are stored and versioned with the model).
+wrongly merging two citizens is worse than a missed link. What the pairs leave open a
+register may decide (link.registers; its estimates, `registers`, are stored and versioned
+with the model).
 """
 
 from __future__ import annotations
@@ -130,10 +130,10 @@ GUARDS = {
     "birth_date": "no two birth dates more than one keystroke apart",
     "gender": "no two different genders",
     "id_number": "no two different ID-number hashes (such pairs are not compared)",
-    "register": "below the threshold, a cluster without a record of a register (a platform's"
-                " list holding each person once) links to the one cluster with a record of it"
-                " of the same name in the same street, no phone to compare, their clusters'"
-                " phones agreeing where both have any, and no other cluster claiming it, where"
+    "register": "a cluster without a record of a register (a platform's list holding each"
+                " person once) links to the one cluster with a record of it of the same name"
+                " in the same street, their clusters' phones agreeing where both have any,"
+                " the rules above allowing, and no other cluster claiming it, where"
                 " rho / (1 - rho) / n >= 1 (rho: the share of ID-bearing records elsewhere"
                 " on the register; n: its records of that name in that street)",
 }
@@ -162,12 +162,6 @@ def guard_sql() -> str:
             f"     AND gamma_birth_date = {gamma('birth_date', 'exact')}))"
             f" AND gamma_birth_date <> {gamma('birth_date', 'else')}"
             f" AND gamma_gender <> {gamma('gender', 'else')}")
-
-
-def register_candidate_sql() -> str:
-    """A scored pair a register may decide below the threshold (link.registers): the same
-    name, no phone to compare."""
-    return f"(gamma_name = {gamma('name', 'exact')} AND gamma_phone = -1)"
 
 
 def prior_settings(*, term_frequencies: bool, probability_two_random_records_match: float

@@ -10,9 +10,10 @@ one-to-one structure says more: the caller is on the register or not; if on it, 
 one of the records of its name in its street that nothing else claimed.
 
 So (`complete`): for a cluster without a record of register R that has exactly one
-candidate cluster holding a record of R (the same name and street, the guards passed,
-the two clusters' phones agreeing where both have any, and no other such cluster
-claiming that candidate), the odds that it is that person are
+candidate cluster holding a record of R (a record of the same name in the same street,
+the two clusters' phones agreeing where both have any, the rules of `Clusters` allowing
+— one ID number, birth date and gender — and no other such cluster claiming that
+candidate), the odds that it is that person are
 
     rho / (1 - rho) / n
 
@@ -35,6 +36,8 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
+
+from link.clusters import Clusters
 
 # A register holds each person once: at most this share of its ID-bearing records repeat
 # an ID number (a platform's own duplicates).
@@ -70,60 +73,79 @@ def estimate(groups: Sequence[str | None], identities: Sequence[str | None]) -> 
     return out
 
 
-def complete(labels: np.ndarray, near: Sequence[Mapping[str, Any]],
-             groups: Sequence[str | None], registers: Mapping[str, float],
-             names: Sequence[str | None], streets: Sequence[str | None],
-             phones: Sequence[str | None]) -> list[dict[str, Any]]:
-    """The links the registers decide (see the module's doc), as scored edges with the
-    posterior as their probability: `labels` the clusters after the model's links,
-    `near` the guarded pairs below the threshold with an exact name and no phone to
-    compare (each {"a", "b", "comparisons", …}). Strongest first."""
-    if not near or not registers:
+def complete(clusters: Clusters, fresh: np.ndarray, groups: Sequence[str | None],
+             registers: Mapping[str, float], names: Sequence[str | None],
+             streets: Sequence[str | None], phones: Sequence[str | None]
+             ) -> list[dict[str, Any]]:
+    """The links the registers decide (see the module's doc), as edges with the posterior
+    as their probability, strongest first: `clusters` after the model's links, `fresh`
+    the records compared in this run (a link joins a cluster holding one of them). The
+    candidates come from the records themselves (a name in a street), not from scored
+    pairs, so an incremental run, which reads every record of a fresh record's name in
+    its street, counts them as a full run does."""
+    if not registers:
         return []
+    labels = clusters.labels()
     group = np.array(groups, dtype=object)
-    on_register = np.array([g in registers for g in groups], dtype=bool)
-    # Which registers each cluster holds.
-    holds = set(zip(labels[on_register].tolist(), group[on_register].tolist(), strict=True))
-    rows = []
-    for edge in near:
-        a, b = int(edge["a"]), int(edge["b"])
-        for v, c in ((a, b), (b, a)):
-            register = groups[v]
-            if register in registers and (int(labels[c]), register) not in holds:
-                rows.append((int(labels[c]), int(labels[v]), register, c, v, edge))
-    if not rows:
-        return []
-    frame = pd.DataFrame(rows, columns=["cc", "vc", "register", "c", "v", "edge"])
-    # The phones of the clusters concerned (only theirs: a city holds a million).
-    involved = np.isin(labels, np.union1d(frame["cc"].to_numpy(), frame["vc"].to_numpy()))
+    frame = pd.DataFrame({"record": np.arange(len(labels)), "cluster": labels, "group": group,
+                          "name": pd.Series(names, dtype=object),
+                          "street": pd.Series(streets, dtype=object)}).dropna(
+        subset=["name", "street"])
+    with_fresh = set(labels[fresh].tolist())
+    edges: list[dict[str, Any]] = []
+    for register, rho in registers.items():
+        on_it = frame["group"] == register
+        holding = set(frame.loc[on_it, "cluster"].tolist())
+        side_v = frame[on_it]
+        side_c = frame[~on_it & ~frame["cluster"].isin(holding)]
+        pairs = side_c.merge(side_v, on=["name", "street"], suffixes=("_c", "_v"))
+        touched = pairs["cluster_c"].isin(with_fresh) | pairs["cluster_v"].isin(with_fresh)
+        if not touched.any():
+            continue
+        # Every candidate counts; only a pair with a fresh record is decided (what stood,
+        # stands).
+        namesakes = side_v.groupby(["name", "street"]).size()
+        edges += _decide(clusters, pairs.assign(touched=touched).drop_duplicates(
+            ["cluster_c", "cluster_v"]), labels, register, rho, namesakes, phones)
+    return sorted(edges, key=lambda e: (-e["probability"], e["a"], e["b"]))
+
+
+def _decide(clusters: Clusters, pairs: pd.DataFrame, labels: np.ndarray, register: str,
+            rho: float, namesakes: pd.Series, phones: Sequence[str | None]
+            ) -> list[dict[str, Any]]:
+    """The candidate pairs of one register (a record of a cluster without it, a record on
+    it, one name in one street) that link: the clusters' phones agreeing where both have
+    any, the rules allowing, one candidate each way, and the odds at least 1."""
+    involved = np.isin(labels, np.union1d(pairs["cluster_c"].to_numpy(),
+                                          pairs["cluster_v"].to_numpy()))
     phone_sets: dict[int, set[str]] = {}
     for i in np.flatnonzero(involved).tolist():
         phone = phones[i]
         if phone is not None:
             phone_sets.setdefault(int(labels[i]), set()).add(phone)
-    agree = [not (pc_ and pv and not pc_ & pv) for pc_, pv in zip(
-        (phone_sets.get(k) for k in frame["cc"].tolist()),
-        (phone_sets.get(k) for k in frame["vc"].tolist()), strict=True)]
-    frame = frame[agree]
-    # One candidate per cluster and register; a candidate claimed by one cluster only.
-    frame = frame[frame.groupby(["cc", "register"])["vc"].transform("nunique") == 1]
-    frame = frame[frame.groupby(["vc", "register"])["cc"].transform("nunique") == 1]
-    frame = frame.drop_duplicates(["cc", "register"])
-    # The records of each register by name and street, for the candidates' names.
-    name_of = np.array(names, dtype=object)
-    asked = on_register & pd.Series(name_of).isin(set(name_of[frame["v"].to_numpy()])).to_numpy()
-    counts = pd.DataFrame({"g": group[asked], "n": name_of[asked],
-                           "s": np.array(streets, dtype=object)[asked]}).value_counts()
+    rows = []
+    for c, v, cc, vc, name, street, touched in zip(
+            pairs["record_c"].tolist(), pairs["record_v"].tolist(), pairs["cluster_c"].tolist(),
+            pairs["cluster_v"].tolist(), pairs["name"].tolist(), pairs["street"].tolist(),
+            pairs["touched"].tolist(), strict=True):
+        pc_, pv = phone_sets.get(cc), phone_sets.get(vc)
+        if pc_ and pv and not pc_ & pv or not clusters.allowed(c, v):
+            continue
+        rows.append((c, v, cc, vc, name, street, "exact" if pc_ and pv else "null", touched))
+    frame = pd.DataFrame(rows, columns=["c", "v", "cc", "vc", "name", "street", "phone",
+                                        "touched"])
+    frame = frame[frame.groupby("cc")["vc"].transform("nunique") == 1]
+    frame = frame[(frame.groupby("vc")["cc"].transform("nunique") == 1) & frame["touched"]]
     out = []
-    for row in frame.itertuples(index=False):
-        rho = registers[row.register]
-        n = int(counts.get((row.register, names[row.v], streets[row.v]), 1))
+    for row in frame.drop_duplicates("cc").itertuples(index=False):
+        n = int(namesakes.get((row.name, row.street), 1))
         odds = rho / (1.0 - rho) / n if rho < 1 else math.inf
         if odds < 1:
             continue
         finite = math.isfinite(odds)
-        out.append({**row.edge, "a": min(row.c, row.v), "b": max(row.c, row.v),
+        out.append({"a": min(row.c, row.v), "b": max(row.c, row.v),
                     "probability": round(odds / (1.0 + odds), 6) if finite else 1.0,
                     "match_weight": round(math.log2(odds), 3) if finite else 60.0,
-                    "register": {"name": row.register, "rho": rho, "namesakes": n}})
-    return sorted(out, key=lambda e: (-e["probability"], e["a"], e["b"]))
+                    "comparisons": {"name": "exact", "place": "street", "phone": row.phone},
+                    "register": {"name": register, "rho": rho, "namesakes": n}})
+    return out
