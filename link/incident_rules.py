@@ -257,7 +257,8 @@ def _alone_in_words(joins: list[Join], lead: int) -> tuple[Join, ...]:
     """The reports still alone that a transferred report says in words it is one with,
     reported after the lead of the cluster it joins: they come along (one dispute entered
     by the grid worker and again from the 12345 transfer)."""
-    return tuple(j for j in joins if j.cluster is None and j.rank[0] == 2.0 and j.lead > lead)
+    return tuple(j for j in joins
+                 if j.cluster is None and j.text_similarity is not None and j.lead > lead)
 
 
 def join(b: Report, chosen: Join, clusters: dict[int, Cluster], cluster_of: dict[int, int],

@@ -260,18 +260,15 @@ def _stage_events(conn: psycopg.Connection, rules: Rules,
         """
         CREATE TEMP TABLE incident_event ON COMMIT DROP AS
         WITH ev AS (
-            -- Coordinates in China, or swapped (the quality rule's "swapped": a finding; the
-            -- platform's values stay as reported): the place the report meant.
-            SELECT r.*,
-                   CASE WHEN r.longitude BETWEEN 73 AND 136 AND r.latitude BETWEEN 3 AND 54
-                        THEN r.longitude
-                        WHEN r.latitude BETWEEN 73 AND 136 AND r.longitude BETWEEN 3 AND 54
-                        THEN r.latitude END AS x,
-                   CASE WHEN r.longitude BETWEEN 73 AND 136 AND r.latitude BETWEEN 3 AND 54
-                        THEN r.latitude
-                        WHEN r.latitude BETWEEN 73 AND 136 AND r.longitude BETWEEN 3 AND 54
-                        THEN r.longitude END AS y
+            -- Coordinates in China as given, or swapped (the quality rule's "swapped": a
+            -- finding; the platform's values stay as reported): the place the report meant.
+            -- At most one of the two orders lies in the box.
+            SELECT r.*, p.x, p.y
               FROM incident_read r
+              LEFT JOIN LATERAL (
+                  SELECT x, y FROM (VALUES (r.longitude, r.latitude),
+                                           (r.latitude, r.longitude)) AS v(x, y)
+                   WHERE x BETWEEN 73 AND 136 AND y BETWEEN 3 AND 54) p ON true
         )
         SELECT (row_number() OVER (ORDER BY reported_at, source_system, source_id))::int AS id,
                row_id, source_system, source_id, reported_at, kept,

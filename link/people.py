@@ -90,7 +90,7 @@ class LinkSummary:
     records: int = 0
     compared: int = 0
     pairs_scored: int = 0  # pairs above the threshold that pass the guards
-    register_links: int = 0  # links a register decided below the threshold (link.registers)
+    register_links: int = 0  # links a register decided (link.registers)
     ambiguous: int = 0  # records matched to two ID numbers or birth dates: left unlinked
     links: dict[str, int] = field(default_factory=dict)  # records per method
     clusters: int = 0
