@@ -87,17 +87,18 @@ def complete(clusters: Clusters, fresh: np.ndarray, groups: Sequence[str | None]
         return []
     labels = clusters.labels()
     group = np.array(groups, dtype=object)
-    frame = pd.DataFrame({"record": np.arange(len(labels)), "cluster": labels, "group": group,
+    named = pd.DataFrame({"record": np.arange(len(labels)), "cluster": labels, "group": group,
                           "name": pd.Series(names, dtype=object),
                           "street": pd.Series(streets, dtype=object)}).dropna(
         subset=["name", "street"])
     with_fresh = set(labels[fresh].tolist())
     edges: list[dict[str, Any]] = []
     for register, rho in registers.items():
-        on_it = frame["group"] == register
-        holding = set(frame.loc[on_it, "cluster"].tolist())
-        side_v = frame[on_it]
-        side_c = frame[~on_it & ~frame["cluster"].isin(holding)]
+        # A cluster holds the register by any record of it, named and placed or not.
+        holding = set(labels[group == register].tolist())
+        on_it = named["group"] == register
+        side_v = named[on_it]
+        side_c = named[~on_it & ~named["cluster"].isin(holding)]
         pairs = side_c.merge(side_v, on=["name", "street"], suffixes=("_c", "_v"))
         touched = pairs["cluster_c"].isin(with_fresh) | pairs["cluster_v"].isin(with_fresh)
         if not touched.any():

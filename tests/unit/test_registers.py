@@ -88,6 +88,11 @@ def test_a_cluster_already_on_the_register_or_a_candidate_claimed_twice_links_no
     on_it.union(0, 2)
     assert complete(on_it, np.ones(3, dtype=bool), groups + [RESIDENT], registers,
                     names + ["李秀英"], streets + [streets[0]], phones + [None]) == []
+    # … even by a resident record without a street (it holds the register all the same).
+    nameless = Clusters(3, [None] * 3)
+    nameless.union(0, 2)
+    assert complete(nameless, np.ones(3, dtype=bool), groups + [RESIDENT], registers,
+                    names + ["李秀英"], streets + [None], phones + [None]) == []
     # A second caller alone, of the same name in the street: neither.
     assert complete(Clusters(3, [None] * 3), np.ones(3, dtype=bool), groups + [CALLER],
                     registers, names + ["李秀英"], streets + [streets[0]],
