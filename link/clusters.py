@@ -79,10 +79,12 @@ class Clusters:
             rows = pd.DataFrame({"head": heads[index][several],
                                  "value": pd.Series(column[members[several]], dtype="object")})
             rows = rows.dropna().drop_duplicates()
-            merged: dict[int, set[object]] = {}
-            for head, value in zip(rows["head"].tolist(), rows["value"].tolist(), strict=True):
-                merged.setdefault(head, set()).add(value)
-            self.merged[c].update({h: frozenset(v) for h, v in merged.items()})
+            several_values = rows["head"].duplicated(keep=False).to_numpy()
+            one = rows[~several_values]  # most clusters: one value each, set at once
+            self.merged[c].update(zip(one["head"].tolist(),
+                                      map(frozenset, zip(one["value"].tolist())), strict=True))
+            for head, values in rows[several_values].groupby("head")["value"]:
+                self.merged[c][int(head)] = frozenset(values.tolist())
 
     def join_consistent(self, groups: np.ndarray) -> np.ndarray:
         """Make each group of records (one non-negative label in `groups`) one cluster at

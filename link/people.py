@@ -54,6 +54,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from psycopg import sql
 from psycopg.types.json import Jsonb
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
 from splink.backends.duckdb import DuckDBAPI
 
 from link import person_model, person_store, registers
@@ -285,8 +287,7 @@ def _run(conn: psycopg.Connection, full: bool, trust: tuple[str, ...]) -> LinkSu
         if incremental:  # first: the clusters no fresh record touches stand as they were
             clusters.group(_unchanged_groups(previous, fresh))
         applied, skipped, steward_of = _apply_decisions(clusters, decisions, refs, previous)
-        _link_same_identity(clusters, identities)
-        best_edge = _link_scored(clusters, pairs)
+        best_edge = _link_identities_and_pairs(clusters, identities, pairs)
         # What the pairs alone leave open, a register may decide (link.registers).
         completed = registers.complete(
             clusters, fresh, groups, model.registers, features["name"].to_pylist(),
@@ -320,26 +321,32 @@ def _run(conn: psycopg.Connection, full: bool, trust: tuple[str, ...]) -> LinkSu
 
         prev_arr = np.array(previous, dtype=object)
         rekeyed = prev_arr != keys
-        methods, probabilities, evidence = _evidence(records, labels, fresh, steward_of,
-                                                     best_edge, refs)
-        summary.links = {m: int(c) for m, c in pd.Series(methods[fresh]).value_counts().items()}
         summary.records_rekeyed = int((rekeyed & pd.notna(prev_arr)).sum())
+        # The writer takes each part as it is ready, one after another: the records' keys
+        # while the golden rows are made, those while the links' evidence is.
+        writer.start(partial(_write_person_keys, conn, records, keys, fresh | rekeyed,
+                             probe=incremental))
         clock.lap("keys")
-        writer.start(partial(_write_links, conn, records, keys, fresh, rekeyed, methods,
-                             probabilities, evidence, model, vanished, probe=incremental))
 
         affected = keys[fresh | rekeyed]
         alone = np.bincount(labels, minlength=n)[labels] == 1
         goldens = _golden_rows(db, records, features, keys, alone, set(affected.tolist()),
                                trust, full=not incremental)
+        goldens_written = writer.start(partial(
+            _write_goldens, conn, goldens, {k for k in previous if k is not None}, model,
+            probe=incremental))
         clock.lap("golden rows")
+
+        methods, probabilities, evidence = _evidence(records, labels, fresh, steward_of,
+                                                     best_edge, refs)
+        summary.links = {m: int(c) for m, c in pd.Series(methods[fresh]).value_counts().items()}
+        writer.start(partial(_write_links, conn, records, keys, fresh, rekeyed, methods,
+                             probabilities, evidence, model, vanished, probe=incremental))
+        clock.lap("links")
         writer.wait()
-        clock.lap("write links (rest)")
-    with _index_joins(conn, incremental):
-        summary.goldens_written = _write_goldens(conn, goldens,
-                                                 {k for k in previous if k is not None}, model)
+        clock.lap("writes (rest)")
+    summary.goldens_written = goldens_written.result()
     summary.keys_retired = _retire(conn, retired, active - in_use)
-    clock.lap("write goldens")
     summary.events_linked = link_reporters(conn)
     clock.lap("reporters")
     summary.seconds = clock.laps
@@ -371,24 +378,27 @@ def _index_joins(conn: psycopg.Connection, on: bool) -> Iterator[None]:
 
 
 class _Writer:
-    """One statement sequence at a time in a thread of its own, on the run's connection:
-    the warehouse writes while the caller computes. The caller leaves the connection
-    alone until `wait` (psycopg does not serialise a COPY under way against another
-    statement); leaving the block waits too, and an error of the writes is raised by
-    `wait`."""
+    """Statement sequences in a thread of their own, on the run's connection, one after
+    another in the order started: the warehouse writes while the caller computes. The
+    caller leaves the connection alone until `wait` (psycopg does not serialise a COPY
+    under way against another statement); leaving the block waits too, and an error of
+    the writes is raised by `wait`."""
 
     def __init__(self) -> None:
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="link-writer")
-        self._pending: Future[Any] | None = None
+        self._pending: list[Future[Any]] = []
 
-    def start(self, fn: Callable[..., Any], *args: Any) -> None:
-        self.wait()
-        self._pending = self._pool.submit(fn, *args)
+    def start(self, fn: Callable[..., Any], *args: Any) -> Future[Any]:
+        """Queue `fn(*args)` after the sequences started before; its future."""
+        future = self._pool.submit(fn, *args)
+        self._pending.append(future)
+        return future
 
     def wait(self) -> None:
-        pending, self._pending = self._pending, None
-        if pending is not None:
-            pending.result()
+        pending, self._pending = self._pending, []
+        wait(pending)
+        for future in pending:
+            future.result()
 
     def __enter__(self) -> _Writer:
         return self
@@ -397,8 +407,8 @@ class _Writer:
         try:
             if exc[0] is None:
                 self.wait()
-            elif self._pending is not None:  # the caller failed: let the writes end first
-                wait([self._pending])
+            else:  # the caller failed: let the writes end first
+                wait(self._pending)
         finally:
             self._pool.shutdown(wait=True)
 
@@ -576,19 +586,64 @@ def _apply_decisions(clusters: Clusters, decisions: list[_Decision], refs: list[
     return applied, skipped, steward_of
 
 
+# A record's strongest link that held: the scored pair (or a register's edge) and the
+# record at its other end.
+BestEdge = dict[int, tuple[dict[str, Any], int]]
+
+
+def _link_identities_and_pairs(clusters: Clusters, identities: list[str | None],
+                               pairs: list[dict[str, Any]]) -> BestEdge:
+    """Records with the same ID-number hash are one person, then the scored `pairs`
+    (strongest first) join where the rules allow; each record's strongest link that held.
+
+    No rule reaches from one connected component of these links to another, so each is
+    decided on its own: one whose records are alone in their clusters, bound by no split
+    and of at most one value of each ruled column (`Clusters.join_consistent`) is one
+    cluster at once and every link of it holds; the rest are joined a link at a time, the
+    ID numbers first (`_link_same_identity`), then the pairs (`_link_scored`)."""
+    n = len(identities)
+    codes, _ = pd.factorize(pd.Series(identities, dtype="object"), use_na_sentinel=True)
+    with_id = np.flatnonzero(codes >= 0)
+    first = np.full(int(codes.max(initial=-1)) + 1, n, dtype=np.int64)
+    np.minimum.at(first, codes[with_id], with_id)
+    a = np.array([e["a"] for e in pairs], dtype=np.int64)
+    b = np.array([e["b"] for e in pairs], dtype=np.int64)
+    heads, tails = np.concatenate([first[codes[with_id]], a]), np.concatenate([with_id, b])
+    graph = coo_matrix((np.ones(len(heads), dtype=np.int8), (heads, tails)), shape=(n, n))
+    _, component = connected_components(graph, directed=False)
+    linked = np.zeros(n, dtype=bool)
+    linked[heads[heads != tails]] = linked[tails[heads != tails]] = True
+    rest = clusters.join_consistent(np.where(linked, component, -1))
+    one_by_one = rest >= 0
+    _link_same_identity(clusters, np.where(one_by_one, codes, -1))
+    sequential = one_by_one[a]  # both ends of a pair share its component
+    best = _link_scored(clusters, [e for e, s in zip(pairs, sequential.tolist(), strict=True)
+                                   if s])
+    # In the components joined at once every pair held: a record's strongest is the first
+    # pair of the order that touches it.
+    held = np.flatnonzero(~sequential)
+    me, other = np.concatenate([a[held], b[held]]), np.concatenate([b[held], a[held]])
+    edge = np.concatenate([held, held])
+    order = np.argsort(edge, kind="stable")
+    records, first_edge = np.unique(me[order], return_index=True)
+    chosen = order[first_edge]
+    best.update(zip(records.tolist(), zip(map(pairs.__getitem__, edge[chosen].tolist()),
+                                          other[chosen].tolist(), strict=True), strict=True))
+    return best
+
+
 def _link_scored(clusters: Clusters, pairs: list[dict[str, Any]],
-                 best_edge: dict[int, dict[str, Any]] | None = None
-                 ) -> dict[int, dict[str, Any]]:
+                 best_edge: BestEdge | None = None) -> BestEdge:
     """Join the scored pairs, strongest first, where the rules allow; returns each record's
-    strongest link that held (its evidence), `best_edge` updated if given. `pairs` come
-    strongest first."""
+    strongest link that held, `best_edge` updated if given. `pairs` come strongest
+    first."""
     best_edge = {} if best_edge is None else best_edge
     for edge in pairs:
         a, b = edge["a"], edge["b"]
         if clusters.union(a, b):
             for me, other in ((a, b), (b, a)):
-                if me not in best_edge or best_edge[me]["probability"] < edge["probability"]:
-                    best_edge[me] = {**edge, "other": other}
+                if me not in best_edge or best_edge[me][0]["probability"] < edge["probability"]:
+                    best_edge[me] = (edge, other)
     return best_edge
 
 
@@ -602,11 +657,10 @@ def _unchanged_groups(previous: list[str | None], fresh: np.ndarray) -> np.ndarr
     return np.where(fresh, -1, codes)
 
 
-def _link_same_identity(clusters: Clusters, identities: list[str | None]) -> None:
-    """Records with the same ID-number hash are one person (unless a steward split them,
-    or they disagree on the birth date or gender): all at once where nothing can refuse,
-    the rest record by record."""
-    codes, _ = pd.factorize(pd.Series(identities, dtype="object"), use_na_sentinel=True)
+def _link_same_identity(clusters: Clusters, codes: np.ndarray) -> None:
+    """Records with the same ID-number hash (the same non-negative code) are one person
+    (unless a steward split them, or they disagree on the birth date or gender): all at
+    once where nothing can refuse, the rest record by record."""
     counts = np.bincount(codes[codes >= 0], minlength=1)
     repeated = (codes >= 0) & (counts[np.maximum(codes, 0)] > 1)
     rest = clusters.join_consistent(np.where(repeated, codes, -1))
@@ -727,7 +781,7 @@ def _drop_ambiguous(pairs: list[dict[str, Any]], identities: list[str | None],
 
 
 def _evidence(records: pa.Table, labels: np.ndarray, fresh: np.ndarray,
-              steward_of: dict[int, int], best_edge: dict[int, dict[str, Any]],
+              steward_of: dict[int, int], best_edge: BestEdge,
               refs: list[str]) -> tuple[np.ndarray, np.ndarray, list[str | None]]:
     """Each compared record's method, match probability and evidence (JSON text)."""
     n = records.num_rows
@@ -758,9 +812,9 @@ def _evidence(records: pa.Table, labels: np.ndarray, fresh: np.ndarray,
     for i in np.flatnonzero(steward & fresh).tolist():
         evidence[i] = json.dumps({"decision_id": steward_of[i]})
     for i in np.flatnonzero(by_score & fresh).tolist():
-        edge = best_edge[i]
+        edge, other = best_edge[i]
         probabilities[i] = edge["probability"]
-        evidence[i] = json.dumps({"with": refs[edge["other"]].split("\x1f", 1),
+        evidence[i] = json.dumps({"with": refs[other].split("\x1f", 1),
                                   "match_weight": edge["match_weight"],
                                   "comparisons": edge["comparisons"],
                                   **({"register": edge["register"]} if "register" in edge
@@ -768,13 +822,32 @@ def _evidence(records: pa.Table, labels: np.ndarray, fresh: np.ndarray,
     return methods, probabilities, evidence.tolist()
 
 
+def _write_person_keys(conn: psycopg.Connection, records: pa.Table, keys: np.ndarray,
+                       changed: np.ndarray, *, probe: bool = False) -> None:
+    """core.person.person_key of the records `changed` (compared again or rekeyed), from a
+    staged copy (`probe`: the rows found by index look-ups, for an incremental run's
+    few)."""
+    rows = np.flatnonzero(changed)
+    conn.execute("CREATE TEMP TABLE person_key_stage (row_id bigint, person_key text)"
+                 " ON COMMIT DROP")
+    copy_arrow(conn, pa.table({"row_id": records["row_id"].take(pa.array(rows)),
+                               "person_key": pa.array(keys[rows].tolist(), pa.string())}),
+               sql.Identifier("person_key_stage"))
+    conn.execute("ANALYZE person_key_stage")
+    # The version that was read (row_id): a new version a load wrote meanwhile keeps no key
+    # and is linked by the next run.
+    with _index_joins(conn, probe):
+        conn.execute(
+            "UPDATE core.person p SET person_key = s.person_key FROM person_key_stage s"
+            " WHERE p.row_id = s.row_id AND p.person_key IS DISTINCT FROM s.person_key")
+
+
 def _write_links(conn: psycopg.Connection, records: pa.Table, keys: np.ndarray,
                  fresh: np.ndarray, rekeyed: np.ndarray, methods: np.ndarray,
                  probabilities: np.ndarray, evidence: list[str | None], model: Model,
                  vanished: list[tuple[str, str, str]], *, probe: bool = False) -> None:
-    """core.person.person_key and core.person_link, only where they change: the links of
-    records that have none COPYed in, the others' updated from a staged copy (`probe`:
-    the rows found by index look-ups, for an incremental run's few)."""
+    """core.person_link, only where it changes: the links of records that have none COPYed
+    in, the others' updated from a staged copy (`probe`: as `_write_person_keys`)."""
     with _index_joins(conn, probe):
         _write_links_now(conn, records, keys, fresh, rekeyed, methods, probabilities, evidence,
                          model, vanished)
@@ -784,19 +857,6 @@ def _write_links_now(conn: psycopg.Connection, records: pa.Table, keys: np.ndarr
                      fresh: np.ndarray, rekeyed: np.ndarray, methods: np.ndarray,
                      probabilities: np.ndarray, evidence: list[str | None], model: Model,
                      vanished: list[tuple[str, str, str]]) -> None:
-    rows = np.flatnonzero(fresh | rekeyed)
-    conn.execute("CREATE TEMP TABLE person_key_stage (row_id bigint, person_key text)"
-                 " ON COMMIT DROP")
-    copy_arrow(conn, pa.table({"row_id": records["row_id"].take(pa.array(rows)),
-                               "person_key": pa.array(keys[rows].tolist(), pa.string())}),
-               sql.Identifier("person_key_stage"))
-    conn.execute("ANALYZE person_key_stage")
-    # The version that was read (row_id): a new version a load wrote meanwhile keeps no key
-    # and is linked by the next run.
-    conn.execute(
-        "UPDATE core.person p SET person_key = s.person_key FROM person_key_stage s"
-        " WHERE p.row_id = s.row_id AND p.person_key IS DISTINCT FROM s.person_key")
-
     linked = np.asarray(records["linked"].to_numpy(zero_copy_only=False), dtype=bool)
     rows = np.flatnonzero(fresh)
     take = pa.array(rows)
@@ -810,8 +870,9 @@ def _write_links_now(conn: psycopg.Connection, records: pa.Table, keys: np.ndarr
         "evidence": pa.array([evidence[i] for i in rows], pa.string()),
         "model_version": pa.array([model.version] * len(rows), pa.string()),
     })
-    copy_arrow(conn, links.filter(pa.array(~linked[rows])),
-               sql.Identifier("core", "person_link"))
+    made = links.filter(pa.array(~linked[rows]))
+    with person_store.bulk_write(conn, "core.person_link", made.num_rows):
+        copy_arrow(conn, made, sql.Identifier("core", "person_link"))
     conn.execute("CREATE TEMP TABLE person_link_stage (source_system text, source_id text,"
                  " person_key text, method text, match_probability double precision,"
                  " evidence jsonb, model_version text) ON COMMIT DROP")
@@ -955,14 +1016,21 @@ def _golden_rows(db: DuckDBAPI, records: pa.Table, features: pa.Table, keys: np.
 
 
 def _write_goldens(conn: psycopg.Connection, goldens: pa.Table, previous: set[str],
-                   model: Model) -> int:
+                   model: Model, *, probe: bool = False) -> int:
     """The `goldens` (_golden_rows) where they change: those of keys no record held before
-    (not in `previous`) COPYed in."""
+    (not in `previous`) COPYed in (`probe`: as `_write_person_keys`); how many."""
+    with _index_joins(conn, probe):
+        return _write_goldens_now(conn, goldens, previous, model)
+
+
+def _write_goldens_now(conn: psycopg.Connection, goldens: pa.Table, previous: set[str],
+                       model: Model) -> int:
     new = pc.invert(pc.is_in(goldens["person_key"], pa.array(sorted(previous), pa.string())))
     made = goldens.filter(new)
-    copy_arrow(conn, made.append_column(
-        "model_version", pa.array([model.version] * made.num_rows, pa.string())),
-        sql.Identifier("core", "person_golden"))
+    with person_store.bulk_write(conn, "core.person_golden", made.num_rows):
+        copy_arrow(conn, made.append_column(
+            "model_version", pa.array([model.version] * made.num_rows, pa.string())),
+            sql.Identifier("core", "person_golden"))
     goldens = goldens.filter(pc.invert(new))
     conn.execute(
         "CREATE TEMP TABLE person_golden_stage (person_key text, name text, gender text,"

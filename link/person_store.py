@@ -12,6 +12,7 @@ is normalised twice and the city is never read whole.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from datetime import timedelta
 from typing import Any
 
@@ -20,7 +21,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from psycopg import sql
 
+from base.settings import settings
 from link import person_model
+from warehouse.deferred_indexes import built_after
 from warehouse.loader import copy_arrow, read_arrow
 
 RECORDS_SCHEMA = pa.schema([
@@ -236,11 +239,22 @@ def name_frequencies(conn: psycopg.Connection, names: pa.Array, records: int) ->
                      "tf_name": pa.array([r[1] for r in rows], pa.float64())})
 
 
+def bulk_write(conn: psycopg.Connection, table: str, rows: int
+               ) -> AbstractContextManager[bool]:
+    """Around the COPY of `rows` new rows into one of linking's tables: the first run of a
+    city writes every row into empty tables, whose secondary indexes are then built once
+    at the end instead of row by row (warehouse.deferred_indexes.built_after)."""
+    return built_after(conn, table, rows, source="person linking",
+                       from_rows=settings().defer_indexes_from)
+
+
 def write_matches(conn: psycopg.Connection, rows: pa.Table, new: pa.Array,
                   vanished: Sequence[tuple[str, str]]) -> None:
     """core.person_match: `rows` (match_rows), COPYed where `new` (no row yet), else
     replacing the row they have; the rows of `vanished` records go."""
-    copy_arrow(conn, rows.filter(new), sql.Identifier("core", "person_match"))
+    made = rows.filter(new)
+    with bulk_write(conn, "core.person_match", made.num_rows):
+        copy_arrow(conn, made, sql.Identifier("core", "person_match"))
     changed = rows.filter(pc.invert(new))
     if changed.num_rows:
         conn.execute("CREATE TEMP TABLE person_match_stage ON COMMIT DROP AS SELECT * FROM"

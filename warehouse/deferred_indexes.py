@@ -6,7 +6,8 @@ that let whatever comes next build what a killed load left waiting)."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 
 import psycopg
 
@@ -14,13 +15,16 @@ log = logging.getLogger(__name__)
 
 
 def defer_indexes(conn: psycopg.Connection, tables: Iterable[str], *, source: str,
-                  run_id: int) -> list[str]:
+                  run_id: int | None, fewest: int | None = None) -> list[str]:
     """Drop the non-unique indexes of those `tables` that hold no row, noting them (in
-    the caller's transaction: commit it); the tables whose indexes were dropped."""
+    the caller's transaction: commit it); the tables whose indexes were dropped. A table
+    with fewer than `fewest` such indexes keeps them (None: the function's default)."""
     deferred = []
+    statement = ("SELECT ops.defer_indexes(%s::regclass, %s, %s)" if fewest is None
+                 else "SELECT ops.defer_indexes(%s::regclass, %s, %s, %s)")
     for table in sorted(tables):
-        row = conn.execute("SELECT ops.defer_indexes(%s::regclass, %s, %s)",
-                           (table, source, run_id)).fetchone()
+        row = conn.execute(statement, (table, source, run_id,
+                                       *(() if fewest is None else (fewest,)))).fetchone()
         if row and row[0]:
             log.info("%s: %s is empty: its %d secondary index(es) are built when the load"
                      " ends", source, table, row[0])
@@ -34,6 +38,22 @@ def restore_indexes(conn: psycopg.Connection, *, table: str | None = None,
     None); in the caller's transaction. How many were built."""
     row = conn.execute("SELECT ops.restore_indexes(%s::regclass, %s)", (table, source)).fetchone()
     return int(row[0]) if row else 0
+
+
+@contextmanager
+def built_after(conn: psycopg.Connection, table: str, rows: int, *, source: str,
+                from_rows: int) -> Iterator[bool]:
+    """Write `rows` rows into `table` within the block, in the caller's transaction: if
+    they are at least `from_rows` and the table is empty, its non-unique indexes are
+    dropped for the block and built (the table analyzed) when it ends; whether they were.
+    An error rolls the drop back with the rest of the transaction, so nothing is left
+    waiting. The table is held exclusively from the drop until the transaction ends (a
+    table's first bulk write: nothing is there to read yet)."""
+    deferred = (defer_indexes(conn, [table], source=source, run_id=None, fewest=1)
+                if rows >= from_rows else [])
+    yield bool(deferred)
+    for t in deferred:
+        restore_indexes(conn, table=t)
 
 
 class IndexDeferral:
