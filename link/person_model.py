@@ -53,6 +53,12 @@ MIN_TRAIN_RECORDS = 2_000
 # blocking key: it would compare every pair of them.
 MAX_PHONE_BLOCK = 30
 SEED = 20261201
+# Random pairs u is estimated from (at most): an exact name (u about 5e-5 in a city of a
+# million) is then seen some 90 times, its u within about a tenth; the rarest agreements
+# (a phone, u about 1e-6) are seen a few times whatever the sample (a level never seen
+# keeps its prior: `_fill_untrained`). More pairs cost time in proportion: 5 M took 3 s
+# more at a million records and linked the same (bench.link_bench: F1 0.9940 both).
+U_PAIRS = 2_000_000
 
 # Columns the model reads, in the registered table (see people.features).
 FEATURE_SCHEMA = pa.schema([
@@ -280,7 +286,7 @@ def train(db: DuckDBAPI, table: str, records: int, registers: Mapping[str, float
     settings = prior_settings(term_frequencies=True, probability_two_random_records_match=rate)
     linker = Linker(db.register(table), settings, log_level=None)
     linker.training.estimate_u_using_random_sampling(
-        max_pairs=min(5e6, records * 20.0), seed=SEED)
+        max_pairs=min(U_PAIRS, records * 20), seed=SEED)
     linker.training.estimate_m_from_label_column("id_hash")
     trained = linker.misc.save_model_to_json()
     trained["probability_two_random_records_match"] = rate

@@ -86,28 +86,40 @@ def complete(clusters: Clusters, fresh: np.ndarray, groups: Sequence[str | None]
     if not registers:
         return []
     labels = clusters.labels()
-    group = np.array(groups, dtype=object)
-    named = pd.DataFrame({"record": np.arange(len(labels)), "cluster": labels, "group": group,
-                          "name": pd.Series(names, dtype=object),
-                          "street": pd.Series(streets, dtype=object)}).dropna(
-        subset=["name", "street"])
-    with_fresh = set(labels[fresh].tolist())
+    n = len(labels)
+    group_codes, group_names = pd.factorize(pd.Series(groups, dtype=object),
+                                            use_na_sentinel=True)
+    # A name in a street as one number (-1: either missing).
+    name_codes, _ = pd.factorize(pd.Series(names, dtype=object), use_na_sentinel=True)
+    street_codes, street_names = pd.factorize(pd.Series(streets, dtype=object),
+                                              use_na_sentinel=True)
+    place = np.where((name_codes >= 0) & (street_codes >= 0),
+                     name_codes.astype(np.int64) * max(len(street_names), 1) + street_codes, -1)
+    named = pd.DataFrame({"record": np.arange(n), "cluster": labels, "group": group_codes,
+                          "place": place})[place >= 0]
+    with_fresh = np.zeros(n, dtype=bool)
+    with_fresh[labels[fresh]] = True
     edges: list[dict[str, Any]] = []
-    for register, rho in registers.items():
+    for code, register in enumerate(group_names):
+        rho = registers.get(register)
+        if rho is None:
+            continue
         # A cluster holds the register by any record of it, named and placed or not.
-        holding = set(labels[group == register].tolist())
-        on_it = named["group"] == register
+        holding = np.zeros(n, dtype=bool)
+        holding[labels[group_codes == code]] = True
+        on_it = (named["group"] == code).to_numpy()
         side_v = named[on_it]
-        side_c = named[~on_it & ~named["cluster"].isin(holding)]
-        pairs = side_c.merge(side_v, on=["name", "street"], suffixes=("_c", "_v"))
-        touched = pairs["cluster_c"].isin(with_fresh) | pairs["cluster_v"].isin(with_fresh)
+        side_c = named[~on_it & ~holding[named["cluster"].to_numpy()]]
+        pairs = side_c.merge(side_v, on="place", suffixes=("_c", "_v"))
+        touched = (with_fresh[pairs["cluster_c"].to_numpy()]
+                   | with_fresh[pairs["cluster_v"].to_numpy()])
         if not touched.any():
             continue
         # Every candidate counts; only a pair with a fresh record is decided (what stood,
         # stands).
-        namesakes = side_v.groupby(["name", "street"]).size()
+        namesakes = side_v["place"].value_counts()
         edges += _decide(clusters, pairs.assign(touched=touched).drop_duplicates(
-            ["cluster_c", "cluster_v"]), labels, register, rho, namesakes, phones)
+            ["cluster_c", "cluster_v"]), labels, str(register), rho, namesakes, phones)
     return sorted(edges, key=lambda e: (-e["probability"], e["a"], e["b"]))
 
 
@@ -115,8 +127,9 @@ def _decide(clusters: Clusters, pairs: pd.DataFrame, labels: np.ndarray, registe
             rho: float, namesakes: pd.Series, phones: Sequence[str | None]
             ) -> list[dict[str, Any]]:
     """The candidate pairs of one register (a record of a cluster without it, a record on
-    it, one name in one street) that link: the clusters' phones agreeing where both have
-    any, the rules allowing, one candidate each way, and the odds at least 1."""
+    it, one name in one street: one `place`) that link: the clusters' phones agreeing
+    where both have any, the rules allowing, one candidate each way, and the odds at
+    least 1."""
     involved = np.isin(labels, np.union1d(pairs["cluster_c"].to_numpy(),
                                           pairs["cluster_v"].to_numpy()))
     phone_sets: dict[int, set[str]] = {}
@@ -125,21 +138,20 @@ def _decide(clusters: Clusters, pairs: pd.DataFrame, labels: np.ndarray, registe
         if phone is not None:
             phone_sets.setdefault(int(labels[i]), set()).add(phone)
     rows = []
-    for c, v, cc, vc, name, street, touched in zip(
+    for c, v, cc, vc, place, touched in zip(
             pairs["record_c"].tolist(), pairs["record_v"].tolist(), pairs["cluster_c"].tolist(),
-            pairs["cluster_v"].tolist(), pairs["name"].tolist(), pairs["street"].tolist(),
-            pairs["touched"].tolist(), strict=True):
+            pairs["cluster_v"].tolist(), pairs["place"].tolist(), pairs["touched"].tolist(),
+            strict=True):
         pc_, pv = phone_sets.get(cc), phone_sets.get(vc)
         if pc_ and pv and not pc_ & pv or not clusters.allowed(c, v):
             continue
-        rows.append((c, v, cc, vc, name, street, "exact" if pc_ and pv else "null", touched))
-    frame = pd.DataFrame(rows, columns=["c", "v", "cc", "vc", "name", "street", "phone",
-                                        "touched"])
+        rows.append((c, v, cc, vc, place, "exact" if pc_ and pv else "null", touched))
+    frame = pd.DataFrame(rows, columns=["c", "v", "cc", "vc", "place", "phone", "touched"])
     frame = frame[frame.groupby("cc")["vc"].transform("nunique") == 1]
     frame = frame[(frame.groupby("vc")["cc"].transform("nunique") == 1) & frame["touched"]]
     out = []
     for row in frame.drop_duplicates("cc").itertuples(index=False):
-        n = int(namesakes.get((row.name, row.street), 1))
+        n = int(namesakes.get(row.place, 1))
         odds = rho / (1.0 - rho) / n if rho < 1 else math.inf
         if odds < 1:
             continue
