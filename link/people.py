@@ -32,7 +32,9 @@ steward's decision names, against the candidates that share a blocking key with 
 Only what changed is written: keys, links, compared values and golden rows; new ones by
 COPY, changed ones by one set-based UPDATE each (an incremental run's by index look-ups).
 The warehouse writes while this process computes (`_Writer`): the compared values while
-the model trains, scores and clusters, keys and links while the golden rows are made.
+the model trains, scores and clusters; the records' keys while the golden rows are made,
+those while the links' evidence is, then the links. A city's first run writes into empty
+tables and builds their secondary indexes after the rows (`person_store.bulk_write`).
 Everything commits in one transaction, under a lock that keeps a second run out.
 """
 
@@ -609,7 +611,7 @@ def _link_identities_and_pairs(clusters: Clusters, identities: list[str | None],
     a = np.array([e["a"] for e in pairs], dtype=np.int64)
     b = np.array([e["b"] for e in pairs], dtype=np.int64)
     heads, tails = np.concatenate([first[codes[with_id]], a]), np.concatenate([with_id, b])
-    graph = coo_matrix((np.ones(len(heads), dtype=np.int8), (heads, tails)), shape=(n, n))
+    graph = coo_matrix((np.ones(len(heads), dtype=bool), (heads, tails)), shape=(n, n))
     _, component = connected_components(graph, directed=False)
     linked = np.zeros(n, dtype=bool)
     linked[heads[heads != tails]] = linked[tails[heads != tails]] = True
