@@ -25,6 +25,7 @@ from sandbox.gridmgmt import GridData, file_name, render
 from tests.support.own_warehouse import migrated
 from tests.support.sources import write_sources_file
 from warehouse.db import Role, connect
+from warehouse.deferred_indexes import built_after
 
 SIM_END = datetime(2026, 11, 20)
 NEVER = r"(?P<date>\d{8})^"  # a file pattern no name matches
@@ -158,3 +159,33 @@ def test_only_an_empty_core_table_has_its_indexes_deferred(own_warehouse, reside
         with pytest.raises(psycopg.errors.InsufficientPrivilege, match="only a core table"):
             conn.execute("SELECT ops.defer_indexes('ops.run', 'x', 1)")
     assert waiting(db) == []
+
+
+def test_indexes_deferred_within_a_transaction_come_back_with_it_or_with_its_rollback(
+        own_warehouse):
+    # Person linking defers its empty tables' indexes inside its own long transaction
+    # (built_after): a write that fails rolls the drop back; one that ends builds them;
+    # and the call's one-second lock wait does not stay with the transaction.
+    db = own_warehouse
+    table = "core.person_match"
+    before = dict(db.execute("SELECT indexname, indexdef FROM pg_indexes WHERE schemaname ="
+                             " 'core' AND tablename = 'person_match'").fetchall())
+    assert len(before) == 4  # the key and three secondary ones
+    with connect(Role.LOADER) as conn:
+        with pytest.raises(RuntimeError, match="the write failed"), conn.transaction():
+            with built_after(conn, table, 10, source="t", from_rows=10) as deferred:
+                assert deferred
+                assert conn.execute("SHOW lock_timeout").fetchone() == ("0",)
+                raise RuntimeError("the write failed")
+        assert waiting(db) == []
+        with conn.transaction():
+            with built_after(conn, table, 9, source="t", from_rows=10) as deferred:
+                assert not deferred  # fewer rows than the threshold: kept
+            with built_after(conn, table, 10, source="t", from_rows=10) as deferred:
+                assert deferred
+                left = conn.execute("SELECT count(*) FROM pg_indexes WHERE schemaname ="
+                                    " 'core' AND tablename = 'person_match'").fetchone()
+                assert left == (1,)  # only the key while the rows go in
+    after = dict(db.execute("SELECT indexname, indexdef FROM pg_indexes WHERE schemaname ="
+                            " 'core' AND tablename = 'person_match'").fetchall())
+    assert after == before and waiting(db) == []
