@@ -706,25 +706,24 @@ def _score(db: DuckDBAPI, model: Model, features: pa.Table, fresh: np.ndarray,
             warning_mode="never")]
     comparisons = list(person_model._LEVELS)
     gammas = ", ".join(f"gamma_{c}" for c in comparisons)
-    rows: list[tuple[Any, ...]] = []
-    for part in parts:
-        # DuckDB, not the warehouse: the model's own columns and a table Splink named.
-        rows += con.execute(
-            f"SELECT least(unique_id_l, unique_id_r), greatest(unique_id_l, unique_id_r),"  # noqa: S608
-            f" match_probability, match_weight, {gammas} FROM {part.physical_name}"
-            f" WHERE {person_model.guard_sql()}").fetchall()
-    rows.sort(key=lambda r: (-r[2], r[0], r[1]))
-    out = []
-    labelled: dict[tuple[int, ...], dict[str, str]] = {}  # few distinct comparison vectors
-    for a, b, p, w, *levels in rows:
-        vector = tuple(int(g) for g in levels)
-        labels = labelled.get(vector)
-        if labels is None:
-            labels = labelled[vector] = {c: person_model.level_label(c, g)
-                                         for c, g in zip(comparisons, vector, strict=True)}
-        out.append({"a": int(a), "b": int(b), "probability": float(p),
-                    "match_weight": round(float(w), 3), "comparisons": labels})
-    return out
+    # DuckDB, not the warehouse: the model's own columns and tables Splink named.
+    scored = " UNION ALL ".join(
+        f"SELECT least(unique_id_l, unique_id_r) AS a, greatest(unique_id_l, unique_id_r) AS b,"  # noqa: S608
+        f" match_probability AS p, match_weight AS w, {gammas} FROM {part.physical_name}"
+        f" WHERE {person_model.guard_sql()}" for part in parts)
+    got = con.execute(f"SELECT * FROM ({scored}) ORDER BY p DESC, a, b").fetchnumpy()  # noqa: S608
+    if not len(got["a"]):
+        return []
+    # Few distinct comparison vectors: each labelled once, its labels shared by its pairs.
+    vectors, which = np.unique(np.column_stack([got[f"gamma_{c}"] for c in comparisons]),
+                               axis=0, return_inverse=True)
+    labelled = [{c: person_model.level_label(c, int(g)) for c, g in zip(comparisons, v,
+                                                                         strict=True)}
+                for v in vectors.tolist()]
+    return [{"a": a, "b": b, "probability": p, "match_weight": round(w, 3),
+             "comparisons": labelled[v]}
+            for a, b, p, w, v in zip(got["a"].tolist(), got["b"].tolist(), got["p"].tolist(),
+                                     got["w"].tolist(), which.ravel().tolist(), strict=True)]
 
 
 def _drop_ambiguous(pairs: list[dict[str, Any]], identities: list[str | None],
