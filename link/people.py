@@ -326,8 +326,8 @@ def _run(conn: psycopg.Connection, full: bool, trust: tuple[str, ...]) -> LinkSu
         summary.records_rekeyed = int((rekeyed & pd.notna(prev_arr)).sum())
         # The writer takes each part as it is ready, one after another: the records' keys
         # while the golden rows are made, those while the links' evidence is.
-        writer.start(partial(_write_person_keys, conn, records, keys, fresh | rekeyed,
-                             probe=incremental))
+        writer.start(partial(_probing, conn, incremental, _write_person_keys, records, keys,
+                             fresh | rekeyed))
         clock.lap("keys")
 
         affected = keys[fresh | rekeyed]
@@ -335,15 +335,15 @@ def _run(conn: psycopg.Connection, full: bool, trust: tuple[str, ...]) -> LinkSu
         goldens = _golden_rows(db, records, features, keys, alone, set(affected.tolist()),
                                trust, full=not incremental)
         goldens_written = writer.start(partial(
-            _write_goldens, conn, goldens, {k for k in previous if k is not None}, model,
-            probe=incremental))
+            _probing, conn, incremental, _write_goldens, goldens,
+            {k for k in previous if k is not None}, model))
         clock.lap("golden rows")
 
         methods, probabilities, evidence = _evidence(records, labels, fresh, steward_of,
                                                      best_edge, refs)
         summary.links = {m: int(c) for m, c in pd.Series(methods[fresh]).value_counts().items()}
-        writer.start(partial(_write_links, conn, records, keys, fresh, rekeyed, methods,
-                             probabilities, evidence, model, vanished, probe=incremental))
+        writer.start(partial(_probing, conn, incremental, _write_links, records, keys, fresh,
+                             rekeyed, methods, probabilities, evidence, model, vanished))
         clock.lap("links")
         writer.wait()
         clock.lap("writes (rest)")
@@ -377,6 +377,14 @@ def _index_joins(conn: psycopg.Connection, on: bool) -> Iterator[None]:
     yield
     conn.execute("SELECT set_config('enable_hashjoin', %s, true),"
                  " set_config('enable_mergejoin', %s, true)", saved)
+
+
+def _probing(conn: psycopg.Connection, on: bool, write: Callable[..., Any], *args: Any
+             ) -> Any:
+    """`write(conn, *args)` with joins by index look-ups only when `on` (`_index_joins`: an
+    incremental run's writes touch a few rows of tables of a million); what it returns."""
+    with _index_joins(conn, on):
+        return write(conn, *args)
 
 
 class _Writer:
@@ -824,10 +832,9 @@ def _evidence(records: pa.Table, labels: np.ndarray, fresh: np.ndarray,
 
 
 def _write_person_keys(conn: psycopg.Connection, records: pa.Table, keys: np.ndarray,
-                       changed: np.ndarray, *, probe: bool = False) -> None:
+                       changed: np.ndarray) -> None:
     """core.person.person_key of the records `changed` (compared again or rekeyed), from a
-    staged copy (`probe`: the rows found by index look-ups, for an incremental run's
-    few)."""
+    staged copy."""
     rows = np.flatnonzero(changed)
     conn.execute("CREATE TEMP TABLE person_key_stage (row_id bigint, person_key text)"
                  " ON COMMIT DROP")
@@ -837,27 +844,17 @@ def _write_person_keys(conn: psycopg.Connection, records: pa.Table, keys: np.nda
     conn.execute("ANALYZE person_key_stage")
     # The version that was read (row_id): a new version a load wrote meanwhile keeps no key
     # and is linked by the next run.
-    with _index_joins(conn, probe):
-        conn.execute(
-            "UPDATE core.person p SET person_key = s.person_key FROM person_key_stage s"
-            " WHERE p.row_id = s.row_id AND p.person_key IS DISTINCT FROM s.person_key")
+    conn.execute(
+        "UPDATE core.person p SET person_key = s.person_key FROM person_key_stage s"
+        " WHERE p.row_id = s.row_id AND p.person_key IS DISTINCT FROM s.person_key")
 
 
 def _write_links(conn: psycopg.Connection, records: pa.Table, keys: np.ndarray,
                  fresh: np.ndarray, rekeyed: np.ndarray, methods: np.ndarray,
                  probabilities: np.ndarray, evidence: list[str | None], model: Model,
-                 vanished: list[tuple[str, str, str]], *, probe: bool = False) -> None:
+                 vanished: list[tuple[str, str, str]]) -> None:
     """core.person_link, only where it changes: the links of records that have none COPYed
-    in, the others' updated from a staged copy (`probe`: as `_write_person_keys`)."""
-    with _index_joins(conn, probe):
-        _write_links_now(conn, records, keys, fresh, rekeyed, methods, probabilities, evidence,
-                         model, vanished)
-
-
-def _write_links_now(conn: psycopg.Connection, records: pa.Table, keys: np.ndarray,
-                     fresh: np.ndarray, rekeyed: np.ndarray, methods: np.ndarray,
-                     probabilities: np.ndarray, evidence: list[str | None], model: Model,
-                     vanished: list[tuple[str, str, str]]) -> None:
+    in, the others' updated from a staged copy."""
     linked = np.asarray(records["linked"].to_numpy(zero_copy_only=False), dtype=bool)
     rows = np.flatnonzero(fresh)
     take = pa.array(rows)
@@ -1017,15 +1014,9 @@ def _golden_rows(db: DuckDBAPI, records: pa.Table, features: pa.Table, keys: np.
 
 
 def _write_goldens(conn: psycopg.Connection, goldens: pa.Table, previous: set[str],
-                   model: Model, *, probe: bool = False) -> int:
+                   model: Model) -> int:
     """The `goldens` (_golden_rows) where they change: those of keys no record held before
-    (not in `previous`) COPYed in (`probe`: as `_write_person_keys`); how many."""
-    with _index_joins(conn, probe):
-        return _write_goldens_now(conn, goldens, previous, model)
-
-
-def _write_goldens_now(conn: psycopg.Connection, goldens: pa.Table, previous: set[str],
-                       model: Model) -> int:
+    (not in `previous`) COPYed in; how many."""
     new = pc.invert(pc.is_in(goldens["person_key"], pa.array(sorted(previous), pa.string())))
     made = goldens.filter(new)
     with person_store.bulk_write(conn, "core.person_golden", made.num_rows):
