@@ -35,7 +35,11 @@ The warehouse writes while this process computes (`_Writer`): the compared value
 the model trains, scores and clusters; the records' keys while the golden rows are made,
 those while the links' evidence is, then the links. A city's first run writes into empty
 tables and builds their secondary indexes after the rows (`person_store.bulk_write`).
-Everything commits in one transaction, under a lock that keeps a second run out.
+Everything commits in one transaction, under a lock that keeps a second run out; only
+the records' keys in core.person and the events' reporters are written on a second
+connection beside it and committed just after it (`_keys_connection`: a first run
+rewrites a million core.person rows for them), and a run whose process ended between
+the two commits has them written again by the next one from core.person_link.
 """
 
 from __future__ import annotations
@@ -44,7 +48,7 @@ import json
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, NamedTuple
@@ -55,6 +59,7 @@ import psycopg
 import pyarrow as pa
 import pyarrow.compute as pc
 from psycopg import sql
+from psycopg.pq import TransactionStatus
 from psycopg.types.json import Jsonb
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
@@ -200,32 +205,81 @@ def link_people(conn: psycopg.Connection, *, full: bool = False,
     savepoint inside the caller's, if one is open). `trust_order` lists platforms, most
     trusted first (`DEFAULT_TRUST_ORDER`)."""
     trust = tuple(trust_order) if trust_order is not None else DEFAULT_TRUST_ORDER
-    with conn.transaction():
-        got = conn.execute("SELECT pg_try_advisory_xact_lock(hashtext(%s))", (_LOCK,)).fetchone()
-        if not (got and got[0]):
-            raise LinkInProgress("another person-linking run is in progress; try again when it"
-                                 " has finished")
-        # For this transaction: hash joins of the whole city's keys in memory, not in
-        # batches on disk (a full run's UPDATE joins a million keys); no JIT compilation
-        # for statements that move rows and compute little.
-        saved = conn.execute("SELECT current_setting('work_mem'), current_setting('jit')"
-                             ).fetchone()
-        assert saved is not None
-        conn.execute("SELECT set_config('work_mem', %s, true), set_config('jit', 'off', true)",
-                     (_WORK_MEM,))
-        summary = _run(conn, full, trust)
-        conn.execute("SELECT set_config('work_mem', %s, true), set_config('jit', %s, true)",
-                     saved)
+    # A run that is a transaction of its own writes the records' keys on a second
+    # connection (`_keys_connection`); inside a caller's transaction they go with it.
+    alone = conn.info.transaction_status == TransactionStatus.IDLE
+    with ExitStack() as stack:
+        with conn.transaction():
+            got = conn.execute("SELECT pg_try_advisory_xact_lock(hashtext(%s))",
+                               (_LOCK,)).fetchone()
+            if not (got and got[0]):
+                raise LinkInProgress("another person-linking run is in progress; try again"
+                                     " when it has finished")
+            saved = _run_settings(conn)
+            keys_conn = stack.enter_context(_keys_connection(conn)) if alone else conn
+            summary = _run(conn, keys_conn, full, trust)
+            conn.execute("SELECT set_config('work_mem', %s, true),"
+                         " set_config('jit', %s, true)", saved)
+        if keys_conn is not conn:
+            _commit_keys(keys_conn)
         return summary
 
 
-def _run(conn: psycopg.Connection, full: bool, trust: tuple[str, ...]) -> LinkSummary:
+def _commit_keys(keys_conn: psycopg.Connection) -> None:
+    """The run is committed: its keys now (`_keys_connection`), and the mark that they are
+    pending goes with them."""
+    keys_conn.execute("UPDATE ops.link_run SET keys_pending = false"
+                      " WHERE entity = %s AND keys_pending", (ENTITY,))
+    keys_conn.commit()
+
+
+def _run_settings(conn: psycopg.Connection) -> tuple[str, str]:
+    """For the transaction: hash joins of the whole city's keys in memory, not in batches
+    on disk (a full run's UPDATE joins a million keys); no JIT compilation for statements
+    that move rows and compute little. Returns the settings it replaced."""
+    saved = conn.execute("SELECT current_setting('work_mem'), current_setting('jit')"
+                         ).fetchone()
+    assert saved is not None
+    conn.execute("SELECT set_config('work_mem', %s, true), set_config('jit', 'off', true)",
+                 (_WORK_MEM,))
+    return saved[0], saved[1]
+
+
+@contextmanager
+def _keys_connection(conn: psycopg.Connection) -> Iterator[psycopg.Connection]:
+    """A second connection to the warehouse as `conn`'s role, in a transaction with the
+    run's settings, for the records' keys and the events' reporters: a city's first run
+    rewrites every core.person row for its key, which then runs beside the golden
+    persons' and links' writes instead of before them. It is committed just after the
+    run (`link_people`), and rolled back when it ends otherwise. Until then the run's
+    ops.link_run row says its keys are pending; a run that finds them so (the process
+    ended between the commits) writes them again first (`_rewrite_pending_keys`)."""
+    row = conn.execute("SELECT current_user, current_user <> session_user").fetchone()
+    assert row is not None
+    other = psycopg.connect(conn.info.dsn, password=conn.info.password,
+                            application_name="hub link: person keys")
+    try:
+        if row[1]:
+            other.execute(sql.SQL("SET ROLE {}").format(sql.Identifier(row[0])))
+        _run_settings(other)
+        yield other
+    finally:
+        other.close()  # uncommitted: rolled back
+
+
+def _run(conn: psycopg.Connection, keys_conn: psycopg.Connection, full: bool,
+         trust: tuple[str, ...]) -> LinkSummary:
+    """The run on `conn`; the records' keys and the events' reporters on `keys_conn`
+    (`conn` itself, or a connection of their own: `_keys_connection`)."""
     clock = _Stopwatch()
     row = conn.execute("SELECT now()").fetchone()
     assert row is not None
     started = row[0]
-    last = conn.execute("SELECT started_at, records FROM ops.link_run WHERE entity = %s"
-                        " ORDER BY started_at DESC LIMIT 1", (ENTITY,)).fetchone()
+    last = conn.execute("SELECT started_at, records, keys_pending FROM ops.link_run"
+                        " WHERE entity = %s ORDER BY started_at DESC LIMIT 1",
+                        (ENTITY,)).fetchone()
+    if last is not None and last[2]:
+        _rewrite_pending_keys(keys_conn)
     stored = _latest_model(conn)
     # Without stored compared values (a warehouse linked before they were kept) only a
     # full run knows every record's.
@@ -244,8 +298,10 @@ def _run(conn: psycopg.Connection, full: bool, trust: tuple[str, ...]) -> LinkSu
     # The warehouse writes while this process computes: the compared values go in while
     # the model trains, scores and clusters; keys and links while the golden rows are
     # made (`_Writer`: one statement at a time on the run's connection, in its
-    # transaction; the connection is not touched here meanwhile).
-    with _Writer() as writer:
+    # transaction; the connection is not touched here meanwhile). The records' keys go
+    # in on their own connection where there is one (`aside`), beside the rest.
+    with _Writer() as writer, _Writer() as aside:
+        keys_lane = writer if keys_conn is conn else aside
         # Compared values are written where the stored ones are of another version.
         stale = pc.or_kleene(pc.is_null(records["matched_row"]),
                              pc.not_equal(records["matched_row"], records["row_id"]))
@@ -325,9 +381,11 @@ def _run(conn: psycopg.Connection, full: bool, trust: tuple[str, ...]) -> LinkSu
         rekeyed = prev_arr != keys
         summary.records_rekeyed = int((rekeyed & pd.notna(prev_arr)).sum())
         # The writer takes each part as it is ready, one after another: the records' keys
-        # while the golden rows are made, those while the links' evidence is.
-        writer.start(partial(_probing, conn, incremental, _write_person_keys, records, keys,
-                             fresh | rekeyed))
+        # (and from them the events' reporters) while the golden rows are made, those
+        # while the links' evidence is.
+        keys_lane.start(partial(_probing, keys_conn, incremental, _write_person_keys,
+                                records, keys, fresh | rekeyed))
+        reporters = keys_lane.start(link_reporters, keys_conn)
         clock.lap("keys")
 
         affected = keys[fresh | rekeyed]
@@ -347,16 +405,17 @@ def _run(conn: psycopg.Connection, full: bool, trust: tuple[str, ...]) -> LinkSu
         clock.lap("links")
         writer.wait()
         clock.lap("writes (rest)")
+        aside.wait()
+        clock.lap("keys and reporters (rest)")
     summary.goldens_written = goldens_written.result()
     summary.keys_retired = _retire(conn, retired, active - in_use)
-    summary.events_linked = link_reporters(conn)
-    clock.lap("reporters")
+    summary.events_linked = reporters.result()
     summary.seconds = clock.laps
     conn.execute(
         "INSERT INTO ops.link_run (entity, mode, model_version, started_at, records, compared,"
-        " summary) VALUES (%s, %s, %s, %s, %s, %s, %s)",
+        " summary, keys_pending) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
         (ENTITY, summary.mode, model.version, started, summary.records, summary.compared,
-         Jsonb(summary.as_json())))
+         Jsonb(summary.as_json()), keys_conn is not conn))
     db.duckdb_con.close()
     return summary
 
@@ -847,6 +906,19 @@ def _write_person_keys(conn: psycopg.Connection, records: pa.Table, keys: np.nda
     conn.execute(
         "UPDATE core.person p SET person_key = s.person_key FROM person_key_stage s"
         " WHERE p.row_id = s.row_id AND p.person_key IS DISTINCT FROM s.person_key")
+
+
+def _rewrite_pending_keys(conn: psycopg.Connection) -> None:
+    """core.person.person_key of every current record as its link has it: the last run
+    committed its links, and its process ended before its keys were (`_keys_connection`).
+    The events' reporters follow in this run, as in every run; the mark goes with the
+    keys."""
+    conn.execute(
+        "UPDATE core.person p SET person_key = l.person_key FROM core.person_link l"
+        " WHERE p.valid_to IS NULL AND l.source_system = p.source_system"
+        " AND l.source_id = p.source_id AND p.person_key IS DISTINCT FROM l.person_key")
+    conn.execute("UPDATE ops.link_run SET keys_pending = false WHERE entity = %s"
+                 " AND keys_pending", (ENTITY,))
 
 
 def _write_links(conn: psycopg.Connection, records: pa.Table, keys: np.ndarray,

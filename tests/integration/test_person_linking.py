@@ -22,6 +22,7 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from base.identity import citizen_id_identity, phone_identity
 from base.pii import keyed_hash
 from base.settings import settings
+from link import people
 from link.people import LinkSummary, link_people, merge, revoke, split
 from sandbox.city import citizen_id
 from warehouse.db import Role, connect, conninfo
@@ -332,3 +333,60 @@ def test_a_vanished_record_leaves_its_person(linked, people_db):
 def keys_now(url: str) -> dict[tuple[str, str], str]:
     with psycopg.connect(url) as db:
         return keys(db)
+
+
+def test_keys_a_run_could_not_commit_are_written_by_the_next(linked, people_db, monkeypatch):
+    """The run commits, then its process ends before the records' keys (written on a
+    connection of their own) are committed: the next run writes them first."""
+    with psycopg.connect(people_db, autocommit=True) as db:
+        insert(db, [person("citymgmt", "C-A", "刘伟", id_number=ID_A, role="party")])
+
+    def process_ends(keys_conn: psycopg.Connection) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(people, "_commit_keys", process_ends)
+    with pytest.raises(KeyboardInterrupt):
+        run(full=True)
+    monkeypatch.undo()
+    with psycopg.connect(people_db, autocommit=True) as db:
+        # Loaded long before (person_store.LOAD_WINDOW): the next run does not compare
+        # the record again, so only its repair of the keys can give it its own.
+        db.execute("UPDATE core.person SET valid_from = valid_from - interval '2 days'"
+                   " WHERE source_id = 'C-A'")
+    with psycopg.connect(people_db) as db:
+        link = db.execute("SELECT person_key FROM core.person_link WHERE source_id = 'C-A'"
+                          ).fetchone()
+        assert link is not None  # the run committed its link
+        assert keys(db)[("citymgmt", "C-A")] is None  # and not the record's key
+        assert db.execute("SELECT keys_pending FROM ops.link_run WHERE entity = 'person'"
+                          " ORDER BY started_at DESC LIMIT 1").fetchone() == (True,)
+    run()
+    with psycopg.connect(people_db) as db:
+        assert keys(db)[("citymgmt", "C-A")] == link[0] == keys(db)[("gridmgmt", "R-A")]
+        unlike = db.execute(
+            "SELECT count(*) FROM core.person p JOIN core.person_link l USING (source_system,"
+            " source_id) WHERE p.valid_to IS NULL AND p.person_key IS DISTINCT FROM"
+            " l.person_key").fetchone()
+        pending = db.execute("SELECT count(*) FROM ops.link_run WHERE keys_pending").fetchone()
+    assert unlike == (0,) and pending == (0,)
+
+
+def test_a_run_inside_the_callers_transaction_commits_its_keys_with_it(linked, people_db):
+    with psycopg.connect(people_db, autocommit=True) as db:
+        insert(db, [person("video", "v:c", "陈明", phone=CHEN_PHONE, role="party")])
+    with connect(Role.LOADER) as conn:
+        conn.execute("SELECT 1")  # the caller's transaction is open
+        link_people(conn)
+        conn.rollback()  # and the caller changes its mind: nothing of the run stays
+    assert ("video", "v:c") in keys_now(people_db) and keys_now(people_db)[("video", "v:c")] is None
+    with connect(Role.LOADER) as conn:
+        conn.execute("SELECT 1")
+        summary = link_people(conn)
+        conn.commit()
+    assert summary.compared >= 1
+    with psycopg.connect(people_db) as db:
+        link = db.execute("SELECT person_key FROM core.person_link WHERE source_id = 'v:c'"
+                          ).fetchone()
+        assert link is not None and keys(db)[("video", "v:c")] == link[0]
+        assert db.execute("SELECT keys_pending FROM ops.link_run WHERE entity = 'person'"
+                          " ORDER BY started_at DESC LIMIT 1").fetchone() == (False,)
