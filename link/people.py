@@ -499,9 +499,14 @@ class _Stopwatch:
 def match_values(records: pa.Table) -> pa.Table:
     """The values the model compares (person_store.MATCH_COLUMNS) of each record, in their
     normal forms."""
-    names = name_forms(records["name"])
-    address, coarse = addresses(pc.coalesce(records["current_address"],
-                                            records["household_address"]))
+    # Addresses beside names, in a thread: both are mostly Arrow kernels, which run
+    # outside the GIL (at 1M records 3.2 s side by side against 4.4-4.7 s one after the
+    # other).
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="link-addresses") as pool:
+        located = pool.submit(addresses, pc.coalesce(records["current_address"],
+                                                     records["household_address"]))
+        names = name_forms(records["name"])
+        address, coarse = located.result()
     return pa.table({
         "name": names.name,
         "surname": names.surname,
