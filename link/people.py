@@ -33,7 +33,8 @@ Only what changed is written: keys, links, compared values and golden rows; new 
 COPY, changed ones by one set-based UPDATE each (an incremental run's by index look-ups).
 The warehouse writes while this process computes (`_Writer`): the compared values while
 the model trains, scores and clusters; the records' keys while the golden rows are made,
-those while the links' evidence is, then the links. A city's first run writes into empty
+those part by part as they are made (the persons of one record first: most of a city,
+and made at once) and while the links' evidence is, then the links. A city's first run writes into empty
 tables and builds their secondary indexes after the rows (`person_store.bulk_write`).
 Everything commits in one transaction, under a lock that keeps a second run out; only
 the records' keys in core.person and the events' reporters are written on a second
@@ -46,11 +47,12 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from functools import partial
+from queue import Queue
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -390,11 +392,16 @@ def _run(conn: psycopg.Connection, keys_conn: psycopg.Connection, full: bool,
 
         affected = keys[fresh | rekeyed]
         alone = np.bincount(labels, minlength=n)[labels] == 1
-        goldens = _golden_rows(db, records, features, keys, alone, set(affected.tolist()),
-                               trust, full=not incremental)
-        goldens_written = writer.start(partial(
-            _probing, conn, incremental, _write_goldens, goldens,
-            {k for k in previous if k is not None}, model))
+        # The golden rows go in as each part is made: the persons of one record first.
+        held = {k for k in previous if k is not None}
+        affected_keys = set(affected.tolist())
+        with _Parts() as goldens:
+            goldens_written = writer.start(partial(
+                _probing, conn, incremental, _write_goldens, goldens, held,
+                len(affected_keys - held), model))
+            for part in _golden_rows(db, records, features, keys, alone, affected_keys,
+                                     trust, full=not incremental):
+                goldens.put(part)
         clock.lap("golden rows")
 
         methods, probabilities, evidence = _evidence(records, labels, fresh, steward_of,
@@ -1003,7 +1010,9 @@ _ATTRIBUTES: dict[str, tuple[str, ...]] = {
 _ORDER = "trust, valid_from DESC, source_system, source_id"
 
 
-def _golden_sql() -> str:
+def _golden_sql() -> tuple[str, str]:
+    """The golden rows of persons of one record (`golden_single`), and of those of several
+    (`golden_input`): each ordered by key."""
     attributes = list(_ATTRIBUTES)
     picks = ", ".join(
         f"min(preference) FILTER (WHERE {' OR '.join(f'{c} IS NOT NULL' for c in columns)})"
@@ -1020,10 +1029,21 @@ def _golden_sql() -> str:
     single_given = ", ".join(
         f"CASE WHEN {' OR '.join(f'{c} IS NOT NULL' for c in columns)} THEN '{a}' END"
         for a, columns in _ATTRIBUTES.items())
+    # A person of one record (most of a city) is that record: no ranking, no grouping.
+    single = f"""
+SELECT person_key, {single_values}, 1 AS members, '{{' || source_system || '}}' AS source_systems,
+       CASE WHEN len(attributes) = 0 THEN '[]' ELSE '[' || CAST(json_object(
+            'source_system', source_system, 'source_id', source_id,
+            'loaded_at', strftime(valid_from, '%Y-%m-%dT%H:%M:%S.%fZ'),
+            'attributes', attributes) AS VARCHAR) || ']' END AS provenance
+  FROM (SELECT *, list_filter([{single_given}], lambda a: a IS NOT NULL) AS attributes
+          FROM golden_single)
+ ORDER BY person_key
+"""  # noqa: S608
     # One ordering of all records, most preferred first: each attribute takes the value of
     # its cluster's most preferred record that has one (the smallest preference number).
     # Provenance: one entry per record that gave the golden person something.
-    return f"""
+    return single, f"""
 WITH ranked AS MATERIALIZED (
   SELECT *, strftime(valid_from, '%Y-%m-%dT%H:%M:%S.%fZ') AS loaded_at,
          row_number() OVER (ORDER BY {_ORDER}) AS preference
@@ -1046,16 +1066,7 @@ SELECT p.person_key, {values}, p.members::int AS members,
        '{{' || array_to_string(p.source_systems, ',') || '}}' AS source_systems,
        coalesce(v.provenance, '[]') AS provenance
   FROM picked p {joins} LEFT JOIN provenance v ON v.person_key = p.person_key
-UNION ALL
--- A person of one record (most of a city) is that record: no ranking, no grouping.
-SELECT person_key, {single_values}, 1 AS members, '{{' || source_system || '}}',
-       CASE WHEN len(attributes) = 0 THEN '[]' ELSE '[' || CAST(json_object(
-            'source_system', source_system, 'source_id', source_id,
-            'loaded_at', strftime(valid_from, '%Y-%m-%dT%H:%M:%S.%fZ'),
-            'attributes', attributes) AS VARCHAR) || ']' END
-  FROM (SELECT *, list_filter([{single_given}], lambda a: a IS NOT NULL) AS attributes
-          FROM golden_single)
- ORDER BY person_key
+ ORDER BY p.person_key
 """  # noqa: S608
 
 
@@ -1067,9 +1078,10 @@ _GOLDEN_COLUMNS = ("person_key", "name", "gender", "birth_date", "id_number_hash
 
 def _golden_rows(db: DuckDBAPI, records: pa.Table, features: pa.Table, keys: np.ndarray,
                  alone: np.ndarray, affected: set[str], trust: tuple[str, ...], *, full: bool
-                 ) -> pa.Table:
+                 ) -> Iterator[pa.Table]:
     """The golden rows (_GOLDEN_COLUMNS) of the keys `affected` (every key in a full run),
-    ordered by key; `alone`: the records alone in their cluster."""
+    in two parts each ordered by key: first the persons of one record (`alone`: the
+    records alone in their cluster), made at once, then those of several."""
     inputs = pa.table({
         "person_key": pa.array(keys.tolist(), pa.string()),
         "trust": _trust_rank(records["source_system"], trust),
@@ -1087,20 +1099,49 @@ def _golden_rows(db: DuckDBAPI, records: pa.Table, features: pa.Table, keys: np.
     con = db.duckdb_con
     con.register("golden_input", inputs.filter(pc.invert(single)))
     con.register("golden_single", inputs.filter(single))
-    return con.sql(_golden_sql()).to_arrow_table().select(list(_GOLDEN_COLUMNS))
+    for query in _golden_sql():
+        yield con.sql(query).to_arrow_table().select(list(_GOLDEN_COLUMNS))
 
 
-def _write_goldens(conn: psycopg.Connection, goldens: pa.Table, previous: set[str],
-                   model: Model) -> int:
-    """The `goldens` (_golden_rows) where they change: those of keys no record held before
-    (not in `previous`) COPYed in; how many."""
-    new = pc.invert(pc.is_in(goldens["person_key"], pa.array(sorted(previous), pa.string())))
-    made = goldens.filter(new)
-    with person_store.bulk_write(conn, "core.person_golden", made.num_rows):
-        copy_arrow(conn, made.append_column(
-            "model_version", pa.array([model.version] * made.num_rows, pa.string())),
-            sql.Identifier("core", "person_golden"))
-    goldens = goldens.filter(pc.invert(new))
+class _Parts:
+    """Tables handed from the run's thread to a write job as each is made: the job
+    iterates (`for part in parts`) until the block that puts them ends, however it ends."""
+
+    _END = object()
+
+    def __init__(self) -> None:
+        self._queue: Queue[Any] = Queue()
+
+    def put(self, part: pa.Table) -> None:
+        self._queue.put(part)
+
+    def __iter__(self) -> Iterator[pa.Table]:
+        return iter(self._queue.get, self._END)
+
+    def __enter__(self) -> _Parts:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._queue.put(self._END)
+
+
+def _write_goldens(conn: psycopg.Connection, parts: Iterable[pa.Table], previous: set[str],
+                   new_keys: int, model: Model) -> int:
+    """The golden rows (`parts` of _golden_rows, written as each comes) where they change:
+    those of keys no record held before (not in `previous`; `new_keys` of them) COPYed
+    in; how many."""
+    held = pa.array(sorted(previous), pa.string())
+    made, kept = 0, []
+    with person_store.bulk_write(conn, "core.person_golden", new_keys):
+        for part in parts:
+            new = pc.invert(pc.is_in(part["person_key"], held))
+            rows = part.filter(new)
+            copy_arrow(conn, rows.append_column(
+                "model_version", pa.array([model.version] * rows.num_rows, pa.string())),
+                sql.Identifier("core", "person_golden"))
+            made += rows.num_rows
+            kept.append(part.filter(pc.invert(new)))
+    goldens = pa.concat_tables(kept)
     conn.execute(
         "CREATE TEMP TABLE person_golden_stage (person_key text, name text, gender text,"
         " birth_date date, id_number_hash text, id_number_masked text, phone_hash text,"
@@ -1124,7 +1165,7 @@ def _write_goldens(conn: psycopg.Connection, goldens: pa.Table, previous: set[st
         " SELECT {columns}, %s FROM person_golden_stage s WHERE NOT EXISTS ("
         " SELECT 1 FROM core.person_golden g WHERE g.person_key = s.person_key)").format(
         columns=columns), (model.version,)).rowcount
-    return made.num_rows + updated + inserted
+    return made + updated + inserted
 
 
 def _retire(conn: psycopg.Connection, retired: dict[str, str | None], unused: set[str]

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from datetime import date
 from typing import Any
 
+import duckdb
 import psycopg
 import pytest
 from psycopg import sql
@@ -390,3 +391,27 @@ def test_a_run_inside_the_callers_transaction_commits_its_keys_with_it(linked, p
         assert link is not None and keys(db)[("video", "v:c")] == link[0]
         assert db.execute("SELECT keys_pending FROM ops.link_run WHERE entity = 'person'"
                           " ORDER BY started_at DESC LIMIT 1").fetchone() == (False,)
+
+
+# A write job left waiting for a part never made would hang the run: the thread method
+# ends the whole session with every thread's stack instead.
+@pytest.mark.timeout(120, method="thread")
+def test_a_run_failing_while_its_golden_rows_are_written_ends_and_keeps_nothing(
+        linked, people_db, monkeypatch):
+    """The golden rows go to the warehouse part by part as they are made: a failure
+    making the second part ends the run (the write of the first does not wait for ever)
+    and the run leaves nothing."""
+    with psycopg.connect(people_db, autocommit=True) as db:
+        insert(db, [person("video", "v:f", "赵伟", phone="13840005555", role="party")])
+        runs = db.execute("SELECT count(*) FROM ops.link_run").fetchone()
+    single, _ = people._golden_sql()
+    monkeypatch.setattr(people, "_golden_sql", lambda: (single, "SELECT no_such_column"))
+    with pytest.raises(duckdb.Error):
+        run()
+    monkeypatch.undo()
+    with psycopg.connect(people_db) as db:
+        assert db.execute("SELECT count(*) FROM ops.link_run").fetchone() == runs
+        assert db.execute("SELECT count(*) FROM core.person_link WHERE source_id = 'v:f'"
+                          ).fetchone() == (0,)
+    assert run().compared >= 1
+    assert keys_now(people_db)[("video", "v:f")] is not None
