@@ -230,9 +230,15 @@ def link_people(conn: psycopg.Connection, *, full: bool = False,
 def _commit_keys(keys_conn: psycopg.Connection) -> None:
     """The run is committed: its keys now (`_keys_connection`), and the mark that they are
     pending goes with them."""
-    keys_conn.execute("UPDATE ops.link_run SET keys_pending = false"
-                      " WHERE entity = %s AND keys_pending", (ENTITY,))
+    _keys_written(keys_conn)
     keys_conn.commit()
+
+
+def _keys_written(conn: psycopg.Connection) -> None:
+    """Clear the mark of every run whose keys were pending (in the transaction that
+    writes them)."""
+    conn.execute("UPDATE ops.link_run SET keys_pending = false WHERE entity = %s"
+                 " AND keys_pending", (ENTITY,))
 
 
 def _run_settings(conn: psycopg.Connection) -> tuple[str, str]:
@@ -929,8 +935,7 @@ def _rewrite_pending_keys(conn: psycopg.Connection) -> None:
         "UPDATE core.person p SET person_key = l.person_key FROM core.person_link l"
         " WHERE p.valid_to IS NULL AND l.source_system = p.source_system"
         " AND l.source_id = p.source_id AND p.person_key IS DISTINCT FROM l.person_key")
-    conn.execute("UPDATE ops.link_run SET keys_pending = false WHERE entity = %s"
-                 " AND keys_pending", (ENTITY,))
+    _keys_written(conn)
 
 
 def _write_links(conn: psycopg.Connection, records: pa.Table, keys: np.ndarray,
