@@ -45,6 +45,7 @@ the two commits has them written again by the next one from core.person_link.
 
 from __future__ import annotations
 
+import gc
 import json
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -211,6 +212,7 @@ def link_people(conn: psycopg.Connection, *, full: bool = False,
     # connection (`_keys_connection`); inside a caller's transaction they go with it.
     alone = conn.info.transaction_status == TransactionStatus.IDLE
     with ExitStack() as stack:
+        stack.enter_context(_cycles_collected_after())
         with conn.transaction():
             got = conn.execute("SELECT pg_try_advisory_xact_lock(hashtext(%s))",
                                (_LOCK,)).fetchone()
@@ -225,6 +227,23 @@ def link_people(conn: psycopg.Connection, *, full: bool = False,
         if keys_conn is not conn:
             _commit_keys(keys_conn)
         return summary
+
+
+@contextmanager
+def _cycles_collected_after() -> Iterator[None]:
+    """Python's cycle collector paused within the block. A run holds columns of a million
+    Python objects (ID hashes, birth dates, the scored pairs) and makes millions more; each
+    of the collector's passes over the oldest generation walks all of them, to find
+    cycles a run hardly makes (its objects are freed by their reference counts): at a
+    million records the passes cost 1.5-2 s of the clustering alone. Any cycle made
+    meanwhile is collected after the block, as it would have been in the next pass."""
+    paused = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if paused:
+            gc.enable()
 
 
 def _commit_keys(keys_conn: psycopg.Connection) -> None:
@@ -875,11 +894,11 @@ def _evidence(records: pa.Table, labels: np.ndarray, fresh: np.ndarray,
     # Records of the compared records' clusters sharing their ID-number hash.
     near = np.flatnonzero(np.isin(labels, labels[fresh]) & records["id_number_hash"].is_valid()
                           .to_numpy(zero_copy_only=False))
-    frame = pd.DataFrame({"cluster": labels[near],
-                          "id": records["id_number_hash"].take(pa.array(near)).to_pylist()},
-                         index=near)
+    ids = pc.dictionary_encode(records["id_number_hash"].take(pa.array(near)).combine_chunks())
+    cluster_and_id = labels[near].astype(np.int64) * len(ids.dictionary) + ids.indices.to_numpy()
+    _, group, size = np.unique(cluster_and_id, return_inverse=True, return_counts=True)
     same_id = np.zeros(n, dtype=np.int64)
-    same_id[near] = frame.groupby(["cluster", "id"])["id"].transform("size").to_numpy()
+    same_id[near] = size[group]
     # Strongest first: a steward's merge, the ID number, the record's own scored link, a
     # cluster that stood (incremental: no link of its own), alone.
     steward = np.zeros(n, dtype=bool)

@@ -12,6 +12,7 @@ is normalised twice and the city is never read whole.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager
 from datetime import timedelta
 from typing import Any
@@ -296,8 +297,16 @@ def stored(conn: psycopg.Connection) -> bool:
 
 
 def _sorted(table: pa.Table) -> pa.Table:
-    return table.take(pc.sort_indices(table, [("source_system", "ascending"),
-                                              ("source_id", "ascending")]))
+    return _take(table, pc.sort_indices(table, [("source_system", "ascending"),
+                                                ("source_id", "ascending")]))
+
+
+def _take(table: pa.Table, rows: pa.Array) -> pa.Table:
+    """`table.take(rows)`, its columns taken side by side (Arrow's take goes column by
+    column on one core: 1.3 s for a city's million records)."""
+    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="link-take") as pool:
+        columns = list(pool.map(lambda column: column.take(rows), table.columns))
+    return pa.Table.from_arrays(columns, schema=table.schema)
 
 
 def combine(fresh: pa.Table, fresh_match: pa.Table, context: pa.Table, context_match: pa.Table,
@@ -309,4 +318,4 @@ def combine(fresh: pa.Table, fresh_match: pa.Table, context: pa.Table, context_m
     flags = pa.concat_arrays([pa.array([True] * fresh.num_rows, pa.bool_()), compared])
     order = pc.sort_indices(records, [("source_system", "ascending"),
                                       ("source_id", "ascending")])
-    return records.take(order), match.take(order), flags.take(order)
+    return _take(records, order), _take(match, order), flags.take(order)

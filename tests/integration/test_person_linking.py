@@ -9,6 +9,7 @@ sharing a phone, a father and son of one name. Each run is link_people as the pi
 
 from __future__ import annotations
 
+import gc
 import re
 from collections.abc import Iterator
 from datetime import date
@@ -393,6 +394,25 @@ def test_a_run_inside_the_callers_transaction_commits_its_keys_with_it(linked, p
                           " ORDER BY started_at DESC LIMIT 1").fetchone() == (False,)
 
 
+def test_the_cycle_collector_pauses_for_a_run_and_is_left_as_it_was(linked, monkeypatch):
+    during = []
+    drop_ambiguous = people._drop_ambiguous
+
+    def watched(*args: Any) -> Any:
+        during.append(gc.isenabled())
+        return drop_ambiguous(*args)
+
+    monkeypatch.setattr(people, "_drop_ambiguous", watched)
+    run()
+    assert during == [False] and gc.isenabled()
+    gc.disable()  # a caller that keeps it off finds it off
+    try:
+        run()
+        assert during == [False, False] and not gc.isenabled()
+    finally:
+        gc.enable()
+
+
 # A write job left waiting for a part never made would hang the run: the thread method
 # ends the whole session with every thread's stack instead.
 @pytest.mark.timeout(120, method="thread")
@@ -408,6 +428,7 @@ def test_a_run_failing_while_its_golden_rows_are_written_ends_and_keeps_nothing(
     monkeypatch.setattr(people, "_golden_sql", lambda: (single, "SELECT no_such_column"))
     with pytest.raises(duckdb.Error):
         run()
+    assert gc.isenabled()  # the collector paused for the run is back however it ended
     monkeypatch.undo()
     with psycopg.connect(people_db) as db:
         assert db.execute("SELECT count(*) FROM ops.link_run").fetchone() == runs
