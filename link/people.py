@@ -32,15 +32,16 @@ steward's decision names, against the candidates that share a blocking key with 
 Only what changed is written: keys, links, compared values and golden rows; new ones by
 COPY, changed ones by one set-based UPDATE each (an incremental run's by index look-ups).
 The warehouse writes while this process computes (`_Writer`): the compared values while
-the model trains, scores and clusters; the records' keys while the golden rows are made,
-those part by part as they are made (the persons of one record first: most of a city,
-and made at once) and while the links' evidence is, then the links. A city's first run writes into empty
-tables and builds their secondary indexes after the rows (`person_store.bulk_write`).
-Everything commits in one transaction, under a lock that keeps a second run out; only
-the records' keys in core.person and the events' reporters are written on a second
-connection beside it and committed just after it (`_keys_connection`: a first run
-rewrites a million core.person rows for them), and a run whose process ended between
-the two commits has them written again by the next one from core.person_link.
+the model trains, scores and clusters; then, each on a connection of its own, the
+records' keys, the links and the golden persons, those part by part as they are made
+(the persons of one record first: most of a city, and made at once). A city's first run
+writes into empty tables and builds their secondary indexes after the rows
+(`person_store.bulk_write`). The run's own transaction, under a lock that keeps a second
+run out, holds everything but the records' keys in core.person, the events' reporters
+and the golden persons: those two side connections (`_side_connection`; a first run
+rewrites a million core.person rows and COPYs 700,000 golden persons) commit just after
+it, and the run after one whose process ended between the commits is a full run, which
+writes them again.
 """
 
 from __future__ import annotations
@@ -208,25 +209,39 @@ def link_people(conn: psycopg.Connection, *, full: bool = False,
     savepoint inside the caller's, if one is open). `trust_order` lists platforms, most
     trusted first (`DEFAULT_TRUST_ORDER`)."""
     trust = tuple(trust_order) if trust_order is not None else DEFAULT_TRUST_ORDER
-    # A run that is a transaction of its own writes the records' keys on a second
-    # connection (`_keys_connection`); inside a caller's transaction they go with it.
+    # A run that is a transaction of its own writes the records' keys and the golden
+    # persons on connections of their own (`_side_connection`); inside a caller's
+    # transaction they go with it.
     alone = conn.info.transaction_status == TransactionStatus.IDLE
     with ExitStack() as stack:
         stack.enter_context(_cycles_collected_after())
         with conn.transaction():
-            got = conn.execute("SELECT pg_try_advisory_xact_lock(hashtext(%s))",
-                               (_LOCK,)).fetchone()
+            sides = _Sides(stack.enter_context(_side_connection(conn, "person keys")),
+                           stack.enter_context(_side_connection(conn, "golden persons"))
+                           ) if alone else _Sides(conn, conn)
+            # The lock is held by the connection that commits last: no run starts before
+            # every write of this one is in.
+            got = sides.goldens.execute("SELECT pg_try_advisory_xact_lock(hashtext(%s))",
+                                        (_LOCK,)).fetchone()
             if not (got and got[0]):
                 raise LinkInProgress("another person-linking run is in progress; try again"
                                      " when it has finished")
             saved = _run_settings(conn)
-            keys_conn = stack.enter_context(_keys_connection(conn)) if alone else conn
-            summary = _run(conn, keys_conn, full, trust)
+            summary = _run(conn, sides, full, trust)
             conn.execute("SELECT set_config('work_mem', %s, true),"
                          " set_config('jit', %s, true)", saved)
-        if keys_conn is not conn:
-            _commit_keys(keys_conn)
+        if alone:
+            _commit_sides(sides)
         return summary
+
+
+class _Sides(NamedTuple):
+    """Where a run writes what does not go on its own connection: the records' keys and
+    the events' reporters (`keys`), the golden persons (`goldens`). Inside a caller's
+    transaction both are the run's connection."""
+
+    keys: psycopg.Connection
+    goldens: psycopg.Connection
 
 
 @contextmanager
@@ -246,18 +261,19 @@ def _cycles_collected_after() -> Iterator[None]:
             gc.enable()
 
 
-def _commit_keys(keys_conn: psycopg.Connection) -> None:
-    """The run is committed: its keys now (`_keys_connection`), and the mark that they are
-    pending goes with them."""
-    _keys_written(keys_conn)
-    keys_conn.commit()
+def _commit_sides(sides: _Sides) -> None:
+    """The run is committed: its keys now, then its golden persons, and with the last the
+    mark that its side writes are pending goes (`_side_connection`)."""
+    sides.keys.commit()
+    _sides_written(sides.goldens)
+    sides.goldens.commit()
 
 
-def _keys_written(conn: psycopg.Connection) -> None:
-    """Clear the mark of every run whose keys were pending (in the transaction that
-    writes them)."""
-    conn.execute("UPDATE ops.link_run SET keys_pending = false WHERE entity = %s"
-                 " AND keys_pending", (ENTITY,))
+def _sides_written(conn: psycopg.Connection) -> None:
+    """Clear the mark of every run whose side writes were pending (in the transaction
+    that writes the last of them)."""
+    conn.execute("UPDATE ops.link_run SET side_writes_pending = false WHERE entity = %s"
+                 " AND side_writes_pending", (ENTITY,))
 
 
 def _run_settings(conn: psycopg.Connection) -> tuple[str, str]:
@@ -273,18 +289,21 @@ def _run_settings(conn: psycopg.Connection) -> tuple[str, str]:
 
 
 @contextmanager
-def _keys_connection(conn: psycopg.Connection) -> Iterator[psycopg.Connection]:
-    """A second connection to the warehouse as `conn`'s role, in a transaction with the
-    run's settings, for the records' keys and the events' reporters: a city's first run
-    rewrites every core.person row for its key, which then runs beside the golden
-    persons' and links' writes instead of before them. It is committed just after the
-    run (`link_people`), and rolled back when it ends otherwise. Until then the run's
-    ops.link_run row says its keys are pending; a run that finds them so (the process
-    ended between the commits) writes them again first (`_rewrite_pending_keys`)."""
+def _side_connection(conn: psycopg.Connection, purpose: str
+                     ) -> Iterator[psycopg.Connection]:
+    """Another connection to the warehouse as `conn`'s role, in a transaction with the
+    run's settings, for a part of the run's writes (`_Sides`): one backend writes one
+    statement at a time, and a city's first run rewrites a million core.person rows for
+    their keys and COPYs 700,000 golden persons, which then run beside the links' writes
+    and each other's instead of one after another. The side connections commit just
+    after the run (`_commit_sides`), and roll back when it ends otherwise. Until they
+    have, the run's ops.link_run row says its side writes are pending; the next run
+    finding them so (the process ended between the commits) is a full run, which writes
+    every key and golden person that is not as it should be."""
     row = conn.execute("SELECT current_user, current_user <> session_user").fetchone()
     assert row is not None
     other = psycopg.connect(conn.info.dsn, password=conn.info.password,
-                            application_name="hub link: person keys")
+                            application_name=f"hub link: {purpose}")
     try:
         if row[1]:
             other.execute(sql.SQL("SET ROLE {}").format(sql.Identifier(row[0])))
@@ -294,23 +313,22 @@ def _keys_connection(conn: psycopg.Connection) -> Iterator[psycopg.Connection]:
         other.close()  # uncommitted: rolled back
 
 
-def _run(conn: psycopg.Connection, keys_conn: psycopg.Connection, full: bool,
-         trust: tuple[str, ...]) -> LinkSummary:
-    """The run on `conn`; the records' keys and the events' reporters on `keys_conn`
-    (`conn` itself, or a connection of their own: `_keys_connection`)."""
+def _run(conn: psycopg.Connection, sides: _Sides, full: bool, trust: tuple[str, ...]
+         ) -> LinkSummary:
+    """The run on `conn`; the records' keys, the events' reporters and the golden persons
+    on `sides` (`conn` itself, or connections of their own: `_side_connection`)."""
     clock = _Stopwatch()
     row = conn.execute("SELECT now()").fetchone()
     assert row is not None
     started = row[0]
-    last = conn.execute("SELECT started_at, records, keys_pending FROM ops.link_run"
+    last = conn.execute("SELECT started_at, records, side_writes_pending FROM ops.link_run"
                         " WHERE entity = %s ORDER BY started_at DESC LIMIT 1",
                         (ENTITY,)).fetchone()
-    if last is not None and last[2]:
-        _rewrite_pending_keys(keys_conn)
     stored = _latest_model(conn)
     # Without stored compared values (a warehouse linked before they were kept) only a
-    # full run knows every record's.
-    incremental = (not full and last is not None and stored is not None
+    # full run knows every record's; after a run whose side writes did not commit, only a
+    # full run writes every key and golden person again.
+    incremental = (not full and last is not None and not last[2] and stored is not None
                    and person_store.stored(conn))
     decisions = _decisions(conn, last[0] if last else None)
     vanished = person_store.vanished(conn, last[0] if incremental and last else None)
@@ -325,10 +343,12 @@ def _run(conn: psycopg.Connection, keys_conn: psycopg.Connection, full: bool,
     # The warehouse writes while this process computes: the compared values go in while
     # the model trains, scores and clusters; keys and links while the golden rows are
     # made (`_Writer`: one statement at a time on the run's connection, in its
-    # transaction; the connection is not touched here meanwhile). The records' keys go
-    # in on their own connection where there is one (`aside`), beside the rest.
-    with _Writer() as writer, _Writer() as aside:
-        keys_lane = writer if keys_conn is conn else aside
+    # transaction; the connection is not touched here meanwhile). The records' keys and
+    # the golden persons go in on their own connections where there are (`sides`),
+    # beside the rest.
+    with _Writer() as writer, _Writer() as keys_side, _Writer() as goldens_side:
+        keys_lane = writer if sides.keys is conn else keys_side
+        goldens_lane = writer if sides.goldens is conn else goldens_side
         # Compared values are written where the stored ones are of another version.
         stale = pc.or_kleene(pc.is_null(records["matched_row"]),
                              pc.not_equal(records["matched_row"], records["row_id"]))
@@ -385,7 +405,7 @@ def _run(conn: psycopg.Connection, keys_conn: psycopg.Connection, full: bool,
         clock.lap("write matches (rest)")
         if not incremental:
             _store_model(conn, model)
-        taken, active = _taken_keys(conn, incremental, refs)
+        taken, active = _taken_keys(sides.goldens, incremental, refs)
         assignment = stable_keys(labels, previous, refs, KEY_PREFIX, taken)
         keys = assignment.keys
         in_use = set(keys.tolist())
@@ -407,27 +427,13 @@ def _run(conn: psycopg.Connection, keys_conn: psycopg.Connection, full: bool,
         prev_arr = np.array(previous, dtype=object)
         rekeyed = prev_arr != keys
         summary.records_rekeyed = int((rekeyed & pd.notna(prev_arr)).sum())
-        # The writer takes each part as it is ready, one after another: the records' keys
-        # (and from them the events' reporters) while the golden rows are made, those
-        # while the links' evidence is.
-        keys_lane.start(partial(_probing, keys_conn, incremental, _write_person_keys,
+        # Each lane takes each part as it is ready, one after another: the records' keys
+        # (and from them the events' reporters), the links while the golden rows are
+        # made, and those.
+        keys_lane.start(partial(_probing, sides.keys, incremental, _write_person_keys,
                                 records, keys, fresh | rekeyed))
-        reporters = keys_lane.start(link_reporters, keys_conn)
+        reporters = keys_lane.start(link_reporters, sides.keys)
         clock.lap("keys")
-
-        affected = keys[fresh | rekeyed]
-        alone = np.bincount(labels, minlength=n)[labels] == 1
-        # The golden rows go in as each part is made: the persons of one record first.
-        held = {k for k in previous if k is not None}
-        affected_keys = set(affected.tolist())
-        with _Parts() as goldens:
-            goldens_written = writer.start(partial(
-                _probing, conn, incremental, _write_goldens, goldens, held,
-                len(affected_keys - held), model))
-            for part in _golden_rows(db, records, features, keys, alone, affected_keys,
-                                     trust, full=not incremental):
-                goldens.put(part)
-        clock.lap("golden rows")
 
         methods, probabilities, evidence = _evidence(records, labels, fresh, steward_of,
                                                      best_edge, refs)
@@ -435,19 +441,34 @@ def _run(conn: psycopg.Connection, keys_conn: psycopg.Connection, full: bool,
         writer.start(partial(_probing, conn, incremental, _write_links, records, keys, fresh,
                              rekeyed, methods, probabilities, evidence, model, vanished))
         clock.lap("links")
-        writer.wait()
+
+        affected = keys[fresh | rekeyed]
+        alone = np.bincount(labels, minlength=n)[labels] == 1
+        # The golden rows go in as each part is made: the persons of one record first.
+        held = {k for k in previous if k is not None}
+        affected_keys = set(affected.tolist())
+        with _Parts() as goldens:
+            goldens_written = goldens_lane.start(partial(
+                _probing, sides.goldens, incremental, _write_goldens, goldens, held,
+                len(affected_keys - held), model))
+            for part in _golden_rows(db, records, features, keys, alone, affected_keys,
+                                     trust, full=not incremental):
+                goldens.put(part)
+        clock.lap("golden rows")
+        for lane in (writer, keys_side, goldens_side):
+            lane.wait()
         clock.lap("writes (rest)")
-        aside.wait()
-        clock.lap("keys and reporters (rest)")
     summary.goldens_written = goldens_written.result()
-    summary.keys_retired = _retire(conn, retired, active - in_use)
+    summary.keys_retired = _retire(sides.goldens, retired, active - in_use)
     summary.events_linked = reporters.result()
     summary.seconds = clock.laps
+    if sides.goldens is conn:  # any run's side writes left pending: this full run made them
+        _sides_written(conn)
     conn.execute(
         "INSERT INTO ops.link_run (entity, mode, model_version, started_at, records, compared,"
-        " summary, keys_pending) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+        " summary, side_writes_pending) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
         (ENTITY, summary.mode, model.version, started, summary.records, summary.compared,
-         Jsonb(summary.as_json()), keys_conn is not conn))
+         Jsonb(summary.as_json()), sides.goldens is not conn))
     db.duckdb_con.close()
     return summary
 
@@ -943,18 +964,6 @@ def _write_person_keys(conn: psycopg.Connection, records: pa.Table, keys: np.nda
     conn.execute(
         "UPDATE core.person p SET person_key = s.person_key FROM person_key_stage s"
         " WHERE p.row_id = s.row_id AND p.person_key IS DISTINCT FROM s.person_key")
-
-
-def _rewrite_pending_keys(conn: psycopg.Connection) -> None:
-    """core.person.person_key of every current record as its link has it: the last run
-    committed its links, and its process ended before its keys were (`_keys_connection`).
-    The events' reporters follow in this run, as in every run; the mark goes with the
-    keys."""
-    conn.execute(
-        "UPDATE core.person p SET person_key = l.person_key FROM core.person_link l"
-        " WHERE p.valid_to IS NULL AND l.source_system = p.source_system"
-        " AND l.source_id = p.source_id AND p.person_key IS DISTINCT FROM l.person_key")
-    _keys_written(conn)
 
 
 def _write_links(conn: psycopg.Connection, records: pa.Table, keys: np.ndarray,

@@ -25,7 +25,7 @@ from base.identity import citizen_id_identity, phone_identity
 from base.pii import keyed_hash
 from base.settings import settings
 from link import people
-from link.people import LinkSummary, link_people, merge, revoke, split
+from link.people import LinkInProgress, LinkSummary, link_people, merge, revoke, split
 from sandbox.city import citizen_id
 from warehouse.db import Role, connect, conninfo
 from warehouse.migrate import migrate
@@ -337,40 +337,74 @@ def keys_now(url: str) -> dict[tuple[str, str], str]:
         return keys(db)
 
 
-def test_keys_a_run_could_not_commit_are_written_by_the_next(linked, people_db, monkeypatch):
-    """The run commits, then its process ends before the records' keys (written on a
-    connection of their own) are committed: the next run writes them first."""
+def test_side_writes_a_run_could_not_commit_are_written_by_the_next(linked, people_db,
+                                                                    monkeypatch):
+    """The run commits, then its process ends before its side writes (the records' keys
+    and the golden persons, each on a connection of its own) are committed: the next run
+    is a full one and writes them."""
     with psycopg.connect(people_db, autocommit=True) as db:
-        insert(db, [person("citymgmt", "C-A", "刘伟", id_number=ID_A, role="party")])
+        insert(db, [person("citymgmt", "C-A", "刘伟", id_number=ID_A, role="party"),
+                    person("citymgmt", "C-N", "欧阳晓", phone="13840009999", role="party")])
 
-    def process_ends(keys_conn: psycopg.Connection) -> None:
+    def process_ends(sides: Any) -> None:
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(people, "_commit_keys", process_ends)
+    monkeypatch.setattr(people, "_commit_sides", process_ends)
     with pytest.raises(KeyboardInterrupt):
         run(full=True)
     monkeypatch.undo()
     with psycopg.connect(people_db, autocommit=True) as db:
-        # Loaded long before (person_store.LOAD_WINDOW): the next run does not compare
-        # the record again, so only its repair of the keys can give it its own.
+        # Loaded long before (person_store.LOAD_WINDOW): an incremental run would not
+        # compare the records again.
         db.execute("UPDATE core.person SET valid_from = valid_from - interval '2 days'"
-                   " WHERE source_id = 'C-A'")
+                   " WHERE source_id IN ('C-A', 'C-N')")
     with psycopg.connect(people_db) as db:
-        link = db.execute("SELECT person_key FROM core.person_link WHERE source_id = 'C-A'"
-                          ).fetchone()
-        assert link is not None  # the run committed its link
-        assert keys(db)[("citymgmt", "C-A")] is None  # and not the record's key
-        assert db.execute("SELECT keys_pending FROM ops.link_run WHERE entity = 'person'"
-                          " ORDER BY started_at DESC LIMIT 1").fetchone() == (True,)
-    run()
+        links = dict(db.execute("SELECT source_id, person_key FROM core.person_link"
+                                " WHERE source_id IN ('C-A', 'C-N')").fetchall())
+        assert links.keys() == {"C-A", "C-N"}  # the run committed its links
+        assert keys(db)[("citymgmt", "C-A")] is None  # and not the records' keys
+        assert db.execute("SELECT count(*) FROM core.person_golden WHERE person_key = %s",
+                          (links["C-N"],)).fetchone() == (0,)  # nor the new golden person
+        assert db.execute("SELECT side_writes_pending FROM ops.link_run WHERE entity ="
+                          " 'person' ORDER BY started_at DESC LIMIT 1").fetchone() == (True,)
+    assert run().mode == "full"
     with psycopg.connect(people_db) as db:
-        assert keys(db)[("citymgmt", "C-A")] == link[0] == keys(db)[("gridmgmt", "R-A")]
+        assert keys(db)[("citymgmt", "C-A")] == links["C-A"] == keys(db)[("gridmgmt", "R-A")]
+        assert keys(db)[("citymgmt", "C-N")] == links["C-N"]
         unlike = db.execute(
             "SELECT count(*) FROM core.person p JOIN core.person_link l USING (source_system,"
             " source_id) WHERE p.valid_to IS NULL AND p.person_key IS DISTINCT FROM"
             " l.person_key").fetchone()
-        pending = db.execute("SELECT count(*) FROM ops.link_run WHERE keys_pending").fetchone()
-    assert unlike == (0,) and pending == (0,)
+        no_golden = db.execute(
+            "SELECT count(*) FROM core.person_link l WHERE NOT EXISTS (SELECT 1 FROM"
+            " core.person_golden g WHERE g.person_key = l.person_key AND g.retired_at IS NULL"
+            " AND g.members > 0)").fetchone()
+        pending = db.execute("SELECT count(*) FROM ops.link_run WHERE side_writes_pending"
+                             ).fetchone()
+    assert unlike == (0,) and no_golden == (0,) and pending == (0,)
+    assert run().mode == "incremental"  # and the one after that as asked
+
+
+def test_no_run_starts_before_every_write_of_the_last_is_committed(linked, people_db,
+                                                                   monkeypatch):
+    commit_sides = people._commit_sides
+    free_meanwhile = []
+
+    def committing(sides: Any) -> None:  # the run's own transaction has committed
+        with psycopg.connect(people_db) as other:
+            got = other.execute("SELECT pg_try_advisory_xact_lock(hashtext(%s))",
+                                (people._LOCK,)).fetchone()
+            free_meanwhile.append(got is not None and got[0])
+        commit_sides(sides)
+
+    monkeypatch.setattr(people, "_commit_sides", committing)
+    run()
+    assert free_meanwhile == [False]
+    with psycopg.connect(people_db) as holder:  # a run under way: another is refused
+        holder.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (people._LOCK,))
+        with pytest.raises(LinkInProgress):
+            run()
+    assert run().mode == "incremental"  # and nothing of it stands in the next one's way
 
 
 def test_a_run_inside_the_callers_transaction_commits_its_keys_with_it(linked, people_db):
@@ -390,8 +424,8 @@ def test_a_run_inside_the_callers_transaction_commits_its_keys_with_it(linked, p
         link = db.execute("SELECT person_key FROM core.person_link WHERE source_id = 'v:c'"
                           ).fetchone()
         assert link is not None and keys(db)[("video", "v:c")] == link[0]
-        assert db.execute("SELECT keys_pending FROM ops.link_run WHERE entity = 'person'"
-                          " ORDER BY started_at DESC LIMIT 1").fetchone() == (False,)
+        assert db.execute("SELECT side_writes_pending FROM ops.link_run WHERE entity ="
+                          " 'person' ORDER BY started_at DESC LIMIT 1").fetchone() == (False,)
 
 
 def test_the_cycle_collector_pauses_for_a_run_and_is_left_as_it_was(linked, monkeypatch):
