@@ -205,8 +205,9 @@ def link_people(conn: psycopg.Connection, *, full: bool = False,
                 trust_order: Sequence[str] | None = None) -> LinkSummary:
     """Link every current person record to its golden person (see the module's doc).
 
-    `conn` is the pipeline's (hub_loader); the run commits as one transaction (a
-    savepoint inside the caller's, if one is open). `trust_order` lists platforms, most
+    `conn` is the pipeline's (hub_loader); the run commits as one transaction, and the
+    keys and golden persons it writes on two connections of its own just after it (all
+    of it in a savepoint of the caller's transaction on `conn`, if one is open). `trust_order` lists platforms, most
     trusted first (`DEFAULT_TRUST_ORDER`)."""
     trust = tuple(trust_order) if trust_order is not None else DEFAULT_TRUST_ORDER
     # A run that is a transaction of its own writes the records' keys and the golden
@@ -342,10 +343,10 @@ def _run(conn: psycopg.Connection, sides: _Sides, full: bool, trust: tuple[str, 
     clock.lap("read")
     # The warehouse writes while this process computes: the compared values go in while
     # the model trains, scores and clusters; keys and links while the golden rows are
-    # made (`_Writer`: one statement at a time on the run's connection, in its
-    # transaction; the connection is not touched here meanwhile). The records' keys and
-    # the golden persons go in on their own connections where there are (`sides`),
-    # beside the rest.
+    # made, and those as they are (`_Writer`: one statement at a time on a connection, in
+    # its transaction; the connection is not touched here meanwhile). The records' keys
+    # and the golden persons go in on their own connections where there are (`sides`),
+    # beside the links.
     with _Writer() as writer, _Writer() as keys_side, _Writer() as goldens_side:
         keys_lane = writer if sides.keys is conn else keys_side
         goldens_lane = writer if sides.goldens is conn else goldens_side
