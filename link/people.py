@@ -207,8 +207,8 @@ def link_people(conn: psycopg.Connection, *, full: bool = False,
 
     `conn` is the pipeline's (hub_loader); the run commits as one transaction, and the
     keys and golden persons it writes on two connections of its own just after it (all
-    of it in a savepoint of the caller's transaction on `conn`, if one is open). `trust_order` lists platforms, most
-    trusted first (`DEFAULT_TRUST_ORDER`)."""
+    of it in a savepoint of the caller's transaction on `conn`, if one is open).
+    `trust_order` lists platforms, most trusted first (`DEFAULT_TRUST_ORDER`)."""
     trust = tuple(trust_order) if trust_order is not None else DEFAULT_TRUST_ORDER
     # A run that is a transaction of its own writes the records' keys and the golden
     # persons on connections of their own (`_side_connection`); inside a caller's
@@ -231,8 +231,7 @@ def link_people(conn: psycopg.Connection, *, full: bool = False,
             summary = _run(conn, sides, full, trust)
             conn.execute("SELECT set_config('work_mem', %s, true),"
                          " set_config('jit', %s, true)", saved)
-        if alone:
-            _commit_sides(sides)
+        _commit_sides(conn, sides)
         return summary
 
 
@@ -262,19 +261,16 @@ def _cycles_collected_after() -> Iterator[None]:
             gc.enable()
 
 
-def _commit_sides(sides: _Sides) -> None:
+def _commit_sides(conn: psycopg.Connection, sides: _Sides) -> None:
     """The run is committed: its keys now, then its golden persons, and with the last the
-    mark that its side writes are pending goes (`_side_connection`)."""
-    sides.keys.commit()
-    _sides_written(sides.goldens)
-    sides.goldens.commit()
-
-
-def _sides_written(conn: psycopg.Connection) -> None:
-    """Clear the mark of every run whose side writes were pending (in the transaction
-    that writes the last of them)."""
-    conn.execute("UPDATE ops.link_run SET side_writes_pending = false WHERE entity = %s"
-                 " AND side_writes_pending", (ENTITY,))
+    mark of every run whose side writes were pending goes (`_side_connection`). Inside a
+    caller's transaction (the sides are `conn`) the mark goes with the rest of it."""
+    if sides.keys is not conn:
+        sides.keys.commit()
+    sides.goldens.execute("UPDATE ops.link_run SET side_writes_pending = false"
+                          " WHERE entity = %s AND side_writes_pending", (ENTITY,))
+    if sides.goldens is not conn:
+        sides.goldens.commit()
 
 
 def _run_settings(conn: psycopg.Connection) -> tuple[str, str]:
@@ -463,8 +459,6 @@ def _run(conn: psycopg.Connection, sides: _Sides, full: bool, trust: tuple[str, 
     summary.keys_retired = _retire(sides.goldens, retired, active - in_use)
     summary.events_linked = reporters.result()
     summary.seconds = clock.laps
-    if sides.goldens is conn:  # any run's side writes left pending: this full run made them
-        _sides_written(conn)
     conn.execute(
         "INSERT INTO ops.link_run (entity, mode, model_version, started_at, records, compared,"
         " summary, side_writes_pending) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",

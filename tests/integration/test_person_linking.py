@@ -346,7 +346,7 @@ def test_side_writes_a_run_could_not_commit_are_written_by_the_next(linked, peop
         insert(db, [person("citymgmt", "C-A", "刘伟", id_number=ID_A, role="party"),
                     person("citymgmt", "C-N", "欧阳晓", phone="13840009999", role="party")])
 
-    def process_ends(sides: Any) -> None:
+    def process_ends(*run: Any) -> None:
         raise KeyboardInterrupt
 
     monkeypatch.setattr(people, "_commit_sides", process_ends)
@@ -390,12 +390,12 @@ def test_no_run_starts_before_every_write_of_the_last_is_committed(linked, peopl
     commit_sides = people._commit_sides
     free_meanwhile = []
 
-    def committing(sides: Any) -> None:  # the run's own transaction has committed
+    def committing(*run: Any) -> None:  # the run's own transaction has committed
         with psycopg.connect(people_db) as other:
             got = other.execute("SELECT pg_try_advisory_xact_lock(hashtext(%s))",
                                 (people._LOCK,)).fetchone()
             free_meanwhile.append(got is not None and got[0])
-        commit_sides(sides)
+        commit_sides(*run)
 
     monkeypatch.setattr(people, "_commit_sides", committing)
     run()
